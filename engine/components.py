@@ -1,0 +1,287 @@
+"""The component contracts: what a model, data set, subspace, probe or executor is.
+
+Plugins subclass these and return instances from the ``lossatlas_register_*`` hooks.
+A component has a ``name`` (its key in configs), a one-line ``summary`` and an
+``Options`` dataclass (see :mod:`lossatlas.engine.options`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from .options import NoOptions
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from matplotlib.figure import Figure
+
+    from .context import StepContext
+
+__all__ = [
+    "Cell",
+    "Component",
+    "DataBundle",
+    "DatasetPlugin",
+    "Executor",
+    "ModelPlugin",
+    "Plan",
+    "Probe",
+    "Split",
+    "Subspace",
+    "SubspacePlugin",
+    "Variable",
+]
+
+Task = Literal["classification", "regression"]
+
+
+class Component:
+    """Base of every pluggable component."""
+
+    #: The key that selects this component in a config (``plugin = "mlp"``).
+    name: ClassVar[str] = ""
+    #: One line for ``lossatlas plugins`` and the docs.
+    summary: ClassVar[str] = ""
+    #: The dataclass of this component's options.
+    Options: ClassVar[type] = NoOptions
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Split:
+    """Inputs and targets of one split, as tensors (targets: int64 classes or floats)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Split:
+        targets = self.targets
+        targets = targets.to(device) if not targets.is_floating_point() else targets.to(
+            device, dtype
+        )
+        return Split(self.inputs.to(device, dtype), targets)
+
+
+@dataclass
+class DataBundle:
+    """A data set as the objective sees it: a train and a validation split.
+
+    ``task`` selects the loss (cross-entropy for classification, mean squared error for
+    regression); ``n_outputs`` is the number of classes or of regression outputs.
+    """
+
+    train: Split
+    validation: Split
+    task: Task
+    n_outputs: int
+    description: str = ""
+    #: Extra facts for provenance (source file, normalisation, split seed ...).
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.inputs.shape[1:])
+
+    def split(self, name: str) -> Split:
+        if name == "train":
+            return self.train
+        if name in ("validation", "val", "test"):
+            return self.validation
+        raise KeyError(name)
+
+
+class DatasetPlugin(Component):
+    """A data set. ``load`` returns the same bundle for the same options and seed."""
+
+    def load(self, options: Any, seed: int) -> DataBundle:
+        """Load or generate the data; ``seed`` fixes the train/validation split."""
+        raise NotImplementedError
+
+
+class ModelPlugin(Component):
+    """A model family. ``build`` returns a freshly initialised ``torch.nn.Module``."""
+
+    def build(self, options: Any, data: DataBundle, seed: int) -> torch.nn.Module:
+        """Build the module for ``data`` (input shape, outputs), initialised from ``seed``."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------- subspaces
+
+
+@dataclass
+class Subspace:
+    """An affine subspace x(θ) = origin + basis·θ of the D-dim parameter space.
+
+    ``basis`` is a dense (D, d) tensor or a sparse one (``torch.sparse_coo`` or CSR);
+    it stays sparse in products. ``attrs`` describes how it was made (for provenance).
+    """
+
+    origin: torch.Tensor
+    basis: torch.Tensor
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.basis.shape[1])
+
+    def embed(self, theta: torch.Tensor) -> torch.Tensor:
+        """Points x = origin + basis·θ for θ of shape (d,) or (B, d)."""
+        single = theta.ndim == 1
+        t = theta.reshape(-1, self.dim).to(self.origin.dtype)
+        if self.basis.is_sparse or self.basis.layout != torch.strided:
+            moved = torch.sparse.mm(self.basis, t.T).T
+        else:
+            moved = t @ self.basis.T
+        x = self.origin.unsqueeze(0) + moved
+        return x[0] if single else x
+
+    def columns(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Dense (k, D) block of basis columns, transposed (for batched HVPs)."""
+        stop = self.dim if stop is None else stop
+        if self.basis.layout != torch.strided:
+            eye = torch.zeros(self.dim, stop - start, dtype=self.origin.dtype,
+                              device=self.origin.device)
+            eye[torch.arange(start, stop), torch.arange(stop - start)] = 1
+            return torch.sparse.mm(self.basis, eye).T.contiguous()
+        return self.basis[:, start:stop].T.contiguous()
+
+
+class SubspacePlugin(Component):
+    """Makes subspaces through a point (random planes, Hessian directions, ...)."""
+
+    def build(
+        self,
+        options: Any,
+        ctx: StepContext,
+        origin: torch.Tensor,
+        generator: torch.Generator,
+    ) -> Subspace:
+        """Build a subspace through ``origin``; draw random numbers from ``generator``."""
+        raise NotImplementedError
+
+
+# -------------------------------------------------------------------------- probes
+
+
+@dataclass
+class Variable:
+    """A result variable of a probe: its dims, dtype, units and one-line description.
+
+    ``finite=True`` means a non-finite value marks its cell with status ``nonfinite``;
+    set it False for variables that are legitimately NaN (padding).
+    """
+
+    dims: tuple[str, ...]
+    description: str
+    units: str = ""
+    dtype: str = "float64"
+    finite: bool = True
+
+
+@dataclass
+class Plan:
+    """What a probe will compute, declared before any cell runs.
+
+    - ``coords``: every dim's coordinate values (1-D arrays).
+    - ``cell_dims``: the dims swept one cell at a time; a cell fills every variable
+      at one index of each cell dim (the other dims are computed inside the cell).
+      Empty means one cell.
+    - ``variables``: the per-cell results; each must have all ``cell_dims``.
+    - ``static``: arrays known at planning time, stored with the template,
+      as ``name -> (dims, values, attrs)``.
+    - ``attrs``: extra dataset attrs (e.g. the accuracy the probe reached).
+    """
+
+    coords: dict[str, np.ndarray]
+    variables: dict[str, Variable]
+    cell_dims: tuple[str, ...] = ()
+    static: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]] = field(
+        default_factory=dict
+    )
+    attrs: dict[str, Any] = field(default_factory=dict)
+    coord_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def cell_shape(self) -> tuple[int, ...]:
+        return tuple(len(self.coords[d]) for d in self.cell_dims)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a sweep: its integer index and coordinate value along each cell dim,
+    and a seed derived from the run seed, the step and those coordinates only."""
+
+    index: Mapping[str, int]
+    coords: Mapping[str, Any]
+    seed: int
+
+    def generator(self, device: torch.device | str = "cpu") -> torch.Generator:
+        g = torch.Generator(device=device)
+        g.manual_seed(self.seed)
+        return g
+
+
+class Probe(Component):
+    """A measurement (or a training run) that fills a labelled result.
+
+    The engine calls ``check`` before touching the store, ``plan`` once, ``compute``
+    per cell (possibly in another process: it must depend only on its arguments),
+    ``finalize`` once every cell is done, and ``plot`` to draw a stored result.
+    """
+
+    #: Variables with a ``param`` dim that later steps may reference as points.
+    exports_points: ClassVar[bool] = False
+
+    def check(self, options: Any, ctx: StepContext) -> None:
+        """Raise ConfigError/ShapeError for impossible options (cheap; store untouched)."""
+
+    def plan(self, options: Any, ctx: StepContext) -> Plan:
+        raise NotImplementedError
+
+    def compute(self, options: Any, ctx: StepContext, cell: Cell) -> dict[str, Any]:
+        """Return each variable's values at ``cell`` (shape: its non-cell dims)."""
+        raise NotImplementedError
+
+    def finalize(self, options: Any, ctx: StepContext, ds: xr.Dataset) -> xr.Dataset | None:
+        """Optionally add summary variables computed from the complete result."""
+        return None
+
+    def plot(self, ds: xr.Dataset, **kwargs: Any) -> Figure:
+        """Draw the stored result as the paper does; return the figure."""
+        raise NotImplementedError(f"probe '{self.name}' has no plot")
+
+
+# ----------------------------------------------------------------------- executors
+
+
+class Executor(Component):
+    """Runs the cells of a sweep. ``run`` calls ``job(cell_index)`` for each index
+    (a picklable callable that computes the cell and writes it into the store itself)
+    and ``on_done(cell_index, status)`` in the driver as each one finishes."""
+
+    def run(
+        self,
+        options: Any,
+        job: Callable[[tuple[int, ...]], int],
+        cells: Iterable[tuple[int, ...]],
+        on_done: Callable[[tuple[int, ...], int], None],
+    ) -> None:
+        raise NotImplementedError
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}

@@ -1,0 +1,1 @@
+"""Curvature: eigenpairs, traces and spectral densities from Hessian-vector products."""

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import warnings as _warnings
+
+# Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
+# xarray support it, and lossatlas keeps it up to date under a lock (see store.py).
+_warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+
 from .components import (
     Cell,
     Component,
@@ -15,6 +21,7 @@ from .components import (
     Subspace,
     SubspacePlugin,
     Variable,
+    metric_variables,
 )
 from .errors import (
     ConfigError,
@@ -58,6 +65,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "make_registry",
+    "metric_variables",
     "parse_options",
     "resolve_device",
     "resolve_dtype",

@@ -36,6 +36,7 @@ __all__ = [
     "Subspace",
     "SubspacePlugin",
     "Variable",
+    "metric_variables",
 ]
 
 Task = Literal["classification", "regression"]
@@ -281,6 +282,20 @@ class Executor(Component):
         on_done: Callable[[tuple[int, ...], int], None],
     ) -> None:
         raise NotImplementedError
+
+
+METRIC_UNITS = {"loss": "nats (cross-entropy) or mean squared error", "accuracy": "fraction"}
+
+
+def metric_variables(metrics: Iterable[str], dims: tuple[str, ...]) -> dict[str, Variable]:
+    """``train_``/``validation_`` variables for each metric (``loss``, ``accuracy``),
+    matching the keys of :meth:`Objective.evaluate_both`."""
+    out = {}
+    for split in ("train", "validation"):
+        for m in metrics:
+            out[f"{split}_{m}"] = Variable(dims, f"{m} on the {split} split",
+                                           units=METRIC_UNITS.get(m, ""))
+    return out
 
 
 def options_dict(options: Any) -> dict[str, Any]:

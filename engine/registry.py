@@ -9,7 +9,7 @@ plugins load as usual. ``LOSSATLAS_DISABLE_PLUGINS=a,b`` blocks plugins by name.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -99,18 +99,18 @@ def _disabled() -> set[str]:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
-def _entry_points() -> list[metadata.EntryPoint]:
+def _entry_points() -> list[Any]:
     eps = list(metadata.entry_points(group=GROUP))
     # Built-ins first, so that a clash is blamed on the newcomer; then a stable order.
     return sorted(eps, key=lambda ep: (_dist_name(ep) != "lossatlas", _dist_name(ep), ep.name))
 
 
-def _dist_name(ep: metadata.EntryPoint) -> str:
+def _dist_name(ep: Any) -> str:
     dist = getattr(ep, "dist", None)
     return dist.name if dist is not None else "unknown"
 
 
-def _dist_version(ep: metadata.EntryPoint) -> str:
+def _dist_version(ep: Any) -> str:
     dist = getattr(ep, "dist", None)
     return dist.version if dist is not None else "?"
 
@@ -132,21 +132,22 @@ def make_registry(
     records: list[PluginRecord] = []
     loaded: list[tuple[PluginRecord, object]] = []
 
-    candidates: list[tuple[str, str, str, Any]] = []
+    # (name, distribution, version, loader): entry points are loaded one by one below.
+    candidates: list[tuple[str, str, str, Callable[[], object]]] = []
     if entry_points:
         for ep in _entry_points():
-            candidates.append((ep.name, _dist_name(ep), _dist_version(ep), ep))
+            candidates.append((ep.name, _dist_name(ep), _dist_version(ep), ep.load))
     for name, obj in plugins:
-        candidates.append((name, "(in-process)", "", obj))
+        candidates.append((name, "(in-process)", "", lambda obj=obj: obj))
 
-    for name, dist, version, source in candidates:
+    for name, dist, version, load in candidates:
         record = PluginRecord(name=name, distribution=dist, version=version)
         records.append(record)
         if name in disabled:
             record.status = "disabled"
             continue
         try:
-            obj = source.load() if isinstance(source, metadata.EntryPoint) else source
+            obj = load()
             pm.register(obj, name=f"{dist}:{name}")
         except Exception as exc:  # any import error of a third party must be contained
             record.status = "failed"

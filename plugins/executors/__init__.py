@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from lossatlas.engine import hookimpl
+from lossatlas.engine import Executor, hookimpl
+
+from .local import LocalExecutor
 
 
 @hookimpl
-def lossatlas_register_executors() -> list:
-    return []
+def lossatlas_register_executors() -> list[Executor]:
+    return [LocalExecutor()]

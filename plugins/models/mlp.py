@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from torch import nn
-
 from lossatlas.engine import DataBundle, ModelPlugin
+from torch import nn
 
 __all__ = ["MLP", "MLPModel", "init_weights"]
 

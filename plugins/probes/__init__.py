@@ -1,10 +1,12 @@
-"""Built-in probes."""
+"""Built-in probes: the steps of a pipeline."""
 
 from __future__ import annotations
 
-from lossatlas.engine import hookimpl
+from lossatlas.engine import Probe, hookimpl
+
+from .random_line import RandomLine
 
 
 @hookimpl
-def lossatlas_register_probes() -> list:
-    return []
+def lossatlas_register_probes() -> list[Probe]:
+    return [RandomLine()]

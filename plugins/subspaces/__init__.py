@@ -1,10 +1,12 @@
-"""Built-in subspaces."""
+"""Built-in subspaces: random planes, hyperplanes, Hessian directions ..."""
 
 from __future__ import annotations
 
-from lossatlas.engine import hookimpl
+from lossatlas.engine import SubspacePlugin, hookimpl
+
+from .random import RandomDirections
 
 
 @hookimpl
-def lossatlas_register_subspaces() -> list:
-    return []
+def lossatlas_register_subspaces() -> list[SubspacePlugin]:
+    return [RandomDirections()]

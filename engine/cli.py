@@ -1,0 +1,322 @@
+"""The ``lossatlas`` command line: run pipelines, list plugins, inspect and plot results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+import lossatlas
+
+from .errors import ConfigError, LossAtlasError, StoreError
+from .registry import make_registry
+from .runner import Progress, RunReport, StepReport
+
+__all__ = ["main"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"lossatlas: error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn errors into one line and a non-zero exit; a traceback only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return func(*args, **kwargs)
+        except LossAtlasError as exc:
+            if debug:
+                raise
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; run the same command again to resume", 130)
+        except PermissionError as exc:
+            if debug:
+                raise
+            _fail(f"permission denied: {exc.filename or exc}; choose a writable location")
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            _fail(
+                f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the "
+                "traceback and please report it",
+                1,
+            )
+
+    return wrapper
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(lossatlas.__version__, prog_name="lossatlas")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """lossatlas: loss-landscape experiments on your own models and data.
+
+    \b
+    Start with:
+      lossatlas run examples/quickstart.toml      run a pipeline into ./atlas.zarr
+      lossatlas inspect atlas.zarr                 what is in a store
+      lossatlas plot atlas.zarr quickstart/line -o line.png
+      lossatlas plugins                            models, data sets, probes available
+    """
+
+
+# --------------------------------------------------------------------------- run
+
+
+class RichProgress(Progress):
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+
+    def step_started(self, step: str, total: int, pending: int) -> None:
+        if self.quiet:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import (
+            Progress as RP,
+        )
+
+        done = total - pending
+        if pending == 0:
+            return
+        self.bar = RP(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task(f"step {step}", total=total, completed=done)
+
+    def cell_done(self, step: str, status: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def step_finished(self, step: str, report: StepReport) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        if self.quiet:
+            return
+        if report.skipped:
+            click.echo(f"step {step}: already complete in the store ({report.cells} cells)")
+        else:
+            extra = f", {report.nonfinite} with NaN/inf" if report.nonfinite else ""
+            click.echo(
+                f"step {step}: {report.computed} cell(s) computed{extra} "
+                f"in {report.seconds:.1f} s"
+            )
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("config_file", metavar="CONFIG.toml", type=click.Path(dir_okay=False))
+@click.option("--store", "store", default="atlas.zarr", show_default=True,
+              help="Zarr store to write into (created if missing; shared by many runs).")
+@click.option("--name", default=None, help="Run name (the store group); default: the config's.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (overrides the config).")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None,
+              help="Floating-point precision (overrides the config).")
+@click.option("--seed", type=int, default=None, help="Run seed (overrides the config).")
+@click.option("--executor", default=None,
+              help="Executor plugin: local (default) or dask.")
+@click.option("--address", default=None,
+              help="Dask scheduler address tcp://HOST:PORT (with --executor dask).")
+@click.option("--workers", type=int, default=None,
+              help="Dask LocalCluster workers (with --executor dask and no --address).")
+@click.option("--step", "steps", multiple=True, help="Run only this step (repeatable).")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Resume an unfinished run of the same name (with --no-resume, refuse).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@friendly
+def run(
+    config_file: str,
+    store: str,
+    name: str | None,
+    device: str | None,
+    dtype: str | None,
+    seed: int | None,
+    executor: str | None,
+    address: str | None,
+    workers: int | None,
+    steps: tuple[str, ...],
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """Run the pipeline in CONFIG.toml and store its results.
+
+    Steps already complete in the store are skipped; an interrupted run continues
+    where it stopped when the same command is run again.
+    """
+    from .config import load_config
+    from .runner import run_pipeline
+    from .store import Store
+
+    config = load_config(config_file)
+    config = config.with_overrides(name=name, device=device, dtype=dtype, seed=seed,
+                                   executor=executor)
+    opts = dict(config.executor_options)
+    if address:
+        opts["address"] = address
+    if workers is not None:
+        opts["workers"] = workers
+    if (address or workers is not None) and config.executor == "local":
+        raise ConfigError("--address and --workers need --executor dask")
+    config.executor_options = opts
+    if not resume and Store(store).exists() and config.name in Store(store).runs():
+        raise StoreError(f"run '{config.name}' exists in '{store}' and --no-resume was given")
+    quiet = quiet or (not sys.stderr.isatty() and bool(os.environ.get("CI")))
+    report: RunReport = run_pipeline(config, store, make_registry(),
+                                     progress=RichProgress(quiet), steps=list(steps) or None)
+    click.echo(f"\nResults of run '{report.run}' are in {report.store}")
+    click.echo("Open them with:")
+    click.echo("  import xarray as xr")
+    click.echo(f"  tree = xr.open_datatree({report.store!r}, engine='zarr')")
+    for s in report.steps:
+        click.echo(f"  tree['{report.run}/{s.name}'].to_dataset()   # probe {s.probe}")
+    first = report.steps[0].name if report.steps else ""
+    click.echo(f"or draw one: lossatlas plot {report.store} {report.run}/{first} -o plot.png")
+
+
+# ----------------------------------------------------------------------- plugins
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly
+def plugins(as_json: bool) -> None:
+    """List every plugin, its distribution and what it registers; broken ones marked."""
+    registry = make_registry()
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in registry.records], indent=2))
+        return
+    for r in registry.records:
+        mark = {"ok": "", "failed": "  [FAILED]", "disabled": "  [disabled]"}[r.status]
+        click.echo(f"{r.name}  ({r.distribution} {r.version}){mark}")
+        if r.error:
+            click.echo(f"    error: {r.error}")
+        for kind, names in r.registered.items():
+            for n in names:
+                comp = registry.components[kind].get(n)
+                summary = comp[0].summary if comp else ""
+                click.echo(f"    {kind:<9} {n:<22} {summary}")
+
+
+# ----------------------------------------------------------------------- inspect
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("store", type=click.Path())
+@click.option("--run", "run_name", default=None, help="Only this run.")
+@friendly
+def inspect(store: str, run_name: str | None) -> None:
+    """Show the runs and steps in STORE: dims, completion and provenance."""
+    import numpy as np
+
+    from .store import STATUS_NONFINITE, STATUS_VAR, Store
+
+    st = Store(store)
+    runs = st.runs()
+    if run_name:
+        if run_name not in runs:
+            raise StoreError(f"store '{store}' has no run '{run_name}'; runs: {', '.join(runs)}")
+        runs = [run_name]
+    if not runs:
+        click.echo(f"{store}: no runs yet")
+    for r in runs:
+        attrs = st.run_attrs(r)
+        prov = json.loads(attrs.get("provenance", "{}"))
+        click.echo(f"run {r}  [{attrs.get('status', '?')}]  started {attrs.get('started', '?')}"
+                   f"  finished {attrs.get('finished', '-')}")
+        click.echo(f"  config: {attrs.get('config_source', '?')}; lossatlas "
+                   f"{prov.get('lossatlas_version')}, torch {prov.get('torch_version')}, "
+                   f"python {prov.get('python_version')}; device {prov.get('device')}, "
+                   f"dtype {prov.get('dtype')}, seed {prov.get('seed')}")
+        for s in st.steps(r):
+            g = st.step_group(r, s)
+            if g is None or not g.attrs.get("template_complete"):
+                click.echo(f"  step {s}: incomplete template (will be rewritten on resume)")
+                continue
+            status = np.asarray(g[STATUS_VAR][...])
+            total = status.size
+            done = int(np.sum(status > 0))
+            bad = int(np.sum(status == STATUS_NONFINITE))
+            ds = st.open_step(r, s)
+            dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
+            click.echo(f"  step {s}  probe {g.attrs.get('probe')}  [{g.attrs.get('status')}] "
+                       f"cells {done}/{total}" + (f" ({bad} with NaN/inf)" if bad else ""))
+            click.echo(f"    dims: {dims}")
+            names = [v for v in ds.data_vars if v != STATUS_VAR]
+            click.echo(f"    variables: {', '.join(names)}")
+
+
+# -------------------------------------------------------------------------- plot
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("store", type=click.Path())
+@click.argument("group", metavar="RUN/STEP")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Image file; the format follows the suffix (.png, .svg, .pdf).")
+@click.option("--logy", is_flag=True, help="Logarithmic loss axis, where the plot has one.")
+@click.option("--dpi", type=int, default=130, show_default=True)
+@friendly
+def plot(store: str, group: str, output: str, logy: bool, dpi: int) -> None:
+    """Draw the stored result RUN/STEP of STORE with its probe's plot."""
+    path = draw(store, group, output, logy=logy, dpi=dpi)
+    click.echo(f"wrote {path}")
+
+
+def draw(store: str, group: str, output: str, **kwargs: Any) -> Path:
+    """Render ``RUN/STEP`` of ``store`` to ``output`` with the probe's plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .store import Store
+
+    if "/" not in group:
+        raise ConfigError(f"group '{group}' must be RUN/STEP (see lossatlas inspect {store})")
+    run_name, step = group.split("/", 1)
+    st = Store(store)
+    if run_name not in st.runs():
+        raise StoreError(f"store '{store}' has no run '{run_name}'")
+    ds = st.open_step(run_name, step)
+    suffix = Path(output).suffix.lower()
+    if suffix not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
+        raise ConfigError(f"output '{output}': use a .png, .svg or .pdf file name")
+    probe = make_registry().get("probe", ds.attrs["probe"])
+    fig = probe.plot(ds.load(), **{k: v for k, v in kwargs.items() if k != "dpi"})
+    fig.suptitle(f"{run_name}/{step}", fontsize=9, y=1.0)
+    fig.savefig(output, dpi=kwargs.get("dpi", 130), bbox_inches="tight")
+    plt.close(fig)
+    return Path(output)
+
+
+def main() -> None:
+    cli(prog_name="lossatlas")
+

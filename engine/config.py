@@ -1,0 +1,262 @@
+"""Run configs: a TOML pipeline of a model, a data set and named steps.
+
+.. code-block:: toml
+
+    name = "quickstart"      # the run's group in the store (default: the file's stem)
+    seed = 0                 # run seed: every cell's seed is derived from it
+    device = "cpu"           # cpu | cuda | cuda:N
+    dtype = "float32"        # float32 | float64
+    executor = "local"       # local | dask | any registered executor
+    batch_size = 0           # samples per pass (0: full batch)
+
+    [model]
+    plugin = "mlp"
+    hidden = [100, 100]
+
+    [dataset]
+    plugin = "digits"
+
+    [[steps]]
+    name = "line"
+    probe = "random-line"
+    at = "init"
+
+Errors name the file, the table and the key, and say how to fix them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .options import suggest
+
+__all__ = ["ComponentConfig", "RunConfig", "StepConfig", "load_config", "parse_config"]
+
+TOP_KEYS = {
+    "name": str,
+    "seed": int,
+    "device": str,
+    "dtype": str,
+    "executor": str,
+    "batch_size": int,
+    "description": str,
+    "model": dict,
+    "dataset": dict,
+    "steps": list,
+    "executor_options": dict,
+}
+COMPONENT_KEYS = {"plugin", "seed", "checkpoint"}
+STEP_KEYS = {"name", "probe", "model", "dataset"}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclass
+class ComponentConfig:
+    """``[model]`` or ``[dataset]``: the plugin, its seed, a checkpoint, its options."""
+
+    plugin: str
+    seed: int
+    options: dict[str, Any]
+    checkpoint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"plugin": self.plugin, "seed": self.seed, **self.options}
+        if self.checkpoint:
+            d["checkpoint"] = self.checkpoint
+        return d
+
+
+@dataclass
+class StepConfig:
+    """One ``[[steps]]`` entry: its name, probe, options and optional overrides."""
+
+    name: str
+    probe: str
+    options: dict[str, Any]
+    model: ComponentConfig | None = None
+    dataset: ComponentConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "probe": self.probe, **self.options}
+        if self.model:
+            d["model"] = self.model.to_dict()
+        if self.dataset:
+            d["dataset"] = self.dataset.to_dict()
+        return d
+
+
+@dataclass
+class RunConfig:
+    """A whole pipeline, validated for structure (plugins are checked by the runner)."""
+
+    name: str
+    seed: int
+    device: str
+    dtype: str
+    executor: str
+    batch_size: int
+    model: ComponentConfig
+    dataset: ComponentConfig
+    steps: list[StepConfig]
+    executor_options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full config as plain data (stored as JSON in the provenance)."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "device": self.device,
+            "dtype": self.dtype,
+            "executor": self.executor,
+            "batch_size": self.batch_size,
+            "description": self.description,
+            "model": self.model.to_dict(),
+            "dataset": self.dataset.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+            "executor_options": self.executor_options,
+        }
+
+    def science(self) -> dict[str, Any]:
+        """What determines the numbers (not where or how they are computed)."""
+        d = self.to_dict()
+        for k in ("device", "executor", "executor_options", "description"):
+            d.pop(k)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def step(self, name: str) -> StepConfig:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def with_overrides(self, **overrides: Any) -> RunConfig:
+        new = copy.deepcopy(self)
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(new, k, v)
+        return new
+
+
+def _component(table: Any, where: str, default_seed: int) -> ComponentConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table such as {{plugin = \"...\"}}")
+    if "plugin" not in table:
+        raise ConfigError(f"{where}: key 'plugin' is required (the name of a registered plugin)")
+    plugin = table["plugin"]
+    if not isinstance(plugin, str):
+        raise ConfigError(f"{where}: key 'plugin' must be a string, got {plugin!r}")
+    seed = table.get("seed", default_seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}: key 'seed' must be a non-negative integer, got {seed!r}")
+    checkpoint = table.get("checkpoint")
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise ConfigError(f"{where}: key 'checkpoint' must be a file path string")
+    options = {k: v for k, v in table.items() if k not in COMPONENT_KEYS}
+    return ComponentConfig(plugin=plugin, seed=seed, options=options, checkpoint=checkpoint)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>", name: str | None = None) -> RunConfig:
+    """Validate the structure of a parsed TOML document and build a :class:`RunConfig`."""
+    for key, value in data.items():
+        if key not in TOP_KEYS:
+            raise ConfigError(
+                f"{source}: unknown key '{key}'{suggest(key, TOP_KEYS)}; "
+                f"top-level keys are: {', '.join(sorted(TOP_KEYS))}"
+            )
+        want = TOP_KEYS[key]
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if not ok:
+            kind = {str: "a string", int: "an integer", dict: "a table", list: "a list"}[want]
+            raise ConfigError(f"{source}: key '{key}' must be {kind}, got {value!r}")
+    run_name = data.get("name") or name or Path(source).stem
+    if not NAME_RE.match(run_name):
+        raise ConfigError(
+            f"{source}: run name {run_name!r} must be letters, digits, '-' or '_' "
+            "(it names a group in the store)"
+        )
+    seed = data.get("seed", 0)
+    if seed < 0:
+        raise ConfigError(f"{source}: key 'seed' must be non-negative, got {seed}")
+    batch_size = data.get("batch_size", 0)
+    if batch_size < 0:
+        raise ConfigError(f"{source}: key 'batch_size' must be 0 (full batch) or positive")
+    if "model" not in data:
+        raise ConfigError(f"{source}: a [model] table is required, e.g. [model] plugin = \"mlp\"")
+    if "dataset" not in data:
+        raise ConfigError(
+            f"{source}: a [dataset] table is required, e.g. [dataset] plugin = \"digits\""
+        )
+    model = _component(data["model"], f"{source}: [model]", seed)
+    dataset = _component(data["dataset"], f"{source}: [dataset]", 0)
+    raw_steps = data.get("steps", [])
+    if not raw_steps:
+        raise ConfigError(f"{source}: no [[steps]]; add at least one, e.g. probe = \"random-line\"")
+    steps: list[StepConfig] = []
+    seen: set[str] = set()
+    for i, st in enumerate(raw_steps):
+        where = f"{source}: steps[{i}]"
+        if not isinstance(st, dict):
+            raise ConfigError(f"{where}: each [[steps]] entry must be a table")
+        if "probe" not in st or not isinstance(st["probe"], str):
+            raise ConfigError(f"{where}: key 'probe' (the probe's name) is required")
+        step_name = st.get("name", st["probe"])
+        if not isinstance(step_name, str) or not NAME_RE.match(step_name):
+            raise ConfigError(f"{where}: step name {step_name!r} must be letters, digits, - or _")
+        if step_name in seen:
+            raise ConfigError(f"{where}: step name '{step_name}' is used twice; names are unique")
+        seen.add(step_name)
+        where = f"{source}: step '{step_name}'"
+        options = {k: v for k, v in st.items() if k not in STEP_KEYS}
+        steps.append(
+            StepConfig(
+                name=step_name,
+                probe=st["probe"],
+                options=options,
+                model=_component(st["model"], f"{where}: [model]", seed) if "model" in st
+                else None,
+                dataset=_component(st["dataset"], f"{where}: [dataset]", 0) if "dataset" in st
+                else None,
+            )
+        )
+    return RunConfig(
+        name=run_name,
+        seed=seed,
+        device=data.get("device", "cpu"),
+        dtype=data.get("dtype", "float32"),
+        executor=data.get("executor", "local"),
+        batch_size=batch_size,
+        model=model,
+        dataset=dataset,
+        steps=steps,
+        executor_options=data.get("executor_options", {}),
+        description=data.get("description", ""),
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{p}' cannot be read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(p), name=p.stem)

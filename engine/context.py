@@ -1,0 +1,284 @@
+"""What a probe sees while it plans and computes: the :class:`StepContext`.
+
+A context is built from a run config, a step name and a store path alone, so a Dask
+worker can rebuild it (nothing is pickled but the config). Models, data and the
+objective are built lazily and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .components import DataBundle, Subspace
+from .config import ComponentConfig, RunConfig, StepConfig
+from .errors import ConfigError, DataError, ShapeError, StoreError
+from .objective import Objective, resolve_device, resolve_dtype
+from .options import PointRef, parse_options, suggest
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from .registry import Registry
+    from .store import Store
+
+__all__ = ["StepContext", "derive_seed", "load_checkpoint"]
+
+
+def derive_seed(*keys: Any) -> int:
+    """A 63-bit seed from any JSON-able keys (run seed, step name, coordinates ...).
+
+    The same keys give the same seed in any process and in any order of evaluation.
+    """
+    text = json.dumps([_plain(k) for k in keys], sort_keys=True)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``torch.save``, loaded with ``weights_only=True`` (no code runs)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"checkpoint '{p}' does not exist")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"checkpoint '{p}' cannot be loaded as plain weights (weights_only=True "
+            f"refuses pickled code): {first}"
+        ) from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DataError(f"checkpoint '{p}' is not a state dict of tensors")
+    return obj
+
+
+class StepContext:
+    """The run and step a probe works in, and the engine services it may use."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        config: RunConfig,
+        step: StepConfig,
+        store: Store | None = None,
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self.step = step
+        self.store = store
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype)
+        self.seed = config.seed
+        self.probe = registry.get("probe", step.probe)
+        self.options = parse_options(
+            self.probe.Options, step.options, f"step '{step.name}' (probe '{step.probe}')"
+        )
+        self._points: dict[str, torch.Tensor] = {}
+
+    # ---------------------------------------------------------- components
+
+    @property
+    def model_config(self) -> ComponentConfig:
+        return self.step.model or self.config.model
+
+    @property
+    def dataset_config(self) -> ComponentConfig:
+        return self.step.dataset or self.config.dataset
+
+    @cached_property
+    def data(self) -> DataBundle:
+        """The data set of this step (its own ``[steps.dataset]`` or the run's)."""
+        return self.load_data(self.dataset_config)
+
+    def load_data(self, cfg: ComponentConfig) -> DataBundle:
+        plugin = self.registry.get("dataset", cfg.plugin)
+        opts = parse_options(plugin.Options, cfg.options, f"[dataset] '{cfg.plugin}'")
+        bundle = plugin.load(opts, cfg.seed)
+        if len(bundle.train) < 1 or len(bundle.validation) < 1:
+            raise DataError(f"dataset '{cfg.plugin}' gave an empty train or validation split")
+        return bundle
+
+    def build_model(self, seed: int | None = None) -> torch.nn.Module:
+        """A fresh model of this step, initialised from ``seed`` (default: the model's)."""
+        cfg = self.model_config
+        plugin = self.registry.get("model", cfg.plugin)
+        opts = parse_options(plugin.Options, cfg.options, f"[model] '{cfg.plugin}'")
+        model = plugin.build(opts, self.data, cfg.seed if seed is None else seed)
+        if cfg.checkpoint and seed is None:
+            state = load_checkpoint(cfg.checkpoint)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise ShapeError(
+                    f"checkpoint '{cfg.checkpoint}' does not fit model '{cfg.plugin}': {first}"
+                ) from None
+        return model
+
+    @cached_property
+    def objective(self) -> Objective:
+        """The objective of this step's model and data on the run's device and dtype."""
+        bs = self.config.batch_size or None
+        return Objective(self.build_model(), self.data, device=self.device, dtype=self.dtype,
+                         batch_size=bs)
+
+    # --------------------------------------------------------------- points
+
+    def init_point(self, seed: int | None = None) -> torch.Tensor:
+        """The flat parameters of a fresh initialisation (``seed`` None: the model's)."""
+        if seed is None:
+            return self.objective.x0.clone()
+        model = self.build_model(seed)
+        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        return flat.to(self.device, self.dtype)
+
+    def resolve_point(self, ref: str) -> torch.Tensor:
+        """A point x ∈ R^D named by a :class:`~lossatlas.engine.PointRef`."""
+        ref = str(ref)
+        if ref not in self._points:
+            self._points[ref] = self._resolve(ref)
+        return self._points[ref].clone()
+
+    def _resolve(self, ref: str) -> torch.Tensor:
+        D = self.objective.D
+        if ref == "init":
+            return self.init_point()
+        if ref.startswith("init:"):
+            try:
+                return self.init_point(int(ref.split(":", 1)[1]))
+            except ValueError:
+                raise ConfigError(f"point '{ref}': 'init:N' needs an integer seed") from None
+        if ref.startswith("checkpoint:"):
+            state = load_checkpoint(ref.split(":", 1)[1])
+            model = self.build_model()
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise ShapeError(f"point '{ref}' does not fit the model: {first}") from None
+            flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+            return flat.to(self.device, self.dtype)
+        run, step, var = self.parse_ref(ref)
+        ds = self.load_step(step, run=run)
+        name = var or "point"
+        if name not in ds:
+            vars_ = [v for v in ds.data_vars if "param" in ds[v].dims]
+            raise ConfigError(
+                f"point '{ref}': step '{step}' has no variable '{name}'{suggest(name, vars_)}; "
+                f"its points are: {', '.join(vars_) or 'none'}"
+            )
+        arr = ds[name]
+        if arr.dims != ("param",):
+            raise ConfigError(f"point '{ref}': variable '{name}' has dims {arr.dims}, not (param,)")
+        x = torch.as_tensor(np.asarray(arr.values), dtype=self.dtype, device=self.device)
+        if x.shape[0] != D:
+            raise ShapeError(f"point '{ref}' has {x.shape[0]} parameters but the model has D={D}")
+        return x
+
+    @staticmethod
+    def parse_ref(ref: str) -> tuple[str | None, str, str | None]:
+        """``[RUN/]STEP[.VAR]`` as (run, step, var)."""
+        run = None
+        if "/" in ref:
+            run, ref = ref.split("/", 1)
+        step, _, var = ref.partition(".")
+        return run, step, var or None
+
+    def check_ref(self, ref: str, earlier: list[str]) -> None:
+        """Fail early if a reference names no earlier step of this run."""
+        ref = str(ref)
+        if ref == "init" or ref.startswith(("init:", "checkpoint:")):
+            if ref.startswith("checkpoint:"):
+                path = Path(ref.split(":", 1)[1]).expanduser()
+                if not path.is_file():
+                    raise DataError(f"step '{self.step.name}': checkpoint '{path}' does not exist")
+            return
+        run, step, _var = self.parse_ref(ref)
+        if run is None and step not in earlier:
+            raise ConfigError(
+                f"step '{self.step.name}': point '{ref}' names no earlier step"
+                f"{suggest(step, earlier)}; earlier steps: {', '.join(earlier) or 'none'}; "
+                "other forms: 'init', 'init:SEED', 'checkpoint:PATH', 'RUN/STEP'"
+            )
+        if run is not None:
+            if self.store is None or not self.store.step_ready(run, step):
+                raise ConfigError(
+                    f"step '{self.step.name}': point '{ref}': the store has no step '{step}' "
+                    f"of run '{run}'"
+                )
+
+    def load_step(self, step: str, run: str | None = None) -> xr.Dataset:
+        """An earlier step's stored result (of this run, or of ``run``)."""
+        if self.store is None:
+            raise StoreError("this context has no store to read earlier steps from")
+        return self.store.open_step(run or self.config.name, step)
+
+    # ------------------------------------------------------------ subspaces
+
+    def subspace(
+        self, spec: dict[str, Any] | str, origin: torch.Tensor, seed: int
+    ) -> Subspace:
+        """Build a subspace through ``origin`` from ``{plugin = "...", ...options}``."""
+        table = {"plugin": spec} if isinstance(spec, str) else dict(spec)
+        name = table.pop("plugin", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"step '{self.step.name}': a subspace table needs plugin = \"...\"")
+        plugin = self.registry.get("subspace", name)
+        opts = parse_options(plugin.Options, table, f"step '{self.step.name}': subspace '{name}'")
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        sub = plugin.build(opts, self, origin, g)
+        sub.attrs.setdefault("plugin", name)
+        return sub
+
+    def check_subspace(self, spec: dict[str, Any] | str) -> None:
+        """Validate a subspace table without building it."""
+        table = {"plugin": spec} if isinstance(spec, str) else dict(spec)
+        name = table.pop("plugin", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"step '{self.step.name}': a subspace table needs plugin = \"...\"")
+        plugin = self.registry.get("subspace", name)
+        parse_options(plugin.Options, table, f"step '{self.step.name}': subspace '{name}'")
+
+    # ---------------------------------------------------------------- seeds
+
+    def seed_for(self, *keys: Any) -> int:
+        """A seed derived from the run seed, this step's name and ``keys``."""
+        return derive_seed(self.seed, self.step.name, *keys)
+
+    def generator(self, *keys: Any) -> torch.Generator:
+        return torch.Generator(device="cpu").manual_seed(self.seed_for(*keys))
+
+    def static(self, name: str) -> np.ndarray:
+        """A static array of this step's plan, read back from the store."""
+        ds = self.load_step(self.step.name)
+        return np.asarray(ds[name].values)
+
+    def point_refs(self) -> list[str]:
+        """The point references among this step's options."""
+        return [str(v) for v in vars(self.options).values() if isinstance(v, PointRef)] + [
+            str(x)
+            for v in vars(self.options).values()
+            if isinstance(v, list)
+            for x in v
+            if isinstance(x, PointRef)
+        ]

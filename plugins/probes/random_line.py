@@ -1,0 +1,108 @@
+"""``random-line``: loss and accuracy along random directions through a point.
+
+The simplest landscape picture (the 1-D plots of Goodfellow et al. 2015 and Li et al.
+2018 through a point): L(x + α·‖x‖·u) for unit Gaussian directions u, with α a
+fraction of the point's norm. The grid is symmetric and always contains α = 0 exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, metric_variables
+
+__all__ = ["RandomLine"]
+
+@dataclass
+class RandomLineOptions:
+    at: PointRef = field(default=PointRef("init"), metadata={"doc": "the point x (a reference)"})
+    points: int = field(default=41, metadata={"doc": "grid points along each line (odd)"})
+    span: float = field(default=1.0, metadata={"doc": "α runs over [−span, span] (× ‖x‖)"})
+    directions: int = field(default=3, metadata={"doc": "number of random directions"})
+    scale: str = field(default="relative", metadata={"doc": "'relative' (× ‖x‖) or 'absolute'"})
+
+    def validate(self) -> None:
+        if self.points < 3 or self.points % 2 == 0:
+            raise ValueError(f"option 'points' must be odd and at least 3 (the centre is "
+                             f"evaluated), got {self.points}")
+        if self.span <= 0:
+            raise ValueError(f"option 'span' must be positive, got {self.span}")
+        if self.directions < 1:
+            raise ValueError(f"option 'directions' must be at least 1, got {self.directions}")
+        if self.scale not in ("relative", "absolute"):
+            raise ValueError(f"option 'scale' must be 'relative' or 'absolute', got {self.scale!r}")
+
+
+
+class RandomLine(Probe):
+    name = "random-line"
+    summary = "loss and accuracy along random unit directions through a point"
+    Options = RandomLineOptions
+
+    def plan(self, options: RandomLineOptions, ctx: Any) -> Plan:
+        obj = ctx.objective
+        x = ctx.resolve_point(options.at)
+        norm = float(x.norm())
+        if options.scale == "relative" and norm == 0:
+            raise ConfigError(f"step '{ctx.step.name}': the point has norm 0; use scale = "
+                              "'absolute'")
+        alpha = np.linspace(-options.span, options.span, options.points)
+        alpha[options.points // 2] = 0.0
+        return Plan(
+            coords={"direction": np.arange(options.directions), "alpha": alpha},
+            cell_dims=("direction",),
+            variables=metric_variables(obj.metric_names(), ("direction", "alpha")),
+            static={"point_norm": ((), np.float64(norm), {"description": "‖x‖ at the point",
+                                                          "units": ""})},
+            coord_attrs={"alpha": {"description": "step along the direction, "
+                                   + ("× ‖x‖" if options.scale == "relative" else "absolute"),
+                                   "units": "‖x‖" if options.scale == "relative" else ""}},
+            attrs={"at": str(options.at)},
+        )
+
+    def compute(self, options: RandomLineOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        obj = ctx.objective
+        x = ctx.resolve_point(options.at)
+        g = cell.generator()
+        u = torch.randn(obj.D, generator=g, dtype=torch.float64).to(x.device, x.dtype)
+        u = u / u.norm()
+        scale = float(x.norm()) if options.scale == "relative" else 1.0
+        alpha = torch.linspace(-options.span, options.span, options.points, dtype=torch.float64)
+        alpha[options.points // 2] = 0.0
+        points = x.unsqueeze(0) + (alpha * scale).to(x.dtype).to(x.device).unsqueeze(1) * u
+        return obj.evaluate_both(points)
+
+    def plot(self, ds: Any, **kwargs: Any) -> Any:
+        import matplotlib.pyplot as plt
+
+        has_acc = "train_accuracy" in ds
+        fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 4),
+                                 squeeze=False)
+        ax = axes[0, 0]
+        for k, d in enumerate(ds["direction"].values):
+            ax.plot(ds["alpha"], ds["train_loss"].sel(direction=d), color=f"C{k}",
+                    label=f"direction {d} (train)")
+            ax.plot(ds["alpha"], ds["validation_loss"].sel(direction=d), color=f"C{k}",
+                    ls="--", alpha=0.7, label=f"direction {d} (validation)")
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_xlabel(f"α ({ds['alpha'].attrs.get('units') or 'absolute'})")
+        ax.set_ylabel("loss")
+        if kwargs.get("logy"):
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        ax.set_title("loss along random directions")
+        if has_acc:
+            ax = axes[0, 1]
+            for k, d in enumerate(ds["direction"].values):
+                ax.plot(ds["alpha"], ds["train_accuracy"].sel(direction=d), color=f"C{k}")
+                ax.plot(ds["alpha"], ds["validation_accuracy"].sel(direction=d),
+                        color=f"C{k}", ls="--", alpha=0.7)
+            ax.axvline(0, color="k", lw=0.5)
+            ax.set_xlabel("α")
+            ax.set_ylabel("accuracy")
+            ax.set_title("accuracy (solid: train, dashed: validation)")
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,147 @@
+"""Hessian-vector products as the one interface of the curvature layer.
+
+Every routine in :mod:`lossatlas.engine.curvature` works on an :data:`HVP`: a callable
+that takes a block of vectors ``V`` of shape (k, D) and returns the rows ``H·v``, shape
+(k, D). Nothing here knows about models; :func:`hvp_operator` makes such a callable
+from an :class:`~lossatlas.engine.Objective`, and :class:`HessianOperator` exposes one
+to SciPy as a :class:`scipy.sparse.linalg.LinearOperator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+
+if TYPE_CHECKING:
+    from ..objective import Objective
+
+__all__ = ["HVP", "HessianOperator", "ObjectiveHVP", "hvp_operator", "resolve_hvp_target"]
+
+#: A Hessian-vector product on a block: (k, D) tensor of vectors -> (k, D) tensor of H·v.
+HVP = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ObjectiveHVP:
+    """H(x)·V for the rows of V, by :meth:`Objective.hvp_many`, counting the products.
+
+    Attributes ``D``, ``dtype`` and ``device`` tell the curvature routines what the
+    vectors must look like; ``n_hvp`` counts Hessian-vector products (rows), ``n_calls``
+    the batched calls. Cost per call: k HVPs (about 2k gradients), batched.
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        x: torch.Tensor,
+        split: Literal["train", "validation"] = "train",
+        method: Literal["auto", "forward", "reverse"] = "auto",
+    ) -> None:
+        self.objective = objective
+        self.x = objective.as_tensor(x).detach()
+        self.split = split
+        self.method = method
+        self.D: int = objective.D
+        self.dtype: torch.dtype = objective.dtype
+        self.device: torch.device = objective.device
+        self.n_hvp = 0
+        self.n_calls = 0
+
+    def __call__(self, V: torch.Tensor) -> torch.Tensor:
+        V = V.reshape(-1, self.D).to(self.device, self.dtype)
+        self.n_hvp += int(V.shape[0])
+        self.n_calls += 1
+        if V.shape[0] == 1:
+            # One vector: double backward, no vmap overhead.
+            return self.objective.hvp(self.x, V[0], self.split).unsqueeze(0)
+        return self.objective.hvp_many(self.x, V, self.split, method=self.method)
+
+    def __repr__(self) -> str:
+        return f"<ObjectiveHVP D={self.D} split={self.split!r} n_hvp={self.n_hvp}>"
+
+
+def hvp_operator(
+    objective: Objective,
+    x: torch.Tensor,
+    split: Literal["train", "validation"] = "train",
+    method: Literal["auto", "forward", "reverse"] = "auto",
+) -> ObjectiveHVP:
+    """The :data:`HVP` ``V ↦ H(x)·V`` of an objective's loss on ``split``, with a counter.
+
+    ``method`` is passed to :meth:`Objective.hvp_many` for blocks of more than one
+    vector (single vectors use :meth:`Objective.hvp`). Cost: one HVP per row.
+    """
+    return ObjectiveHVP(objective, x, split, method)
+
+
+def resolve_hvp_target(
+    hvp: HVP, dtype: torch.dtype | None, device: torch.device | str | None
+) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of the vectors an HVP takes: given, or the callable's own
+    ``dtype``/``device`` attributes, or float64 on CPU."""
+    dt = dtype if dtype is not None else getattr(hvp, "dtype", torch.float64)
+    dev = device if device is not None else getattr(hvp, "device", "cpu")
+    return dt, torch.device(dev)
+
+
+class HessianOperator(LinearOperator):
+    """An :data:`HVP` as a SciPy ``LinearOperator`` for ``H − σI`` (float64 numpy).
+
+    ``matvec`` and ``matmat`` convert to ``dtype``/``device``, call ``hvp`` once on the
+    whole block (k columns: one batched call of k HVPs) and return float64. The operator
+    is symmetric: ``rmatvec`` is ``matvec``. ``n_hvp`` counts the HVPs made through it.
+
+    Parameters
+    ----------
+    hvp:
+        Callable (k, D) -> (k, D), rows H·v.
+    D:
+        The dimension.
+    shift:
+        σ; the operator is H − σI (Appendix B of Böttcher & Wheeler: annihilation).
+    dtype, device:
+        What ``hvp`` takes; default: the callable's ``dtype``/``device`` attributes, or
+        float64 on CPU.
+    """
+
+    def __init__(
+        self,
+        hvp: HVP,
+        D: int,
+        shift: float = 0.0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(dtype=np.float64, shape=(D, D))
+        self.hvp = hvp
+        self.D = D
+        self.shift = float(shift)
+        self.torch_dtype, self.torch_device = resolve_hvp_target(hvp, dtype, device)
+        self.n_hvp = 0
+
+    def apply(self, V: torch.Tensor) -> torch.Tensor:
+        """(H − σI)·v for the rows of a (k, D) tensor, in the HVP's dtype."""
+        V = V.to(self.torch_device, self.torch_dtype)
+        self.n_hvp += int(V.shape[0])
+        out = self.hvp(V)
+        if self.shift != 0.0:
+            out = out - self.shift * V
+        return out
+
+    def _matmat(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64).reshape(self.D, -1)
+        V = torch.from_numpy(np.ascontiguousarray(X.T))
+        out = self.apply(V)
+        return out.detach().to("cpu", torch.float64).numpy().T
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        return self._matmat(np.asarray(x).reshape(self.D, 1)).reshape(-1)
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._matvec(x)
+
+    def _adjoint(self) -> HessianOperator:
+        return self

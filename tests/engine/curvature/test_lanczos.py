@@ -1,0 +1,143 @@
+"""Eigenpairs by Lanczos against a dense eigendecomposition, in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from curvature_cases import DEVICES, MatrixHVP, ModelCase, matrix_with_spectrum
+from lossatlas.engine import ConfigError
+from lossatlas.engine.curvature import (
+    HessianOperator,
+    extreme_eigenpairs,
+    hessian_directions,
+    hvp_operator,
+)
+
+RTOL = 1e-6  # eigenvalues, relative
+COS = 0.9999  # eigenvectors, |cos| to the dense ones
+
+
+def _cos(v: torch.Tensor, u: torch.Tensor) -> float:
+    v, u = v.double().cpu(), u.double().cpu()
+    return float(abs(v @ u) / (v.norm() * u.norm()))
+
+
+# ------------------------------------------------------------------ operator
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_operator_matvec_matmat_shift_and_count(device: str) -> None:
+    A, _ = matrix_with_spectrum(np.linspace(-1, 2, 30), device=device)
+    hvp = MatrixHVP(A)
+    op = HessianOperator(hvp, 30, shift=0.5)
+    A_np = A.cpu().numpy()
+    x = np.random.default_rng(0).standard_normal(30)
+    X = np.random.default_rng(1).standard_normal((30, 4))
+    np.testing.assert_allclose(op.matvec(x), A_np @ x - 0.5 * x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(op.matmat(X), A_np @ X - 0.5 * X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(op.rmatvec(x), op.matvec(x), rtol=0, atol=0)
+    assert op.n_hvp == 1 + 4 + 1 + 1
+    assert hvp.n_hvp == op.n_hvp
+
+
+def test_hvp_operator_matches_dense_and_counts(model_case: ModelCase) -> None:
+    hvp = hvp_operator(model_case.objective, model_case.x)
+    g = torch.Generator().manual_seed(0)
+    V = torch.randn(3, model_case.D, dtype=torch.float64, generator=g)
+    torch.testing.assert_close(hvp(V), V @ model_case.H, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(hvp(V[:1]), V[:1] @ model_case.H, rtol=1e-9, atol=1e-12)
+    assert hvp.n_hvp == 4 and hvp.n_calls == 2
+
+
+# --------------------------------------------------------- extreme eigenpairs
+
+
+@pytest.mark.parametrize("which", ["LA", "SA"])
+def test_extreme_eigenpairs_match_dense_on_models(model_case: ModelCase, which: str) -> None:
+    w, U, k = model_case.evals, model_case.evecs, 2
+    hvp = hvp_operator(model_case.objective, model_case.x)
+    res = extreme_eigenpairs(hvp, model_case.D, k=k, which=which)
+    idx = np.arange(len(w) - k, len(w)) if which == "LA" else np.arange(k)
+    assert res.converged
+    np.testing.assert_allclose(res.eigenvalues, w[idx], rtol=RTOL)
+    for row, i in enumerate(idx):
+        assert _cos(res.eigenvectors[row], U[:, i]) > COS
+    assert np.all(res.residuals < 1e-6)
+    assert res.n_hvp == hvp.n_hvp
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_extreme_eigenpairs_both_ends_and_lm_on_known_spectrum(device: str) -> None:
+    lam = np.r_[-5.0, -3.0, np.linspace(-1, 1, 196), 2.0, 4.0]
+    A, Q = matrix_with_spectrum(lam, seed=3, device=device)
+    both = extreme_eigenpairs(MatrixHVP(A), 200, k=4, which="both")
+    np.testing.assert_allclose(both.eigenvalues, [-5, -3, 2, 4], rtol=1e-9)
+    lm = extreme_eigenpairs(MatrixHVP(A), 200, k=2, which="LM")
+    np.testing.assert_allclose(lm.eigenvalues, [-5, 4], rtol=1e-9)
+    assert _cos(lm.eigenvectors[0], Q[:, 0]) > COS
+    assert _cos(lm.eigenvectors[1], Q[:, -1]) > COS
+    assert lm.eigenvectors.device.type == device
+
+
+def test_tiny_problem_falls_back_to_dense() -> None:
+    A, _ = matrix_with_spectrum(np.array([-1.0, 0.5, 2.0, 3.0]))
+    res = extreme_eigenpairs(MatrixHVP(A), 4, k=3, which="LA")
+    assert res.method == "dense"
+    np.testing.assert_allclose(res.eigenvalues, [0.5, 2.0, 3.0], rtol=1e-12)
+
+
+def test_same_seed_same_result_and_bad_k() -> None:
+    A, _ = matrix_with_spectrum(np.linspace(-1, 3, 80), seed=1)
+    a = extreme_eigenpairs(MatrixHVP(A), 80, k=1, seed=7)
+    b = extreme_eigenpairs(MatrixHVP(A), 80, k=1, seed=7)
+    assert a.n_hvp == b.n_hvp
+    torch.testing.assert_close(a.eigenvectors, b.eigenvectors, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="k=80"):
+        extreme_eigenpairs(MatrixHVP(A), 80, k=80)
+
+
+# --------------------------------------------------------- Hessian directions
+
+
+def test_hessian_directions_match_dense_extremes(model_case: ModelCase) -> None:
+    w, U = model_case.evals, model_case.evecs
+    assert w[0] < 0 < w[-1], "the untrained point must have an indefinite Hessian"
+    hvp = hvp_operator(model_case.objective, model_case.x)
+    res = hessian_directions(hvp, model_case.D)
+    assert res.converged and res.opposite_sign_found and res.is_saddle
+    np.testing.assert_allclose(res.eigenvalues, [w[-1], w[0]], rtol=RTOL)
+    assert _cos(res.eigenvectors[0], U[:, -1]) > COS
+    assert _cos(res.eigenvectors[1], U[:, 0]) > COS
+    assert np.all(res.residuals < 1e-6)
+    assert res.n_hvp == hvp.n_hvp
+    # The dominant pair was found first.
+    assert res.dominant == (0 if w[-1] >= -w[0] else 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "extremes", [(3.0, -0.5), (0.4, -6.0)], ids=["positive-dominant", "negative-dominant"]
+)
+def test_hessian_directions_on_synthetic_indefinite(device: str, extremes: tuple) -> None:
+    top, bottom = extremes
+    lam = np.r_[bottom, np.linspace(bottom * 0.9, top * 0.9, 298), top]
+    A, Q = matrix_with_spectrum(lam, seed=5, device=device)
+    res = hessian_directions(MatrixHVP(A), 300)
+    assert res.opposite_sign_found
+    np.testing.assert_allclose(res.eigenvalues, [top, bottom], rtol=1e-9)
+    assert _cos(res.eigenvectors[0], Q[:, -1]) > COS
+    assert _cos(res.eigenvectors[1], Q[:, 0]) > COS
+    assert res.dominant == (0 if top > -bottom else 1)
+
+
+def test_hessian_directions_semidefinite_says_no_opposite_sign() -> None:
+    lam = np.r_[0.01, np.linspace(0.1, 1.0, 148), 5.0]
+    A, _ = matrix_with_spectrum(lam, seed=2)
+    res = hessian_directions(MatrixHVP(A), 150)
+    assert not res.opposite_sign_found and not res.is_saddle
+    np.testing.assert_allclose(res.eigenvalues, [5.0, 0.01], rtol=1e-7)
+    # Negative semidefinite: the dominant one is the most negative.
+    res = hessian_directions(MatrixHVP(-A), 150)
+    assert not res.opposite_sign_found and res.dominant == 1
+    np.testing.assert_allclose(res.eigenvalues, [-0.01, -5.0], rtol=1e-7)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import warnings as _warnings
 
-# Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
-# xarray support it, and lossatlas keeps it up to date under a lock (see store.py).
-_warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-
+from . import accessor as _accessor  # noqa: F401  (registers ds.atlas / tree.atlas)
 from .components import (
     Cell,
     Component,
@@ -35,6 +32,10 @@ from .hookspecs import hookimpl, hookspec
 from .objective import Objective, ParamEntry, ParamLayout, resolve_device, resolve_dtype
 from .options import NoOptions, PointRef, parse_options
 from .registry import PluginRecord, Registry, make_registry
+
+# Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
+# xarray support it, and lossatlas keeps it up to date under a lock (see store.py).
+_warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
 
 __all__ = [
     "Cell",

@@ -138,7 +138,8 @@ def parse_options(cls: type[T], table: dict[str, Any] | None, where: str) -> T:
     if not dataclasses.is_dataclass(cls):  # pragma: no cover - a plugin bug
         raise ConfigError(f"{where}: its Options is not a dataclass")
     hints = get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # A field may take its TOML key from metadata "key" (e.g. "from", a Python keyword).
+    known = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls) if f.init}
     for key in table:
         if key not in known:
             opts = ", ".join(sorted(known)) or "none"
@@ -148,9 +149,9 @@ def parse_options(cls: type[T], table: dict[str, Any] | None, where: str) -> T:
     kwargs = {}
     for name, f in known.items():
         if name in table:
-            kwargs[name] = _coerce(table[name], hints[name], f"{where}: option '{name}'")
+            kwargs[f.name] = _coerce(table[name], hints[f.name], f"{where}: option '{name}'")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{where}: option '{name}' ({_type_name(hints[name])}) is required")
+            raise ConfigError(f"{where}: option '{name}' ({_type_name(hints[f.name])}) is required")
     try:
         obj = cls(**kwargs)
         validate = getattr(obj, "validate", None)
@@ -175,7 +176,8 @@ def describe_options(cls: type) -> list[tuple[str, str, str, str]]:
             default = repr(f.default_factory())
         else:
             default = "required"
-        rows.append((f.name, _type_name(hints[f.name]), default, f.metadata.get("doc", "")))
+        rows.append((f.metadata.get("key", f.name), _type_name(hints[f.name]), default,
+                     f.metadata.get("doc", "")))
     return rows
 
 

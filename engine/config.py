@@ -167,7 +167,9 @@ def _component(table: Any, where: str, default_seed: int) -> ComponentConfig:
     return ComponentConfig(plugin=plugin, seed=seed, options=options, checkpoint=checkpoint)
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>", name: str | None = None) -> RunConfig:
+def parse_config(
+    data: dict[str, Any], source: str = "<config>", name: str | None = None
+) -> RunConfig:
     """Validate the structure of a parsed TOML document and build a :class:`RunConfig`."""
     for key, value in data.items():
         if key not in TOP_KEYS:

@@ -296,7 +296,9 @@ class Objective:
     def as_tensor(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(x)
         if t.shape[-1] != self.D:
-            raise ShapeError(f"a parameter vector has {t.shape[-1]} entries but the model has D={self.D}")
+            raise ShapeError(
+                f"a parameter vector has {t.shape[-1]} entries but the model has D={self.D}"
+            )
         return t.to(self.device, self.dtype)
 
     # ------------------------------------------------------------ one point

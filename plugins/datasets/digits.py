@@ -15,7 +15,7 @@ def split_indices(n: int, validation: float, seed: int) -> tuple[np.ndarray, np.
     """A fixed random train/validation split of ``n`` samples by ``seed``."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    n_val = int(round(validation * n))
+    n_val = round(validation * n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 

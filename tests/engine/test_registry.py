@@ -1,0 +1,134 @@
+"""The plugin manager: entry points one by one, failures contained and reported."""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import pytest
+from lossatlas.engine import PluginError, Probe, hookimpl, make_registry
+from lossatlas.engine import registry as registry_mod
+
+
+@dataclass
+class FakeDist:
+    name: str
+    version: str = "1.0"
+
+
+class FakeEP:
+    def __init__(self, name: str, loader, dist: str = "thirdparty") -> None:
+        self.name = name
+        self._loader = loader
+        self.dist = FakeDist(dist)
+
+    def load(self):
+        return self._loader()
+
+
+class NamedProbe(Probe):
+    def __init__(self, name: str) -> None:
+        self.name = name  # type: ignore[misc]
+
+
+def plugin_module(*probe_names: str) -> types.ModuleType:
+    mod = types.ModuleType("fake_plugin")
+
+    @hookimpl
+    def lossatlas_register_probes():
+        return [NamedProbe(n) for n in probe_names]
+
+    mod.lossatlas_register_probes = lossatlas_register_probes
+    return mod
+
+
+def boom():
+    raise ImportError("No module named 'torchvision'")
+
+
+@pytest.fixture
+def fake_eps(monkeypatch):
+    def install(*eps: FakeEP) -> None:
+        real = registry_mod._entry_points()
+        monkeypatch.setattr(registry_mod, "_entry_points", lambda: [*real, *eps])
+
+    return install
+
+
+def test_builtins_register_through_entry_points() -> None:
+    reg = make_registry()
+    names = {r.name for r in reg.records}
+    assert {"models", "datasets", "subspaces", "probes", "executors"} <= names
+    assert all(r.distribution == "lossatlas" for r in reg.records if r.name in names)
+    assert "mlp" in reg.names("model") and "digits" in reg.names("dataset")
+    assert "random-line" in reg.names("probe") and "local" in reg.names("executor")
+
+
+def test_a_plugin_that_fails_to_import_is_recorded_and_others_load(fake_eps) -> None:
+    fake_eps(FakeEP("visionstuff", boom), FakeEP("good", lambda: plugin_module("good-probe")))
+    reg = make_registry()
+    bad = next(r for r in reg.records if r.name == "visionstuff")
+    assert bad.status == "failed" and "torchvision" in bad.error
+    assert bad.distribution == "thirdparty"
+    assert "good-probe" in reg.names("probe") and "mlp" in reg.names("model")
+    with pytest.raises(PluginError, match="plugin 'visionstuff'.*failed to load.*torchvision"):
+        reg.get("probe", "visionstuff")
+    with pytest.raises(PluginError, match="unknown probe 'nope'.*failed to load"):
+        reg.get("probe", "nope")
+
+
+def test_a_name_clash_blames_the_newcomer(fake_eps) -> None:
+    fake_eps(FakeEP("clasher", lambda: plugin_module("random-line", "fresh")))
+    reg = make_registry()
+    rec = next(r for r in reg.records if r.name == "clasher")
+    assert rec.status == "failed"
+    assert "registers probe 'random-line', which plugin 'probes'" in rec.error
+    # the clashing plugin is out entirely; the built-in keeps its name
+    assert "fresh" not in reg.names("probe")
+    assert reg.provider("probe", "random-line").name == "probes"
+    with pytest.raises(PluginError, match="clasher"):
+        reg.get("probe", "fresh")
+
+
+def test_a_plugin_whose_hook_raises_or_returns_junk(fake_eps) -> None:
+    raising = types.ModuleType("raising")
+
+    @hookimpl
+    def lossatlas_register_models():
+        raise RuntimeError("cannot find CUDA kernels")
+
+    raising.lossatlas_register_models = lossatlas_register_models
+    junk = types.ModuleType("junk")
+
+    @hookimpl
+    def lossatlas_register_probes():
+        return ["not a probe"]
+
+    junk.lossatlas_register_probes = lossatlas_register_probes
+    fake_eps(FakeEP("raising", lambda: raising), FakeEP("junk", lambda: junk))
+    reg = make_registry()
+    recs = {r.name: r for r in reg.records}
+    assert recs["raising"].status == "failed" and "cannot find CUDA" in recs["raising"].error
+    assert recs["junk"].status == "failed" and "not a named Probe" in recs["junk"].error
+    assert "mlp" in reg.names("model")
+
+
+def test_plugins_can_be_disabled(monkeypatch) -> None:
+    monkeypatch.setenv("LOSSATLAS_DISABLE_PLUGINS", "probes, executors")
+    reg = make_registry()
+    status = {r.name: r.status for r in reg.records}
+    assert status["probes"] == "disabled" and status["executors"] == "disabled"
+    assert reg.names("probe") == []
+    with pytest.raises(PluginError, match="unknown probe 'random-line'"):
+        reg.get("probe", "random-line")
+
+
+def test_unknown_names_suggest_the_closest() -> None:
+    reg = make_registry()
+    with pytest.raises(PluginError, match="did you mean 'random-line'"):
+        reg.get("probe", "random_line")
+
+
+def test_in_process_plugins() -> None:
+    reg = make_registry(plugins=[("mine", plugin_module("mine-probe"))])
+    assert reg.provider("probe", "mine-probe").distribution == "(in-process)"

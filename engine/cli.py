@@ -317,6 +317,81 @@ def draw(store: str, group: str, output: str, **kwargs: Any) -> Path:
     return Path(output)
 
 
+# ------------------------------------------------------------------------ report
+
+
+class RichReportProgress:
+    """A rich progress bar over the figures of a report (nothing when quiet)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+
+    def start(self, total: int) -> None:
+        if self.quiet or total == 0:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RP
+
+        self.bar = RP(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("drawing figures", total=total)
+
+    def advance(self, label: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=f"drew {label}")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("store", type=click.Path())
+@click.option("-o", "--output", default="report.html", show_default=True,
+              type=click.Path(dir_okay=False),
+              help="The HTML file to write (one self-contained page; no server needed).")
+@click.option("--run", "runs", multiple=True,
+              help="Only this run (repeatable); default: every run in the store.")
+@click.option("--logy", is_flag=True, help="Logarithmic loss axes, where a plot has one.")
+@click.option("--dpi", type=int, default=100, show_default=True,
+              help="Resolution of the embedded figures.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@friendly
+def report(store: str, output: str, runs: tuple[str, ...], logy: bool, dpi: int,
+           quiet: bool) -> None:
+    """Write one HTML page with every figure, config and provenance in STORE.
+
+    \b
+    For each run: its status, the versions, device, dtype, seed and times it ran
+    with, its config, and for each step the probe, how many cells are computed and
+    the probe's figure. Figures are embedded, so the page opens in a browser from
+    disk and can be mailed as one file. A figure that cannot be drawn shows its error
+    in place of the picture.
+
+    \b
+    Example:
+      lossatlas report atlas.zarr -o report.html
+      lossatlas report atlas.zarr --run quickstart -o quickstart.html
+    """
+    from .report import write_report
+
+    quiet = quiet or (not sys.stderr.isatty() and bool(os.environ.get("CI")))
+    summary = write_report(store, output, list(runs) or None, dpi=dpi,
+                           progress=RichReportProgress(quiet),
+                           plot_kwargs={"logy": True} if logy else None)
+    failed = f"; {len(summary.failed)} could not be drawn: {', '.join(summary.failed)}" \
+        if summary.failed else ""
+    click.echo(f"wrote {output}: {len(summary.runs)} run(s), {summary.figures} figure(s){failed}")
+
+
 def main() -> None:
     cli(prog_name="lossatlas")
 
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""An example lossatlas plugin package (see plugin.py)."""

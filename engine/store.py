@@ -265,7 +265,11 @@ class Store:
             for name in list(ds.data_vars):
                 ds[name].encoding = {}
             ds.attrs = {}
+            # to_zarr(mode="a") rewrites the group's attrs; keep the step's own.
+            g = zarr.open_group(str(self.path), path=f"{run}/{step}", mode="r")
+            kept = dict(g.attrs)
             ds.to_zarr(str(self.path), group=f"{run}/{step}", mode="a", consolidated=False)
+            zarr.open_group(str(self.path), path=f"{run}/{step}", mode="r+").attrs.update(kept)
             zarr.consolidate_metadata(str(self.path))
 
     def open_step(self, run: str, step: str) -> xr.Dataset:

@@ -36,6 +36,9 @@ from .registry import PluginRecord, Registry, make_registry
 # Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
 # xarray support it, and lossatlas keeps it up to date under a lock (see store.py).
 _warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+# String coordinates (e.g. map = ["hessian", "random"]) are stored as fixed-length UTF-32,
+# which zarr 3 flags as not yet in its specification; xarray reads them back fine.
+_warnings.filterwarnings("ignore", message="The data type \\(FixedLengthUTF32")
 
 __all__ = [
     "Cell",

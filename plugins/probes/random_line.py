@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, metric_variables
 
 __all__ = ["RandomLine"]

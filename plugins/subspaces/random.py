@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
 from lossatlas.engine import Subspace, SubspacePlugin
 
 __all__ = ["RandomDirections", "orthonormal_gaussian"]

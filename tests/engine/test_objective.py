@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.func import functional_call
+
 from lossatlas.engine import DataBundle, Objective, ShapeError, Split
 from lossatlas.plugins.datasets.digits import Digits, DigitsOptions
 from lossatlas.plugins.models.mlp import MLPModel, MLPOptions
-from torch import nn
-from torch.func import functional_call
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -6,6 +6,7 @@ import types
 from dataclasses import dataclass
 
 import pytest
+
 from lossatlas.engine import PluginError, Probe, hookimpl, make_registry
 from lossatlas.engine import registry as registry_mod
 

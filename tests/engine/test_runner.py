@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+
 from lossatlas.engine import (
     ConfigError,
     Plan,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from lossatlas.engine import SubspacePlugin, hookimpl
 
+from .hyperplane import Hyperplane, Hypersphere
 from .random import RandomDirections
 
 
 @hookimpl
 def lossatlas_register_subspaces() -> list[SubspacePlugin]:
-    return [RandomDirections()]
+    return [RandomDirections(), Hyperplane(), Hypersphere()]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from lossatlas.engine import SubspacePlugin, hookimpl
 
+from .directions import FilterNormalized, HessianPlane, ThreePoints, UserDirections
 from .hyperplane import Hyperplane, Hypersphere
 from .random import RandomDirections
 
 
 @hookimpl
 def lossatlas_register_subspaces() -> list[SubspacePlugin]:
-    return [RandomDirections(), Hyperplane(), Hypersphere()]
+    return [RandomDirections(), Hyperplane(), Hypersphere(), FilterNormalized(), HessianPlane(),
+            UserDirections(), ThreePoints()]

@@ -1,0 +1,349 @@
+"""``interpolation``: the loss on the straight line between two points.
+
+Goodfellow, Vinyals & Saxe, "Qualitatively characterizing neural network optimization
+problems" (ICLR 2015, seed 003): J((1−α)θ0 + αθ1) over a grid of α that may reach
+beyond [0, 1] (default −0.5 … 1.5), train and validation loss and accuracy, for any
+pairs of points — initialisation → solution (Fig. 1–3), solution ↔ solution of two
+seeds (Fig. 5 left), a random point → solution (Fig. 5 right), two checkpoints — and
+high-resolution zooms next to the endpoints (Fig. 4c–d: 200 values in [0, 0.01] and
+[0.99, 1]).
+
+Points are formed as (1−α)·θ0 + α·θ1, so α = 0 and α = 1 give θ0 and θ1 bit for bit
+and the curve's endpoints are the models' own losses. Every grid (main and zooms)
+contains α = 0 and α = 1 exactly.
+
+Per curve, :meth:`Interpolation.finalize` reports (from the main grid and the zooms
+together, on α ∈ [0, 1]): the largest rise ``max_rise`` = max_j (L_j − min_{i≤j} L_i)
+(0 for a monotonically non-increasing curve), the barrier height over the endpoints'
+max, ``barrier`` = max_α L(α) − max(L(0), L(1)) (≥ 0), and the α and value of the
+minimum over the whole grid.
+
+Point forms in ``pairs``: every PointRef (``init``, ``init:SEED``, ``STEP``,
+``STEP.VAR``, ``RUN/STEP``, ``checkpoint:PATH``) and ``random:R`` (a Gaussian point of
+norm R, drawn from the cell's seed) or ``random`` (same, at the norm of the other end).
+
+BatchNorm: the stored running statistics belong to the endpoints, not to the points
+in between; ``recompute_bn = true`` recomputes them on the training data at every α
+(one extra forward pass over the train split per point, point by point).
+
+Cost: (points + 2·zoom_points) batched forward passes over the train and validation
+splits per pair (one vmapped pass per chunk of points).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable, metric_variables
+
+__all__ = ["Interpolation", "alpha_grid", "curve_summary", "interpolate"]
+
+
+@dataclass
+class InterpolationOptions:
+    pairs: list[list[PointRef]] = field(
+        default_factory=lambda: [[PointRef("init"), PointRef("train")]],
+        metadata={"doc": "pairs [θ0, θ1] of points to join: 'init', 'init:SEED', a step, "
+                  "'STEP.VAR', 'RUN/STEP', 'checkpoint:PATH', 'random:R' or 'random'"},
+    )
+    labels: list[str] = field(
+        default_factory=list, metadata={"doc": "one label per pair (default 'θ0 → θ1')"})
+    alpha_min: float = field(default=-0.5, metadata={"doc": "first α of the grid"})
+    alpha_max: float = field(default=1.5, metadata={"doc": "last α of the grid"})
+    points: int = field(default=41, metadata={"doc": "α values on the main grid (0 and 1 are "
+                                              "added if missing)"})
+    zoom_points: int = field(default=200, metadata={"doc": "α values in each zoom (0: none)"})
+    zoom_width: float = field(default=0.01, metadata={"doc": "the zooms tile [0, w] and "
+                                                      "[1 − w, 1]"})
+    recompute_bn: bool = field(default=False, metadata={
+        "doc": "recompute BatchNorm statistics on the train split at every α"})
+
+    def validate(self) -> None:
+        if not self.pairs:
+            raise ValueError("option 'pairs' needs at least one pair")
+        for i, p in enumerate(self.pairs):
+            if len(p) != 2:
+                raise ValueError(f"option 'pairs'[{i}] must be two points [θ0, θ1], got {p}")
+        if self.labels and len(self.labels) != len(self.pairs):
+            raise ValueError(f"option 'labels' has {len(self.labels)} labels for "
+                             f"{len(self.pairs)} pairs")
+        if not self.alpha_min < self.alpha_max:
+            raise ValueError("option 'alpha_min' must be below 'alpha_max'")
+        if self.points < 2:
+            raise ValueError(f"option 'points' must be at least 2, got {self.points}")
+        if self.zoom_points < 0 or self.zoom_points == 1:
+            raise ValueError(f"option 'zoom_points' must be 0 or at least 2, got "
+                             f"{self.zoom_points}")
+        if not 0 < self.zoom_width <= 0.5:
+            raise ValueError(f"option 'zoom_width' must be in (0, 0.5], got {self.zoom_width}")
+
+
+def alpha_grid(lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` evenly spaced α in [lo, hi], plus 0 and 1 exactly (the endpoints are on
+    every grid), sorted."""
+    a = np.linspace(lo, hi, n)
+    return np.unique(np.concatenate([a, [0.0, 1.0]]))
+
+
+def interpolate(theta0: torch.Tensor, theta1: torch.Tensor, alpha: np.ndarray) -> torch.Tensor:
+    """Rows (1−α)·θ0 + α·θ1 (exactly θ0 at α = 0 and θ1 at α = 1)."""
+    a = torch.as_tensor(np.asarray(alpha, dtype=np.float64)).to(theta0.device, theta0.dtype)
+    return (1 - a).unsqueeze(1) * theta0.unsqueeze(0) + a.unsqueeze(1) * theta1.unsqueeze(0)
+
+
+def curve_summary(alpha: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """Shape of one curve: ``max_rise`` and ``barrier`` on α ∈ [0, 1], ``argmin_alpha``
+    and ``min`` on the whole grid (see the module docstring). NaN-safe."""
+    order = np.argsort(alpha, kind="stable")
+    alpha, loss = np.asarray(alpha)[order], np.asarray(loss, dtype=np.float64)[order]
+    inside = (alpha >= 0) & (alpha <= 1)
+    a, L = alpha[inside], loss[inside]
+    out = {"max_rise": np.nan, "barrier": np.nan, "argmin_alpha": np.nan, "min": np.nan}
+    if np.all(np.isfinite(L)) and len(L):
+        running_min = np.minimum.accumulate(L)
+        out["max_rise"] = float(np.max(L - running_min))
+        ends = max(L[a == 0][0], L[a == 1][0])
+        out["barrier"] = float(max(np.max(L) - ends, 0.0))
+    if np.any(np.isfinite(loss)):
+        k = int(np.nanargmin(loss))
+        out["argmin_alpha"], out["min"] = float(alpha[k]), float(loss[k])
+    return out
+
+
+def _is_random(ref: str) -> bool:
+    return ref == "random" or ref.startswith("random:")
+
+
+def _earlier_steps(ctx: Any) -> list[str]:
+    names = [s.name for s in ctx.config.steps]
+    return names[: names.index(ctx.step.name)] if ctx.step.name in names else names
+
+
+def _bn_modules(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The model's buffers with BatchNorm running statistics recomputed at ``x`` on the
+    whole train split (cumulative average over its mini-batches, ``momentum=None``)."""
+    model = copy.deepcopy(obj.model)
+    state = obj.layout.unflatten(x)
+    for name, p in model.named_parameters():
+        p.copy_(state[name])
+    for m in _bn_modules(model):
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for inputs, _t, _w in obj.batches("train"):
+        model(inputs)
+    return {n: b.detach().clone() for n, b in model.named_buffers()}
+
+
+class Interpolation(Probe):
+    name = "interpolation"
+    summary = "loss and accuracy on the line (1−α)θ0 + αθ1 between pairs of points, with zooms"
+    Options = InterpolationOptions
+
+    # -------------------------------------------------------------- checking
+
+    def check(self, options: InterpolationOptions, ctx: Any) -> None:
+        earlier = _earlier_steps(ctx)
+        for pair in options.pairs:
+            for ref in pair:
+                if _is_random(ref):
+                    if ref.startswith("random:"):
+                        try:
+                            r = float(ref.split(":", 1)[1])
+                        except ValueError:
+                            r = -1.0
+                        if not r > 0:
+                            raise ConfigError(
+                                f"step '{ctx.step.name}': point '{ref}': 'random:R' needs a "
+                                "positive radius R")
+                    elif all(_is_random(p) for p in pair):
+                        raise ConfigError(
+                            f"step '{ctx.step.name}': pair {list(pair)}: 'random' takes the "
+                            "norm of the other point; give one of them a radius ('random:R')")
+                    continue
+                ctx.check_ref(ref, earlier)
+        if options.recompute_bn and not _bn_modules(ctx.objective.model):
+            raise ConfigError(f"step '{ctx.step.name}': recompute_bn = true but the model has "
+                              "no BatchNorm layers")
+
+    # -------------------------------------------------------------- planning
+
+    def _grids(self, o: InterpolationOptions) -> dict[str, np.ndarray]:
+        grids = {"alpha": alpha_grid(o.alpha_min, o.alpha_max, o.points)}
+        if o.zoom_points:
+            grids["alpha_zoom0"] = np.linspace(0.0, o.zoom_width, o.zoom_points)
+            z1 = np.linspace(1.0 - o.zoom_width, 1.0, o.zoom_points)
+            z1[-1] = 1.0
+            grids["alpha_zoom1"] = z1
+        return grids
+
+    def labels(self, options: InterpolationOptions) -> list[str]:
+        return list(options.labels) or [f"{a} → {b}" for a, b in options.pairs]
+
+    def plan(self, options: InterpolationOptions, ctx: Any) -> Plan:
+        obj = ctx.objective
+        grids = self._grids(options)
+        variables: dict[str, Variable] = {}
+        for dim in grids:
+            prefix = "" if dim == "alpha" else dim.removeprefix("alpha_") + "_"
+            for k, v in metric_variables(obj.metric_names(), ("pair", dim)).items():
+                v.description += f" at (1−α)θ0 + αθ1 ({dim})"
+                variables[prefix + k] = v
+        variables["distance"] = Variable(("pair",), "‖θ1 − θ0‖")
+        variables["norm0"] = Variable(("pair",), "‖θ0‖")
+        variables["norm1"] = Variable(("pair",), "‖θ1‖")
+        coord_attrs = {d: {"description": "interpolation coefficient: (1−α)θ0 + αθ1",
+                           "units": ""} for d in grids}
+        coord_attrs["pair"] = {"description": "index of the pair of points"}
+        return Plan(
+            coords={"pair": np.arange(len(options.pairs)), **grids},
+            variables=variables,
+            cell_dims=("pair",),
+            coord_attrs=coord_attrs,
+            attrs={"recompute_bn": int(options.recompute_bn), "task": obj.task,
+                   "labels": self.labels(options),
+                   "theta0": [str(p[0]) for p in options.pairs],
+                   "theta1": [str(p[1]) for p in options.pairs]},
+        )
+
+    # ------------------------------------------------------------- computing
+
+    def _endpoint(self, ref: str, other: str, ctx: Any, g: torch.Generator) -> torch.Tensor:
+        obj = ctx.objective
+        if not _is_random(ref):
+            return ctx.resolve_point(ref)
+        if ref == "random":
+            r = float(ctx.resolve_point(other).norm())
+        else:
+            r = float(ref.split(":", 1)[1])
+        u = torch.randn(obj.D, generator=g, dtype=torch.float64)
+        return (u * (r / u.norm())).to(obj.device, obj.dtype)
+
+    def compute(self, options: InterpolationOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        obj = ctx.objective
+        a_ref, b_ref = (str(r) for r in options.pairs[cell.index["pair"]])
+        g = cell.generator()
+        theta0 = self._endpoint(a_ref, b_ref, ctx, g)
+        theta1 = self._endpoint(b_ref, a_ref, ctx, g)
+        out: dict[str, Any] = {
+            "distance": float((theta1 - theta0).double().norm()),
+            "norm0": float(theta0.double().norm()),
+            "norm1": float(theta1.double().norm()),
+        }
+        for dim, alpha in self._grids(options).items():
+            prefix = "" if dim == "alpha" else dim.removeprefix("alpha_") + "_"
+            X = interpolate(theta0, theta1, alpha)
+            values = (self._evaluate_bn(obj, X) if options.recompute_bn
+                      else obj.evaluate_both(X))
+            for k, v in values.items():
+                out[prefix + k] = v
+        return out
+
+    @staticmethod
+    def _evaluate_bn(obj: Any, X: torch.Tensor) -> dict[str, np.ndarray]:
+        rows: list[dict[str, np.ndarray]] = []
+        saved = obj.buffers
+        try:
+            for x in X:
+                obj.buffers = bn_buffers(obj, x)
+                rows.append(obj.evaluate_both(x.unsqueeze(0)))
+        finally:
+            obj.buffers = saved
+        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+
+    # ------------------------------------------------------------- summaries
+
+    def finalize(self, options: InterpolationOptions, ctx: Any, ds: Any) -> Any:
+        import xarray as xr
+
+        out = {}
+        for split in ("train", "validation"):
+            name = f"{split}_loss"
+            rows: dict[str, list[float]] = {}
+            for p in range(ds.sizes["pair"]):
+                alphas = [ds["alpha"].values]
+                losses = [ds[name].isel(pair=p).values]
+                for z in ("zoom0", "zoom1"):
+                    if f"{z}_{name}" in ds:
+                        alphas.append(ds[f"alpha_{z}"].values)
+                        losses.append(ds[f"{z}_{name}"].isel(pair=p).values)
+                s = curve_summary(np.concatenate(alphas), np.concatenate(losses))
+                for k, v in s.items():
+                    rows.setdefault(k, []).append(v)
+            docs = {
+                "max_rise": "largest rise of the loss along α ∈ [0, 1]: "
+                            "max_j (L_j − min_{i≤j} L_i); 0 if monotone non-increasing",
+                "barrier": "max over α ∈ [0, 1] of L minus the larger endpoint loss",
+                "argmin_alpha": "α of the lowest loss on the grid",
+                "min": "lowest loss on the grid",
+            }
+            for k, v in rows.items():
+                out[f"{name}_{k}"] = xr.Variable(("pair",), np.asarray(v),
+                                                 attrs={"description": f"{split}: {docs[k]}",
+                                                        "units": "" if k == "argmin_alpha"
+                                                        else "loss"})
+        return xr.Dataset(out)
+
+    # ------------------------------------------------------------------ plot
+
+    def plot(self, ds: Any, **kwargs: Any) -> Any:
+        """Fig. 2/3/5 of seed 003 (all pairs on one axis; train solid, validation dashed;
+        ``logy`` for Fig. 3), the accuracy, and the zooms of Fig. 4c–d."""
+        import matplotlib.pyplot as plt
+
+        has_acc = "train_accuracy" in ds
+        zooms = [z for z in ("zoom0", "zoom1") if f"{z}_train_loss" in ds]
+        panels = 1 + int(has_acc) + len(zooms)
+        cols = 2 if panels > 1 else 1
+        rows = (panels + 1) // 2
+        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+        flat = list(axes.ravel())
+        labels = list(ds.attrs.get("labels") or [str(p) for p in ds["pair"].values])
+        logy = bool(kwargs.get("logy"))
+
+        def curves(ax: Any, dim: str, prefix: str, metric: str, legend: bool,
+                   validation: bool = True) -> None:
+            a = ds[dim].values
+            for k in range(ds.sizes["pair"]):
+                ax.plot(a, ds[f"{prefix}train_{metric}"].isel(pair=k), color=f"C{k}",
+                        label=f"{labels[k]} (train)" if legend else None)
+                if not validation:
+                    continue
+                ax.plot(a, ds[f"{prefix}validation_{metric}"].isel(pair=k), color=f"C{k}",
+                        ls="--", alpha=0.8, label=f"{labels[k]} (validation)" if legend
+                        else None)
+            for edge in (0.0, 1.0):
+                if a.min() <= edge <= a.max():
+                    ax.axvline(edge, color="k", lw=0.5, alpha=0.5)
+            ax.set_xlabel("α")
+            ax.set_ylabel(metric)
+            if logy and metric == "loss":
+                ax.set_yscale("log")
+
+        ax = flat.pop(0)
+        curves(ax, "alpha", "", "loss", True)
+        ax.set_title("J((1−α)θ0 + αθ1)")
+        ax.legend(fontsize=7)
+        if has_acc:
+            ax = flat.pop(0)
+            curves(ax, "alpha", "", "accuracy", False)
+            ax.set_title("accuracy (solid: train, dashed: validation)")
+        for z in zooms:
+            ax = flat.pop(0)
+            curves(ax, f"alpha_{z}", f"{z}_", "loss", False, validation=False)
+            a = ds[f"alpha_{z}"].values
+            ax.set_title(f"train loss, {len(a)} values in [{a.min():.3g}, {a.max():.3g}]")
+        for ax in flat:
+            ax.set_visible(False)
+        fig.tight_layout()
+        return fig

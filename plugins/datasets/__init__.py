@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from lossatlas.engine import DatasetPlugin, hookimpl
 
+from .cifar10 import CIFAR10
 from .digits import Digits
+from .files import Tensors
+from .formula import Formula
+from .importpath import PythonData
+from .mnist import MNIST
+from .mnist1d import MNIST1D
+from .synthetic import Blobs, Moons
 
 
 @hookimpl
 def lossatlas_register_datasets() -> list[DatasetPlugin]:
-    return [Digits()]
+    return [
+        Digits(),
+        Formula(),
+        Tensors(),
+        PythonData(),
+        MNIST(),
+        CIFAR10(),
+        MNIST1D(),
+        Blobs(),
+        Moons(),
+    ]

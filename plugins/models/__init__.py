@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from lossatlas.engine import ModelPlugin, hookimpl
 
+from .cnn import CNNModel
+from .importpath import PythonModel
 from .mlp import MLPModel
+from .resnet import ResNetModel
 
 
 @hookimpl
 def lossatlas_register_models() -> list[ModelPlugin]:
-    return [MLPModel()]
+    return [MLPModel(), CNNModel(), ResNetModel(), PythonModel()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lossatlas.engine import DatasetPlugin, hookimpl
 
 from .cifar10 import CIFAR10
+from .deep_linear import DeepLinearData
 from .digits import Digits
 from .files import Tensors
 from .formula import Formula
@@ -26,4 +27,5 @@ def lossatlas_register_datasets() -> list[DatasetPlugin]:
         MNIST1D(),
         Blobs(),
         Moons(),
+        DeepLinearData(),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lossatlas.engine import ModelPlugin, hookimpl
 
 from .cnn import CNNModel
+from .deep_linear import DeepLinearModel
 from .importpath import PythonModel
 from .mlp import MLPModel
 from .resnet import ResNetModel
@@ -12,4 +13,4 @@ from .resnet import ResNetModel
 
 @hookimpl
 def lossatlas_register_models() -> list[ModelPlugin]:
-    return [MLPModel(), CNNModel(), ResNetModel(), PythonModel()]
+    return [MLPModel(), CNNModel(), ResNetModel(), PythonModel(), DeepLinearModel()]

@@ -66,12 +66,19 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 def cli(debug: bool) -> None:
     """lossatlas: loss-landscape experiments on your own models and data.
 
+    A config file (TOML) names a model, a data set and a list of steps; each step
+    runs a probe (train, interpolate, Hessian directions, Goldilocks, DSS ...) and
+    stores a labelled result in a Zarr store that xarray opens directly.
+
     \b
     Start with:
       lossatlas run examples/quickstart.toml      run a pipeline into ./atlas.zarr
-      lossatlas inspect atlas.zarr                 what is in a store
+      lossatlas inspect atlas.zarr                what is in a store
       lossatlas plot atlas.zarr quickstart/line -o line.png
-      lossatlas plugins                            models, data sets, probes available
+      lossatlas report atlas.zarr -o report.html  every figure on one page
+      lossatlas plugins                           models, data sets, probes available
+
+    Run 'lossatlas COMMAND --help' for a command's options.
     """
 
 
@@ -132,22 +139,26 @@ class RichProgress(Progress):
             )
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Run a pipeline config into a store.")
 @click.argument("config_file", metavar="CONFIG.toml", type=click.Path(dir_okay=False))
-@click.option("--store", "store", default="atlas.zarr", show_default=True,
+@click.option("--store", "store", default="atlas.zarr", show_default=True, metavar="PATH",
               help="Zarr store to write into (created if missing; shared by many runs).")
-@click.option("--name", default=None, help="Run name (the store group); default: the config's.")
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (overrides the config).")
+@click.option("--name", default=None, metavar="NAME",
+              help="Run name (the store group); default: the config's.")
+@click.option("--device", default=None, metavar="DEVICE",
+              help="cpu, cuda or cuda:N (overrides the config).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None,
               help="Floating-point precision (overrides the config).")
-@click.option("--seed", type=int, default=None, help="Run seed (overrides the config).")
-@click.option("--executor", default=None,
+@click.option("--seed", type=int, default=None, metavar="N",
+              help="Run seed (overrides the config).")
+@click.option("--executor", default=None, metavar="NAME",
               help="Executor plugin: local (default) or dask.")
-@click.option("--address", default=None,
+@click.option("--address", default=None, metavar="URL",
               help="Dask scheduler address tcp://HOST:PORT (with --executor dask).")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=int, default=None, metavar="N",
               help="Dask LocalCluster workers (with --executor dask and no --address).")
-@click.option("--step", "steps", multiple=True, help="Run only this step (repeatable).")
+@click.option("--step", "steps", multiple=True, metavar="STEP",
+              help="Run only this step (repeatable).")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Resume an unfinished run of the same name (with --no-resume, refuse).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -168,8 +179,17 @@ def run(
 ) -> None:
     """Run the pipeline in CONFIG.toml and store its results.
 
+    Everything is checked before the store is touched (plugins, options, point
+    references, shapes). Each step's result goes to the group RUN/STEP of the store.
     Steps already complete in the store are skipped; an interrupted run continues
-    where it stopped when the same command is run again.
+    where it stopped when the same command is run again. The progress bar is off
+    with --quiet, and when CI is set and stderr is not a terminal.
+
+    \b
+    Examples:
+      lossatlas run examples/quickstart.toml
+      lossatlas run my.toml --store results.zarr --name wide --device cuda
+      lossatlas run my.toml --executor dask --workers 4
     """
     from .config import load_config
     from .runner import run_pipeline
@@ -204,11 +224,17 @@ def run(
 # ----------------------------------------------------------------------- plugins
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="List the installed plugins.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
 def plugins(as_json: bool) -> None:
-    """List every plugin, its distribution and what it registers; broken ones marked."""
+    """List every plugin, its distribution and what it registers; broken ones marked.
+
+    The names shown are what a config uses: [model] plugin = NAME,
+    [dataset] plugin = NAME, probe = NAME in [[steps]], subspace tables
+    {plugin = NAME}, executor = NAME. Set LOSSATLAS_DISABLE_PLUGINS=a,b to
+    switch plugins off by name.
+    """
     registry = make_registry()
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in registry.records], indent=2))
@@ -228,12 +254,20 @@ def plugins(as_json: bool) -> None:
 # ----------------------------------------------------------------------- inspect
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Show what a store holds.")
 @click.argument("store", type=click.Path())
-@click.option("--run", "run_name", default=None, help="Only this run.")
+@click.option("--run", "run_name", default=None, metavar="RUN", help="Only this run.")
 @friendly
 def inspect(store: str, run_name: str | None) -> None:
-    """Show the runs and steps in STORE: dims, completion and provenance."""
+    """Show the runs and steps in STORE: dims, completion and provenance.
+
+    For each run: its status, times, versions, device, dtype and seed; for each
+    step: its probe, how many cells are computed, its dims and variables.
+
+    \b
+    Example:
+      lossatlas inspect atlas.zarr --run quickstart
+    """
     import numpy as np
 
     from .store import STATUS_NONFINITE, STATUS_VAR, Store
@@ -276,16 +310,26 @@ def inspect(store: str, run_name: str | None) -> None:
 # -------------------------------------------------------------------------- plot
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Draw one stored result to an image.")
 @click.argument("store", type=click.Path())
 @click.argument("group", metavar="RUN/STEP")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Image file; the format follows the suffix (.png, .svg, .pdf).")
 @click.option("--logy", is_flag=True, help="Logarithmic loss axis, where the plot has one.")
-@click.option("--dpi", type=int, default=130, show_default=True)
+@click.option("--dpi", type=int, default=130, show_default=True,
+              help="Resolution of raster images (.png, .jpg).")
 @friendly
 def plot(store: str, group: str, output: str, logy: bool, dpi: int) -> None:
-    """Draw the stored result RUN/STEP of STORE with its probe's plot."""
+    """Draw the stored result RUN/STEP of STORE with its probe's plot.
+
+    RUN/STEP names a run and one of its steps, as 'lossatlas inspect STORE' lists
+    them. The figure is the probe's picture of the paper it implements, drawn from
+    the stored result alone (nothing is recomputed).
+
+    \b
+    Example:
+      lossatlas plot atlas.zarr quickstart/line -o line.png --logy
+    """
     path = draw(store, group, output, logy=logy, dpi=dpi)
     click.echo(f"wrote {path}")
 
@@ -349,12 +393,12 @@ class RichReportProgress:
             self.bar = None
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Write an HTML report of a store.")
 @click.argument("store", type=click.Path())
 @click.option("-o", "--output", default="report.html", show_default=True,
               type=click.Path(dir_okay=False),
               help="The HTML file to write (one self-contained page; no server needed).")
-@click.option("--run", "runs", multiple=True,
+@click.option("--run", "runs", multiple=True, metavar="RUN",
               help="Only this run (repeatable); default: every run in the store.")
 @click.option("--logy", is_flag=True, help="Logarithmic loss axes, where a plot has one.")
 @click.option("--dpi", type=int, default=100, show_default=True,

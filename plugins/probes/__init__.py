@@ -10,9 +10,12 @@ from .hessian_directions import HessianDirectionsProbe
 from .interpolation import Interpolation
 from .permute_units import PermuteUnits
 from .random_line import RandomLine
+from .trace import TraceProbe
 from .train import Train
+from .trajectory import Trajectory
 
 
 @hookimpl
 def lossatlas_register_probes() -> list[Probe]:
-    return [RandomLine(), Train(), Goldilocks(), Interpolation(), HessianDirectionsProbe(), DSS(), PermuteUnits()]
+    return [RandomLine(), Train(), Trajectory(), Goldilocks(), Interpolation(), HessianDirectionsProbe(),
+            TraceProbe(), DSS(), PermuteUnits()]

@@ -1,0 +1,263 @@
+"""``trace``: Hessian trace estimates as the number of random directions grows
+(Böttcher & Wheeler, seed 001, §II.4, §III.2 and Fig. 3).
+
+For the same N random directions z_1..z_N (Gaussian, as in the paper, or Rademacher):
+
+- **Hutchinson** (1989; seed 001 eq. 25): Tr H ≈ mean zᵀHz, one HVP per direction
+  (:func:`lossatlas.engine.curvature.hutchinson_trace`);
+- **curvature-based** (seed 001 eq. 23, §III.2): no HVP — the loss is evaluated at
+  ``n_points`` (50 in the paper) equidistant t ∈ [−ε, ε] along each direction, a
+  quadratic is fitted by least squares, and the curvatures are averaged
+  (:func:`lossatlas.engine.curvature.curvature_trace`; ``normalize``: unit directions
+  scaled by D, or the paper's raw Gaussian ones);
+- **Hutch++** (Meyer et al. 2021) with the same budget of N HVPs, for reference;
+- **exact**: the trace of the dense Hessian where D is small enough (``exact``), or
+  the analytic value on the synthetic landscapes of eq. 26 (Tr = 0) and eq. 31
+  (Tr = N − 2k, 600 for N = 1000, k = 200);
+- optionally the **spectral density** of H by stochastic Lanczos quadrature, and the
+  exact spectrum when the dense Hessian was formed.
+
+The running estimates after n = 1..N directions are stored per ``repeat`` (independent
+draws), which gives the convergence plot of Fig. 3 and its spread.
+
+Cost per repeat: N HVPs (Hutchinson) + N HVPs (Hutch++) + N × ``n_points`` loss
+evaluations (curvature-based, batched); in plan: D HVPs for the dense Hessian (if
+``exact``) and ``density_probes`` × ``density_steps`` HVPs for the density.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.plugins.models.quadratic import make_landscape
+
+__all__ = ["TraceOptions", "TraceProbe", "landscape_for"]
+
+#: ``exact = "auto"`` forms the dense Hessian up to this many parameters.
+DENSE_LIMIT = 3000
+
+
+@dataclass
+class TraceOptions:
+    at: PointRef = field(default=PointRef("init"), metadata={
+        "doc": "the point (landscape = 'model')"})
+    landscape: Literal["model", "eq26", "eq31"] = field(default="model", metadata={
+        "doc": "'model': the run's model and data; 'eq26'/'eq31': seed 001's quadratic "
+               "saddles at their critical point"})
+    n_params: int = field(default=1000, metadata={"doc": "N of the quadratic landscapes"})
+    n_negative: int = field(default=200, metadata={
+        "doc": "k, negative curvatures of eq31 (eq26: N/2)"})
+    directions: int = field(default=100, metadata={"doc": "N random directions"})
+    repeats: int = field(default=1, metadata={"doc": "independent draws of the N directions"})
+    distribution: Literal["gaussian", "rademacher"] = field(default="gaussian", metadata={
+        "doc": "entries of the directions (the paper: gaussian)"})
+    epsilon: float = field(default=0.01, metadata={
+        "doc": "curvature fit: t ∈ [−ε, ε] (a distance along unit directions if normalize)"})
+    n_points: int = field(default=50, metadata={"doc": "curvature fit: loss values per "
+                                                       "direction"})
+    normalize: bool = field(default=True, metadata={
+        "doc": "curvature fit along unit directions (estimate D·uᵀHu); false: the raw "
+               "directions of the paper"})
+    hutchpp: bool = field(default=True, metadata={"doc": "also Hutch++ with N HVPs"})
+    exact: Literal["auto", "dense", "none"] = field(default="auto", metadata={
+        "doc": f"exact trace from the dense Hessian: 'auto' (D ≤ {DENSE_LIMIT}), "
+               "'dense', 'none'"})
+    density_steps: int = field(default=40, metadata={
+        "doc": "Lanczos steps of the SLQ spectral density (0: none)"})
+    density_probes: int = field(default=4, metadata={"doc": "SLQ start vectors"})
+    split: Literal["train", "validation"] = field(default="train", metadata={
+        "doc": "the loss whose Hessian is estimated"})
+
+    def validate(self) -> None:
+        for name in ("directions", "repeats", "density_probes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"option '{name}' must be at least 1")
+        if self.n_points < 3:
+            raise ValueError(f"option 'n_points' must be at least 3, got {self.n_points}")
+        if not self.epsilon > 0:
+            raise ValueError(f"option 'epsilon' must be positive, got {self.epsilon}")
+        if self.density_steps < 0:
+            raise ValueError("option 'density_steps' must be ≥ 0")
+        if self.hutchpp and self.directions < 3:
+            raise ValueError("Hutch++ needs directions ≥ 3 (or set hutchpp = false)")
+
+
+def landscape_for(options: Any, ctx: Any) -> tuple[Any, Any, torch.Tensor, int, str]:
+    """(hvp, loss_at, x, D, description) of the run's model or of a quadratic saddle.
+
+    Cached on the context, so each process builds it once.
+    """
+    key = ("landscape", ctx.step.name)
+    cache = ctx.__dict__.setdefault("_probe_cache", {})
+    if key in cache:
+        return cache[key]
+    if options.landscape == "model":
+        from lossatlas.engine.curvature import hvp_operator
+
+        obj = ctx.objective
+        x = ctx.resolve_point(options.at)
+        split = options.split
+
+        def loss_at(P: torch.Tensor) -> np.ndarray:
+            return obj.evaluate(P, split)["loss"]
+
+        out = (hvp_operator(obj, x, split), loss_at, x, obj.D,
+               f"model at '{options.at}' ({split} loss)")
+    else:
+        land = make_landscape(options.landscape, options.n_params, options.n_negative)
+        out = (land, land.loss_at, land.x0, land.D, f"{options.landscape}: {land.describe()}")
+    cache[key] = out
+    return out
+
+
+class TraceProbe(Probe):
+    name = "trace"
+    summary = "Hutchinson vs curvature-based (HVP-free) vs exact trace of H, and its density"
+    Options = TraceOptions
+
+    def check(self, options: TraceOptions, ctx: Any) -> None:
+        if options.landscape != "model":
+            make_landscape(options.landscape, options.n_params, options.n_negative)
+        elif options.exact == "dense" and ctx.objective.D > 20000:
+            raise ConfigError(f"step '{ctx.step.name}': exact = 'dense' with D="
+                              f"{ctx.objective.D:,} would form a {ctx.objective.D:,}² Hessian; "
+                              "use exact = 'none'")
+
+    def plan(self, options: TraceOptions, ctx: Any) -> Plan:
+        from lossatlas.engine.curvature import spectral_density
+
+        hvp, _loss_at, x, D, desc = landscape_for(options, ctx)
+        static: dict[str, Any] = {}
+        coords: dict[str, np.ndarray] = {"repeat": np.arange(options.repeats),
+                                         "n": np.arange(1, options.directions + 1)}
+        exact, method = np.nan, "none"
+        if options.landscape != "model":
+            exact, method = hvp.trace, "analytic"
+            w = hvp.eigenvalues
+        elif options.exact == "dense" or (options.exact == "auto" and D <= DENSE_LIMIT):
+            H = ctx.objective.hessian(x, options.split).detach().to("cpu", torch.float64)
+            w = np.linalg.eigvalsh(H.numpy())
+            exact, method = float(torch.trace(H)), f"dense Hessian ({D} HVPs)"
+        else:
+            w = None
+        if w is not None:
+            coords["eig"] = np.arange(len(w))
+            static["eigenvalues"] = (("eig",), np.asarray(w, float), {
+                "description": "the exact spectrum of H", "units": "loss / parameter²"})
+        static["exact_trace"] = ((), np.float64(exact), {
+            "description": "Tr H, exactly (NaN: not computed)", "units": "loss / parameter²",
+            "method": method})
+        if options.density_steps > 0:
+            sd = spectral_density(hvp, D, n_probes=options.density_probes,
+                                  n_steps=min(options.density_steps, D),
+                                  generator=ctx.generator("density"))
+            coords["grid"] = np.asarray(sd.grid, float)
+            static["density"] = (("grid",), np.asarray(sd.density, float), {
+                "description": "SLQ estimate of the eigenvalue density of H (∫ = 1)",
+                "units": "1 / eigenvalue", "n_hvp": int(sd.n_hvp), "sigma": float(sd.sigma),
+                "probes": options.density_probes, "steps": options.density_steps,
+                "slq_trace": float(sd.trace())})
+        dims = ("repeat", "n")
+        variables = {
+            "hutchinson": Variable(dims, "Hutchinson estimate of Tr H from the first n "
+                                   "directions", "loss / parameter²"),
+            "hutchinson_stderr": Variable(dims, "its standard error (NaN at n = 1)",
+                                          "loss / parameter²", finite=False),
+            "curvature": Variable(dims, "curvature-based (HVP-free) estimate from the first "
+                                  "n directions", "loss / parameter²"),
+            "curvature_stderr": Variable(dims, "its standard error (NaN at n = 1)",
+                                         "loss / parameter²", finite=False),
+            "hutchinson_sample": Variable(dims, "zᵀHz of direction n", "loss / parameter²"),
+            "curvature_sample": Variable(dims, "the fitted curvature of direction n, scaled "
+                                         "to estimate Tr H", "loss / parameter²"),
+            "fit_rms": Variable(dims, "rms residual of the quadratic fit along direction n "
+                                "(large: ε is outside the quadratic regime)", "loss"),
+        }
+        if options.hutchpp:
+            variables["hutchpp"] = Variable(("repeat",), "Hutch++ estimate with N HVPs",
+                                            "loss / parameter²")
+        return Plan(coords=coords, cell_dims=("repeat",), variables=variables, static=static,
+                    attrs={"landscape": desc, "D": int(D), "exact_trace": float(exact),
+                           "distribution": options.distribution,
+                           "epsilon": options.epsilon, "normalize": int(options.normalize)},
+                    coord_attrs={"n": {"description": "number of directions averaged"}})
+
+    def compute(self, options: TraceOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        from lossatlas.engine.curvature import (
+            curvature_trace,
+            hutchinson_trace,
+            hutchpp_trace,
+            random_probes,
+        )
+
+        hvp, loss_at, x, D, _desc = landscape_for(options, ctx)
+        g = cell.generator()
+        Z = random_probes(options.directions, D, options.distribution, generator=g,
+                          dtype=torch.float64)
+        hut = hutchinson_trace(hvp, D, probes=Z)
+        cur = curvature_trace(loss_at, x, directions=Z.to(x.device), epsilon=options.epsilon,
+                              n_points=options.n_points, normalize=options.normalize)
+        out = {
+            "hutchinson": hut.running, "hutchinson_stderr": hut.stderr,
+            "curvature": cur.running, "curvature_stderr": cur.stderr,
+            "hutchinson_sample": hut.samples, "curvature_sample": cur.samples,
+            "fit_rms": cur.extra["fit_rms"],
+        }
+        if options.hutchpp:
+            out["hutchpp"] = hutchpp_trace(hvp, D, options.directions, distribution=(
+                options.distribution), generator=g).estimate
+        return out
+
+    def plot(self, ds: Any, **kwargs: Any) -> Any:
+        return plot_trace(ds, logy=kwargs.get("logy", False))
+
+
+def plot_trace(ds: Any, logy: bool = False) -> Any:
+    """Fig. 3 of seed 001 (running estimates vs n) and the spectral density of H."""
+    import matplotlib.pyplot as plt
+
+    spectral = "density" in ds or "eigenvalues" in ds
+    fig, axes = plt.subplots(1, 2 if spectral else 1, figsize=(11 if spectral else 6, 4.2),
+                             squeeze=False)
+    ax = axes[0, 0]
+    n = ds["n"].values
+    for r in ds["repeat"].values:
+        lab = r == ds["repeat"].values[0]
+        ax.plot(n, ds["hutchinson"].sel(repeat=r), color="C0", lw=1,
+                label="Hutchinson (HVPs)" if lab else None)
+        ax.plot(n, ds["curvature"].sel(repeat=r), color="C1", lw=1, ls="--",
+                label="curvature-based (no HVP)" if lab else None)
+        if "hutchpp" in ds:
+            ax.plot(n[-1], float(ds["hutchpp"].sel(repeat=r)), "o", color="C2", ms=5,
+                    label=f"Hutch++ ({n[-1]} HVPs)" if lab else None)
+    exact = float(ds["exact_trace"].values)
+    if np.isfinite(exact):
+        ax.axhline(exact, color="k", lw=1.2, label=f"exact Tr H = {exact:.4g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("number of random directions n")
+    ax.set_ylabel("estimate of Tr H")
+    ax.set_title(f"trace estimates — {ds.attrs.get('landscape', '')}", fontsize=9)
+    ax.legend(fontsize=8)
+    if spectral:
+        ax = axes[0, 1]
+        if "eigenvalues" in ds:
+            w = ds["eigenvalues"].values
+            ax.hist(w, bins=min(80, max(10, len(w) // 10)), density=True, color="0.75",
+                    label=f"exact spectrum ({len(w)} eigenvalues)")
+        if "density" in ds:
+            ax.plot(ds["grid"], ds["density"], color="C3", label="SLQ density")
+        if logy:
+            ax.set_yscale("log")
+            top = ax.get_ylim()[1]
+            ax.set_ylim(top * 1e-6, top)
+        ax.set_xlabel("eigenvalue of H")
+        ax.set_ylabel("density")
+        ax.set_title("spectrum of H")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -17,5 +17,14 @@ from .trajectory import Trajectory
 
 @hookimpl
 def lossatlas_register_probes() -> list[Probe]:
-    return [RandomLine(), Train(), Trajectory(), Goldilocks(), Interpolation(), HessianDirectionsProbe(),
-            TraceProbe(), DSS(), PermuteUnits()]
+    return [
+        RandomLine(),
+        Train(),
+        Trajectory(),
+        Goldilocks(),
+        Interpolation(),
+        HessianDirectionsProbe(),
+        TraceProbe(),
+        DSS(),
+        PermuteUnits(),
+    ]

@@ -9,6 +9,8 @@ from .goldilocks import Goldilocks
 from .hessian_directions import HessianDirectionsProbe
 from .interpolation import Interpolation
 from .permute_units import PermuteUnits
+from .projection_curvature import ProjectionCurvatureProbe
+from .radial_profile import RadialProfile
 from .random_line import RandomLine
 from .trace import TraceProbe
 from .train import Train
@@ -21,10 +23,11 @@ def lossatlas_register_probes() -> list[Probe]:
         RandomLine(),
         Train(),
         Trajectory(),
-        Goldilocks(),
+        Goldilocks(), RadialProfile(),
         Interpolation(),
         HessianDirectionsProbe(),
         TraceProbe(),
+        ProjectionCurvatureProbe(),
         DSS(),
         PermuteUnits(),
     ]

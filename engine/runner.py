@@ -139,6 +139,8 @@ def run_pipeline(
     executor = registry.get("executor", config.executor)
     exec_opts = parse_options(executor.Options, config.executor_options,
                               f"executor '{config.executor}'")
+    for ctx in contexts:  # refuse a corrupted step before anything is written
+        store.check_step(config.name, ctx.step.name)
 
     science = json.dumps(config.science(), sort_keys=True)
     run_attrs = {

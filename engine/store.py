@@ -101,21 +101,32 @@ class Store:
                 f"'{p}' is a Zarr store that lossatlas did not make; it will not write into "
                 "it; choose another --store"
             )
+        # Runs, steps and variables: their metadata must parse (a few small files).
+        for depth in ("*", "*/*", "*/*/*"):
+            for meta in p.glob(f"{depth}/zarr.json"):
+                try:
+                    json.loads(meta.read_bytes())
+                except (OSError, ValueError) as exc:
+                    raise StoreError(
+                        f"store '{p}' is corrupted: '{meta.relative_to(p)}' is not valid "
+                        f"metadata ({type(exc).__name__}); restore it or use another --store"
+                    ) from None
 
     def open_for_reading(self) -> zarr.Group:
         if not self.path.exists():
             raise StoreError(f"store '{self.path}' does not exist")
         self._check_ours()
-        return zarr.open_group(str(self.path), mode="r")
+        # Not the consolidated view: it may lag behind a run that is writing right now.
+        return zarr.open_group(str(self.path), mode="r", use_consolidated=False)
 
     def root(self) -> zarr.Group:
         """The root group, created (with its marker) if needed."""
         if not (self.path / "zarr.json").exists() and not (self.path / ".zgroup").exists():
             self.path.mkdir(parents=True, exist_ok=True)
-            root = zarr.open_group(str(self.path), mode="a")
-            root.attrs[MARKER] = 1
-            return root
-        return zarr.open_group(str(self.path), mode="a")
+            # One write: a kill cannot leave a root without its marker.
+            return zarr.open_group(str(self.path), mode="a", attributes={MARKER: 1},
+                                   use_consolidated=False)
+        return zarr.open_group(str(self.path), mode="a", use_consolidated=False)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -160,8 +171,7 @@ class Store:
             root = self.root()
             if run in root:
                 return dict(root[run].attrs)
-            g = root.create_group(run)
-            g.attrs.update(attrs)
+            root.create_group(run, attributes=attrs)  # one write, attrs included
         return None
 
     def set_run_attrs(self, run: str, attrs: dict[str, Any]) -> None:
@@ -179,8 +189,28 @@ class Store:
             return None
         try:
             return zarr.open_group(str(self.path), path=f"{run}/{step}", mode=mode)
-        except Exception:
+        except Exception as exc:
+            if (path / "zarr.json").exists() or (path / ".zgroup").exists():
+                raise StoreError(
+                    f"store '{self.path}': step '{step}' of run '{run}' is corrupted "
+                    f"({type(exc).__name__}); remove the folder '{path}' to recompute that "
+                    "step, or use another --store"
+                ) from None
             return None
+
+    def check_step(self, run: str, step: str) -> None:
+        """Refuse a step whose metadata or ``cell_status`` cannot be read (before writing)."""
+        g = self.step_group(run, step)
+        if g is None or not g.attrs.get("template_complete"):
+            return
+        try:
+            np.asarray(g[STATUS_VAR][...])
+        except Exception as exc:
+            raise StoreError(
+                f"store '{self.path}': the cell status of step '{step}' of run '{run}' is "
+                f"corrupted ({type(exc).__name__}); remove the folder "
+                f"'{self.path / run / step}' to recompute that step, or use another --store"
+            ) from None
 
     def step_ready(self, run: str, step: str) -> bool:
         g = self.step_group(run, step)

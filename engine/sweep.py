@@ -141,7 +141,8 @@ class CellJob:
     def make(store: Store, config: RunConfig, step: str) -> CellJob:
         payload = json.dumps({"config": config.to_dict(), "source": config.source},
                              sort_keys=True)
-        return CellJob(str(store.path), payload, step)
+        # An absolute path: a worker may run in another directory.
+        return CellJob(str(store.path.absolute()), payload, step)
 
     def install(self, runtime: StepRuntime) -> None:
         """Give this process's cache a runtime built already (the driver's own)."""

@@ -1,0 +1,179 @@
+"""The Dask executor: the cells of a sweep as tasks on a ``dask.distributed`` cluster.
+
+``--executor dask`` starts a ``LocalCluster`` on this machine (loopback only, one
+process per worker, one thread per worker, torch's threads set to match) and closes it
+when the step ends; ``--executor dask --address tcp://HOST:PORT`` sends the cells to a
+cluster that is already running (see docs/scale-out.md).
+
+Nothing but strings travels: a task is a :class:`~lossatlas.engine.sweep.CellJob`
+(store path, config JSON, step name) and a block of cell indices. The worker rebuilds
+the model, the data and the probe from the config (once per worker, then cached),
+computes each cell with the cell's own seed, writes it into the chunks it alone owns and
+sets its ``cell_status``. Writing is idempotent, so a task that Dask runs again after a
+worker died writes the same bytes again, and the numbers equal an in-process run's.
+Cost: one task per ``block`` cells; a worker builds each step's context once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from lossatlas.engine import ConfigError, Executor, LossAtlasError, PluginError
+
+__all__ = ["DaskExecutor", "DaskOptions", "run_block"]
+
+_ADDRESS = re.compile(r"^([a-z][a-z0-9+]*://)?[^\s/:]+(:\d+)?$")
+
+
+@dataclass
+class DaskOptions:
+    address: str = field(default="", metadata={
+        "doc": "scheduler address tcp://HOST:PORT of a running cluster; empty: start a "
+               "LocalCluster on this machine"})
+    workers: int = field(default=0, metadata={
+        "doc": "LocalCluster worker processes (0: one per CPU core); only without address"})
+    threads: int = field(default=1, metadata={
+        "doc": "torch threads in each task (one Dask thread per worker runs the task)"})
+    block: int = field(default=1, metadata={
+        "doc": "cells per task (more: fewer, longer tasks)"})
+    timeout: float = field(default=60.0, metadata={
+        "doc": "seconds to wait for the scheduler and its first worker"})
+
+    def validate(self) -> None:
+        if self.address and not _ADDRESS.match(self.address):
+            raise ValueError(
+                f"option 'address' must look like tcp://HOST:PORT, got {self.address!r}"
+            )
+        if self.workers < 0:
+            raise ValueError(f"option 'workers' must be 0 (one per core) or more, "
+                             f"got {self.workers}")
+        if self.address and self.workers:
+            raise ValueError("option 'workers' starts a LocalCluster and cannot be combined "
+                             "with 'address' (the cluster's own workers are used)")
+        if self.threads < 1:
+            raise ValueError(f"option 'threads' must be at least 1, got {self.threads}")
+        if self.block < 1:
+            raise ValueError(f"option 'block' must be at least 1, got {self.block}")
+        if not self.timeout > 0:
+            raise ValueError(f"option 'timeout' must be positive, got {self.timeout}")
+
+
+def run_block(
+    job: Callable[[tuple[int, ...]], int], cells: tuple[tuple[int, ...], ...], threads: int
+) -> list[tuple[tuple[int, ...], int]]:
+    """Run on a worker: compute and write ``cells`` with ``job``; return their statuses."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return [(tuple(index), int(job(tuple(index)))) for index in cells]
+
+
+def _forget(job: Any) -> None:
+    """Run on each worker after a step: drop its cached context (model, data)."""
+    forget = getattr(job, "forget", None)
+    if callable(forget):
+        forget()
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise PluginError(
+            f"executor 'dask' needs dask.distributed ({exc}); install it with "
+            "pip install 'lossatlas[dask]'"
+        ) from None
+    return distributed
+
+
+class DaskExecutor(Executor):
+    name = "dask"
+    summary = "runs cells as tasks on a Dask cluster (a LocalCluster, or --address)"
+    Options = DaskOptions
+
+    @contextmanager
+    def client(self, options: DaskOptions) -> Iterator[Any]:
+        """A client of the cluster at ``options.address``, or of a new LocalCluster."""
+        distributed = _import_distributed()
+        if options.address:
+            try:
+                client = distributed.Client(options.address, timeout=options.timeout,
+                                            set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(
+                    f"executor 'dask': cannot reach the scheduler at {options.address} "
+                    f"({type(exc).__name__}); start one with 'dask scheduler' or check the "
+                    "address"
+                ) from None
+            try:
+                try:
+                    client.wait_for_workers(1, timeout=options.timeout)
+                except (OSError, TimeoutError):
+                    raise ConfigError(
+                        f"executor 'dask': the scheduler at {options.address} has no worker "
+                        f"after {options.timeout:g} s; start some with 'dask worker "
+                        f"{options.address} --nthreads 1'"
+                    ) from None
+                yield client
+            finally:
+                client.close()
+            return
+        n = options.workers or (os.cpu_count() or 1)
+        cluster = distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=logging.ERROR,
+        )
+        try:
+            client = distributed.Client(cluster, set_as_default=False)
+            try:
+                yield client
+            finally:
+                client.close()
+        finally:
+            cluster.close()
+
+    def run(
+        self,
+        options: DaskOptions,
+        job: Callable[[tuple[int, ...]], int],
+        cells: Iterable[tuple[int, ...]],
+        on_done: Callable[[tuple[int, ...], int], None],
+    ) -> None:
+        cells = [tuple(c) for c in cells]
+        if not cells:
+            return
+        distributed = _import_distributed()
+        blocks = [tuple(cells[i:i + options.block]) for i in range(0, len(cells), options.block)]
+        with self.client(options) as client:
+            futures = [
+                client.submit(run_block, job, block, options.threads, pure=False)
+                for block in blocks
+            ]
+            owner = {f.key: block for f, block in zip(futures, blocks, strict=True)}
+            try:
+                for fut in distributed.as_completed(futures, loop=client.loop):
+                    try:
+                        done = fut.result()
+                    except distributed.KilledWorker:
+                        first = owner[fut.key][0]
+                        raise LossAtlasError(
+                            f"executor 'dask': the task of cell {first} killed its worker "
+                            "several times (out of memory, or a crash in native code); give "
+                            "the workers more memory, then run the same command again to "
+                            "resume"
+                        ) from None
+                    for index, status in done:
+                        on_done(index, status)
+            finally:
+                client.cancel([f for f in futures if not f.done()])
+                try:
+                    client.run(_forget, job)
+                except Exception:  # a worker gone or busy: its cache dies with it
+                    pass

@@ -148,8 +148,8 @@ def normalized_directions(
         raise ConfigError("filter normalisation: the model has no weights to normalise; "
                           "set include_bias_and_norm = true or norm = 'none'")
     dev = x.device
-    x64 = x.detach().to(torch.float64)
     mask = torch.from_numpy(ids_np >= 0).to(dev)
+    x64 = x.detach().to(torch.float64) * mask  # coordinates outside every block count nowhere
     idx = torch.from_numpy(np.where(ids_np >= 0, ids_np, 0)).to(dev)
     n = info["blocks"]
     tiny = torch.finfo(torch.float64).tiny
@@ -290,10 +290,10 @@ def _rescale_blocks(V: torch.Tensor, x: torch.Tensor, layout: ParamLayout,
     idx = torch.from_numpy(np.where(ids_np >= 0, ids_np, 0)).to(V.device)
     mask = torch.from_numpy(ids_np >= 0).to(V.device)
     n = info["blocks"]
-    x64 = x.to(torch.float64)
+    x64 = x.to(torch.float64) * mask
     target = _block_dot(x64, x64, idx, n).sqrt()
     rows = []
-    for v in V:
+    for v in V * mask:
         vn = _block_dot(v, v, idx, n).sqrt()
         f = torch.where(vn > 0, target / vn.clamp_min(1e-300), torch.zeros_like(vn))
         rows.append(v * f[idx] * mask)

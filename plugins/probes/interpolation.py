@@ -131,17 +131,24 @@ def _bn_modules(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._Batc
 @torch.no_grad()
 def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The model's buffers with BatchNorm running statistics recomputed at ``x`` on the
-    whole train split (cumulative average over its mini-batches, ``momentum=None``)."""
+    whole train split: per mini-batch statistics averaged with weights ∝ batch size
+    (the running mean is the split's mean; the variance is exact when the split is one
+    batch, else the size-weighted mean of the batch variances)."""
     model = copy.deepcopy(obj.model)
     state = obj.layout.unflatten(x)
     for name, p in model.named_parameters():
         p.copy_(state[name])
-    for m in _bn_modules(model):
+    bns = _bn_modules(model)
+    for m in bns:
         m.reset_running_stats()
-        m.momentum = None
     model.train()
+    seen = 0
     for inputs, _t, _w in obj.batches("train"):
+        size = int(inputs.shape[0])
+        for m in bns:
+            m.momentum = size / (seen + size)
         model(inputs)
+        seen += size
     return {n: b.detach().clone() for n, b in model.named_buffers()}
 
 

@@ -1,0 +1,114 @@
+"""hessian-directions: eigenpairs vs a dense eigh, orthogonal maps, Table 2, plot."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+
+from lossatlas.engine import ConfigError, make_registry
+from lossatlas.engine.config import parse_config
+from lossatlas.engine.runner import run_pipeline
+from lossatlas.engine.store import Store
+
+CONFIG = """
+name = "hd"
+seed = 0
+dtype = "float64"
+[model]
+plugin = "mlp"
+hidden = [4]
+[dataset]
+plugin = "digits"
+limit = 150
+[[steps]]
+name = "train"
+probe = "train"
+epochs = 5
+batch_size = 0
+lr = 0.5
+record_every = 0
+[[steps]]
+name = "hd"
+probe = "hessian-directions"
+at = "train"
+points = 5
+span = 0.05
+"""
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory):
+    path = str(tmp_path_factory.mktemp("hd") / "s.zarr")
+    cfg = parse_config(tomllib.loads(CONFIG))
+    run_pipeline(cfg, path, make_registry(), progress=None)
+    return cfg, path, Store(path).open_step("hd", "hd").load()
+
+
+def test_eigenpairs_match_dense_eigh(result) -> None:
+    cfg, path, ds = result
+    from lossatlas.engine.context import StepContext
+
+    ctx = StepContext(make_registry(), cfg, cfg.step("hd"), Store(path))
+    x = ctx.resolve_point("train")
+    H = ctx.objective.hessian(x).numpy()
+    w, U = np.linalg.eigh(H)
+    lam = ds["eigenvalues"].values
+    np.testing.assert_allclose(lam, [w[-1], w[0]], rtol=1e-7)
+    V = ds["eigenvectors"].values
+    assert abs(abs(V[0] @ U[:, -1]) - 1) < 1e-6 and abs(abs(V[1] @ U[:, 0]) - 1) < 1e-6
+    a = ds["eigenvalues"].attrs
+    assert a["n_hvp"] > 0 and max(a["residuals"]) < 1e-6 and a["tol"] == 1e-9
+
+
+def test_maps_are_centred_orthogonal_and_summarised(result) -> None:
+    ds = result[2]
+    assert np.all(np.abs(ds["direction_cosine"].values) < 1e-12)
+    assert ds["alpha"].values[2] == 0 and ds["beta"].values[2] == 0
+    # the centre of both maps is the trained point itself
+    c = ds["train_loss"].values[:, 2, 2]
+    assert c[0] == pytest.approx(c[1], rel=1e-12)
+    assert float(ds["centre_train_loss"]) == pytest.approx(c[0], rel=1e-12)
+    # Hessian map: δ = ‖x‖·v_max
+    np.testing.assert_allclose(ds["direction_norm"].sel(map="hessian").values,
+                               float(ds["point_norm"]), rtol=1e-12)
+    for k, m in enumerate(ds["map"].values):
+        L = ds["train_loss"].sel(map=m).values
+        i, j = np.unravel_index(np.argmin(L), L.shape)
+        assert float(ds["min_train_loss"].values[k]) == L[i, j]
+        assert float(ds["min_train_loss_alpha"].values[k]) == ds["alpha"].values[i]
+        assert float(ds["at_min_validation_loss"].values[k]) == \
+            ds["validation_loss"].sel(map=m).values[i, j]
+        assert int(ds["min_off_centre"].values[k]) == int((i, j) != (2, 2))
+
+
+def test_row_values_equal_single_point_evaluations(result) -> None:
+    cfg, path, ds = result
+    from lossatlas.engine.context import StepContext
+
+    ctx = StepContext(make_registry(), cfg, cfg.step("hd"), Store(path))
+    x = ctx.resolve_point("train")
+    d = torch.as_tensor(ds["directions"].sel(map="random").values)
+    a, b = ds["alpha"].values[0], ds["beta"].values[4]
+    want = ctx.objective.evaluate(x + a * d[0] + b * d[1])["loss"][0]
+    assert float(ds["train_loss"].sel(map="random").values[0, 4]) == pytest.approx(want,
+                                                                                    rel=1e-12)
+
+
+def test_plot(result) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lossatlas.plugins.probes.hessian_directions import HessianDirectionsProbe
+
+    fig = HessianDirectionsProbe().plot(result[2])
+    assert len(fig.axes) >= 4
+
+
+def test_even_points_is_a_config_error(tmp_path) -> None:
+    text = CONFIG.replace("points = 5", "points = 4")
+    with pytest.raises(ConfigError, match="odd"):
+        run_pipeline(parse_config(tomllib.loads(text)), str(tmp_path / "s.zarr"),
+                     make_registry(), progress=None)

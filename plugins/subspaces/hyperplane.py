@@ -116,9 +116,24 @@ def default_nnz(D: int) -> tuple[int, int]:
 
 def make_basis(D: int, d: int, generator: torch.Generator, kind: str = "dense", *,
                nnz: tuple[int, int] | None = None, eta: torch.Tensor | None = None,
-               dtype: torch.dtype = torch.float64) -> torch.Tensor:
+               dtype: torch.dtype = torch.float64,
+               support: torch.Tensor | None = None) -> torch.Tensor:
     """M (D, d) by ``kind`` (dense | sparse-fort | sparse-chang), rescaled to ηM when the
-    metric ``eta`` (D,) is given. Sparse results are coalesced COO tensors."""
+    metric ``eta`` (D,) is given. Sparse results are coalesced COO tensors. ``support``
+    (a bool (D,) mask, e.g. the weights) confines the directions to those coordinates:
+    the recipe is applied in R^{|support|} and scattered into R^D."""
+    if support is not None:
+        rows = torch.nonzero(support.cpu(), as_tuple=True)[0]
+        sub_eta = None if eta is None else eta.cpu()[rows]
+        Ms = make_basis(int(rows.numel()), d, generator, kind, nnz=nnz, eta=sub_eta,
+                        dtype=dtype)
+        if Ms.layout == torch.strided:
+            M = torch.zeros(D, d, dtype=dtype)
+            M[rows] = Ms
+            return M
+        idx = Ms.indices().clone()
+        idx[0] = rows[idx[0]]
+        return torch.sparse_coo_tensor(idx, Ms.values(), (D, d)).coalesce()
     if d > D:
         raise ShapeError(f"a {d}-dim subspace does not fit in D={D} parameters; use dim ≤ {D}")
     if kind == "dense":
@@ -268,6 +283,8 @@ class HyperplaneOptions:
         "doc": "rescale M → ηM with η_ii ∝ 1/r_layer (seed 000 §2.1)"})
     metric_scheme: Literal["xavier", "he"] = field(default="xavier", metadata={
         "doc": "initialisation whose layer radii define η"})
+    directions: Literal["all", "weights"] = field(default="all", metadata={
+        "doc": "span all coordinates, or weights only (biases fixed, as seed 000's theory)"})
 
     def validate(self) -> None:
         if self.dim < 1:
@@ -291,6 +308,10 @@ def _eta(options: Any, ctx: Any, dtype: torch.dtype) -> torch.Tensor | None:
     return layer_metric(ctx.objective.layout, options.metric_scheme, dtype=torch.float64)
 
 
+def _support(options: Any, ctx: Any) -> torch.Tensor | None:
+    return ctx.objective.layout.mask("weight") if options.directions == "weights" else None
+
+
 class Hyperplane(SubspacePlugin):
     name = "hyperplane"
     summary = "random d-dim hyperplane x = P + Mθ: dense orthonormal or sparse (seeds 000/004)"
@@ -300,7 +321,8 @@ class Hyperplane(SubspacePlugin):
               generator: torch.Generator) -> Subspace:
         D = int(origin.shape[0])
         M = make_basis(D, options.dim, generator, options.basis, nnz=_nnz(options, D),
-                       eta=_eta(options, ctx, origin.dtype), dtype=origin.dtype)
+                       eta=_eta(options, ctx, origin.dtype), dtype=origin.dtype,
+                       support=_support(options, ctx))
         return Subspace(origin=origin, basis=M.to(origin.device),
                         attrs={"kind": f"hyperplane-{options.basis}",
                                "metric": int(options.metric)})
@@ -319,7 +341,8 @@ class HypersphereOptions(HyperplaneOptions):
 
 def make_sphere(origin: torch.Tensor, d: int, generator: torch.Generator, kind: str = "dense",
                 *, radius: float = 0.0, nnz: tuple[int, int] | None = None,
-                eta: torch.Tensor | None = None) -> SphereSubspace:
+                eta: torch.Tensor | None = None,
+                support: torch.Tensor | None = None) -> SphereSubspace:
     """The d-dim hypersphere of radius r0 (default ‖origin‖) through r0·x̂ (x̂ = origin's
     direction): Q = [x̂, M], with M's columns made orthogonal to x̂ when dense."""
     D = int(origin.shape[0])
@@ -331,7 +354,8 @@ def make_sphere(origin: torch.Tensor, d: int, generator: torch.Generator, kind: 
                           "of non-zero radius")
     r0 = radius or norm
     xhat = origin.detach().to(torch.float64).cpu() / norm
-    M = make_basis(D, d, generator, kind, nnz=nnz, eta=eta, dtype=torch.float64)
+    M = make_basis(D, d, generator, kind, nnz=nnz, eta=eta, dtype=torch.float64,
+                   support=support)
     if M.layout == torch.strided:
         M = M - xhat.unsqueeze(1) * (xhat @ M).unsqueeze(0)
         if eta is None:
@@ -358,4 +382,5 @@ class Hypersphere(SubspacePlugin):
         D = int(origin.shape[0])
         return make_sphere(origin, options.dim, generator, options.basis,
                            radius=options.radius, nnz=_nnz(options, D),
-                           eta=_eta(options, ctx, origin.dtype))
+                           eta=_eta(options, ctx, origin.dtype),
+                           support=_support(options, ctx))

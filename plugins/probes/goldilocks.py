@@ -1,0 +1,282 @@
+"""``goldilocks``: curvature on random hyperplanes through random points at radius r.
+
+Fort & Scherlis 2019 (seed 000), Figs. 3 and 4. For each radius r (log-spaced,
+relative to r_Xavier), subspace dimension d and sample, draw a Xavier initialisation
+rescaled to radius r (biases 0) and a random d-dim hyperplane x = P + Mθ through it,
+and compute on it the exact d × d Hessian H_d = Mᵀ H M (d batched Hessian-vector
+products) and its eigenvalues (``torch.linalg.eigvalsh``, float64):
+
+- Tr(H_d), ‖H_d‖ (Frobenius, √Σ h_i²) and the ratio Tr(H_d)/‖H_d‖ — large in the
+  Goldilocks zone, about independent of d once d ≫ (Tr H/‖H‖)²;
+- the fraction of positive eigenvalues — above ½ in the zone, falling as d grows;
+- loss and accuracy at the point.
+
+``finalize`` adds mean ± σ over samples and the radius where the mean ratio peaks
+(which should sit near r_Xavier). Cost per cell: d HVPs over the Hessian's split
+plus one evaluation of the point; memory D·d for a dense M (O(d√D) sparse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from lossatlas.engine import Cell, Plan, Probe, ShapeError, Variable
+from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
+
+__all__ = [
+    "Goldilocks",
+    "GoldilocksOptions",
+    "hessian_stats",
+    "plot_compare",
+    "radius_grid",
+]
+
+
+# ----------------------------------------------------------- shared helpers
+
+
+def radius_grid(options: Any, ctx: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """(absolute radii, radii relative to the reference, reference radius) of a probe
+    whose options have radius_min, radius_max, radii and radius_unit."""
+    layout = ctx.objective.layout
+    ref = 1.0 if options.radius_unit == "absolute" else init_radius(layout, options.radius_unit)
+    rel = np.geomspace(options.radius_min, options.radius_max, options.radii)
+    if options.radii == 1:
+        rel = np.array([options.radius_min])
+    return rel * ref, rel, ref
+
+
+def hessian_stats(H: torch.Tensor) -> dict[str, Any]:
+    """Tr, Frobenius norm, ratio, eigenvalues and positive counts of a symmetric H."""
+    Hd = H.detach().to("cpu", torch.float64)
+    eig = torch.linalg.eigvalsh(Hd)
+    tr = float(eig.sum())
+    fro = float(torch.sqrt((eig**2).sum()))
+    npos = int((eig > 0).sum())
+    return {
+        "trace": tr,
+        "norm": fro,
+        "ratio": tr / fro if fro > 0 else np.nan,
+        "n_positive": npos,
+        "frac_positive": npos / eig.numel(),
+        "eig_max": float(eig[-1]),
+        "eig_min": float(eig[0]),
+        "eigenvalues": eig.numpy(),
+    }
+
+
+def _validate_radii(o: Any) -> None:
+    if not 0 < o.radius_min <= o.radius_max:
+        raise ValueError(f"need 0 < radius_min ≤ radius_max, got {o.radius_min}, {o.radius_max}")
+    if o.radii < 1:
+        raise ValueError(f"option 'radii' must be at least 1, got {o.radii}")
+
+
+def _check_dims(dims: list[int], D: int, where: str, extra: int = 0) -> None:
+    for d in dims:
+        if d + extra > D:
+            raise ShapeError(f"{where}: subspace dim={d} > D={D - extra} (the model has "
+                             f"{D:,} parameters); use smaller dims")
+
+
+@dataclass
+class GoldilocksOptions:
+    radius_min: float = field(default=0.01, metadata={
+        "doc": "smallest radius, in units of radius_unit"})
+    radius_max: float = field(default=100.0, metadata={"doc": "largest radius"})
+    radii: int = field(default=9, metadata={"doc": "number of log-spaced radii"})
+    radius_unit: Literal["xavier", "he", "absolute"] = field(default="xavier", metadata={
+        "doc": "radii are multiples of r_Xavier, of r_He, or absolute"})
+    dims: list[int] = field(default_factory=lambda: [10, 40], metadata={
+        "doc": "hyperplane dimensions d"})
+    samples: int = field(default=3, metadata={"doc": "random points (and planes) per (r, d)"})
+    init: Literal["xavier", "he"] = field(default="xavier", metadata={
+        "doc": "the initialisation whose draws are rescaled to radius r"})
+    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(default="dense", metadata={
+        "doc": "dense orthonormal M, or sparse near-orthogonal (seed 000 / seed 004 recipe)"})
+    nnz_min: int = field(default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column"})
+    nnz_max: int = field(default=0, metadata={"doc": "sparse-fort: most non-zeros per column"})
+    metric: bool = field(default=False, metadata={
+        "doc": "use ηM with η_ii ∝ 1/r_layer (seed 000 §2.1)"})
+    include_bias: bool = field(default=False, metadata={
+        "doc": "radius over all parameters (else weights only; biases are drawn 0)"})
+    directions: Literal["all", "weights"] = field(default="all", metadata={
+        "doc": "hyperplanes span all coordinates, or weights only (biases fixed at 0)"})
+    split: Literal["train", "validation"] = field(default="train", metadata={
+        "doc": "split the Hessian is taken on"})
+    eigenvalues: bool = field(default=False, metadata={
+        "doc": "also store every eigenvalue of H_d (padded with NaN to max(dims))"})
+
+    def validate(self) -> None:
+        _validate_radii(self)
+        if not self.dims or min(self.dims) < 1:
+            raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
+        if self.samples < 1:
+            raise ValueError(f"option 'samples' must be at least 1, got {self.samples}")
+
+
+STAT_VARS = {
+    "trace": ("Tr(H_d), the total curvature on the hyperplane", "loss units"),
+    "norm": ("‖H_d‖, Frobenius norm √Σh_i²", "loss units"),
+    "ratio": ("Tr(H_d)/‖H_d‖", ""),
+    "frac_positive": ("fraction of positive eigenvalues of H_d", "fraction"),
+    "n_positive": ("number of positive eigenvalues of H_d", "count"),
+    "eig_max": ("largest eigenvalue of H_d", "loss units"),
+    "eig_min": ("smallest eigenvalue of H_d", "loss units"),
+}
+
+
+def _hyperplane(options: Any, ctx: Any, x: torch.Tensor, d: int,
+                g: torch.Generator) -> torch.Tensor:
+    from lossatlas.plugins.subspaces.hyperplane import default_nnz, make_basis
+
+    D = ctx.objective.D
+    lo, hi = default_nnz(D)
+    nnz = (options.nnz_min or lo, max(options.nnz_min or lo, options.nnz_max or hi))
+    eta = layer_metric(ctx.objective.layout) if options.metric else None
+    support = ctx.objective.layout.mask("weight") if options.directions == "weights" else None
+    return make_basis(D, d, g, options.basis, nnz=nnz, eta=eta, dtype=x.dtype,
+                      support=support).to(x.device)
+
+
+class Goldilocks(Probe):
+    name = "goldilocks"
+    summary = "Tr(H)/‖H‖ and positive eigenvalues on random hyperplanes vs radius (seed 000)"
+    Options = GoldilocksOptions
+
+    def check(self, options: GoldilocksOptions, ctx: Any) -> None:
+        _check_dims(options.dims, ctx.objective.D, f"probe 'goldilocks' (step "
+                    f"'{ctx.step.name}')")
+
+    def plan(self, options: GoldilocksOptions, ctx: Any) -> Plan:
+        obj = ctx.objective
+        radii, rel, ref = radius_grid(options, ctx)
+        dims = ("radius", "dim", "sample")
+        variables = {
+            f"{s}_{m}": Variable(dims, f"{m} at the point on the {s} split",
+                                 units="fraction" if m == "accuracy" else "nats")
+            for s in ("train", "validation") for m in obj.metric_names()
+        }
+        for k, (desc, units) in STAT_VARS.items():
+            variables[k] = Variable(dims, desc, units=units)
+        coords = {"radius": radii, "dim": np.asarray(options.dims, dtype=np.int64),
+                  "sample": np.arange(options.samples)}
+        if options.eigenvalues:
+            coords["eig"] = np.arange(max(options.dims))
+            variables["eigenvalues"] = Variable((*dims, "eig"), "eigenvalues of H_d, "
+                                                "ascending, NaN-padded", finite=False)
+        lay = obj.layout
+        return Plan(
+            coords=coords,
+            cell_dims=dims,
+            variables=variables,
+            static={
+                "radius_relative": (("radius",), rel, {"description": f"r / r_{options.radius_unit}"
+                                                       if options.radius_unit != "absolute"
+                                                       else "r (absolute)"}),
+                "r_xavier": ((), np.float64(init_radius(lay, "xavier")),
+                             {"description": "mean radius of a Xavier init (weights)"}),
+                "r_he": ((), np.float64(init_radius(lay, "he")),
+                         {"description": "mean radius of a He init (weights)"}),
+            },
+            coord_attrs={"radius": {"description": "radius of the random point, "
+                                    + ("all parameters" if options.include_bias
+                                       else "weights only (biases 0)"), "units": "‖x‖"},
+                         "dim": {"description": "hyperplane dimension d"}},
+            attrs={"radius_over": "all parameters" if options.include_bias else "weights",
+                   "r_reference": ref, "radius_unit": options.radius_unit,
+                   "basis": options.basis, "metric": int(options.metric),
+                   "directions": options.directions,
+                   "n_params": obj.D},
+        )
+
+    def compute(self, options: GoldilocksOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        obj = ctx.objective
+        r = float(cell.coords["radius"])
+        d = int(cell.coords["dim"])
+        g = cell.generator()
+        x = draw_init(obj.layout, g, scheme=options.init, radius=r,
+                      include_bias=options.include_bias, dtype=obj.dtype, device=obj.device)
+        M = _hyperplane(options, ctx, x, d, g)
+        stats = hessian_stats(obj.subspace_hessian(x, M, split=options.split))
+        out: dict[str, Any] = {k: v[0] for k, v in obj.evaluate_both(x.unsqueeze(0)).items()}
+        out.update({k: stats[k] for k in STAT_VARS})
+        if options.eigenvalues:
+            pad = np.full(max(options.dims), np.nan)
+            pad[:d] = stats["eigenvalues"]
+            out["eigenvalues"] = pad
+        return out
+
+    def finalize(self, options: GoldilocksOptions, ctx: Any, ds: Any) -> Any:
+        import xarray as xr
+
+        out = xr.Dataset()
+        names = ["ratio", "frac_positive", "trace", "norm", "train_loss", "validation_loss"]
+        names += [n for n in ("train_accuracy", "validation_accuracy") if n in ds]
+        for k in names:
+            out[f"{k}_mean"] = ds[k].mean("sample")
+            out[f"{k}_std"] = ds[k].std("sample")
+            out[f"{k}_mean"].attrs = {"description": f"mean over samples of {k}"}
+            out[f"{k}_std"].attrs = {"description": f"standard deviation over samples of {k}"}
+        mean = ds["ratio"].mean("sample")
+        peak = mean.fillna(-np.inf).argmax("radius")
+        out["peak_radius"] = ds["radius"][peak].drop_vars("radius")
+        out["peak_radius"].attrs = {"description": "radius where the mean Tr/‖H‖ peaks",
+                                    "units": "‖x‖"}
+        return out
+
+    def plot(self, ds: Any, **kwargs: Any) -> Any:
+        return plot_compare({"": ds}, **kwargs)
+
+
+def _band(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **kw: Any) -> None:
+    ax.plot(x, mean, **kw)
+    ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=kw.get("color"), lw=0)
+
+
+def mark_reference(ax: Any, ds: Any, label: bool = True) -> None:
+    """Vertical line at r_Xavier (and r_He, dotted) on a radius axis."""
+    if "r_xavier" in ds:
+        ax.axvline(float(ds["r_xavier"]), color="k", ls="--", lw=1,
+                   label="r_Xavier" if label else None)
+    if "r_he" in ds:
+        ax.axvline(float(ds["r_he"]), color="0.5", ls=":", lw=1, label="r_He" if label else None)
+
+
+def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
+    """Seed 000 Fig. 3 (fraction positive and Tr/‖H‖ vs r, one curve per d, ±σ bands)
+    for one result, or Fig. 4 (Tr/‖H‖ vs r for several architectures) for several
+    (``{label: dataset}``); radius axes log-scaled, r_Xavier marked."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    k = 0
+    for label, ds in datasets.items():
+        r = ds["radius"].values
+        for d in ds["dim"].values:
+            sel = ds.sel(dim=d)
+            name = f"{label} d={int(d)}".strip()
+            for ax, var in zip(axes, ("frac_positive", "ratio"), strict=True):
+                v = sel[var]
+                _band(ax, r, v.mean("sample").values, v.std("sample").values,
+                      color=f"C{k % 10}", label=name, marker="o", ms=3)
+            k += 1
+    first = next(iter(datasets.values()))
+    for ax in axes:
+        mark_reference(ax, first, label=ax is axes[1])
+        ax.set_xscale("log")
+        ax.set_xlabel(f"radius r ({first.attrs.get('radius_over', 'weights')})")
+    axes[0].axhline(0.5, color="0.6", lw=0.8)
+    axes[0].set_ylabel("fraction of positive eigenvalues of H_d")
+    axes[0].set_title("(a) fraction of positive eigenvalues")
+    axes[1].axhline(0.0, color="0.6", lw=0.8)
+    axes[1].set_ylabel("Tr(H_d) / ‖H_d‖")
+    axes[1].set_title("(b) Tr(H)/‖H‖ on random hyperplanes")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+

@@ -127,6 +127,10 @@ def _dl(items: Sequence[tuple[str, Any]]) -> str:
     return f'<table class="kv">{rows}</table>'
 
 
+def _step_links(run: str, steps: Sequence[str]) -> str:
+    return ", ".join(f'<a href="#{_anchor(run, s)}">{esc(s)}</a>' for s in steps)
+
+
 def _badge(status: str) -> str:
     cls = {"complete": "ok", "running": "warn", "partial": "warn"}.get(status, "bad")
     return f'<span class="badge {cls}">{esc(status)}</span>'
@@ -240,7 +244,7 @@ def _run_section(store: Store, run: str, registry: Registry, dpi: int,
         out.append("</h2>" + _error_block("this run cannot be read", exc) + "</section>")
         return "".join(out), row
     status = str(attrs.get("status", "unknown"))
-    row.update(status=status, steps=len(steps), started=attrs.get("started", ""),
+    row.update(status=status, steps=steps, started=attrs.get("started", ""),
                finished=attrs.get("finished", ""), device=prov.get("device", ""),
                description=config.get("description", ""))
     out.append(_badge(status) + "</h2>")
@@ -362,7 +366,8 @@ def build_report(
     for row in rows:
         table.append(
             f"<tr><td><a href=\"#{_anchor(row['run'])}\">{esc(row['run'])}</a></td>"
-            f"<td>{_badge(row['status'])}</td><td>{esc(row.get('steps', ''))}</td>"
+            f"<td>{_badge(row['status'])}</td>"
+            f"<td>{_step_links(row['run'], row.get('steps', []))}</td>"
             f"<td>{esc(row.get('cells', ''))}</td><td>{esc(row.get('device', ''))}</td>"
             f"<td>{esc(row.get('started', ''))}</td><td>{esc(row.get('finished', ''))}</td></tr>"
         )

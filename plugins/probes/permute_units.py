@@ -1,0 +1,119 @@
+"""``permute-units``: a copy of a point with hidden units of one layer permuted.
+
+Permuting the hidden units of a layer (the rows of its weight and bias, and the matching
+input columns of the next layer's weight) leaves the network's function, hence its loss,
+unchanged: the discrete symmetry of §2.3.1 of Freeman & Bruna (2017). Their Appendix E
+connects a trained 2-3-2 ReLU net to such a copy with two hidden units swapped, a pair
+that Dynamic String Sampling (probe ``dss``) must fail to connect. The result is a
+``point`` (param,), so later steps say ``at = "<this step>"``.
+
+Cost: two loss evaluations (before and after, as a check).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+
+__all__ = ["PermuteUnits", "PermuteUnitsOptions", "permute_units"]
+
+
+@dataclass
+class PermuteUnitsOptions:
+    at: PointRef = field(default=PointRef("init"), metadata={"doc": "the point to copy"})
+    layer: str = field(default="", metadata={
+        "doc": "module name of the layer whose output units are permuted (e.g. '1' in an "
+               "mlp); empty: the first layer with a weight matrix"})
+    units: list[int] = field(default_factory=lambda: [0, 1], metadata={
+        "doc": "units cycled: units[0] takes units[1]'s place, ... ([0, 1] swaps two)"})
+
+    def validate(self) -> None:
+        if len(self.units) < 2 or len(set(self.units)) != len(self.units):
+            raise ValueError(f"option 'units' needs at least two distinct units, got "
+                             f"{self.units}")
+        if min(self.units) < 0:
+            raise ValueError("option 'units': unit indices must be ≥ 0")
+
+
+def _entries(layout: Any, layer: str, units: list[int]) -> tuple[Any, Any, Any]:
+    weights = [e for e in layout.entries if e.kind == "weight"]
+    if not weights:
+        raise ConfigError("permute-units: the model has no weight matrices")
+    if layer:
+        found = [i for i, e in enumerate(weights) if e.module == layer]
+        if not found:
+            names = ", ".join(repr(e.module) for e in weights)
+            raise ConfigError(f"permute-units: no layer '{layer}' with a weight; layers: "
+                              f"{names}")
+        k = found[0]
+    else:
+        k = 0
+    w = weights[k]
+    if k + 1 >= len(weights):
+        raise ConfigError(f"permute-units: layer '{w.module}' is the output layer; its "
+                          "units are not hidden (choose an earlier layer)")
+    nxt = weights[k + 1]
+    n = w.shape[0]
+    if len(nxt.shape) < 2 or nxt.shape[1] != n:
+        raise ConfigError(f"permute-units: layer '{w.module}' has {n} units but the next "
+                          f"weight '{nxt.name}' takes {nxt.shape[1]} inputs; only layers "
+                          "feeding the next one unit by unit can be permuted")
+    if max(units) >= n:
+        raise ConfigError(f"permute-units: layer '{w.module}' has {n} units; units "
+                          f"{units} are out of range")
+    bias = next((e for e in layout.entries
+                 if e.module == w.module and e.kind == "bias"), None)
+    return w, bias, nxt
+
+
+def permute_units(layout: Any, x: torch.Tensor, layer: str, units: list[int]) -> torch.Tensor:
+    """x with the output units ``units`` of ``layer`` cycled (function unchanged)."""
+    w, bias, nxt = _entries(layout, layer, units)
+    n = w.shape[0]
+    order = list(range(n))
+    for a, b in zip(units, units[1:] + units[:1], strict=True):
+        order[a] = b
+    idx = torch.as_tensor(order, device=x.device)
+    y = x.clone()
+    W = x[w.slice].reshape(w.shape)
+    y[w.slice] = W[idx].reshape(-1)
+    if bias is not None:
+        y[bias.slice] = x[bias.slice][idx]
+    V = x[nxt.slice].reshape(nxt.shape)
+    y[nxt.slice] = V[:, idx].reshape(-1)
+    return y
+
+
+class PermuteUnits(Probe):
+    name = "permute-units"
+    summary = "copy of a point with hidden units swapped (same function; Freeman & Bruna)"
+    Options = PermuteUnitsOptions
+    exports_points = True
+
+    def check(self, options: PermuteUnitsOptions, ctx: Any) -> None:
+        _entries(ctx.objective.layout, options.layer, list(options.units))
+
+    def plan(self, options: PermuteUnitsOptions, ctx: Any) -> Plan:
+        return Plan(
+            coords={"param": np.arange(ctx.objective.D)},
+            variables={
+                "point": Variable(("param",), "the permuted copy"),
+                "loss_before": Variable((), "train loss at the point", units="loss"),
+                "loss_after": Variable((), "train loss at the copy (equal up to rounding)",
+                                       units="loss"),
+            },
+            attrs={"at": str(options.at), "units": list(options.units),
+                   "layer": options.layer},
+        )
+
+    def compute(self, options: PermuteUnitsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        obj = ctx.objective
+        x = ctx.resolve_point(options.at)
+        y = permute_units(obj.layout, x, options.layer, list(options.units))
+        loss = obj.evaluate(torch.stack([x, y]))["loss"]
+        return {"point": y, "loss_before": loss[0], "loss_after": loss[1]}

@@ -12,6 +12,7 @@ from .formula import Formula
 from .importpath import PythonData
 from .mnist import MNIST
 from .mnist1d import MNIST1D
+from .permutation import Permutation
 from .synthetic import Blobs, Moons
 
 
@@ -27,5 +28,6 @@ def lossatlas_register_datasets() -> list[DatasetPlugin]:
         MNIST1D(),
         Blobs(),
         Moons(),
+        Permutation(),
         DeepLinearData(),
     ]

@@ -8,9 +8,11 @@ from .cnn import CNNModel
 from .deep_linear import DeepLinearModel
 from .importpath import PythonModel
 from .mlp import MLPModel
+from .permutation import PermutationNet
 from .resnet import ResNetModel
 
 
 @hookimpl
 def lossatlas_register_models() -> list[ModelPlugin]:
-    return [MLPModel(), CNNModel(), ResNetModel(), PythonModel(), DeepLinearModel()]
+    return [MLPModel(), CNNModel(), ResNetModel(), PythonModel(), PermutationNet(),
+            DeepLinearModel()]

@@ -340,7 +340,7 @@ class Interpolation(Probe):
         ax = flat.pop(0)
         curves(ax, "alpha", "", "loss", True)
         ax.set_title("J((1−α)θ0 + αθ1)")
-        ax.legend(fontsize=7)
+        handles, names = ax.get_legend_handles_labels()
         if has_acc:
             ax = flat.pop(0)
             curves(ax, "alpha", "", "accuracy", False)
@@ -352,5 +352,7 @@ class Interpolation(Probe):
             ax.set_title(f"train loss, {len(a)} values in [{a.min():.3g}, {a.max():.3g}]")
         for ax in flat:
             ax.set_visible(False)
-        fig.tight_layout()
+        fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
+        rows_legend = (len(names) + 1) // 2
+        fig.tight_layout(rect=(0, min(0.3, 0.035 * rows_legend / rows + 0.01), 1, 1))
         return fig

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
 from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
 from lossatlas.engine.training import train
 

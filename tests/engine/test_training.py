@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from lossatlas.engine import DataBundle, Objective, Split, Subspace
 from lossatlas.engine.training import minibatch_value_and_grad, train
 

@@ -7,8 +7,11 @@ objective are built lazily and cached.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import warnings
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +21,7 @@ import torch
 
 from .components import DataBundle, Subspace
 from .config import ComponentConfig, RunConfig, StepConfig
-from .errors import ConfigError, DataError, ShapeError, StoreError
+from .errors import ConfigError, DataError, LossAtlasError, PluginError, ShapeError, StoreError
 from .objective import Objective, resolve_device, resolve_dtype
 from .options import PointRef, parse_options, suggest
 
@@ -28,7 +31,26 @@ if TYPE_CHECKING:
     from .registry import Registry
     from .store import Store
 
-__all__ = ["StepContext", "derive_seed", "load_checkpoint"]
+__all__ = ["StepContext", "blame", "derive_seed", "load_checkpoint"]
+
+
+@contextlib.contextmanager
+def blame(what: str) -> Iterator[None]:
+    """Report an unexpected exception inside a plugin as one line naming ``what``.
+
+    Errors lossatlas raises on purpose pass through; any other exception becomes a
+    :class:`PluginError` (its cause kept for ``--debug``).
+    """
+    try:
+        yield
+    except LossAtlasError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise PluginError(
+            f"{what} failed: {type(exc).__name__}: {first} (a bug in that plugin or its "
+            "input; rerun with --debug for the traceback)"
+        ) from exc
 
 
 def derive_seed(*keys: Any) -> int:
@@ -58,18 +80,35 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not p.is_file():
         raise DataError(f"checkpoint '{p}' does not exist")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"checkpoint '{p}' cannot be loaded as plain weights (weights_only=True "
-            f"refuses pickled code): {first}"
-        ) from None
+        text = str(exc)
+        if "Weights only load failed" in text:
+            # torch's message is many lines on how to run the code anyway; only the
+            # object it refused is useful here.
+            blocked = [ln.strip() for ln in text.splitlines() if "Unsupported" in ln]
+            first = blocked[0] if blocked else "it holds objects other than tensors"
+            raise DataError(
+                f"checkpoint '{p}' holds pickled code or objects, which lossatlas refuses "
+                f"to load (weights_only=True; {first}); save a state dict instead: "
+                "torch.save(model.state_dict(), path)"
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise DataError(f"checkpoint '{p}' cannot be loaded as plain weights: {first}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise DataError(f"checkpoint '{p}' is not a state dict of tensors")
     return obj
+
+
+def _state_dict_problem(exc: Exception) -> str:
+    """torch's load_state_dict error in one line ("Missing key(s) ...; size mismatch ...")."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = "; ".join(lines[1:] or lines)
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class StepContext:
@@ -113,7 +152,8 @@ class StepContext:
     def load_data(self, cfg: ComponentConfig) -> DataBundle:
         plugin = self.registry.get("dataset", cfg.plugin)
         opts = parse_options(plugin.Options, cfg.options, f"[dataset] '{cfg.plugin}'")
-        bundle = plugin.load(opts, cfg.seed)
+        with blame(f"dataset '{cfg.plugin}'"):
+            bundle = plugin.load(opts, cfg.seed)
         if len(bundle.train) < 1 or len(bundle.validation) < 1:
             raise DataError(f"dataset '{cfg.plugin}' gave an empty train or validation split")
         return bundle
@@ -123,13 +163,15 @@ class StepContext:
         cfg = self.model_config
         plugin = self.registry.get("model", cfg.plugin)
         opts = parse_options(plugin.Options, cfg.options, f"[model] '{cfg.plugin}'")
-        model = plugin.build(opts, self.data, cfg.seed if seed is None else seed)
+        data = self.data
+        with blame(f"model '{cfg.plugin}'"):
+            model = plugin.build(opts, data, cfg.seed if seed is None else seed)
         if cfg.checkpoint and seed is None:
             state = load_checkpoint(cfg.checkpoint)
             try:
                 model.load_state_dict(state)
             except RuntimeError as exc:
-                first = str(exc).strip().splitlines()[0]
+                first = _state_dict_problem(exc)
                 raise ShapeError(
                     f"checkpoint '{cfg.checkpoint}' does not fit model '{cfg.plugin}': {first}"
                 ) from None
@@ -174,7 +216,7 @@ class StepContext:
             try:
                 model.load_state_dict(state)
             except RuntimeError as exc:
-                first = str(exc).strip().splitlines()[0]
+                first = _state_dict_problem(exc)
                 raise ShapeError(f"point '{ref}' does not fit the model: {first}") from None
             flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
             return flat.to(self.device, self.dtype)
@@ -246,7 +288,8 @@ class StepContext:
         plugin = self.registry.get("subspace", name)
         opts = parse_options(plugin.Options, table, f"step '{self.step.name}': subspace '{name}'")
         g = torch.Generator(device="cpu").manual_seed(seed)
-        sub = plugin.build(opts, self, origin, g)
+        with blame(f"step '{self.step.name}': subspace '{name}'"):
+            sub = plugin.build(opts, self, origin, g)
         sub.attrs.setdefault("plugin", name)
         return sub
 

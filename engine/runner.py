@@ -22,7 +22,7 @@ import torch
 import lossatlas
 
 from .config import RunConfig
-from .context import StepContext
+from .context import StepContext, blame
 from .errors import ConfigError, LossAtlasError, StoreError
 from .options import parse_options
 from .registry import Registry
@@ -115,7 +115,8 @@ def validate(config: RunConfig, registry: Registry, store: Store | None) -> list
         else:
             _ = ctx.objective
             built[key] = ctx
-        ctx.probe.check(ctx.options, ctx)
+        with blame(f"step '{ctx.step.name}': probe '{ctx.probe.name}' (check)"):
+            ctx.probe.check(ctx.options, ctx)
     return contexts
 
 
@@ -213,7 +214,8 @@ def _run_step(
                 "use another run name or a new store"
             )
     else:
-        plan = ctx.probe.plan(ctx.options, ctx)
+        with blame(f"step '{name}': probe '{ctx.probe.name}' (plan)"):
+            plan = ctx.probe.plan(ctx.options, ctx)
         record = ctx.registry.provider("probe", ctx.probe.name)
         attrs = {
             "probe": ctx.probe.name,
@@ -258,7 +260,8 @@ def _run_step(
         )
     rep.nonfinite = int(np.sum(status == STATUS_NONFINITE))
     ds = store.open_step(run, name)
-    extra = ctx.probe.finalize(ctx.options, ctx, ds)
+    with blame(f"step '{name}': probe '{ctx.probe.name}' (finalize)"):
+        extra = ctx.probe.finalize(ctx.options, ctx, ds)
     if extra is not None and len(extra.data_vars):
         store.write_variables(run, name, extra)
     store.set_step_attrs(

@@ -18,7 +18,7 @@ import zarr
 
 from .components import Cell
 from .config import RunConfig, parse_config
-from .context import StepContext, derive_seed
+from .context import StepContext, blame, derive_seed
 from .errors import PluginError
 from .store import STATUS_DONE, STATUS_NONFINITE, STATUS_VAR, Store
 
@@ -66,7 +66,9 @@ class StepRuntime:
         """Compute the cell at ``index``, write it, and return its status."""
         cell = self.cell(index)
         probe = self.ctx.probe
-        values = probe.compute(self.ctx.options, self.ctx, cell)
+        where = ", ".join(f"{d}={v}" for d, v in cell.coords.items()) or "the only cell"
+        with blame(f"step '{self.ctx.step.name}': probe '{probe.name}' in cell {where}"):
+            values = probe.compute(self.ctx.options, self.ctx, cell)
         missing = set(self.variables) - set(values)
         extra = set(values) - set(self.variables)
         if missing or extra:

@@ -98,7 +98,7 @@ def registry() -> Registry:
     return make_registry()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def toml() -> Callable[[dict[str, Any]], str]:
     """The TOML writer used by ``write_config`` (for configs built in a test)."""
     return to_toml

@@ -128,7 +128,9 @@ class DaskExecutor(Executor):
         n = options.workers or (os.cpu_count() or 1)
         cluster = distributed.LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=logging.ERROR,
+            # No dashboard without bokeh; its HTTP server would bind 0.0.0.0:8787 with None.
+            dashboard_address="127.0.0.1:0", worker_dashboard_address=None,
+            silence_logs=logging.ERROR,
         )
         try:
             client = distributed.Client(cluster, set_as_default=False)
@@ -149,31 +151,42 @@ class DaskExecutor(Executor):
         cells = [tuple(c) for c in cells]
         if not cells:
             return
+        with self.client(options) as client:
+            self.run_on(client, options, job, cells, on_done)
+
+    def run_on(
+        self,
+        client: Any,
+        options: DaskOptions,
+        job: Callable[[tuple[int, ...]], int],
+        cells: list[tuple[int, ...]],
+        on_done: Callable[[tuple[int, ...], int], None],
+    ) -> None:
+        """Run ``cells`` as tasks of ``options.block`` cells each through ``client``."""
         distributed = _import_distributed()
         blocks = [tuple(cells[i:i + options.block]) for i in range(0, len(cells), options.block)]
-        with self.client(options) as client:
-            futures = [
-                client.submit(run_block, job, block, options.threads, pure=False)
-                for block in blocks
-            ]
-            owner = {f.key: block for f, block in zip(futures, blocks, strict=True)}
-            try:
-                for fut in distributed.as_completed(futures, loop=client.loop):
-                    try:
-                        done = fut.result()
-                    except distributed.KilledWorker:
-                        first = owner[fut.key][0]
-                        raise LossAtlasError(
-                            f"executor 'dask': the task of cell {first} killed its worker "
-                            "several times (out of memory, or a crash in native code); give "
-                            "the workers more memory, then run the same command again to "
-                            "resume"
-                        ) from None
-                    for index, status in done:
-                        on_done(index, status)
-            finally:
-                client.cancel([f for f in futures if not f.done()])
+        futures = [
+            client.submit(run_block, job, block, options.threads, pure=False)
+            for block in blocks
+        ]
+        owner = {f.key: block for f, block in zip(futures, blocks, strict=True)}
+        try:
+            for fut in distributed.as_completed(futures, loop=client.loop):
                 try:
-                    client.run(_forget, job)
-                except Exception:  # a worker gone or busy: its cache dies with it
-                    pass
+                    done = fut.result()
+                except distributed.KilledWorker:
+                    first = owner[fut.key][0]
+                    raise LossAtlasError(
+                        f"executor 'dask': the task of cell {first} killed its worker "
+                        "several times (out of memory, or a crash in native code); give "
+                        "the workers more memory, then run the same command again to "
+                        "resume"
+                    ) from None
+                for index, status in done:
+                    on_done(index, status)
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+            try:
+                client.run(_forget, job)
+            except Exception:  # a worker gone or busy: its cache dies with it
+                pass

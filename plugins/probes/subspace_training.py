@@ -1,0 +1,344 @@
+"""``subspace-training``: train only θ on random hyperplanes and hyperspheres.
+
+Fort & Scherlis 2019 (seed 000), Fig. 2; the intrinsic-dimension experiment of Li et al.
+2018 extended to radii r ≠ r_Xavier and to hyperspheres (seed 004's constraint).
+
+For each surface (``hyperplane``: x = P + Mθ, θ0 = 0; ``hypersphere``: x = Qφ with
+‖x‖ = r fixed, the radial gradient removed and the radius restored after every step),
+each dimension d, radius r and sample: draw a Xavier point rescaled to radius r and a
+random surface through it, train θ with Adam (lr 1e-3 by default, cross-entropy,
+shuffled mini-batches), and record train/validation loss and accuracy per epoch
+(epoch 0 = before training).
+
+One cell per (surface, d): its len(radii) × samples runs are trained together as one
+vmapped ensemble (``ensemble = true``): all points X (R, D) are formed by one batched
+projection, the loss of every run on its own mini-batch in one ``vmap`` pass, the
+gradients pulled back by one batched Mᵀ. Adam is elementwise, so the runs stay
+independent; ``ensemble = false`` trains them one after another with identical results.
+
+``finalize`` gives the final accuracies and the intrinsic dimension d_int90 at each
+radius: the smallest d (interpolated in log d) whose mean validation accuracy reaches
+90% of the reference accuracy (``reference_accuracy``, or by default the best mean
+accuracy of the grid). Cost per run and step: one forward+backward pass over a
+mini-batch; per epoch one evaluation of both splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.func import vmap
+
+from lossatlas.engine import Cell, Plan, Probe, Subspace, Variable
+from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
+
+from .goldilocks import _check_dims, _validate_radii, mark_reference, radius_grid
+
+__all__ = ["SubspaceTraining", "SubspaceTrainingOptions", "intrinsic_dimension",
+           "train_ensemble"]
+
+
+def train_ensemble(
+    objective: Any,
+    subspaces: list[Subspace],
+    *,
+    sphere: bool = False,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    momentum: float = 0.0,
+    epochs: int = 10,
+    batch_size: int | None = 64,
+    seeds: list[int] | None = None,
+    history: bool = True,
+) -> dict[str, np.ndarray]:
+    """Train θ_r on each subspace r together (one vmapped pass per step).
+
+    ``sphere``: the subspaces are :class:`SphereSubspace`s; θ starts at their
+    ``theta0``, the radial component r̂·∇ℓ is removed from the x-gradient and
+    x ← x·r0/‖x‖ restored after each step (seed 004). Run r shuffles its mini-batches
+    with ``torch.Generator`` seeded ``seeds[r]``, so results do not depend on which runs
+    share an ensemble. Returns per-epoch arrays (R, epochs+1) ``train_loss``,
+    ``validation_loss`` (+ ``_accuracy``) and the final points ``x`` (R, D).
+    """
+    from lossatlas.plugins.subspaces.hyperplane import (
+        StackedProjection,
+        remove_radial,
+        restore_radius,
+    )
+
+    obj = objective
+    dev, dt = obj.device, obj.dtype
+    subs = [Subspace(origin=s.origin.to(dev, dt), basis=s.basis.to(dev, dt)) for s in subspaces]
+    stack = StackedProjection(subs)
+    R = stack.R
+    if sphere:
+        theta = torch.stack([s.theta0.to(dev, dt) for s in subspaces])
+        r0 = torch.tensor([s.radius for s in subspaces], dtype=dt, device=dev)
+    else:
+        theta = torch.zeros(R, stack.d, dtype=dt, device=dev)
+    theta.requires_grad_(True)
+    if optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam([theta], lr=lr)
+    else:
+        opt = torch.optim.SGD([theta], lr=lr, momentum=momentum)
+    split = obj.splits["train"]
+    n = len(split)
+    bs = min(batch_size or n, n)
+    gens = [torch.Generator().manual_seed(int(s)) for s in (seeds or range(R))]
+
+    def f(x: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return obj._sum_loss(obj._forward(x, inputs), targets) / inputs.shape[0]
+
+    batched = vmap(f)
+    hist: dict[str, list[np.ndarray]] = {}
+
+    def log() -> None:
+        with torch.no_grad():
+            X = stack.embed(theta.detach())
+        for k, v in obj.evaluate_both(X).items():
+            hist.setdefault(k, []).append(v)
+
+    log()
+    for epoch in range(epochs):
+        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
+        for b in range(0, n, bs):
+            idx = order[:, b:b + bs]
+            with torch.no_grad():
+                X = stack.embed(theta.detach())
+            X.requires_grad_(True)
+            loss = batched(X, split.inputs[idx], split.targets[idx]).sum()
+            (gX,) = torch.autograd.grad(loss, X)
+            with torch.no_grad():
+                if sphere:
+                    gX = remove_radial(X.detach(), gX)
+                theta.grad = stack.pullback(gX)
+            opt.step()
+            if sphere:
+                with torch.no_grad():
+                    x = stack.embed(theta.detach())
+                    theta.mul_((r0 / x.norm(dim=1)).unsqueeze(1))
+                    del x
+        if history or epoch == epochs - 1:
+            log()
+    out = {k: np.stack(v, axis=1) for k, v in hist.items()}
+    with torch.no_grad():
+        X = stack.embed(theta.detach())
+        if sphere:
+            X = restore_radius(X, r0)
+    out["x"] = X.cpu().numpy()
+    return out
+
+
+def intrinsic_dimension(dims: np.ndarray, acc: np.ndarray, threshold: float) -> float:
+    """The smallest d with acc ≥ threshold, interpolated linearly in log d between the
+    grid points around the first crossing; NaN if never reached."""
+    order = np.argsort(dims)
+    d, a = np.asarray(dims, float)[order], np.asarray(acc, float)[order]
+    for i in range(len(d)):
+        if np.isfinite(a[i]) and a[i] >= threshold:
+            if i == 0 or not np.isfinite(a[i - 1]) or a[i] == a[i - 1]:
+                return float(d[i])
+            t = (threshold - a[i - 1]) / (a[i] - a[i - 1])
+            return float(np.exp(np.log(d[i - 1]) + t * (np.log(d[i]) - np.log(d[i - 1]))))
+    return np.nan
+
+
+@dataclass
+class SubspaceTrainingOptions:
+    radius_min: float = field(default=0.1, metadata={"doc": "smallest radius (radius_unit)"})
+    radius_max: float = field(default=10.0, metadata={"doc": "largest radius"})
+    radii: int = field(default=5, metadata={"doc": "number of log-spaced radii"})
+    radius_unit: Literal["xavier", "he", "absolute"] = field(default="xavier", metadata={
+        "doc": "radii are multiples of r_Xavier, of r_He, or absolute"})
+    dims: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50], metadata={
+        "doc": "subspace dimensions d"})
+    samples: int = field(default=2, metadata={"doc": "random points and surfaces per (r, d)"})
+    surfaces: list[str] = field(default_factory=lambda: ["hyperplane", "hypersphere"],
+                                metadata={"doc": "hyperplane and/or hypersphere"})
+    init: Literal["xavier", "he"] = field(default="xavier", metadata={
+        "doc": "initialisation whose draws are rescaled to radius r"})
+    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(default="dense", metadata={
+        "doc": "basis recipe of M"})
+    nnz_min: int = field(default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column"})
+    nnz_max: int = field(default=0, metadata={"doc": "sparse-fort: most non-zeros per column"})
+    metric: bool = field(default=False, metadata={"doc": "use ηM (η_ii ∝ 1/r_layer)"})
+    directions: Literal["all", "weights"] = field(default="all", metadata={
+        "doc": "surfaces span all coordinates, or weights only"})
+    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
+    lr: float = field(default=1e-3, metadata={"doc": "learning rate (seed 000: Adam 1e-3)"})
+    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
+    epochs: int = field(default=10, metadata={"doc": "passes over the train split"})
+    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
+    ensemble: bool = field(default=True, metadata={
+        "doc": "train a cell's runs together as a vmapped ensemble (else one by one)"})
+    accuracy_fraction: float = field(default=0.9, metadata={
+        "doc": "d_int is where accuracy reaches this fraction of the reference"})
+    reference_accuracy: float = field(default=0.0, metadata={
+        "doc": "reference validation accuracy (0: the best mean accuracy of the grid)"})
+
+    def validate(self) -> None:
+        _validate_radii(self)
+        if not self.dims or min(self.dims) < 1:
+            raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
+        bad = [s for s in self.surfaces if s not in ("hyperplane", "hypersphere")]
+        if bad or not self.surfaces:
+            raise ValueError(f"option 'surfaces' takes 'hyperplane' and/or 'hypersphere', "
+                             f"got {self.surfaces}")
+        if self.samples < 1 or self.epochs < 0 or self.batch_size < 0:
+            raise ValueError("samples must be ≥ 1, epochs and batch_size ≥ 0")
+        if not self.lr > 0:
+            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
+        if not 0 < self.accuracy_fraction <= 1:
+            raise ValueError("option 'accuracy_fraction' must be in (0, 1]")
+
+
+class SubspaceTraining(Probe):
+    name = "subspace-training"
+    summary = "train on random hyperplanes/hyperspheres over (radius, d): d_int90 per radius"
+    Options = SubspaceTrainingOptions
+
+    def check(self, options: SubspaceTrainingOptions, ctx: Any) -> None:
+        extra = 1 if "hypersphere" in options.surfaces else 0
+        _check_dims(options.dims, ctx.objective.D + extra, f"probe 'subspace-training' "
+                    f"(step '{ctx.step.name}')", extra=extra)
+
+    def plan(self, options: SubspaceTrainingOptions, ctx: Any) -> Plan:
+        obj = ctx.objective
+        radii, rel, ref = radius_grid(options, ctx)
+        dims = ("surface", "dim", "radius", "sample", "epoch")
+        variables = {
+            f"{s}_{m}": Variable(dims, f"{m} on the {s} split after each epoch",
+                                 units="fraction" if m == "accuracy" else "nats")
+            for s in ("train", "validation") for m in obj.metric_names()
+        }
+        return Plan(
+            coords={"surface": np.asarray(options.surfaces), "dim":
+                    np.asarray(options.dims, dtype=np.int64), "radius": radii,
+                    "sample": np.arange(options.samples),
+                    "epoch": np.arange(options.epochs + 1)},
+            cell_dims=("surface", "dim"),
+            variables=variables,
+            static={
+                "radius_relative": (("radius",), rel, {"description": "r / reference radius"}),
+                "r_xavier": ((), np.float64(init_radius(obj.layout, "xavier")),
+                             {"description": "mean radius of a Xavier init (weights)"}),
+                "r_he": ((), np.float64(init_radius(obj.layout, "he")),
+                         {"description": "mean radius of a He init (weights)"}),
+            },
+            coord_attrs={"radius": {"description": "radius of the start point (and of the "
+                                    "hypersphere)", "units": "‖x‖"},
+                         "epoch": {"description": "epochs trained (0: start)"}},
+            attrs={"optimizer": options.optimizer, "lr": options.lr, "r_reference": ref,
+                   "n_params": obj.D, "basis": options.basis},
+        )
+
+    def compute(self, options: SubspaceTrainingOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        from lossatlas.plugins.subspaces.hyperplane import default_nnz, make_basis, make_sphere
+
+        obj = ctx.objective
+        sphere = cell.coords["surface"] == "hypersphere"
+        d = int(cell.coords["dim"])
+        radii, _rel, _ref = radius_grid(options, ctx)
+        g = cell.generator()
+        lo, hi = default_nnz(obj.D)
+        nnz = (options.nnz_min or lo, max(options.nnz_min or lo, options.nnz_max or hi))
+        eta = layer_metric(obj.layout) if options.metric else None
+        support = obj.layout.mask("weight") if options.directions == "weights" else None
+        subs, seeds = [], []
+        for r in radii:
+            for _s in range(options.samples):
+                x = draw_init(obj.layout, g, scheme=options.init, radius=float(r),
+                              dtype=torch.float64)
+                if sphere:
+                    subs.append(make_sphere(x, d, g, options.basis, nnz=nnz, eta=eta,
+                                            support=support))
+                else:
+                    M = make_basis(obj.D, d, g, options.basis, nnz=nnz, eta=eta,
+                                   support=support)
+                    subs.append(Subspace(origin=x, basis=M))
+                seeds.append(int(torch.randint(0, 2**62, (1,), generator=g)))
+        kw = dict(sphere=sphere, optimizer=options.optimizer, lr=options.lr,
+                  momentum=options.momentum, epochs=options.epochs,
+                  batch_size=options.batch_size or None)
+        if options.ensemble:
+            res = train_ensemble(obj, subs, seeds=seeds, **kw)
+        else:
+            parts = [train_ensemble(obj, [s], seeds=[sd], **kw)
+                     for s, sd in zip(subs, seeds, strict=True)]
+            res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        shape = (len(radii), options.samples, options.epochs + 1)
+        return {k: v.reshape(shape) for k, v in res.items() if k != "x"}
+
+    def finalize(self, options: SubspaceTrainingOptions, ctx: Any, ds: Any) -> Any:
+        import xarray as xr
+
+        out = xr.Dataset()
+        metric = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
+        for k in [v for v in ds.data_vars if v.startswith(("train_", "validation_"))
+                  and "epoch" in ds[v].dims]:
+            out[f"final_{k}"] = ds[k].isel(epoch=-1, drop=True)
+        mean = out[f"final_{metric}"].mean("sample")
+        out["final_mean"] = mean
+        out["final_mean"].attrs = {"description": f"mean over samples of the final {metric}"}
+        if metric == "validation_accuracy":
+            ref = options.reference_accuracy or float(mean.max())
+            thr = options.accuracy_fraction * ref
+            dint = np.full((ds.sizes["surface"], ds.sizes["radius"]), np.nan)
+            for i in range(ds.sizes["surface"]):
+                for j in range(ds.sizes["radius"]):
+                    dint[i, j] = intrinsic_dimension(ds["dim"].values,
+                                                     mean.isel(surface=i, radius=j).values, thr)
+            out["d_int"] = (("surface", "radius"), dint, {
+                "description": f"intrinsic dimension: smallest d (log-interpolated) reaching "
+                f"{options.accuracy_fraction:g} × the reference validation accuracy "
+                f"{ref:.4f}; NaN if never", "threshold": thr, "reference": ref})
+        return out
+
+    def plot(self, ds: Any, **kwargs: Any) -> Any:
+        import matplotlib.pyplot as plt
+
+        surfaces = list(ds["surface"].values)
+        fig, axes = plt.subplots(1, len(surfaces) + 1, figsize=(5 * (len(surfaces) + 1), 4.2))
+        r = ds["radius"].values
+        dims = ds["dim"].values
+        metric = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
+        final = ds[metric].isel(epoch=-1).mean("sample")
+        vmin, vmax = float(final.min()), float(final.max())
+        for ax, s in zip(axes, surfaces, strict=False):
+            z = final.sel(surface=s).values  # (dim, radius)
+            if len(r) > 1 and len(dims) > 1:
+                cs = ax.contourf(r, dims, z, levels=np.linspace(vmin, vmax, 12),
+                                 cmap="viridis")
+                fig.colorbar(cs, ax=ax, label=f"final {metric.replace('_', ' ')}")
+            else:
+                ax.scatter(np.repeat(r[None], len(dims), 0), np.repeat(dims[:, None], len(r), 1),
+                           c=z, cmap="viridis")
+            if "d_int" in ds:
+                ax.plot(r, ds["d_int"].sel(surface=s).values, "w-o", ms=3, lw=1.5,
+                        label="d_int90")
+            mark_reference(ax, ds, label=False)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("radius r of the start point")
+            ax.set_ylabel("dimension d")
+            ax.set_title(f"({'ab'[surfaces.index(s)]}) random {s}s")
+            if "d_int" in ds:
+                ax.legend(fontsize=7, loc="lower right")
+        ax = axes[-1]
+        sel = final.sel(surface=surfaces[0])
+        std = ds[metric].isel(epoch=-1).std("sample").sel(surface=surfaces[0])
+        for j, rv in enumerate(r):
+            m, sd = sel.isel(radius=j).values, std.isel(radius=j).values
+            rel = float(ds["radius_relative"].values[j]) if "radius_relative" in ds else rv
+            ax.plot(dims, m, "o-", ms=3, color=f"C{j % 10}", label=f"r = {rel:.3g} r_ref")
+            ax.fill_between(dims, m - sd, m + sd, color=f"C{j % 10}", alpha=0.2, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("dimension d")
+        ax.set_ylabel(f"final {metric.replace('_', ' ')}")
+        ax.set_title(f"{surfaces[0]}s: accuracy vs d per radius")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,103 @@
+"""subspace-training: ensemble = one by one, sphere radius kept, d_int, end to end."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+
+from lossatlas.engine import Objective, Subspace, make_registry
+from lossatlas.engine.config import parse_config
+from lossatlas.engine.geometry import draw_init
+from lossatlas.engine.runner import run_pipeline
+from lossatlas.engine.store import Store
+from lossatlas.plugins.datasets.digits import Digits, DigitsOptions
+from lossatlas.plugins.models.mlp import MLP
+from lossatlas.plugins.probes.subspace_training import intrinsic_dimension, train_ensemble
+from lossatlas.plugins.subspaces.hyperplane import make_basis, make_sphere
+
+
+@pytest.fixture(scope="module")
+def obj64() -> Objective:
+    data = Digits().load(DigitsOptions(limit=150), 0)
+    torch.manual_seed(0)
+    return Objective(MLP(64, [6], 10), data, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("sphere", [False, True])
+@pytest.mark.parametrize("kind", ["dense", "sparse-chang"])
+def test_ensemble_equals_one_by_one(obj64, sphere, kind):
+    g = torch.Generator().manual_seed(0)
+    subs = []
+    for r in (0.5, 3.0, 9.0):
+        x = draw_init(obj64.layout, g, radius=r)
+        subs.append(make_sphere(x, 4, g, kind) if sphere else
+                    Subspace(origin=x, basis=make_basis(obj64.D, 4, g, kind)))
+    kw = dict(sphere=sphere, lr=0.05, epochs=2, batch_size=32)
+    together = train_ensemble(obj64, subs, seeds=[1, 2, 3], **kw)
+    for i, s in enumerate(subs):
+        alone = train_ensemble(obj64, [s], seeds=[i + 1], **kw)
+        for k in ("train_loss", "validation_accuracy", "x"):
+            np.testing.assert_allclose(together[k][i], alone[k][0], rtol=1e-9, atol=1e-12)
+    assert together["train_loss"].shape == (3, 3)
+    # training lowered the loss somewhere, and the sphere kept each radius exactly
+    assert (together["train_loss"][:, -1] < together["train_loss"][:, 0]).any()
+    if sphere:
+        radii = np.linalg.norm(together["x"], axis=1)
+        np.testing.assert_allclose(radii, [0.5, 3.0, 9.0], rtol=0, atol=1e-12)
+    else:
+        # the hyperplane start is θ = 0 at the drawn point, and it moved within the plane
+        M = subs[0].basis.to_dense() if subs[0].basis.layout != torch.strided else subs[0].basis
+        delta = torch.as_tensor(together["x"][0]) - subs[0].origin
+        theta = torch.linalg.lstsq(M, delta).solution
+        torch.testing.assert_close(M @ theta, delta)
+
+
+def test_intrinsic_dimension():
+    dims = np.array([1, 10, 100])
+    assert intrinsic_dimension(dims, np.array([0.1, 0.5, 0.9]), 0.9) == pytest.approx(100)
+    assert intrinsic_dimension(dims, np.array([0.1, 0.5, 0.9]), 0.7) == pytest.approx(
+        np.sqrt(10 * 100))
+    assert intrinsic_dimension(dims, np.array([0.95, 0.5, 0.9]), 0.9) == 1
+    assert np.isnan(intrinsic_dimension(dims, np.array([0.1, 0.2, 0.3]), 0.9))
+
+
+CONFIG = """
+name = "st"
+seed = 0
+[model]
+plugin = "mlp"
+hidden = [8]
+[dataset]
+plugin = "digits"
+limit = 200
+[[steps]]
+name = "fig2"
+probe = "subspace-training"
+radii = 2
+dims = [2, 8]
+samples = 2
+epochs = 2
+lr = 0.1
+batch_size = 50
+"""
+
+
+def test_subspace_training_end_to_end(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lossatlas.plugins.probes.subspace_training import SubspaceTraining
+
+    cfg = parse_config(tomllib.loads(CONFIG))
+    path = str(tmp_path / "s.zarr")
+    run_pipeline(cfg, path, make_registry(), progress=None)
+    ds = Store(path).open_step("st", "fig2")
+    assert ds["validation_accuracy"].dims == ("surface", "dim", "radius", "sample", "epoch")
+    assert ds.sizes["epoch"] == 3
+    assert ds["d_int"].dims == ("surface", "radius")
+    assert ds["final_mean"].dims == ("surface", "dim", "radius")
+    fig = SubspaceTraining().plot(ds)
+    assert len(fig.axes) >= 3

@@ -12,6 +12,7 @@ from .permute_units import PermuteUnits
 from .projection_curvature import ProjectionCurvatureProbe
 from .radial_profile import RadialProfile
 from .random_line import RandomLine
+from .subspace_training import SubspaceTraining
 from .trace import TraceProbe
 from .train import Train
 from .trajectory import Trajectory

@@ -24,7 +24,7 @@ def lossatlas_register_probes() -> list[Probe]:
         RandomLine(),
         Train(),
         Trajectory(),
-        Goldilocks(), RadialProfile(),
+        Goldilocks(), RadialProfile(), SubspaceTraining(),
         Interpolation(),
         HessianDirectionsProbe(),
         TraceProbe(),

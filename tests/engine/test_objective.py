@@ -184,3 +184,33 @@ def test_memory_is_bounded_by_chunks() -> None:
     X = small.x0.unsqueeze(0).repeat(120, 1)
     out = small.evaluate(X)
     assert out["loss"].shape == (120,) and np.allclose(out["loss"], out["loss"][0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_mlp_fast_path_equals_the_vmapped_forward(case: str) -> None:
+    """MLPs take a fused baddbmm path in evaluate; it must equal the generic vmap path."""
+    obj = make(case)
+    assert obj._stack is not None
+    X = torch.stack([point(obj, s) for s in range(5)])
+    fast = obj.evaluate_both(X)
+    obj._stack = None
+    slow = obj.evaluate_both(X)
+    for k in fast:
+        np.testing.assert_allclose(fast[k], slow[k], rtol=1e-12)
+
+
+def test_other_models_take_the_vmapped_path() -> None:
+    data = Digits().load(DigitsOptions(limit=50), seed=0)
+
+    class Custom(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x) * 2
+
+    obj = Objective(Custom(), data, dtype=torch.float64)
+    assert obj._stack is None
+    out = obj.evaluate(obj.x0.unsqueeze(0))
+    assert out["loss"][0] == pytest.approx(obj.loss(obj.x0).item(), rel=1e-12)

@@ -229,6 +229,13 @@ def _step_section(store: Store, run: str, step: str, registry: Registry, dpi: in
     return "".join(parts) + "</section>"
 
 
+def _pipeline_order(steps: Sequence[str], config: dict[str, Any]) -> list[str]:
+    """The stored steps in the order of the config's [[steps]], then any others."""
+    listed = [s.get("name") for s in config.get("steps", []) if isinstance(s, dict)]
+    first = [s for s in listed if s in steps]
+    return first + sorted(s for s in steps if s not in first)
+
+
 def _run_section(store: Store, run: str, registry: Registry, dpi: int,
                  summary: ReportSummary, progress: ReportProgress | None,
                  plot_kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -238,7 +245,7 @@ def _run_section(store: Store, run: str, registry: Registry, dpi: int,
         attrs = store.run_attrs(run)
         prov = json.loads(attrs.get("provenance") or "{}")
         config = json.loads(attrs.get("config") or "{}")
-        steps = store.steps(run)
+        steps = _pipeline_order(store.steps(run), config)
     except Exception as exc:
         summary.failed.append(run)
         out.append("</h2>" + _error_block("this run cannot be read", exc) + "</section>")

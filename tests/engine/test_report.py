@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import zarr
 from click.testing import CliRunner
+
 from lossatlas.engine import ConfigError, StoreError, make_registry
 from lossatlas.engine.cli import cli
 from lossatlas.engine.config import parse_config
@@ -37,7 +38,7 @@ points = 5
 directions = 2
 
 [[steps]]
-name = "line2"
+name = "cut"
 probe = "random-line"
 points = 3
 directions = 1
@@ -96,8 +97,10 @@ def test_report_has_every_run_step_and_figure(store: Path, tmp_path: Path) -> No
     images = [a["src"] for t, a in checker.tags if t == "img"]
     assert len(images) == 4
     assert all(src.startswith("data:image/png;base64,iVBOR") for src in images)
-    for label in ("alpha/line", "alpha/line2", "beta/line", "beta/line2"):
+    for label in ("alpha/line", "alpha/cut", "beta/line", "beta/cut"):
         assert f"figure of {label}" in text
+    # steps appear in the config's order, not alphabetically
+    assert text.index("figure of alpha/line") < text.index("figure of alpha/cut")
     # provenance and completion
     assert "torch" in text and "2 / 2 computed (100%)" in text
     assert 'seed = 1' in text and "random-line" in text
@@ -152,7 +155,7 @@ def test_partial_step_shows_completion(tmp_path: Path) -> None:
     group = zarr.open_group(str(path), path="gamma/line", mode="r+")
     group["cell_status"][0] = 0
     group.attrs["status"] = "running"
-    g2 = zarr.open_group(str(path), path="gamma/line2", mode="r+")
+    g2 = zarr.open_group(str(path), path="gamma/cut", mode="r+")
     g2.attrs["template_complete"] = 0
     text, summary = build_report(path)
     assert "1 / 2 computed (50%)" in text
@@ -182,7 +185,7 @@ def test_cli_report(store: Path, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "alpha", "-q"])
     assert result.exit_code == 0, result.output
     assert "2 figure(s)" in result.output
-    assert "figure of alpha/line2" in out.read_text(encoding="utf-8")
+    assert "figure of alpha/cut" in out.read_text(encoding="utf-8")
     bad = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "nope"])
     assert bad.exit_code != 0
     assert "no run 'nope'" in bad.output and "Traceback" not in bad.output

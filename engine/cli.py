@@ -421,6 +421,9 @@ def report(store: str, output: str, runs: tuple[str, ...], logy: bool, dpi: int,
       lossatlas report atlas.zarr -o report.html
       lossatlas report atlas.zarr --run quickstart -o quickstart.html
     """
+    import matplotlib
+
+    matplotlib.use("Agg")
     from .report import write_report
 
     quiet = quiet or (not sys.stderr.isatty() and bool(os.environ.get("CI")))

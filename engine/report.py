@@ -143,10 +143,7 @@ def _error_block(what: str, exc: BaseException) -> str:
 
 
 def figure_png(ds: Any, registry: Registry, title: str, dpi: int, **kwargs: Any) -> bytes:
-    """The probe's figure of a stored step as PNG bytes (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """The probe's figure of a stored step as PNG bytes (the current backend is kept)."""
     import matplotlib.pyplot as plt
 
     fig = ds.atlas.plot(registry=registry, **kwargs)

@@ -213,10 +213,10 @@ class RadialProfile(Probe):
             for i in range(ds.sizes["dim"]):
                 t, n = tr.values[:, i], nm.values[:, i]
                 edges[i] = find_crossings(r, (t - n) / np.where(n > 0, n, np.nan))
-            out["zone_edge"] = (("dim", "edge"), edges,
-                                {"description": "radii where Tr(H_d) = ‖H_d‖ (the zone's "
-                                 "edges; NaN: no crossing)", "units": "‖x‖"})
-            out = out.assign_coords(edge=["inner", "outer"])
+            for k, edge in enumerate(("inner", "outer")):
+                out[f"zone_{edge}"] = (("dim",), edges[:, k], {
+                    "description": f"{edge} edge of the zone: radius where Tr(H_d) = ‖H_d‖ "
+                                   "(NaN: no crossing)", "units": "‖x‖"})
             D = int(ds.attrs.get("n_params", 0)) or 1
             lr = np.log(r)
             dL = np.gradient(mean, lr) / r
@@ -267,7 +267,7 @@ class RadialProfile(Probe):
                         label=f"Tr(H)/r, d={int(d)}")
                 ax.plot(r, n, "s--", ms=3, color=f"C{k}", alpha=0.8,
                         label=f"‖H‖/r, d={int(d)}")
-                for e in ds["zone_edge"].sel(dim=d).values:
+                for e in (float(ds["zone_inner"].sel(dim=d)), float(ds["zone_outer"].sel(dim=d))):
                     if np.isfinite(e):
                         ax.axvline(e, color=f"C{k}", lw=0.6, alpha=0.6)
             mark_reference(ax, ds, label=False)

@@ -64,7 +64,7 @@ def test_radial_profile_end_to_end(tmp_path):
     assert float(ds["loss_mean"][0]) == pytest.approx(np.log(10), rel=1e-3)
     assert int(ds["n_layers"]) == 3
     assert 2.0 < float(ds["exponent"]) < 4.0
-    assert ds["zone_edge"].dims == ("dim", "edge")
+    assert ds["zone_inner"].dims == ("dim",) and ds["zone_outer"].dims == ("dim",)
     assert ds["trace_stokes"].dims == ("radius", "dim")
     from lossatlas.plugins.probes.radial_profile import RadialProfile
 

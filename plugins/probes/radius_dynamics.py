@@ -1,0 +1,207 @@
+"""``radius-dynamics``: how the radius moves in full-space training (seed 004).
+
+Chang's CIFAR-10 follow-up to Fort & Scherlis (seed 004): from a Xavier point rescaled
+to r0 < r_Xavier the radius grows as r ∝ √t and ends near r_X with a good solution;
+from r0 > r_X it barely moves and no good solution is found; with the radius
+constrained to r0 (radial gradient removed, radius restored after every step) good
+solutions appear only near r_X.
+
+Per (mode ∈ free | constrained, start radius r0 in units of r_Xavier, sample): full-space
+training with ``engine.training.train`` (Adam, lr 1e-3 by default); the weights' radius
+is recorded every ``record_every`` steps and the accuracy per epoch. ``finalize`` fits
+r ∝ t^p on the steps where the radius has at least doubled (else the last decade of
+steps) and keeps the final accuracies. One cell per (mode, start); cost: its samples ×
+epochs of training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from lossatlas.engine import Cell, Plan, Probe, Variable
+from lossatlas.engine.geometry import draw_init, init_radius
+
+from .goldilocks import mark_reference
+from .radial_profile import fit_power_law
+
+__all__ = ["RadiusDynamics", "RadiusDynamicsOptions", "growth_exponent"]
+
+
+@dataclass
+class RadiusDynamicsOptions:
+    starts: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0], metadata={
+        "doc": "start radii r0 in units of r_Xavier"})
+    modes: list[str] = field(default_factory=lambda: ["free", "constrained"], metadata={
+        "doc": "free training and/or training with the radius held at r0"})
+    samples: int = field(default=1, metadata={"doc": "runs per (mode, r0)"})
+    init: Literal["xavier", "he"] = field(default="xavier", metadata={
+        "doc": "initialisation whose draws are rescaled to r0"})
+    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
+    lr: float = field(default=1e-3, metadata={"doc": "learning rate"})
+    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
+    epochs: int = field(default=5, metadata={"doc": "epochs (seed 004: 15 on CIFAR-10)"})
+    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
+    record_every: int = field(default=2, metadata={"doc": "record the radius every k steps"})
+
+    def validate(self) -> None:
+        if not self.starts or min(self.starts) <= 0:
+            raise ValueError(f"option 'starts' must list positive radii, got {self.starts}")
+        bad = [m for m in self.modes if m not in ("free", "constrained")]
+        if bad or not self.modes:
+            raise ValueError(f"option 'modes' takes 'free' and/or 'constrained', got {self.modes}")
+        if self.samples < 1 or self.epochs < 1 or self.record_every < 1 or not self.lr > 0:
+            raise ValueError("need samples, epochs, record_every ≥ 1 and lr > 0")
+
+
+def growth_exponent(steps: np.ndarray, radius: np.ndarray) -> float:
+    """p of r ∝ t^p, fitted in log-log on the steps t > 0 where r ≥ 2·r(0) (the growth
+    regime of seed 004), or on the last decade of steps if the radius never doubled."""
+    t, r = np.asarray(steps, float), np.asarray(radius, float)
+    ok = (t > 0) & np.isfinite(r) & (r > 0)
+    grown = ok & (r >= 2 * r[0])
+    use = grown if grown.sum() >= 3 else ok & (t >= t[ok].max() / 10 if ok.any() else False)
+    return fit_power_law(t[use], r[use])[0]
+
+
+def _record_steps(options: RadiusDynamicsOptions, n_train: int) -> np.ndarray:
+    bs = min(options.batch_size or n_train, n_train)
+    total = options.epochs * math.ceil(n_train / bs)
+    steps = list(range(0, total + 1, options.record_every))
+    if steps[-1] != total:
+        steps.append(total)
+    return np.asarray(steps, dtype=np.int64)
+
+
+class RadiusDynamics(Probe):
+    name = "radius-dynamics"
+    summary = "radius vs training step from r0 below/at/above r_Xavier, free or constrained"
+    Options = RadiusDynamicsOptions
+
+    def plan(self, options: RadiusDynamicsOptions, ctx: Any) -> Plan:
+        obj = ctx.objective
+        steps = _record_steps(options, len(obj.splits["train"]))
+        variables = {"radius": Variable(("mode", "start", "sample", "record"),
+                                        "radius of the weights at the recorded step",
+                                        units="‖x‖", finite=False)}
+        for s in ("train", "validation"):
+            for m in obj.metric_names():
+                variables[f"{s}_{m}"] = Variable(("mode", "start", "sample", "epoch"),
+                                                 f"{m} on the {s} split after each epoch",
+                                                 finite=False)
+        rx = init_radius(obj.layout, "xavier")
+        return Plan(
+            coords={"mode": np.asarray(options.modes), "start": np.asarray(options.starts, float),
+                    "sample": np.arange(options.samples), "record": np.arange(len(steps)),
+                    "epoch": np.arange(options.epochs + 1)},
+            cell_dims=("mode", "start"),
+            variables=variables,
+            static={"step": (("record",), steps, {"description": "optimizer step of a record"}),
+                    "r_xavier": ((), np.float64(rx), {"description": "mean Xavier radius"})},
+            coord_attrs={"start": {"description": "start radius r0 / r_Xavier"}},
+            attrs={"optimizer": options.optimizer, "lr": options.lr},
+        )
+
+    def compute(self, options: RadiusDynamicsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        import torch
+
+        from lossatlas.engine.training import train
+
+        obj = ctx.objective
+        steps = _record_steps(options, len(obj.splits["train"]))
+        r0 = float(cell.coords["start"]) * init_radius(obj.layout, "xavier")
+        constrained = cell.coords["mode"] == "constrained"
+        w = obj.layout.mask("weight", device=obj.device)
+        g = cell.generator()
+
+        def tangent(v: torch.Tensor, gr: torch.Tensor) -> torch.Tensor:
+            u = torch.where(w, v, torch.zeros_like(v))
+            u = u / u.norm()
+            return gr - (gr * u).sum() * u
+
+        def project(v: torch.Tensor) -> torch.Tensor:
+            out = v.clone()
+            out[w] = v[w] * (r0 / v[w].norm())
+            return out
+
+        n_ep = options.epochs + 1
+        rad = np.full((options.samples, len(steps)), np.nan)
+        hist = {f"{s}_{m}": np.full((options.samples, n_ep), np.nan)
+                for s in ("train", "validation") for m in obj.metric_names()}
+        for s in range(options.samples):
+            x = draw_init(obj.layout, g, scheme=options.init, radius=r0, dtype=obj.dtype,
+                          device=obj.device)
+            seed = int(torch.randint(0, 2**62, (1,), generator=g))
+            res = train(obj, x, optimizer=options.optimizer, lr=options.lr,
+                        momentum=options.momentum, epochs=options.epochs,
+                        batch_size=options.batch_size or None, seed=seed,
+                        record_every=options.record_every,
+                        grad_transform=tangent if constrained else None,
+                        project=project if constrained else None)
+            traj = torch.as_tensor(res.trajectory)
+            radii = obj.layout.radius(traj.to(obj.device)).cpu().numpy()
+            pos = np.searchsorted(steps, res.record_steps)
+            keep = (pos < len(steps)) & (steps[np.minimum(pos, len(steps) - 1)]
+                                         == res.record_steps)
+            rad[s, pos[keep]] = radii[keep]
+            for k in hist:
+                v = np.asarray(res.history[k], float)[:n_ep]
+                hist[k][s, : len(v)] = v
+        return {"radius": rad, **hist}
+
+    def finalize(self, options: RadiusDynamicsOptions, ctx: Any, ds: Any) -> Any:
+        import xarray as xr
+
+        steps = ds["step"].values
+        rad = ds["radius"].values
+        p = np.full(rad.shape[:3], np.nan)
+        for idx in np.ndindex(*rad.shape[:3]):
+            p[idx] = growth_exponent(steps, rad[idx])
+        out = xr.Dataset()
+        out["exponent"] = (("mode", "start", "sample"), p, {
+            "description": "fitted p of r ∝ t^p (seed 004: ½ from r0 < r_X)"})
+        out["final_radius"] = ds["radius"].isel(record=-1, drop=True)
+        for k in [v for v in ds.data_vars if "epoch" in ds[v].dims]:
+            out[f"final_{k}"] = ds[k].isel(epoch=-1, drop=True)
+        return out
+
+    def plot(self, ds: Any, **kwargs: Any) -> Any:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        steps = ds["step"].values
+        ax = axes[0]
+        for j, st in enumerate(ds["start"].values):
+            for mode in ds["mode"].values:
+                r = ds["radius"].sel(start=st, mode=mode).mean("sample").values
+                ls = "-" if mode == "free" else "--"
+                lab = f"r0 = {st:g} r_X ({mode})"
+                if "exponent" in ds and mode == "free":
+                    lab += f", p = {float(ds['exponent'].sel(start=st, mode=mode).mean()):.2f}"
+                ax.plot(np.maximum(steps, 1), r, ls, color=f"C{j}", label=lab)
+        ax.axhline(float(ds["r_xavier"]), color="k", ls=":", lw=1, label="r_Xavier")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step t (step 0 drawn at 1)")
+        ax.set_ylabel("radius ‖W‖")
+        ax.set_title("radius during training")
+        ax.legend(fontsize=7)
+        ax = axes[1]
+        target = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
+        rx = float(ds["r_xavier"])
+        for mode in ds["mode"].values:
+            v = ds[target].isel(epoch=-1).sel(mode=mode)
+            ax.errorbar(ds["start"].values * rx, v.mean("sample").values,
+                        yerr=v.std("sample").values, marker="o", capsize=3,
+                        ls="-" if mode == "free" else "--", label=mode)
+        mark_reference(ax, ds)
+        ax.set_xscale("log")
+        ax.set_xlabel("start radius r0")
+        ax.set_ylabel(f"final {target.replace('_', ' ')}")
+        ax.set_title("final accuracy vs start radius")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,63 @@
+"""init-selection: Hessian measures per init, training per epoch, fitted slopes."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+
+from lossatlas.engine import make_registry
+from lossatlas.engine.config import parse_config
+from lossatlas.engine.runner import run_pipeline
+from lossatlas.engine.store import Store
+from lossatlas.plugins.probes.init_selection import fit_line
+
+CONFIG = """
+name = "is"
+seed = 0
+[model]
+plugin = "mlp"
+hidden = [8]
+[dataset]
+plugin = "digits"
+limit = 200
+[[steps]]
+name = "fig6"
+probe = "init-selection"
+inits = 4
+dim = 5
+epochs = 2
+lr = 0.01
+batch_size = 50
+"""
+
+
+def test_fit_line():
+    x = np.array([1.0, 2, 3, 4])
+    s, b, r = fit_line(x, 2 * x + 1)
+    assert (s, b, r) == pytest.approx((2, 1, 1))
+    assert np.isnan(fit_line(x[:2], x[:2])[0])
+
+
+def test_init_selection_end_to_end(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lossatlas.plugins.probes.init_selection import InitSelection
+
+    cfg = parse_config(tomllib.loads(CONFIG))
+    path = str(tmp_path / "s.zarr")
+    run_pipeline(cfg, path, make_registry(), progress=None)
+    ds = Store(path).open_step("is", "fig6")
+    assert ds["validation_accuracy"].dims == ("init", "epoch") and ds.sizes["epoch"] == 3
+    np.testing.assert_allclose(ds["initial_validation_loss"].values,
+                               ds["validation_loss"].isel(epoch=0).values)
+    assert ((ds["n_positive"] >= 0) & (ds["n_positive"] <= 5)).all()
+    np.testing.assert_allclose(ds["frac_positive"] * 5, ds["n_positive"])
+    # Xavier draws at their natural radius: near r_Xavier
+    assert abs(float(ds["radius"].mean()) / float(ds["r_xavier"]) - 1) < 0.1
+    s, _b, r = fit_line(ds["trace"].values, ds["validation_accuracy"].isel(epoch=2).values)
+    assert float(ds["slope_trace"].sel(epoch=2)) == pytest.approx(s)
+    assert float(ds["correlation_trace"].sel(epoch=2)) == pytest.approx(r)
+    assert len(InitSelection().plot(ds).axes) == 4

@@ -7,10 +7,12 @@ from lossatlas.engine import Probe, hookimpl
 from .dss import DSS
 from .goldilocks import Goldilocks
 from .hessian_directions import HessianDirectionsProbe
+from .init_selection import InitSelection
 from .interpolation import Interpolation
 from .permute_units import PermuteUnits
 from .projection_curvature import ProjectionCurvatureProbe
 from .radial_profile import RadialProfile
+from .radius_dynamics import RadiusDynamics
 from .random_line import RandomLine
 from .subspace_training import SubspaceTraining
 from .trace import TraceProbe
@@ -24,7 +26,8 @@ def lossatlas_register_probes() -> list[Probe]:
         RandomLine(),
         Train(),
         Trajectory(),
-        Goldilocks(), RadialProfile(), SubspaceTraining(),
+        Goldilocks(), RadialProfile(), SubspaceTraining(), InitSelection(),
+        RadiusDynamics(),
         Interpolation(),
         HessianDirectionsProbe(),
         TraceProbe(),

@@ -131,6 +131,24 @@ samples = 1
 epochs = 1
 batch_size = 60
 """,
+    "init-selection": """
+[[steps]]
+name = "probe"
+probe = "init-selection"
+inits = 4
+dim = 4
+epochs = 2
+batch_size = 60
+""",
+    "radius-dynamics": """
+[[steps]]
+name = "probe"
+probe = "radius-dynamics"
+starts = [0.5, 2.0]
+epochs = 2
+batch_size = 60
+record_every = 1
+""",
     "dss": TRAIN + """
 [[steps]]
 name = "other"

@@ -186,6 +186,11 @@ def test_cli_report(store: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "2 figure(s)" in result.output
     assert "figure of alpha/cut" in out.read_text(encoding="utf-8")
+    # with the progress bar (not quiet, not CI)
+    shown = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "beta"],
+                          env={"CI": ""})
+    assert shown.exit_code == 0, shown.output
+    assert "figure of beta/cut" in out.read_text(encoding="utf-8")
     bad = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "nope"])
     assert bad.exit_code != 0
     assert "no run 'nope'" in bad.output and "Traceback" not in bad.output

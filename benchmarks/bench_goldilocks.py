@@ -25,7 +25,7 @@ from lossatlas.engine.training import train
 from lossatlas.plugins.datasets.digits import Digits, DigitsOptions
 from lossatlas.plugins.models.mlp import MLP
 from lossatlas.plugins.probes.subspace_training import train_ensemble
-from lossatlas.plugins.subspaces.hyperplane import make_basis
+from lossatlas.plugins.subspaces.hyperplane import StackedProjection, make_basis
 
 
 def _sync(device: torch.device) -> None:
@@ -77,8 +77,9 @@ def bench_sparse(device: torch.device, quick: bool) -> None:
     D = 200_000 if quick else 2_000_000
     d = 100
     print(f"\n### Projections at D = {D:,}, d = {d} ({device.type}, float32)\n")
-    print("| basis | memory (MB) | build (s) | Mθ (ms) | Mᵀg (ms) | memory vs dense |")
-    print("|---|---|---|---|---|---|")
+    print("| basis | memory (MB) | build (s) | Mθ (ms) | Mᵀg (ms) | Mθ / Mᵀg by gather + "
+          "index_add (ms) | memory vs dense |")
+    print("|---|---|---|---|---|---|---|")
     theta = torch.randn(d, device=device)
     gvec = torch.randn(D, device=device)
     dense_mb = None
@@ -106,7 +107,15 @@ def bench_sparse(device: torch.device, quick: bool) -> None:
         te = timeit(lambda sub=sub: sub.embed(theta), device, 5) * 1e3
         tp = timeit(pull, device, 5) * 1e3
         ratio = f"{mb / dense_mb:.4f}×" if dense_mb else "1×"
-        print(f"| {kind} | {mb:.1f} | {build:.2f} | {te:.2f} | {tp:.2f} | {ratio} |")
+        if M.layout != torch.strided:
+            st = StackedProjection([sub])
+            th, gg = theta.unsqueeze(0), gvec.unsqueeze(0)
+            ti = timeit(lambda st=st, th=th: st.embed(th), device, 5) * 1e3
+            tq = timeit(lambda st=st, gg=gg: st.pullback(gg), device, 5) * 1e3
+            extra = f"{ti:.2f} / {tq:.2f}"
+        else:
+            extra = "–"
+        print(f"| {kind} | {mb:.1f} | {build:.2f} | {te:.2f} | {tp:.2f} | {extra} | {ratio} |")
         del M, sub, mt
 
 

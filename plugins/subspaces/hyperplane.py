@@ -75,7 +75,8 @@ def _coo(rows: list[torch.Tensor], vals: list[torch.Tensor], D: int, d: int,
          dtype: torch.dtype) -> torch.Tensor:
     cols = [torch.full_like(r, j) for j, r in enumerate(rows)]
     idx = torch.stack([torch.cat(rows), torch.cat(cols)])
-    return torch.sparse_coo_tensor(idx, torch.cat(vals).to(dtype), (D, d)).coalesce()
+    return torch.sparse_coo_tensor(idx, torch.cat(vals).to(dtype), (D, d),
+                                   check_invariants=False).coalesce()
 
 
 def sparse_fort(D: int, d: int, generator: torch.Generator, nnz: tuple[int, int] | None = None,

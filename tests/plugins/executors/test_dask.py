@@ -81,9 +81,9 @@ class KillAWorker(Progress):
 def test_a_worker_killed_mid_task_loses_nothing(
     cluster: Any, tmp_path: Path, tiny_config: Any, toml: Any
 ) -> None:
-    data = tiny_config(step={"directions": 16, "points": 41})
+    data = tiny_config(step={"directions": 8, "points": 21})
     data["steps"].append({"name": "line2", "probe": "random-line", "points": 9,
-                          "directions": 6, "span": 0.5})
+                          "directions": 4, "span": 0.5})
     _run(toml, data, tmp_path / "local.zarr")
     dask = {**data, "executor": "dask",
             "executor_options": {"address": cluster.scheduler_address}}

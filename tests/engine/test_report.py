@@ -163,6 +163,19 @@ def test_partial_step_shows_completion(tmp_path: Path) -> None:
     assert summary.figures == 1
 
 
+def test_unreadable_run_shows_error_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    registry = make_registry()
+    for name in ("good", "bad"):
+        cfg = parse_config(tomllib.loads(CONFIG.format(name=name, seed=0)))
+        run_pipeline(cfg, str(path), registry, progress=None)
+    zarr.open_group(str(path), path="bad", mode="r+").attrs["provenance"] = "{not json <x>"
+    text, summary = build_report(path)
+    assert summary.failed == ["bad"] and summary.figures == 2
+    assert "this run cannot be read" in text and "figure of good/line" in text
+    parse(text)
+
+
 def test_config_as_toml_round_trips() -> None:
     config = {
         "name": "r", "seed": 3, "device": "cpu", "dtype": "float64", "executor": "local",

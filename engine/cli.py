@@ -219,6 +219,7 @@ def run(
         click.echo(f"  tree['{report.run}/{s.name}'].to_dataset()   # probe {s.probe}")
     first = report.steps[0].name if report.steps else ""
     click.echo(f"or draw one: lossatlas plot {report.store} {report.run}/{first} -o plot.png")
+    click.echo(f"or all of them on one page: lossatlas report {report.store} -o report.html")
 
 
 # ----------------------------------------------------------------------- plugins

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -328,16 +329,20 @@ class DSS(Probe):
         side = _sidecar(ctx)
         if side is not None and side.exists():
             shutil.rmtree(side, ignore_errors=True)
-        conn = ds["connected"].astype(float) == 1
-        length = ds["length_norm"].where(conn)
-        beads = ds["beads_inserted"].astype(float).where(conn)
-        out = xr.Dataset({
-            "connected_fraction": conn.mean("pair"),
-            "length_norm_mean": length.mean("pair"),
-            "length_norm_std": length.std("pair"),
-            "beads_mean": beads.mean("pair"),
-            "beads_std": beads.std("pair"),
-        })
+        conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)
+        length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
+        beads = np.where(conn, np.asarray(ds["beads_inserted"].values, dtype=float), np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no connected pair: NaN
+            stats = {
+                "connected_fraction": conn.mean(0),
+                "length_norm_mean": np.nanmean(length, 0),
+                "length_norm_std": np.nanstd(length, 0),
+                "beads_mean": np.nanmean(beads, 0),
+                "beads_std": np.nanstd(beads, 0),
+            }
+        out = xr.Dataset({k: (("threshold",), v) for k, v in stats.items()},
+                         coords={"threshold": ds["threshold"].values})
         desc = {
             "connected_fraction": "fraction of pairs connected below L0",
             "length_norm_mean": "mean normalised geodesic length over connected pairs",
@@ -347,7 +352,7 @@ class DSS(Probe):
         }
         for k, v in desc.items():
             out[k].attrs = {"description": v, "units": "", "finite": 0}
-        return out.compute()
+        return out
 
     # ---------------------------------------------------------------- plot
 
@@ -401,6 +406,7 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
     """Four panels from the stored result alone: normalised length and beads vs L0
     (mean ± std over connected pairs, Table 1), the loss along one final string, and
     that string's beads on their top-3 principal components (Appendix D)."""
+    import matplotlib
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
@@ -411,13 +417,10 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
     reasons = json.loads(ds.attrs.get("reasons", "{}")) or {str(k): v for k, v in
                                                              REASONS.items()}
     fig = plt.figure(figsize=(13, 9))
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lm, ls = np.nanmean(length, 0), np.nanstd(length, 0)
-            bm, bs = np.nanmean(beads, 0), np.nanstd(beads, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no connected pair: NaN
+        lm, ls = np.nanmean(length, 0), np.nanstd(length, 0)
+        bm, bs = np.nanmean(beads, 0), np.nanstd(beads, 0)
     frac = conn.mean(0)
     order = np.argsort(thr)
     for k, (mean, std, label) in enumerate(
@@ -479,7 +482,7 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
         lo = max(np.nanmin(st["path"]), 1e-12)
         hi = max(np.nanmax(st["path"]), lo * 1.0001)
         norm = colors.LogNorm(vmin=lo, vmax=hi)
-        cmap = cm.get_cmap("coolwarm")
+        cmap = matplotlib.colormaps["coolwarm"]
         for i in range(st["n"] - 1):
             pts = B[i][None] + t[:, None] * (B[i + 1] - B[i])[None]
             P = (pts - centre) @ comps.T

@@ -404,8 +404,11 @@ def _cell_string(ds: Any, pair: int, ti: int) -> dict[str, Any]:
 def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
              logy: bool = False, **_: Any) -> Any:
     """Four panels from the stored result alone: normalised length and beads vs L0
-    (mean ± std over connected pairs, Table 1), the loss along one final string, and
-    that string's beads on their top-3 principal components (Appendix D)."""
+    (mean ± std over connected pairs, Table 1; a red × marks levels where no pair
+    connected), the loss along one final string (``pair``, threshold index
+    ``threshold``; default: the lowest level at which that pair connected), and that
+    string's beads on their top-3 principal components, coloured by the log loss
+    along the string (Appendix D)."""
     import matplotlib
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
@@ -428,9 +431,15 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
     ):
         ax = fig.add_subplot(2, 2, 1 + k)
         ax.errorbar(thr[order], mean[order], yerr=std[order], marker="o", capsize=3)
+        none = frac == 0
+        if none.any():
+            ax.plot(thr[none], np.zeros(int(none.sum())), "x", color="C3", ms=8,
+                    transform=ax.get_xaxis_transform(), clip_on=False,
+                    label="no pair connected")
+            ax.legend(fontsize=7)
         for j in order:
-            if frac[j] < 1:
-                ax.annotate(f"{frac[j]:.0%} conn.", (thr[j], np.nan_to_num(mean[j])),
+            if 0 < frac[j] < 1:
+                ax.annotate(f"{frac[j]:.0%} conn.", (thr[j], mean[j]),
                             fontsize=7, color="C3", textcoords="offset points",
                             xytext=(3, 6))
         ax.set_xscale("log")
@@ -442,7 +451,11 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
         if k == 0:
             ax.axhline(1.0, color="k", lw=0.5, ls=":")
 
-    ti = int(np.argmin(thr)) if threshold is None else int(threshold)
+    if threshold is None:  # the lowest level where the pair connected, else the lowest
+        ok = np.flatnonzero(conn[pair])
+        ti = int(ok[np.argmin(thr[ok])]) if ok.size else int(np.argmin(thr))
+    else:
+        ti = int(threshold)
     st = _cell_string(ds, pair, ti)
     L0 = thr[ti]
     ax = fig.add_subplot(2, 2, 3)
@@ -475,9 +488,10 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
     if st["beads"] is not None and st["n"] >= 2:
         B = st["beads"]
         centre = B.mean(0)
-        _, _, vt = np.linalg.svd(B - centre, full_matrices=False)
-        comps = np.zeros((3, B.shape[1]))
-        comps[: min(3, vt.shape[0])] = vt[:3]
+        _, sv, vt = np.linalg.svd(B - centre, full_matrices=False)
+        keep = int(min(3, np.sum(sv > 1e-9 * max(sv.max(), 1e-300))))
+        comps = np.zeros((3, B.shape[1]))  # fewer beads than 3 PCs: flat axes
+        comps[:keep] = vt[:keep]
         # Segments are straight in parameter space, so their projections are too.
         lo = max(np.nanmin(st["path"]), 1e-12)
         hi = max(np.nanmax(st["path"]), lo * 1.0001)

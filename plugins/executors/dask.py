@@ -16,6 +16,7 @@ Cost: one task per ``block`` cells; a worker builds each step's context once.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -46,6 +47,9 @@ class DaskOptions:
         "doc": "seconds to wait for the scheduler and its first worker"})
 
     def validate(self) -> None:
+        if importlib.util.find_spec("distributed") is None:  # checked before the store
+            raise ValueError("needs dask.distributed; install it with "
+                             "pip install 'lossatlas[dask]'")
         if self.address and not _ADDRESS.match(self.address):
             raise ValueError(
                 f"option 'address' must look like tcp://HOST:PORT, got {self.address!r}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from lossatlas.engine import DataBundle, Objective, Split
 from lossatlas.engine.curvature import hvp_operator
 from lossatlas.plugins.datasets.digits import Digits, DigitsOptions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from curvature_cases import DEVICES, MatrixHVP, ModelCase, matrix_with_spectrum
+
 from lossatlas.engine.curvature import hvp_operator, random_probes, spectral_density
 
 

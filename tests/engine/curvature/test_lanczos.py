@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from curvature_cases import DEVICES, MatrixHVP, ModelCase, matrix_with_spectrum
+
 from lossatlas.engine import ConfigError
 from lossatlas.engine.curvature import (
     HessianOperator,

@@ -13,6 +13,7 @@ from curvature_cases import (
     matrix_with_spectrum,
     regression_objective,
 )
+
 from lossatlas.engine import ConfigError
 from lossatlas.engine.curvature import (
     curvature_trace,

@@ -81,7 +81,7 @@ control_grid = 5
 name = "probe"
 probe = "hessian-directions"
 at = "train"
-points = 5
+points = 3
 """,
     "trace": """
 [[steps]]
@@ -109,8 +109,8 @@ chunk = 20
 name = "probe"
 probe = "goldilocks"
 radii = 3
-dims = [2, 4]
-samples = 2
+dims = [2, 3]
+samples = 1
 """,
     "radial-profile": """
 [[steps]]
@@ -135,9 +135,9 @@ batch_size = 60
 [[steps]]
 name = "probe"
 probe = "init-selection"
-inits = 4
-dim = 4
-epochs = 2
+inits = 3
+dim = 3
+epochs = 1
 batch_size = 60
 """,
     "radius-dynamics": """

@@ -222,11 +222,12 @@ class Goldilocks(Probe):
             out[f"{k}_std"] = ds[k].std("sample")
             out[f"{k}_mean"].attrs = {"description": f"mean over samples of {k}"}
             out[f"{k}_std"].attrs = {"description": f"standard deviation over samples of {k}"}
-        mean = ds["ratio"].mean("sample")
-        peak = mean.fillna(-np.inf).argmax("radius")
-        out["peak_radius"] = ds["radius"][peak].drop_vars("radius")
-        out["peak_radius"].attrs = {"description": "radius where the mean Tr/‖H‖ peaks",
-                                    "units": "‖x‖"}
+        mean = ds["ratio"].mean("sample").transpose("radius", "dim").values
+        r = ds["radius"].values
+        peak = np.array([r[int(np.argmax(np.where(np.isfinite(c), c, -np.inf)))]
+                         if np.isfinite(c).any() else np.nan for c in mean.T])
+        out["peak_radius"] = (("dim",), peak, {"description": "radius where the mean "
+                                                "Tr/‖H‖ peaks", "units": "‖x‖"})
         return out
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -255,8 +256,9 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     k = 0
+    relative = len(datasets) > 1  # architectures differ in r_Xavier: compare r / r_ref
     for label, ds in datasets.items():
-        r = ds["radius"].values
+        r = ds["radius_relative"].values if relative else ds["radius"].values
         for d in ds["dim"].values:
             sel = ds.sel(dim=d)
             name = f"{label} d={int(d)}".strip()
@@ -267,9 +269,15 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
             k += 1
     first = next(iter(datasets.values()))
     for ax in axes:
-        mark_reference(ax, first, label=ax is axes[1])
         ax.set_xscale("log")
-        ax.set_xlabel(f"radius r ({first.attrs.get('radius_over', 'weights')})")
+        if relative:
+            unit = first.attrs.get("radius_unit", "xavier")
+            ax.axvline(1.0, color="k", ls="--", lw=1,
+                       label=f"r_{unit.capitalize()}" if ax is axes[1] else None)
+            ax.set_xlabel(f"radius r / r_{unit.capitalize()} (each architecture's own)")
+        else:
+            mark_reference(ax, first, label=ax is axes[1])
+            ax.set_xlabel(f"radius r ({first.attrs.get('radius_over', 'weights')})")
     axes[0].axhline(0.5, color="0.6", lw=0.8)
     axes[0].set_ylabel("fraction of positive eigenvalues of H_d")
     axes[0].set_title("(a) fraction of positive eigenvalues")

@@ -115,8 +115,13 @@ def test_plot(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from lossatlas.plugins.probes.goldilocks import Goldilocks
+    from lossatlas.plugins.probes.goldilocks import Goldilocks, plot_compare
 
-    _, ds = _run(tmp_path, CONFIG.format(basis="sparse-chang", directions="all"))
+    text = CONFIG.format(basis="sparse-chang", directions="all").replace("dims = [3, 6]",
+                                                                         "dims = [3]")
+    _, ds = _run(tmp_path, text)  # a single d: finalize must still find the peak
+    assert ds["peak_radius"].shape == (1,) and np.isfinite(ds["peak_radius"]).all()
     fig = Goldilocks().plot(ds)
     assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
+    fig = plot_compare({"a": ds, "b": ds})
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_xdata(), ds["radius_relative"].values)

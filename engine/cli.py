@@ -51,6 +51,11 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if debug:
                 raise
+            where = getattr(exc, "lossatlas_where", None)  # set by engine.context.blame
+            if where:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                _fail(f"{where} failed: {type(exc).__name__}: {first} (a bug in that plugin "
+                      "or its input; rerun with --debug for the traceback)")
             _fail(
                 f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the "
                 "traceback and please report it",

@@ -21,7 +21,7 @@ import torch
 
 from .components import DataBundle, Subspace
 from .config import ComponentConfig, RunConfig, StepConfig
-from .errors import ConfigError, DataError, LossAtlasError, PluginError, ShapeError, StoreError
+from .errors import ConfigError, DataError, LossAtlasError, ShapeError, StoreError
 from .objective import Objective, resolve_device, resolve_dtype
 from .options import PointRef, parse_options, suggest
 
@@ -36,21 +36,22 @@ __all__ = ["StepContext", "blame", "derive_seed", "load_checkpoint"]
 
 @contextlib.contextmanager
 def blame(what: str) -> Iterator[None]:
-    """Report an unexpected exception inside a plugin as one line naming ``what``.
+    """Name the plugin call ``what`` on an unexpected exception raised inside it.
 
-    Errors lossatlas raises on purpose pass through; any other exception becomes a
-    :class:`PluginError` (its cause kept for ``--debug``).
+    The exception propagates unchanged (callers may catch their own types), carrying
+    ``lossatlas_where = what`` (the innermost call wins; it survives pickling from a
+    Dask worker); the CLI prints it as one line naming the plugin. Errors lossatlas
+    raises on purpose pass through untouched.
     """
     try:
         yield
     except LossAtlasError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise PluginError(
-            f"{what} failed: {type(exc).__name__}: {first} (a bug in that plugin or its "
-            "input; rerun with --debug for the traceback)"
-        ) from exc
+        if getattr(exc, "lossatlas_where", None) is None:
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.lossatlas_where = what  # type: ignore[attr-defined]
+        raise
 
 
 def derive_seed(*keys: Any) -> int:

@@ -72,8 +72,9 @@ class KillAWorker(Progress):
     def cell_done(self, step: str, status: int) -> None:
         if not self.killed:
             pids = self.client.run(os.getpid)
-            # The other cells are queued or running: both workers are busy.
-            pid = sorted(pids.values())[0]
+            # A worker with a task in hand (running, or next in its queue).
+            busy = [a for a, keys in self.client.processing().items() if keys and a in pids]
+            pid = pids[busy[0]] if busy else sorted(pids.values())[0]
             os.kill(pid, signal.SIGKILL)
             self.killed.append(pid)
 

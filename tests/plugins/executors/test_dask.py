@@ -25,10 +25,9 @@ distributed = pytest.importorskip("distributed")
 @pytest.fixture(scope="module")
 def cluster() -> Any:
     """A loopback cluster of two single-threaded worker processes for this module."""
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address="127.0.0.1:0", silence_logs=40,
-    ) as cl:
+    from lossatlas.plugins.executors.dask import local_cluster
+
+    with local_cluster(2) as cl:
         yield cl
 
 

@@ -249,6 +249,13 @@ class AtlasAccessor:
             plt.close(fig)
 
 
+def title_figure(fig: Figure, title: str) -> None:
+    """Put ``title`` (the run/step a figure shows) on top of ``fig``, keeping a title
+    the probe gave it (``"run/step — probe's title"``)."""
+    own = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    fig.suptitle(f"{title} — {own}" if own else title, fontsize=9, y=1.0)
+
+
 @xr.register_datatree_accessor("atlas")
 class AtlasTreeAccessor:
     """``tree.atlas``: the runs and steps of a whole store opened with ``xr.open_datatree``."""

@@ -347,6 +347,7 @@ def draw(store: str, group: str, output: str, **kwargs: Any) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .accessor import title_figure
     from .store import Store
 
     if "/" not in group:
@@ -361,7 +362,7 @@ def draw(store: str, group: str, output: str, **kwargs: Any) -> Path:
         raise ConfigError(f"output '{output}': use a .png, .svg or .pdf file name")
     probe = make_registry().get("probe", ds.attrs["probe"])
     fig = probe.plot(ds.load(), **{k: v for k, v in kwargs.items() if k != "dpi"})
-    fig.suptitle(f"{run_name}/{step}", fontsize=9, y=1.0)
+    title_figure(fig, f"{run_name}/{step}")
     fig.savefig(output, dpi=kwargs.get("dpi", 130), bbox_inches="tight")
     plt.close(fig)
     return Path(output)

@@ -30,6 +30,7 @@ import numpy as np
 
 import lossatlas
 
+from .accessor import title_figure
 from .errors import ConfigError, StoreError
 from .registry import Registry, make_registry
 from .store import STATUS_NONFINITE, STATUS_VAR, Store
@@ -148,7 +149,7 @@ def figure_png(ds: Any, registry: Registry, title: str, dpi: int, **kwargs: Any)
 
     fig = ds.atlas.plot(registry=registry, **kwargs)
     try:
-        fig.suptitle(title, fontsize=9, y=1.0)
+        title_figure(fig, title)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     finally:

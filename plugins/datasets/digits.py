@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
 from lossatlas.engine import DataBundle, DatasetPlugin, Split
 
 __all__ = ["Digits", "split_indices"]

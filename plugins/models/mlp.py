@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from lossatlas.engine import DataBundle, ModelPlugin
 from torch import nn
+
+from lossatlas.engine import DataBundle, ModelPlugin
 
 __all__ = ["MLP", "MLPModel", "init_weights"]
 

@@ -5,7 +5,8 @@ input columns of the next layer's weight) leaves the network's function, hence i
 unchanged: the discrete symmetry of §2.3.1 of Freeman & Bruna (2017). Their Appendix E
 connects a trained 2-3-2 ReLU net to such a copy with two hidden units swapped, a pair
 that Dynamic String Sampling (probe ``dss``) must fail to connect. The result is a
-``point`` (param,), so later steps say ``at = "<this step>"``.
+``point`` (param,), so later steps say ``at = "<this step>"``; the copied point is kept
+as ``source`` and the plot shows both layers' weights before and after, unit by unit.
 
 Cost: two loss evaluations (before and after, as a check).
 """
@@ -99,16 +100,26 @@ class PermuteUnits(Probe):
         _entries(ctx.objective.layout, options.layer, list(options.units))
 
     def plan(self, options: PermuteUnitsOptions, ctx: Any) -> Plan:
+        w, bias, nxt = _entries(ctx.objective.layout, options.layer, list(options.units))
+
+        def where(e: Any) -> list[Any]:
+            return [e.name, e.slice.start, e.slice.stop, list(e.shape)]
+
         return Plan(
             coords={"param": np.arange(ctx.objective.D)},
             variables={
                 "point": Variable(("param",), "the permuted copy"),
+                "source": Variable(("param",), "the point that was copied"),
                 "loss_before": Variable((), "train loss at the point", units="loss"),
                 "loss_after": Variable((), "train loss at the copy (equal up to rounding)",
                                        units="loss"),
             },
             attrs={"at": str(options.at), "units": list(options.units),
-                   "layer": options.layer},
+                   "layer": w.module,
+                   # [name, start, stop, shape] of the permuted rows and columns, so the
+                   # plot can redraw the two weight matrices from the flat points
+                   "permuted_weight": where(w), "next_weight": where(nxt),
+                   "permuted_bias": where(bias) if bias is not None else []},
         )
 
     def compute(self, options: PermuteUnitsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
@@ -116,4 +127,38 @@ class PermuteUnits(Probe):
         x = ctx.resolve_point(options.at)
         y = permute_units(obj.layout, x, options.layer, list(options.units))
         loss = obj.evaluate(torch.stack([x, y]))["loss"]
-        return {"point": y, "loss_before": loss[0], "loss_after": loss[1]}
+        return {"point": y, "source": x, "loss_before": loss[0], "loss_after": loss[1]}
+
+    def plot(self, ds: Any, **kwargs: Any) -> Any:
+        """Both weight matrices around the permuted layer, before and after, with one
+        row per hidden unit (the rows of the layer's weight, the columns of the next
+        layer's), the permuted units marked, and the two losses in the title."""
+        import matplotlib.pyplot as plt
+
+        units = [int(u) for u in ds.attrs["units"]]
+        fig, axes = plt.subplots(2, 2, figsize=(9, 6), squeeze=False)
+        for col, key in enumerate(("permuted_weight", "next_weight")):
+            name, start, stop, shape = ds.attrs[key]
+            for row, var in enumerate(("source", "point")):
+                block = np.asarray(ds[var].values[int(start):int(stop)]).reshape(shape)
+                if col == 0:  # rows of this layer's weight are its units
+                    rows = block.reshape(shape[0], -1)
+                else:  # columns of the next layer's weight are the same units
+                    rows = np.moveaxis(block, 1, 0).reshape(shape[1], -1)
+                ax = axes[row, col]
+                lim = float(np.abs(rows).max()) or 1.0
+                im = ax.imshow(rows, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                               interpolation="nearest")
+                for u in units:
+                    ax.axhline(u, color="k", lw=0.6, ls=":")
+                ax.set_yticks(range(rows.shape[0]) if rows.shape[0] <= 20 else [])
+                ax.set_ylabel("hidden unit")
+                ax.set_xlabel("input" if col == 0 else "output (× kernel)")
+                ax.set_title(f"{name}, {'before' if row == 0 else 'after'}", fontsize=9)
+                fig.colorbar(im, ax=ax, fraction=0.046)
+        before, after = float(ds["loss_before"]), float(ds["loss_after"])
+        fig.suptitle(f"layer '{ds.attrs['layer']}': units {units} cycled; train loss "
+                     f"{before:.6g} → {after:.6g} (|Δ| = {abs(after - before):.2g})",
+                     fontsize=10)
+        fig.tight_layout()
+        return fig

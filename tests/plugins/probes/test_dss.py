@@ -218,6 +218,12 @@ def test_counterexample_does_not_connect(tmp_path: Path) -> None:
     sw = store.open_step("ce", "swapped")
     assert float(sw["loss_after"]) == pytest.approx(float(sw["loss_before"]), abs=1e-12)
     assert float(sw["loss_before"]) < 1e-8
+    # The stored copy is the source with the first hidden layer's units 0 and 1 swapped.
+    name, start, stop, shape = sw.attrs["permuted_weight"]
+    before = sw["source"].values[start:stop].reshape(shape)
+    after = sw["point"].values[start:stop].reshape(shape)
+    np.testing.assert_array_equal(after[[1, 0, *range(2, shape[0])]], before)
+    assert not np.array_equal(after, before)
     ds = store.open_step("ce", "dss").load()
     conn = ds["connected"].values[0]
     reason = ds["reason"].values[0]

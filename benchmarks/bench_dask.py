@@ -44,8 +44,9 @@ def toml(data: dict[str, Any]) -> str:
     return to_toml(data)
 
 
-def config(args: argparse.Namespace, executor: str = "local",
-           options: dict[str, Any] | None = None) -> Any:
+def config(
+    args: argparse.Namespace, executor: str = "local", options: dict[str, Any] | None = None
+) -> Any:
     from lossatlas.engine.config import parse_config
 
     data = {
@@ -56,8 +57,15 @@ def config(args: argparse.Namespace, executor: str = "local",
         "executor_options": options or {},
         "model": {"plugin": "mlp", "hidden": [args.hidden]},
         "dataset": {"plugin": "digits", "limit": args.limit},
-        "steps": [{"name": "g", "probe": "goldilocks", "radii": args.radii,
-                   "samples": args.samples, "dims": args.dims}],
+        "steps": [
+            {
+                "name": "g",
+                "probe": "goldilocks",
+                "radii": args.radii,
+                "samples": args.samples,
+                "dims": args.dims,
+            }
+        ],
     }
     return parse_config(tomllib.loads(toml(data)), source="bench_dask")
 
@@ -88,8 +96,9 @@ def same(a: Path, b: Path) -> bool:
 
     x, y = Store(a).open_step("goldilocks", "g").load(), Store(b).open_step("goldilocks", "g")
     y = y.load()
-    return all(np.asarray(x[v].values).tobytes() == np.asarray(y[v].values).tobytes()
-               for v in y.variables)
+    return all(
+        np.asarray(x[v].values).tobytes() == np.asarray(y[v].values).tobytes() for v in y.variables
+    )
 
 
 def _warm() -> int:
@@ -105,9 +114,12 @@ def _warm() -> int:
     # torch.func imports much on its first HVP (seconds): pay it here, not in a cell.
     g = torch.Generator().manual_seed(0)
     split = Split(torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g))
-    obj = Objective(torch.nn.Sequential(torch.nn.Linear(4, 3)),
-                    DataBundle(split, split, "classification", 3),
-                    device=torch.device("cpu"), dtype=torch.float32)
+    obj = Objective(
+        torch.nn.Sequential(torch.nn.Linear(4, 3)),
+        DataBundle(split, split, "classification", 3),
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+    )
     obj.hvp_many(obj.x0, torch.randn(2, obj.D, generator=g))
     obj.evaluate(obj.x0.unsqueeze(0), "train")
     return 0
@@ -148,29 +160,46 @@ def bench(args: argparse.Namespace) -> None:
     rows.append(("in-process (local executor)", local, True))
     times: dict[int, tuple[float, float]] = {}
     for n in (1, 2):
-        with local_cluster(n) as cluster, \
-                distributed.Client(cluster, set_as_default=False) as client:
+        with (
+            local_cluster(n) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
             client.run(_warm)
             cfg = config(args, "dask", {"address": cluster.scheduler_address})
             store = tmp / f"dask{n}.zarr"
             times[n] = timed_run(cfg, store)
-            rows.append((f"dask, {n} worker{'s' if n > 1 else ''}", times[n],
-                         same(store, tmp / "local.zarr")))
+            rows.append(
+                (
+                    f"dask, {n} worker{'s' if n > 1 else ''}",
+                    times[n],
+                    same(store, tmp / "local.zarr"),
+                )
+            )
     ceiling = _two_process_ceiling()
-    print(f"\nGoldilocks sweep: {cells} cells (radii {args.radii} × dims {args.dims} × "
-          f"samples {args.samples}), MLP [{args.hidden}] on {args.limit or 1797} digits, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}\n")
-    print("| run | whole run (s) | cells (s) | cells: speed-up vs dask 1 worker | "
-          "whole run: vs in-process | equal to in-process |")
+    print(
+        f"\nGoldilocks sweep: {cells} cells (radii {args.radii} × dims {args.dims} × "
+        f"samples {args.samples}), MLP [{args.hidden}] on {args.limit or 1797} digits, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}\n"
+    )
+    print(
+        "| run | whole run (s) | cells (s) | cells: speed-up vs dask 1 worker | "
+        "whole run: vs in-process | equal to in-process |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | --- |")
     for name, (whole, sweep), ok in rows:
-        print(f"| {name} | {whole:.2f} | {sweep:.2f} | {times[1][1] / sweep:.2f}× | "
-              f"{local[0] / whole:.2f}× | {'bit for bit' if ok else 'NO'} |")
-    print(f"\n1 → 2 workers, cells: {times[1][1] / times[2][1]:.2f}×, whole run: "
-          f"{times[1][0] / times[2][0]:.2f}× (target ≥ 1.7×). Whole run = validation, "
-          "plan, template and finalisation in the driver + the cells.")
-    print(f"This machine's own ceiling: 2 processes of pure Python arithmetic run "
-          f"{ceiling:.2f}× faster than 1 (the same work, one after the other).")
+        print(
+            f"| {name} | {whole:.2f} | {sweep:.2f} | {times[1][1] / sweep:.2f}× | "
+            f"{local[0] / whole:.2f}× | {'bit for bit' if ok else 'NO'} |"
+        )
+    print(
+        f"\n1 → 2 workers, cells: {times[1][1] / times[2][1]:.2f}×, whole run: "
+        f"{times[1][0] / times[2][0]:.2f}× (target ≥ 1.7×). Whole run = validation, "
+        "plan, template and finalisation in the driver + the cells."
+    )
+    print(
+        f"This machine's own ceiling: 2 processes of pure Python arithmetic run "
+        f"{ceiling:.2f}× faster than 1 (the same work, one after the other)."
+    )
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -195,8 +224,11 @@ def soak(n: int) -> None:
             if Store(store).run_attrs("slow").get("status") == "complete":
                 assert_same_store(str(store), want, "slow", ["line", "line2"])
                 shutil.rmtree(store)
-        proc = subprocess.Popen(cli_command("run", cfg, "--store", store, "-q"),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cli_command("run", cfg, "--store", store, "-q"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0, 3.0 + 1.2 * seconds))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -204,8 +236,9 @@ def soak(n: int) -> None:
         proc.wait()
         assert proc.returncode in (0, -signal.SIGKILL), proc.returncode
         print(f"kill {kills}/{n}", flush=True)
-    done = subprocess.run(cli_command("run", cfg, "--store", store, "-q"),
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        cli_command("run", cfg, "--store", store, "-q"), capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert_same_store(str(store), want, "slow", ["line", "line2"])
     print(f"{n} kills, resumed: every variable equal to an uninterrupted run, bit for bit")

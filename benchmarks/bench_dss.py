@@ -63,8 +63,14 @@ def main() -> None:
                 if E is not None:
                     pairs.append(E)
             for strategy in ("greedy", "breadth-first"):
-                cfg = StringConfig(threshold=L0, lr=0.02, bead_steps=5000, max_beads=32,
-                                   max_depth=10, strategy=strategy)
+                cfg = StringConfig(
+                    threshold=L0,
+                    lr=0.02,
+                    bead_steps=5000,
+                    max_beads=32,
+                    max_depth=10,
+                    strategy=strategy,
+                )
                 times, beads, connected = [], [], 0
                 for i, E in enumerate(pairs):
                     if device == "cuda":
@@ -81,14 +87,27 @@ def main() -> None:
                 med = statistics.median(times) if times else float("nan")
                 if device == "cpu" and strategy == "greedy":
                     base[L0] = med
-                rows.append((device, L0, strategy, connected, len(pairs),
-                             statistics.mean(beads) if beads else float("nan"), med,
-                             med / base[L0] if base.get(L0) else float("nan")))
+                rows.append(
+                    (
+                        device,
+                        L0,
+                        strategy,
+                        connected,
+                        len(pairs),
+                        statistics.mean(beads) if beads else float("nan"),
+                        med,
+                        med / base[L0] if base.get(L0) else float("nan"),
+                    )
+                )
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    print(f"\nDSS, quadratic task (1-4-4-1 sigmoid, {args.dtype}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, {name}\n")
-    print("| device | L0 | variant | connected | mean beads | s / connected pair "
-          "| ratio to greedy CPU |")
+    print(
+        f"\nDSS, quadratic task (1-4-4-1 sigmoid, {args.dtype}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads, {name}\n"
+    )
+    print(
+        "| device | L0 | variant | connected | mean beads | s / connected pair "
+        "| ratio to greedy CPU |"
+    )
     print("|---|---|---|---|---|---|---|")
     for dev, L0, strat, c, n, b, med, ratio in rows:
         print(f"| {dev} | {L0:g} | {strat} | {c}/{n} | {b:.1f} | {med:.3f} | {ratio:.2f} |")

@@ -49,14 +49,17 @@ def bench_hessians(device: torch.device, quick: bool) -> None:
     data = Digits().load(DigitsOptions(limit=600 if quick else 0), 0)
     obj = Objective(MLP(64, [100, 100], 10), data, device=device)
     g = torch.Generator().manual_seed(0)
-    x = draw_init(obj.layout, g, radius=init_radius(obj.layout), dtype=obj.dtype,
-                  device=device)
-    print(f"\n### Subspace Hessians (digits MLP 64-100-100-10, D = {obj.D:,}, "
-          f"{len(obj.splits['train'])} samples, {device.type}, float32)\n")
-    print("| d | basis | batched (s) | sequential HVPs (s) | batched / sequential | "
-          "Hessians per s (batched) |")
+    x = draw_init(obj.layout, g, radius=init_radius(obj.layout), dtype=obj.dtype, device=device)
+    print(
+        f"\n### Subspace Hessians (digits MLP 64-100-100-10, D = {obj.D:,}, "
+        f"{len(obj.splits['train'])} samples, {device.type}, float32)\n"
+    )
+    print(
+        "| d | basis | batched (s) | sequential HVPs (s) | batched / sequential | "
+        "Hessians per s (batched) |"
+    )
     print("|---|---|---|---|---|---|")
-    for d in ([10, 100] if quick else [10, 100, 500]):
+    for d in [10, 100] if quick else [10, 100, 500]:
         for kind in ("dense", "sparse-fort"):
             M = make_basis(obj.D, d, g, kind, dtype=obj.dtype).to(device)
             cols = M.to_dense() if M.layout != torch.strided else M
@@ -74,16 +77,17 @@ def bench_hessians(device: torch.device, quick: bool) -> None:
             tb = timeit(batched, device, rep)
             ts = timeit(sequential, device, rep) * d / k
             mark = "" if k == d else f" ({k} timed, × {d / k:g})"
-            print(f"| {d} | {kind} | {tb:.3f} | {ts:.3f}{mark} | {tb / ts:.2f}× | "
-                  f"{1 / tb:.2f} |")
+            print(f"| {d} | {kind} | {tb:.3f} | {ts:.3f}{mark} | {tb / ts:.2f}× | {1 / tb:.2f} |")
 
 
 def bench_sparse(device: torch.device, quick: bool) -> None:
     D = 200_000 if quick else 2_000_000
     d = 100
     print(f"\n### Projections at D = {D:,}, d = {d} ({device.type}, float32)\n")
-    print("| basis | memory (MB) | build (s) | Mθ (ms) | Mᵀg (ms) | Mθ / Mᵀg by gather + "
-          "index_add (ms) | memory vs dense |")
+    print(
+        "| basis | memory (MB) | build (s) | Mθ (ms) | Mᵀg (ms) | Mθ / Mᵀg by gather + "
+        "index_add (ms) | memory vs dense |"
+    )
     print("|---|---|---|---|---|---|---|")
     theta = torch.randn(d, device=device)
     gvec = torch.randn(D, device=device)
@@ -131,18 +135,39 @@ def bench_training(device: torch.device, quick: bool) -> None:
     epochs = 1 if quick else 3
     g = torch.Generator().manual_seed(0)
     rx = init_radius(obj.layout)
-    subs = [Subspace(origin=draw_init(obj.layout, g, radius=rx, dtype=obj.dtype, device=device),
-                     basis=make_basis(obj.D, d, g, "dense", dtype=obj.dtype).to(device))
-            for _ in range(R)]
+    subs = [
+        Subspace(
+            origin=draw_init(obj.layout, g, radius=rx, dtype=obj.dtype, device=device),
+            basis=make_basis(obj.D, d, g, "dense", dtype=obj.dtype).to(device),
+        )
+        for _ in range(R)
+    ]
     kw = dict(lr=1e-2, epochs=epochs, batch_size=64)
     t_ens = timeit(lambda: train_ensemble(obj, subs, seeds=list(range(R)), **kw), device, 1)
-    t_seq = timeit(lambda: [train_ensemble(obj, [s], seeds=[i], **kw)
-                            for i, s in enumerate(subs)], device, 1)
-    t_eng = timeit(lambda: [train(obj, None, optimizer="adam", lr=1e-2, epochs=epochs,
-                                  batch_size=64, seed=i, params_subspace=s)
-                            for i, s in enumerate(subs)], device, 1)
-    print(f"\n### Subspace training, {R} runs (digits MLP 64-32-10, D = {obj.D:,}, d = {d}, "
-          f"{epochs} epochs, batch 64, {device.type})\n")
+    t_seq = timeit(
+        lambda: [train_ensemble(obj, [s], seeds=[i], **kw) for i, s in enumerate(subs)], device, 1
+    )
+    t_eng = timeit(
+        lambda: [
+            train(
+                obj,
+                None,
+                optimizer="adam",
+                lr=1e-2,
+                epochs=epochs,
+                batch_size=64,
+                seed=i,
+                params_subspace=s,
+            )
+            for i, s in enumerate(subs)
+        ],
+        device,
+        1,
+    )
+    print(
+        f"\n### Subspace training, {R} runs (digits MLP 64-32-10, D = {obj.D:,}, d = {d}, "
+        f"{epochs} epochs, batch 64, {device.type})\n"
+    )
     print("| mode | seconds | vs ensemble |")
     print("|---|---|---|")
     print(f"| vmapped ensemble (train_ensemble, R = {R}) | {t_ens:.2f} | 1× |")

@@ -69,8 +69,7 @@ def bench_peer(obj, m0, m1, points: int, device: str):
     import loss_landscapes.metrics
 
     split = obj.splits["train"]
-    metric = loss_landscapes.metrics.Loss(torch.nn.CrossEntropyLoss(), split.inputs,
-                                          split.targets)
+    metric = loss_landscapes.metrics.Loss(torch.nn.CrossEntropyLoss(), split.inputs, split.targets)
     start = copy.deepcopy(m0)
     sync(device)
     t = time.perf_counter()
@@ -104,14 +103,24 @@ def main() -> None:
         own0 = obj.evaluate(obj.x0.unsqueeze(0), "train")["loss"][0]
         own1 = obj.evaluate(theta1.unsqueeze(0), "train")["loss"][0]
         a, b = statistics.median(ours), statistics.median(theirs)
-        rows.append((f"MLP 64-{'-'.join(map(str, hidden))}-10 (D={obj.D:,}), digits "
-                     f"N={n}", a, b, b / a,
-                     f"{abs(ours_loss[0] - own0):.1e} / {abs(ours_loss[-1] - own1):.1e}",
-                     f"not evaluated / {abs(peer_loss[-1] - own1):.1e}"))
-    print(f"\n{args.points}-point interpolation, train loss, {args.device}, float32, "
-          f"median of {args.repeats}\n")
-    print("| model, data | lossatlas (s) | loss-landscapes (s) | ratio | lossatlas "
-          "\\|L(α=0)−L(θ0)\\| / \\|L(α=1)−L(θ1)\\| | loss-landscapes, same |")
+        rows.append(
+            (
+                f"MLP 64-{'-'.join(map(str, hidden))}-10 (D={obj.D:,}), digits N={n}",
+                a,
+                b,
+                b / a,
+                f"{abs(ours_loss[0] - own0):.1e} / {abs(ours_loss[-1] - own1):.1e}",
+                f"not evaluated / {abs(peer_loss[-1] - own1):.1e}",
+            )
+        )
+    print(
+        f"\n{args.points}-point interpolation, train loss, {args.device}, float32, "
+        f"median of {args.repeats}\n"
+    )
+    print(
+        "| model, data | lossatlas (s) | loss-landscapes (s) | ratio | lossatlas "
+        "\\|L(α=0)−L(θ0)\\| / \\|L(α=1)−L(θ1)\\| | loss-landscapes, same |"
+    )
     print("|---|---|---|---|---|---|")
     for name, a, b, r, e1, e2 in rows:
         print(f"| {name} | {a:.4f} | {b:.4f} | {r:.2f} | {e1} | {e2} |")

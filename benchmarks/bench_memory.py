@@ -56,9 +56,13 @@ def peak(points: int, hidden: int, tmp: Path) -> tuple[float, float]:
     store = tmp / f"map{points}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(cfg), str(store)],
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(cfg), str(store)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     seconds = time.perf_counter() - t0
     return int(out.stdout.strip().splitlines()[-1]) / 1024, seconds
 
@@ -72,8 +76,10 @@ def main() -> None:
     small, large = args.points
     rows = [(n, *peak(n, args.hidden, tmp)) for n in (small, large)]
     base = rows[0][1]
-    print(f"\nPeak resident memory of `lossatlas run` (a random-direction loss map of an "
-          f"MLP [{args.hidden}] on 1797 digits), ru_maxrss, python {sys.version.split()[0]}\n")
+    print(
+        f"\nPeak resident memory of `lossatlas run` (a random-direction loss map of an "
+        f"MLP [{args.hidden}] on 1797 digits), ru_maxrss, python {sys.version.split()[0]}\n"
+    )
     print("| grid | points | peak RSS (MiB) | ratio to the small grid | seconds |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for n, mib, sec in rows:

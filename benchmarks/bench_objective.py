@@ -111,8 +111,7 @@ def peak_rss(points: int, device: str) -> float:
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024;"
         "print(max(peak - now, 0.0))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -140,9 +139,11 @@ def main() -> None:
         ("per-point loop (`vector_to_parameters` + forward)", base),
         ("the forward matmuls alone, best of mm/bmm (FLOP floor)", floor),
     ]
-    print(f"digits MLP {'-'.join(map(str, WIDTHS))}, {B} points x {n} samples, "
-          f"device {args.device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, chunk {chunk} points\n")
+    print(
+        f"digits MLP {'-'.join(map(str, WIDTHS))}, {B} points x {n} samples, "
+        f"device {args.device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, chunk {chunk} points\n"
+    )
     print("| method | seconds | points/s | GFLOP/s |")
     print("|---|---:|---:|---:|")
     for name, t in rows:
@@ -150,9 +151,11 @@ def main() -> None:
     print()
     print(f"- speed-up over the loop: **{base / ours:.2f}×** (target ≥ 1.0×)")
     print(f"- fraction of the matmul FLOP rate: **{floor / ours:.2f}×** (target ≥ 0.8×)")
-    print(f"- memory evaluate() adds on top of the points themselves (peak RSS growth): "
-          f"{rss[625]:.0f} MiB for 625 points, {rss[10_000]:.0f} MiB for 10,000 points "
-          "(bounded by the chunk, not by the number of points)")
+    print(
+        f"- memory evaluate() adds on top of the points themselves (peak RSS growth): "
+        f"{rss[625]:.0f} MiB for 625 points, {rss[10_000]:.0f} MiB for 10,000 points "
+        "(bounded by the chunk, not by the number of points)"
+    )
     print(json.dumps({"ours_s": ours, "loop_s": base, "floor_s": floor, "rss": rss}))
 
 

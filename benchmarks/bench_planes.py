@@ -84,14 +84,24 @@ def ours(points: int, repeats: int, rows: int = 1) -> tuple[list[float], dict]:
         t0 = time.perf_counter()
         V, _ = normalized_directions(x, obj.layout, 2, torch.Generator().manual_seed(r))
         V = V.to(x.dtype)
-        Z = np.concatenate([
-            obj.evaluate(torch.cat([plane_grid(x, V, a, axis) for a in axis[i:i + rows]]),
-                         "train")["loss"] for i in range(0, points, rows)]).reshape(points, points)
+        Z = np.concatenate(
+            [
+                obj.evaluate(
+                    torch.cat([plane_grid(x, V, a, axis) for a in axis[i : i + rows]]), "train"
+                )["loss"]
+                for i in range(0, points, rows)
+            ]
+        ).reshape(points, points)
         times.append(time.perf_counter() - t0)
     assert Z.shape == (points, points) and Z[points // 2, points // 2] == obj.evaluate(x)["loss"][0]
     split = obj.splits["train"]
-    return times, {"state": model.float().state_dict(), "X": split.inputs.float(),
-                   "y": split.targets, "D": obj.D, "n": len(split)}
+    return times, {
+        "state": model.float().state_dict(),
+        "X": split.inputs.float(),
+        "y": split.targets,
+        "D": obj.D,
+        "n": len(split),
+    }
 
 
 def main() -> None:
@@ -108,24 +118,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "blob.pt"
         torch.save({k: blob[k] for k in ("state", "X", "y")}, path)
-        proc = subprocess.run([args.peer_python, "-c", PEER, str(path), str(args.repeats + 1),
-                               str(args.threads)], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [args.peer_python, "-c", PEER, str(path), str(args.repeats + 1), str(args.threads)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if proc.returncode != 0:
         sys.exit(f"loss-landscapes run failed ({args.peer_python}):\n{proc.stderr[-2000:]}")
     peer = json.loads(proc.stdout.strip().splitlines()[-1])
     t_peer = peer["times"][1:]  # first call is warm-up
     mo, mp = float(np.median(t_ours)), float(np.median(t_peer))
-    print(f"digits MLP 64-100-100-10 (D = {blob['D']:,}), {blob['n']} training samples, "
-          f"{points} × {points} plane, float32, CPU, {args.threads} threads, "
-          f"median of {args.repeats}\n")
+    print(
+        f"digits MLP 64-100-100-10 (D = {blob['D']:,}), {blob['n']} training samples, "
+        f"{points} × {points} plane, float32, CPU, {args.threads} threads, "
+        f"median of {args.repeats}\n"
+    )
     print("| implementation | seconds per plane | points / s | time ÷ lossatlas (per row) time |")
     print("|---|---:|---:|---:|")
     print(f"| lossatlas (rows batched with vmap) | {mo:.3f} | {points**2 / mo:,.0f} | 1.00 |")
     mw = float(np.median(t_whole))
-    print(f"| lossatlas, whole plane per call (not the probe's cell layout) | {mw:.3f} | "
-          f"{points**2 / mw:,.0f} | {mw / mo:.2f} |")
-    print(f"| loss-landscapes `random_plane` (steps = 25) | {mp:.3f} | {points**2 / mp:,.0f} "
-          f"| {mp / mo:.2f} |")
+    print(
+        f"| lossatlas, whole plane per call (not the probe's cell layout) | {mw:.3f} | "
+        f"{points**2 / mw:,.0f} | {mw / mo:.2f} |"
+    )
+    print(
+        f"| loss-landscapes `random_plane` (steps = 25) | {mp:.3f} | {points**2 / mp:,.0f} "
+        f"| {mp / mo:.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -221,8 +221,10 @@ class AtlasAccessor:
         for name, var in self.results.data_vars.items():
             units = var.attrs.get("units") or ""
             unit_text = f" [{units}]" if units else ""
-            lines.append(f"  {name}({', '.join(map(str, var.dims))}){unit_text}: "
-                         f"{var.attrs.get('description', '')}")
+            lines.append(
+                f"  {name}({', '.join(map(str, var.dims))}){unit_text}: "
+                f"{var.attrs.get('description', '')}"
+            )
         return "\n".join(lines)
 
     # ------------------------------------------------------------- drawing
@@ -286,14 +288,14 @@ class AtlasTreeAccessor:
         if not step:
             raise StoreError(f"'{name}' must be RUN/STEP")
         if step not in self.steps(run):
-            raise StoreError(f"run '{run}' has no step '{step}'; steps: "
-                             f"{', '.join(self.steps(run)) or 'none'}")
+            raise StoreError(
+                f"run '{run}' has no step '{step}'; steps: {', '.join(self.steps(run)) or 'none'}"
+            )
         return self._tree[run][step].to_dataset()
 
     def results(self) -> dict[str, xr.Dataset]:
         """Every result in the store as ``{"RUN/STEP": Dataset}``."""
-        return {f"{r}/{s}": self._tree[r][s].to_dataset() for r in self.runs
-                for s in self.steps(r)}
+        return {f"{r}/{s}": self._tree[r][s].to_dataset() for r in self.runs for s in self.steps(r)}
 
     @property
     def completion(self) -> dict[str, float]:

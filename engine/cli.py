@@ -54,8 +54,10 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             where = getattr(exc, "lossatlas_where", None)  # set by engine.context.blame
             if where:
                 first = (str(exc).strip().splitlines() or [""])[0]
-                _fail(f"{where} failed: {type(exc).__name__}: {first} (a bug in that plugin "
-                      "or its input; rerun with --debug for the traceback)")
+                _fail(
+                    f"{where} failed: {type(exc).__name__}: {first} (a bug in that plugin "
+                    "or its input; rerun with --debug for the traceback)"
+                )
             _fail(
                 f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the "
                 "traceback and please report it",
@@ -139,33 +141,63 @@ class RichProgress(Progress):
         else:
             extra = f", {report.nonfinite} with NaN/inf" if report.nonfinite else ""
             click.echo(
-                f"step {step}: {report.computed} cell(s) computed{extra} "
-                f"in {report.seconds:.1f} s"
+                f"step {step}: {report.computed} cell(s) computed{extra} in {report.seconds:.1f} s"
             )
 
 
 @cli.command(context_settings=CONTEXT, short_help="Run a pipeline config into a store.")
 @click.argument("config_file", metavar="CONFIG.toml", type=click.Path(dir_okay=False))
-@click.option("--store", "store", default="atlas.zarr", show_default=True, metavar="PATH",
-              help="Zarr store to write into (created if missing; shared by many runs).")
-@click.option("--name", default=None, metavar="NAME",
-              help="Run name (the store group); default: the config's.")
-@click.option("--device", default=None, metavar="DEVICE",
-              help="cpu, cuda or cuda:N (overrides the config).")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None,
-              help="Floating-point precision (overrides the config).")
-@click.option("--seed", type=int, default=None, metavar="N",
-              help="Run seed (overrides the config).")
-@click.option("--executor", default=None, metavar="NAME",
-              help="Executor plugin: local (default) or dask.")
-@click.option("--address", default=None, metavar="URL",
-              help="Dask scheduler address tcp://HOST:PORT (with --executor dask).")
-@click.option("--workers", type=int, default=None, metavar="N",
-              help="Dask LocalCluster workers (with --executor dask and no --address).")
-@click.option("--step", "steps", multiple=True, metavar="STEP",
-              help="Run only this step (repeatable).")
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Resume an unfinished run of the same name (with --no-resume, refuse).")
+@click.option(
+    "--store",
+    "store",
+    default="atlas.zarr",
+    show_default=True,
+    metavar="PATH",
+    help="Zarr store to write into (created if missing; shared by many runs).",
+)
+@click.option(
+    "--name",
+    default=None,
+    metavar="NAME",
+    help="Run name (the store group); default: the config's.",
+)
+@click.option(
+    "--device", default=None, metavar="DEVICE", help="cpu, cuda or cuda:N (overrides the config)."
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float64"]),
+    default=None,
+    help="Floating-point precision (overrides the config).",
+)
+@click.option(
+    "--seed", type=int, default=None, metavar="N", help="Run seed (overrides the config)."
+)
+@click.option(
+    "--executor", default=None, metavar="NAME", help="Executor plugin: local (default) or dask."
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="URL",
+    help="Dask scheduler address tcp://HOST:PORT (with --executor dask).",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Dask LocalCluster workers (with --executor dask and no --address).",
+)
+@click.option(
+    "--step", "steps", multiple=True, metavar="STEP", help="Run only this step (repeatable)."
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Resume an unfinished run of the same name (with --no-resume, refuse).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @friendly
 def run(
@@ -201,8 +233,9 @@ def run(
     from .store import Store
 
     config = load_config(config_file)
-    config = config.with_overrides(name=name, device=device, dtype=dtype, seed=seed,
-                                   executor=executor)
+    config = config.with_overrides(
+        name=name, device=device, dtype=dtype, seed=seed, executor=executor
+    )
     opts = dict(config.executor_options)
     if address:
         opts["address"] = address
@@ -214,8 +247,9 @@ def run(
     if not resume and Store(store).exists() and config.name in Store(store).runs():
         raise StoreError(f"run '{config.name}' exists in '{store}' and --no-resume was given")
     quiet = quiet or (not sys.stderr.isatty() and bool(os.environ.get("CI")))
-    report: RunReport = run_pipeline(config, store, make_registry(),
-                                     progress=RichProgress(quiet), steps=list(steps) or None)
+    report: RunReport = run_pipeline(
+        config, store, make_registry(), progress=RichProgress(quiet), steps=list(steps) or None
+    )
     click.echo(f"\nResults of run '{report.run}' are in {report.store}")
     click.echo("Open them with:")
     click.echo("  import xarray as xr")
@@ -289,12 +323,16 @@ def inspect(store: str, run_name: str | None) -> None:
     for r in runs:
         attrs = st.run_attrs(r)
         prov = json.loads(attrs.get("provenance", "{}"))
-        click.echo(f"run {r}  [{attrs.get('status', '?')}]  started {attrs.get('started', '?')}"
-                   f"  finished {attrs.get('finished', '-')}")
-        click.echo(f"  config: {attrs.get('config_source', '?')}; lossatlas "
-                   f"{prov.get('lossatlas_version')}, torch {prov.get('torch_version')}, "
-                   f"python {prov.get('python_version')}; device {prov.get('device')}, "
-                   f"dtype {prov.get('dtype')}, seed {prov.get('seed')}")
+        click.echo(
+            f"run {r}  [{attrs.get('status', '?')}]  started {attrs.get('started', '?')}"
+            f"  finished {attrs.get('finished', '-')}"
+        )
+        click.echo(
+            f"  config: {attrs.get('config_source', '?')}; lossatlas "
+            f"{prov.get('lossatlas_version')}, torch {prov.get('torch_version')}, "
+            f"python {prov.get('python_version')}; device {prov.get('device')}, "
+            f"dtype {prov.get('dtype')}, seed {prov.get('seed')}"
+        )
         for s in st.steps(r):
             g = st.step_group(r, s)
             if g is None or not g.attrs.get("template_complete"):
@@ -306,8 +344,10 @@ def inspect(store: str, run_name: str | None) -> None:
             bad = int(np.sum(status == STATUS_NONFINITE))
             ds = st.open_step(r, s)
             dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
-            click.echo(f"  step {s}  probe {g.attrs.get('probe')}  [{g.attrs.get('status')}] "
-                       f"cells {done}/{total}" + (f" ({bad} with NaN/inf)" if bad else ""))
+            click.echo(
+                f"  step {s}  probe {g.attrs.get('probe')}  [{g.attrs.get('status')}] "
+                f"cells {done}/{total}" + (f" ({bad} with NaN/inf)" if bad else "")
+            )
             click.echo(f"    dims: {dims}")
             names = [v for v in ds.data_vars if v != STATUS_VAR]
             click.echo(f"    variables: {', '.join(names)}")
@@ -319,11 +359,21 @@ def inspect(store: str, run_name: str | None) -> None:
 @cli.command(context_settings=CONTEXT, short_help="Draw one stored result to an image.")
 @click.argument("store", type=click.Path())
 @click.argument("group", metavar="RUN/STEP")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Image file; the format follows the suffix (.png, .svg, .pdf).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Image file; the format follows the suffix (.png, .svg, .pdf).",
+)
 @click.option("--logy", is_flag=True, help="Logarithmic loss axis, where the plot has one.")
-@click.option("--dpi", type=int, default=130, show_default=True,
-              help="Resolution of raster images (.png, .jpg).")
+@click.option(
+    "--dpi",
+    type=int,
+    default=130,
+    show_default=True,
+    help="Resolution of raster images (.png, .jpg).",
+)
 @friendly
 def plot(store: str, group: str, output: str, logy: bool, dpi: int) -> None:
     """Draw the stored result RUN/STEP of STORE with its probe's plot.
@@ -385,8 +435,13 @@ class RichReportProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RP
 
-        self.bar = RP(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), transient=True)
+        self.bar = RP(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        )
         self.bar.start()
         self.task = self.bar.add_task("drawing figures", total=total)
 
@@ -402,18 +457,30 @@ class RichReportProgress:
 
 @cli.command(context_settings=CONTEXT, short_help="Write an HTML report of a store.")
 @click.argument("store", type=click.Path())
-@click.option("-o", "--output", default="report.html", show_default=True,
-              type=click.Path(dir_okay=False),
-              help="The HTML file to write (one self-contained page; no server needed).")
-@click.option("--run", "runs", multiple=True, metavar="RUN",
-              help="Only this run (repeatable); default: every run in the store.")
+@click.option(
+    "-o",
+    "--output",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write (one self-contained page; no server needed).",
+)
+@click.option(
+    "--run",
+    "runs",
+    multiple=True,
+    metavar="RUN",
+    help="Only this run (repeatable); default: every run in the store.",
+)
 @click.option("--logy", is_flag=True, help="Logarithmic loss axes, where a plot has one.")
-@click.option("--dpi", type=int, default=100, show_default=True,
-              help="Resolution of the embedded figures.")
+@click.option(
+    "--dpi", type=int, default=100, show_default=True, help="Resolution of the embedded figures."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @friendly
-def report(store: str, output: str, runs: tuple[str, ...], logy: bool, dpi: int,
-           quiet: bool) -> None:
+def report(
+    store: str, output: str, runs: tuple[str, ...], logy: bool, dpi: int, quiet: bool
+) -> None:
     """Write one HTML page with every figure, config and provenance in STORE.
 
     \b
@@ -434,17 +501,24 @@ def report(store: str, output: str, runs: tuple[str, ...], logy: bool, dpi: int,
     from .report import write_report
 
     quiet = quiet or (not sys.stderr.isatty() and bool(os.environ.get("CI")))
-    summary = write_report(store, output, list(runs) or None, dpi=dpi,
-                           progress=RichReportProgress(quiet),
-                           plot_kwargs={"logy": True} if logy else None)
-    failed = f"; {len(summary.failed)} could not be drawn: {', '.join(summary.failed)}" \
-        if summary.failed else ""
+    summary = write_report(
+        store,
+        output,
+        list(runs) or None,
+        dpi=dpi,
+        progress=RichReportProgress(quiet),
+        plot_kwargs={"logy": True} if logy else None,
+    )
+    failed = (
+        f"; {len(summary.failed)} could not be drawn: {', '.join(summary.failed)}"
+        if summary.failed
+        else ""
+    )
     click.echo(f"wrote {output}: {len(summary.runs)} run(s), {summary.figures} figure(s){failed}")
 
 
 def main() -> None:
     cli(prog_name="lossatlas")
-
 
 
 if __name__ == "__main__":

@@ -71,8 +71,8 @@ class Split:
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> Split:
         targets = self.targets
-        targets = targets.to(device) if not targets.is_floating_point() else targets.to(
-            device, dtype
+        targets = (
+            targets.to(device) if not targets.is_floating_point() else targets.to(device, dtype)
         )
         return Split(self.inputs.to(device, dtype), targets)
 
@@ -155,8 +155,9 @@ class Subspace:
         """Dense (k, D) block of basis columns, transposed (for batched HVPs)."""
         stop = self.dim if stop is None else stop
         if self.basis.layout != torch.strided:
-            eye = torch.zeros(self.dim, stop - start, dtype=self.origin.dtype,
-                              device=self.origin.device)
+            eye = torch.zeros(
+                self.dim, stop - start, dtype=self.origin.dtype, device=self.origin.device
+            )
             eye[torch.arange(start, stop), torch.arange(stop - start)] = 1
             return torch.sparse.mm(self.basis, eye).T.contiguous()
         return self.basis[:, start:stop].T.contiguous()
@@ -293,8 +294,9 @@ def metric_variables(metrics: Iterable[str], dims: tuple[str, ...]) -> dict[str,
     out = {}
     for split in ("train", "validation"):
         for m in metrics:
-            out[f"{split}_{m}"] = Variable(dims, f"{m} on the {split} split",
-                                           units=METRIC_UNITS.get(m, ""))
+            out[f"{split}_{m}"] = Variable(
+                dims, f"{m} on the {split} split", units=METRIC_UNITS.get(m, "")
+            )
     return out
 
 

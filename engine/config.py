@@ -151,7 +151,7 @@ class RunConfig:
 
 def _component(table: Any, where: str, default_seed: int) -> ComponentConfig:
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected a table such as {{plugin = \"...\"}}")
+        raise ConfigError(f'{where}: expected a table such as {{plugin = "..."}}')
     if "plugin" not in table:
         raise ConfigError(f"{where}: key 'plugin' is required (the name of a registered plugin)")
     plugin = table["plugin"]
@@ -195,16 +195,16 @@ def parse_config(
     if batch_size < 0:
         raise ConfigError(f"{source}: key 'batch_size' must be 0 (full batch) or positive")
     if "model" not in data:
-        raise ConfigError(f"{source}: a [model] table is required, e.g. [model] plugin = \"mlp\"")
+        raise ConfigError(f'{source}: a [model] table is required, e.g. [model] plugin = "mlp"')
     if "dataset" not in data:
         raise ConfigError(
-            f"{source}: a [dataset] table is required, e.g. [dataset] plugin = \"digits\""
+            f'{source}: a [dataset] table is required, e.g. [dataset] plugin = "digits"'
         )
     model = _component(data["model"], f"{source}: [model]", seed)
     dataset = _component(data["dataset"], f"{source}: [dataset]", 0)
     raw_steps = data.get("steps", [])
     if not raw_steps:
-        raise ConfigError(f"{source}: no [[steps]]; add at least one, e.g. probe = \"random-line\"")
+        raise ConfigError(f'{source}: no [[steps]]; add at least one, e.g. probe = "random-line"')
     steps: list[StepConfig] = []
     seen: set[str] = set()
     for i, st in enumerate(raw_steps):
@@ -226,9 +226,9 @@ def parse_config(
                 name=step_name,
                 probe=st["probe"],
                 options=options,
-                model=_component(st["model"], f"{where}: [model]", seed) if "model" in st
-                else None,
-                dataset=_component(st["dataset"], f"{where}: [dataset]", 0) if "dataset" in st
+                model=_component(st["model"], f"{where}: [model]", seed) if "model" in st else None,
+                dataset=_component(st["dataset"], f"{where}: [dataset]", 0)
+                if "dataset" in st
                 else None,
             )
         )

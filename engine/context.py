@@ -182,8 +182,9 @@ class StepContext:
     def objective(self) -> Objective:
         """The objective of this step's model and data on the run's device and dtype."""
         bs = self.config.batch_size or None
-        return Objective(self.build_model(), self.data, device=self.device, dtype=self.dtype,
-                         batch_size=bs)
+        return Objective(
+            self.build_model(), self.data, device=self.device, dtype=self.dtype, batch_size=bs
+        )
 
     # --------------------------------------------------------------- points
 
@@ -278,9 +279,7 @@ class StepContext:
 
     # ------------------------------------------------------------ subspaces
 
-    def subspace(
-        self, spec: dict[str, Any] | str, origin: torch.Tensor, seed: int
-    ) -> Subspace:
+    def subspace(self, spec: dict[str, Any] | str, origin: torch.Tensor, seed: int) -> Subspace:
         """Build a subspace through ``origin`` from ``{plugin = "...", ...options}``."""
         table = {"plugin": spec} if isinstance(spec, str) else dict(spec)
         name = table.pop("plugin", None)

@@ -50,16 +50,16 @@ def init_std(fan_in: int, fan_out: int, scheme: str) -> float:
     raise ConfigError(f"initialisation scheme '{scheme}' is not known; use 'xavier' or 'he'")
 
 
-def radius_mask(layout: ParamLayout, include_bias: bool = False,
-                device: torch.device | str = "cpu") -> torch.Tensor:
+def radius_mask(
+    layout: ParamLayout, include_bias: bool = False, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """(D,) bool mask of the coordinates a radius is taken over: weights, or all."""
     if include_bias:
         return torch.ones(layout.D, dtype=torch.bool, device=device)
     return layout.mask("weight", device=device)
 
 
-def config_radius(x: torch.Tensor, layout: ParamLayout, include_bias: bool = False
-                  ) -> torch.Tensor:
+def config_radius(x: torch.Tensor, layout: ParamLayout, include_bias: bool = False) -> torch.Tensor:
     """The radius ‖x‖ of configuration(s) ``x`` (shape (..., D)) over weights only
     (seed 000's definition) or over all parameters. Cost: O(D)."""
     return layout.radius(x, include_bias=include_bias)
@@ -125,10 +125,11 @@ def draw_init(
     for e in layout.entries:
         if e.kind == "weight":
             s = init_std(e.fan_in, e.fan_out, scheme)
-            x[:, e.start:e.stop] = torch.randn(B, e.size, generator=generator,
-                                               dtype=torch.float64) * s
+            x[:, e.start : e.stop] = (
+                torch.randn(B, e.size, generator=generator, dtype=torch.float64) * s
+            )
         elif e.kind == "norm":
-            x[:, e.start:e.stop] = 1.0
+            x[:, e.start : e.stop] = 1.0
     if radius is not None:
         if radius < 0:
             raise ConfigError(f"a radius must be non-negative, got {radius}")
@@ -139,9 +140,13 @@ def draw_init(
     return x[0] if n is None else x
 
 
-def layer_metric(layout: ParamLayout, scheme: str = "xavier", power: float = 1.0,
-                 dtype: torch.dtype = torch.float64,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def layer_metric(
+    layout: ParamLayout,
+    scheme: str = "xavier",
+    power: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """The diagonal metric η of seed 000 §2.1 as a (D,) vector: η_ii ∝ 1/r_l(i)^power,
     with r_l the initialisation radius of the layer (module) parameter i belongs to
     (biases share their module's weight radius). Normalised to unit root-mean-square

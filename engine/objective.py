@@ -38,9 +38,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise ConfigError(
-            f"device '{text}' is not a device; use cpu, cuda or cuda:N"
-        ) from None
+        raise ConfigError(f"device '{text}' is not a device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
@@ -182,8 +180,8 @@ def _linear_stack(
     """The layers of a plain MLP (``Sequential`` of Flatten, Linear and ReLU/Tanh/
     Sigmoid, no buffers), or None for any other model (which takes the vmapped path)."""
     if type(model) is not torch.nn.Sequential and not (
-        isinstance(model, torch.nn.Sequential) and type(model).forward is
-        torch.nn.Sequential.forward
+        isinstance(model, torch.nn.Sequential)
+        and type(model).forward is torch.nn.Sequential.forward
     ):
         return None
     if list(model.buffers()):
@@ -288,9 +286,7 @@ class Objective:
                 total += out.numel()
 
         handles = [
-            m.register_forward_hook(hook)
-            for m in self.model.modules()
-            if not list(m.children())
+            m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())
         ]
         try:
             with torch.no_grad():
@@ -468,8 +464,9 @@ class Objective:
             blocks.append(self.hvp_many(x0, cols, split))  # (k, D): rows H m_i
         HM = torch.cat(blocks)  # (d, D)
         if basis.layout != torch.strided:
-            Hd = torch.sparse.mm(sub.basis.T.coalesce() if sub.basis.is_sparse else
-                                 sub.basis.T, HM.T).T
+            Hd = torch.sparse.mm(
+                sub.basis.T.coalesce() if sub.basis.is_sparse else sub.basis.T, HM.T
+            ).T
         else:
             Hd = HM @ sub.basis
         return 0.5 * (Hd + Hd.T)

@@ -176,8 +176,14 @@ def describe_options(cls: type) -> list[tuple[str, str, str, str]]:
             default = repr(f.default_factory())
         else:
             default = "required"
-        rows.append((f.metadata.get("key", f.name), _type_name(hints[f.name]), default,
-                     f.metadata.get("doc", "")))
+        rows.append(
+            (
+                f.metadata.get("key", f.name),
+                _type_name(hints[f.name]),
+                default,
+                f.metadata.get("doc", ""),
+            )
+        )
     return rows
 
 

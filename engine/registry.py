@@ -182,8 +182,8 @@ def make_registry(
                     seen.add(item.name)
         except Exception as exc:
             record.status = "failed"
-            record.error = str(exc) if isinstance(exc, PluginError) else (
-                f"{type(exc).__name__}: {exc}"
+            record.error = (
+                str(exc) if isinstance(exc, PluginError) else (f"{type(exc).__name__}: {exc}")
             )
             record.registered = {k: [i.name for i in v] for k, v in found.items()}
             pm.unregister(obj)

@@ -87,8 +87,19 @@ def _toml_value(v: Any) -> str:
     return json.dumps(str(v))
 
 
-TOP_ORDER = ("name", "description", "seed", "device", "dtype", "executor", "batch_size",
-             "executor_options", "model", "dataset", "steps")
+TOP_ORDER = (
+    "name",
+    "description",
+    "seed",
+    "device",
+    "dtype",
+    "executor",
+    "batch_size",
+    "executor_options",
+    "model",
+    "dataset",
+    "steps",
+)
 
 
 def _ordered(table: dict[str, Any], first: Sequence[str]) -> dict[str, Any]:
@@ -114,8 +125,9 @@ def config_as_toml(config: dict[str, Any]) -> str:
     for step in steps:
         step = _ordered(step, ("name", "probe"))
         lines += ["", "[[steps]]"]
-        subtables = {k: x for k, x in step.items() if k in ("model", "dataset")
-                     and isinstance(x, dict)}
+        subtables = {
+            k: x for k, x in step.items() if k in ("model", "dataset") and isinstance(x, dict)
+        }
         lines += [f"{k} = {_toml_value(x)}" for k, x in step.items() if k not in subtables]
         for k, table in subtables.items():
             lines += [f"[steps.{k}]"] + [f"{a} = {_toml_value(b)}" for a, b in table.items()]
@@ -123,8 +135,9 @@ def config_as_toml(config: dict[str, Any]) -> str:
 
 
 def _dl(items: Sequence[tuple[str, Any]]) -> str:
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items
-                   if v not in (None, ""))
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items if v not in (None, "")
+    )
     return f'<table class="kv">{rows}</table>'
 
 
@@ -139,8 +152,7 @@ def _badge(status: str) -> str:
 
 def _error_block(what: str, exc: BaseException) -> str:
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return (f'<div class="error"><strong>{esc(what)}</strong>'
-            f"<pre>{esc(detail)}</pre></div>")
+    return f'<div class="error"><strong>{esc(what)}</strong><pre>{esc(detail)}</pre></div>'
 
 
 def figure_png(ds: Any, registry: Registry, title: str, dpi: int, **kwargs: Any) -> bytes:
@@ -160,14 +172,23 @@ def figure_png(ds: Any, registry: Registry, title: str, dpi: int, **kwargs: Any)
 # ----------------------------------------------------------------- sections
 
 
-def _step_section(store: Store, run: str, step: str, registry: Registry, dpi: int,
-                  summary: ReportSummary, plot_kwargs: dict[str, Any]) -> str:
+def _step_section(
+    store: Store,
+    run: str,
+    step: str,
+    registry: Registry,
+    dpi: int,
+    summary: ReportSummary,
+    plot_kwargs: dict[str, Any],
+) -> str:
     label = f"{run}/{step}"
     head = f'<section class="step" id="{_anchor(run, step)}"><h3>{esc(label)}'
     group = store.step_group(run, step)
     if group is None or not group.attrs.get("template_complete"):
-        return (head + "</h3><p class=\"muted\">No result yet: the step's template is "
-                "incomplete (it is rewritten when the run is resumed).</p></section>")
+        return (
+            head + '</h3><p class="muted">No result yet: the step\'s template is '
+            "incomplete (it is rewritten when the run is resumed).</p></section>"
+        )
     try:
         ds = store.open_step(run, step)
         attrs = ds.attrs
@@ -178,12 +199,18 @@ def _step_section(store: Store, run: str, step: str, registry: Registry, dpi: in
         summary.failed.append(label)
         return head + "</h3>" + _error_block("this step cannot be read", exc) + "</section>"
 
-    parts = [head + f' <span class="probe">probe {esc(attrs.get("probe", "?"))}</span> '
-             + _badge(str(attrs.get("status", "unknown"))) + "</h3>"]
+    parts = [
+        head
+        + f' <span class="probe">probe {esc(attrs.get("probe", "?"))}</span> '
+        + _badge(str(attrs.get("status", "unknown")))
+        + "</h3>"
+    ]
     pct = 100.0 * done / total if total else 100.0
     facts = [
-        ("cells", f"{done} / {total} computed ({pct:.0f}%)"
-         + (f", {bad} with NaN or inf" if bad else "")),
+        (
+            "cells",
+            f"{done} / {total} computed ({pct:.0f}%)" + (f", {bad} with NaN or inf" if bad else ""),
+        ),
         ("dims", ", ".join(f"{d} = {n}" for d, n in ds.sizes.items()) or "(scalar)"),
         ("cell dims", ", ".join(attrs.get("cell_dims", [])) or "(one cell)"),
         ("started", attrs.get("started")),
@@ -193,8 +220,9 @@ def _step_section(store: Store, run: str, step: str, registry: Registry, dpi: in
     ]
     try:
         options = json.loads(attrs.get("step_config", "{}"))
-        opts = ", ".join(f"{k} = {_toml_value(v)}" for k, v in options.items()
-                         if k not in ("name", "probe"))
+        opts = ", ".join(
+            f"{k} = {_toml_value(v)}" for k, v in options.items() if k not in ("name", "probe")
+        )
         facts.insert(0, ("options", opts or "(defaults)"))
     except (TypeError, ValueError):
         pass
@@ -211,15 +239,18 @@ def _step_section(store: Store, run: str, step: str, registry: Registry, dpi: in
             f"<td>{esc(var.attrs.get('description', ''))}</td></tr>"
         )
     parts.append(
-        "<details><summary>variables</summary><table class=\"vars\"><tr><th>name</th>"
-        "<th>dims</th><th>units</th><th>description</th></tr>" + "".join(rows)
+        '<details><summary>variables</summary><table class="vars"><tr><th>name</th>'
+        "<th>dims</th><th>units</th><th>description</th></tr>"
+        + "".join(rows)
         + "</table></details>"
     )
     try:
         png = figure_png(ds, registry, label, dpi, **plot_kwargs)
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f'<figure><img alt="figure of {esc(label)}" '
-                     f'src="data:image/png;base64,{data}"></figure>')
+        parts.append(
+            f'<figure><img alt="figure of {esc(label)}" '
+            f'src="data:image/png;base64,{data}"></figure>'
+        )
         summary.figures += 1
     except Exception as exc:
         summary.failed.append(label)
@@ -234,9 +265,15 @@ def _pipeline_order(steps: Sequence[str], config: dict[str, Any]) -> list[str]:
     return first + sorted(s for s in steps if s not in first)
 
 
-def _run_section(store: Store, run: str, registry: Registry, dpi: int,
-                 summary: ReportSummary, progress: ReportProgress | None,
-                 plot_kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _run_section(
+    store: Store,
+    run: str,
+    registry: Registry,
+    dpi: int,
+    summary: ReportSummary,
+    progress: ReportProgress | None,
+    plot_kwargs: dict[str, Any],
+) -> tuple[str, dict[str, Any]]:
     row: dict[str, Any] = {"run": run, "status": "unreadable"}
     out = [f'<section class="run" id="{_anchor(run)}"><h2>run {esc(run)} ']
     try:
@@ -249,36 +286,45 @@ def _run_section(store: Store, run: str, registry: Registry, dpi: int,
         out.append("</h2>" + _error_block("this run cannot be read", exc) + "</section>")
         return "".join(out), row
     status = str(attrs.get("status", "unknown"))
-    row.update(status=status, steps=steps, started=attrs.get("started", ""),
-               finished=attrs.get("finished", ""), device=prov.get("device", ""),
-               description=config.get("description", ""))
+    row.update(
+        status=status,
+        steps=steps,
+        started=attrs.get("started", ""),
+        finished=attrs.get("finished", ""),
+        device=prov.get("device", ""),
+        description=config.get("description", ""),
+    )
     out.append(_badge(status) + "</h2>")
     if config.get("description"):
         out.append(f"<p>{esc(config['description'])}</p>")
     out.append('<div class="cols"><div>')
     out.append("<h4>provenance</h4>")
-    out.append(_dl([
-        ("config file", attrs.get("config_source")),
-        ("started", attrs.get("started")),
-        ("resumed", attrs.get("resumed")),
-        ("finished", attrs.get("finished")),
-        ("device", f"{prov.get('device', '')} ({prov.get('device_name', '')})"),
-        ("dtype", prov.get("dtype")),
-        ("seed", prov.get("seed")),
-        ("lossatlas", prov.get("lossatlas_version")),
-        ("torch", prov.get("torch_version")),
-        ("python", prov.get("python_version")),
-        ("numpy", prov.get("numpy_version")),
-        ("xarray", prov.get("xarray_version")),
-        ("zarr", prov.get("zarr_version")),
-        ("platform", prov.get("platform")),
-    ]))
+    out.append(
+        _dl(
+            [
+                ("config file", attrs.get("config_source")),
+                ("started", attrs.get("started")),
+                ("resumed", attrs.get("resumed")),
+                ("finished", attrs.get("finished")),
+                ("device", f"{prov.get('device', '')} ({prov.get('device_name', '')})"),
+                ("dtype", prov.get("dtype")),
+                ("seed", prov.get("seed")),
+                ("lossatlas", prov.get("lossatlas_version")),
+                ("torch", prov.get("torch_version")),
+                ("python", prov.get("python_version")),
+                ("numpy", prov.get("numpy_version")),
+                ("xarray", prov.get("xarray_version")),
+                ("zarr", prov.get("zarr_version")),
+                ("platform", prov.get("platform")),
+            ]
+        )
+    )
     out.append("</div><div><h4>config</h4>")
     try:
         text = config_as_toml(config)
     except Exception:
         text = json.dumps(config, indent=2)
-    out.append(f"<pre class=\"config\">{esc(text)}</pre></div></div>")
+    out.append(f'<pre class="config">{esc(text)}</pre></div></div>')
     done_cells = total_cells = 0
     for step in steps:
         out.append(_step_section(store, run, step, registry, dpi, summary, plot_kwargs))
@@ -342,8 +388,10 @@ def build_report(
     if runs:
         missing = [r for r in runs if r not in all_runs]
         if missing:
-            raise StoreError(f"store '{store.path}' has no run {', '.join(map(repr, missing))}; "
-                             f"runs: {', '.join(all_runs) or 'none'}")
+            raise StoreError(
+                f"store '{store.path}' has no run {', '.join(map(repr, missing))}; "
+                f"runs: {', '.join(all_runs) or 'none'}"
+            )
         chosen = list(dict.fromkeys(runs))
     else:
         chosen = all_runs
@@ -366,11 +414,13 @@ def build_report(
         progress.stop()
 
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    table = ["<table class=\"runs\"><tr><th>run</th><th>status</th><th>steps</th>"
-             "<th>cells</th><th>device</th><th>started</th><th>finished</th></tr>"]
+    table = [
+        '<table class="runs"><tr><th>run</th><th>status</th><th>steps</th>'
+        "<th>cells</th><th>device</th><th>started</th><th>finished</th></tr>"
+    ]
     for row in rows:
         table.append(
-            f"<tr><td><a href=\"#{_anchor(row['run'])}\">{esc(row['run'])}</a></td>"
+            f'<tr><td><a href="#{_anchor(row["run"])}">{esc(row["run"])}</a></td>'
             f"<td>{_badge(row['status'])}</td>"
             f"<td>{_step_links(row['run'], row.get('steps', []))}</td>"
             f"<td>{esc(row.get('cells', ''))}</td><td>{esc(row.get('device', ''))}</td>"
@@ -379,19 +429,25 @@ def build_report(
     table.append("</table>")
     failed = ""
     if summary.failed:
-        failed = ("<p class=\"error\">Could not draw or read: "
-                  + ", ".join(f"<a href=\"#{_anchor(*f.split('/', 1))}\">{esc(f)}</a>"
-                              for f in summary.failed) + "</p>")
+        failed = (
+            '<p class="error">Could not draw or read: '
+            + ", ".join(
+                f'<a href="#{_anchor(*f.split("/", 1))}">{esc(f)}</a>' for f in summary.failed
+            )
+            + "</p>"
+        )
     body = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>lossatlas report: {esc(store.path.name)}</title>"
         f"<style>{CSS}</style></head><body>"
         f"<header><h1>lossatlas report</h1><p>store <code>{esc(store.path)}</code> · "
         f"{len(chosen)} run(s) · written {esc(now)} by lossatlas {esc(lossatlas.__version__)}"
         "</p></header><main>"
-        + ("<p class=\"muted\">This store has no runs yet.</p>" if not chosen else "")
-        + "".join(table) + failed + "".join(sections)
+        + ('<p class="muted">This store has no runs yet.</p>' if not chosen else "")
+        + "".join(table)
+        + failed
+        + "".join(sections)
         + "</main></body></html>\n"
     )
     return body, summary

@@ -74,7 +74,8 @@ def provenance(config: RunConfig) -> dict[str, Any]:
 
     dev = torch.device(config.device)
     device_name = (
-        torch.cuda.get_device_name(dev) if dev.type == "cuda" and torch.cuda.is_available()
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda" and torch.cuda.is_available()
         else platform.processor() or platform.machine()
     )
     return {
@@ -107,8 +108,7 @@ def validate(config: RunConfig, registry: Registry, store: Store | None) -> list
     # Build the model and data once per distinct pair (catches shape mismatches).
     built: dict[str, Any] = {}
     for ctx in contexts:
-        key = json.dumps([ctx.model_config.to_dict(), ctx.dataset_config.to_dict()],
-                         sort_keys=True)
+        key = json.dumps([ctx.model_config.to_dict(), ctx.dataset_config.to_dict()], sort_keys=True)
         if key in built:
             ctx.__dict__["data"] = built[key].data
             ctx.__dict__["objective"] = built[key].objective
@@ -138,8 +138,9 @@ def run_pipeline(
         if unknown:
             raise ConfigError(f"--step: no step named {', '.join(unknown)} in the config")
     executor = registry.get("executor", config.executor)
-    exec_opts = parse_options(executor.Options, config.executor_options,
-                              f"executor '{config.executor}'")
+    exec_opts = parse_options(
+        executor.Options, config.executor_options, f"executor '{config.executor}'"
+    )
     for ctx in contexts:  # refuse a corrupted step before anything is written
         store.check_step(config.name, ctx.step.name)
 

@@ -124,8 +124,9 @@ class Store:
         if not (self.path / "zarr.json").exists() and not (self.path / ".zgroup").exists():
             self.path.mkdir(parents=True, exist_ok=True)
             # One write: a kill cannot leave a root without its marker.
-            return zarr.open_group(str(self.path), mode="a", attributes={MARKER: 1},
-                                   use_consolidated=False)
+            return zarr.open_group(
+                str(self.path), mode="a", attributes={MARKER: 1}, use_consolidated=False
+            )
         return zarr.open_group(str(self.path), mode="a", use_consolidated=False)
 
     @contextlib.contextmanager
@@ -220,9 +221,7 @@ class Store:
         with self.lock():
             shutil.rmtree(self.path / run / step, ignore_errors=True)
 
-    def write_template(
-        self, run: str, step: str, plan: Plan, attrs: dict[str, Any]
-    ) -> None:
+    def write_template(self, run: str, step: str, plan: Plan, attrs: dict[str, Any]) -> None:
         """Write the step's empty, labelled template (values NaN, cell_status 0)."""
         cell_dims = plan.cell_dims
         data_vars: dict[str, Any] = {}
@@ -273,8 +272,12 @@ class Store:
             self.root()
             shutil.rmtree(self.path / run / step, ignore_errors=True)
             ds.to_zarr(
-                str(self.path), group=f"{run}/{step}", mode="w-", encoding=encoding,
-                consolidated=False, compute=True,
+                str(self.path),
+                group=f"{run}/{step}",
+                mode="w-",
+                encoding=encoding,
+                consolidated=False,
+                compute=True,
             )
             g = zarr.open_group(str(self.path), path=f"{run}/{step}", mode="r+")
             g.attrs["template_complete"] = 1

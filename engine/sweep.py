@@ -59,8 +59,9 @@ class StepRuntime:
     def cell(self, index: tuple[int, ...]) -> Cell:
         idx = dict(zip(self.cell_dims, (int(i) for i in index), strict=True))
         coords = {d: self.coords[d][i].item() for d, i in idx.items()}
-        return Cell(index=idx, coords=coords,
-                    seed=cell_seed(self.ctx.seed, self.ctx.step.name, coords))
+        return Cell(
+            index=idx, coords=coords, seed=cell_seed(self.ctx.seed, self.ctx.step.name, coords)
+        )
 
     def run_cell(self, index: tuple[int, ...]) -> int:
         """Compute the cell at ``index``, write it, and return its status."""
@@ -141,8 +142,7 @@ class CellJob:
 
     @staticmethod
     def make(store: Store, config: RunConfig, step: str) -> CellJob:
-        payload = json.dumps({"config": config.to_dict(), "source": config.source},
-                             sort_keys=True)
+        payload = json.dumps({"config": config.to_dict(), "source": config.source}, sort_keys=True)
         # An absolute path: a worker may run in another directory.
         return CellJob(str(store.path.absolute()), payload, step)
 

@@ -104,8 +104,10 @@ def minibatch_value_and_grad(
     g = torch.zeros_like(x)
     for i in range(0, n, size):
         xi = x.clone().requires_grad_(True)
-        term = objective._sum_loss(objective._forward(xi, inputs[i : i + size]),
-                                   targets[i : i + size]) / n
+        term = (
+            objective._sum_loss(objective._forward(xi, inputs[i : i + size]), targets[i : i + size])
+            / n
+        )
         (gi,) = torch.autograd.grad(term, xi)
         value += term.detach()
         g += gi
@@ -121,8 +123,9 @@ def _history_entry(objective: Objective, x: torch.Tensor) -> dict[str, float]:
         metrics = objective.evaluate_both(x.detach().unsqueeze(0))
         out = {k: float(v[0]) for k, v in metrics.items()}
     else:
-        out = {f"{s}_{m}": math.nan for s in ("train", "validation")
-               for m in objective.metric_names()}
+        out = {
+            f"{s}_{m}": math.nan for s in ("train", "validation") for m in objective.metric_names()
+        }
     out["radius"] = float(objective.layout.radius(x.detach())) if finite else math.nan
     return out
 
@@ -218,15 +221,20 @@ def train(
     sub = params_subspace
     if sub is not None:
         if sub.origin.shape[-1] != objective.D:
-            raise ShapeError(f"training: the subspace lives in D={sub.origin.shape[-1]} but the "
-                             f"model has D={objective.D}")
+            raise ShapeError(
+                f"training: the subspace lives in D={sub.origin.shape[-1]} but the "
+                f"model has D={objective.D}"
+            )
         origin = sub.origin.to(device, dtype)
         basis = sub.basis.to(device, dtype)
         from .components import Subspace as _Sub
 
         sub = _Sub(origin=origin, basis=basis, attrs=sub.attrs)
-        start = (torch.zeros(sub.dim, device=device, dtype=dtype) if theta0 is None
-                 else torch.as_tensor(theta0).to(device, dtype).reshape(sub.dim))
+        start = (
+            torch.zeros(sub.dim, device=device, dtype=dtype)
+            if theta0 is None
+            else torch.as_tensor(theta0).to(device, dtype).reshape(sub.dim)
+        )
         leaf = start.clone().requires_grad_(True)
 
         def point(v: torch.Tensor) -> torch.Tensor:
@@ -239,7 +247,10 @@ def train(
 
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
-            [leaf], lr=lr, momentum=momentum, weight_decay=weight_decay,
+            [leaf],
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
             nesterov=nesterov and momentum > 0,
         )
     else:
@@ -300,10 +311,13 @@ def train(
                 chunk = objective.batch_size or m
                 value = 0.0
                 for i in range(0, m, chunk):
-                    term = objective._sum_loss(
-                        objective._forward(point(leaf), inputs[i : i + chunk]),
-                        targets[i : i + chunk],
-                    ) / m
+                    term = (
+                        objective._sum_loss(
+                            objective._forward(point(leaf), inputs[i : i + chunk]),
+                            targets[i : i + chunk],
+                        )
+                        / m
+                    )
                     term.backward()
                     value += float(term.detach())
                 if not math.isfinite(value):
@@ -368,7 +382,14 @@ def train(
         steps=steps,
         theta_final=final_theta,
         stopped=stopped,
-        attrs={"optimizer": optimizer, "lr": lr, "momentum": momentum,
-               "weight_decay": weight_decay, "epochs": epochs, "batch_size": size,
-               "seed": int(seed), "steps_per_epoch": per_epoch},
+        attrs={
+            "optimizer": optimizer,
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "epochs": epochs,
+            "batch_size": size,
+            "seed": int(seed),
+            "steps_per_epoch": per_epoch,
+        },
     )

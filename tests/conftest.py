@@ -45,8 +45,9 @@ DEVICES = [
     "cpu",
     pytest.param(
         "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                 reason="no CUDA device on this machine"),
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available(), reason="no CUDA device on this machine"
+        ),
     ),
 ]
 
@@ -67,8 +68,11 @@ def _toml_value(v: Any) -> str:
 
 def to_toml(data: dict[str, Any]) -> str:
     """A TOML document of ``data``: scalars first, then tables, then ``[[steps]]``."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()
-             if not isinstance(v, dict) and k != "steps"]
+    lines = [
+        f"{k} = {_toml_value(v)}"
+        for k, v in data.items()
+        if not isinstance(v, dict) and k != "steps"
+    ]
     for k, v in data.items():
         if isinstance(v, dict):
             lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
@@ -147,7 +151,13 @@ def run_cli_subprocess() -> Callable[..., subprocess.CompletedProcess[str]]:
 
     def invoke(*args: Any, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        return subprocess.run(cli_command(*args), capture_output=True, text=True,
-                              timeout=timeout, env=env, check=False)
+        return subprocess.run(
+            cli_command(*args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
 
     return invoke

@@ -60,7 +60,8 @@ points = 5
 directions = 2
 """,
     "train": TRAIN,
-    "interpolation": TRAIN + """
+    "interpolation": TRAIN
+    + """
 [[steps]]
 name = "probe"
 probe = "interpolation"
@@ -68,7 +69,8 @@ pairs = [["init", "train"], ["init:1", "train"]]
 points = 7
 zoom_points = 5
 """,
-    "trajectory": TRAIN + """
+    "trajectory": TRAIN
+    + """
 [[steps]]
 name = "probe"
 probe = "trajectory"
@@ -76,7 +78,8 @@ of = "train"
 grid = 5
 control_grid = 5
 """,
-    "hessian-directions": TRAIN + """
+    "hessian-directions": TRAIN
+    + """
 [[steps]]
 name = "probe"
 probe = "hessian-directions"
@@ -149,7 +152,8 @@ epochs = 2
 batch_size = 60
 record_every = 1
 """,
-    "dss": TRAIN + """
+    "dss": TRAIN
+    + """
 [[steps]]
 name = "other"
 probe = "train"
@@ -168,7 +172,8 @@ bead_steps = 40
 max_beads = 3
 max_depth = 2
 """,
-    "permute-units": TRAIN + """
+    "permute-units": TRAIN
+    + """
 [[steps]]
 name = "probe"
 probe = "permute-units"

@@ -20,8 +20,10 @@ __all__ = ["DeepLinearData"]
 @dataclass
 class DeepLinearDataOptions:
     dim: int = field(default=1, metadata={"doc": "input = output dimension"})
-    samples: int = field(default=1, metadata={"doc": "samples per split (dim 1, samples 1: "
-                                              "the single sample x = y = 1)"})
+    samples: int = field(
+        default=1,
+        metadata={"doc": "samples per split (dim 1, samples 1: the single sample x = y = 1)"},
+    )
 
     def validate(self) -> None:
         if self.dim < 1 or self.samples < 1:
@@ -45,7 +47,11 @@ class DeepLinearData(DatasetPlugin):
             squeeze = options.dim == 1
             train = Split(Xt, Xt[:, 0].clone() if squeeze else Xt.clone())
             val = Split(Xv, Xv[:, 0].clone() if squeeze else Xv.clone())
-        return DataBundle(train=train, validation=val, task="regression",
-                          n_outputs=options.dim,
-                          description=f"identity map in {options.dim}-d",
-                          attrs={"seed": seed})
+        return DataBundle(
+            train=train,
+            validation=val,
+            task="regression",
+            n_outputs=options.dim,
+            description=f"identity map in {options.dim}-d",
+            attrs={"seed": seed},
+        )

@@ -32,8 +32,11 @@ __all__ = ["Permutation", "PermutationOptions"]
 @dataclass
 class PermutationOptions:
     points: list[list[float]] = field(
-        default_factory=lambda: [[1.0, 0.0], [-0.5, 0.8660254037844386],
-                                 [-0.5, -0.8660254037844386]],
+        default_factory=lambda: [
+            [1.0, 0.0],
+            [-0.5, 0.8660254037844386],
+            [-0.5, -0.8660254037844386],
+        ],
         metadata={"doc": "the input points [[x, y], ...] (two coordinates each)"},
     )
     permutation: list[int] = field(
@@ -44,11 +47,13 @@ class PermutationOptions:
     def validate(self) -> None:
         n = len(self.points)
         if n < 2 or any(len(p) != 2 for p in self.points):
-            raise ValueError(f"option 'points' must be at least two [x, y] pairs, got "
-                             f"{self.points}")
+            raise ValueError(
+                f"option 'points' must be at least two [x, y] pairs, got {self.points}"
+            )
         if sorted(self.permutation) != list(range(n)):
-            raise ValueError(f"option 'permutation' must be a permutation of 0..{n - 1}, "
-                             f"got {self.permutation}")
+            raise ValueError(
+                f"option 'permutation' must be a permutation of 0..{n - 1}, got {self.permutation}"
+            )
 
 
 class Permutation(DatasetPlugin):
@@ -59,14 +64,18 @@ class Permutation(DatasetPlugin):
     def load(self, options: PermutationOptions, seed: int) -> DataBundle:
         x = np.asarray(options.points, dtype=np.float64)
         y = x[np.asarray(options.permutation)]
-        split = Split(torch.as_tensor(x, dtype=torch.float32),
-                      torch.as_tensor(y, dtype=torch.float32))
+        split = Split(
+            torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+        )
         return DataBundle(
             train=split,
             validation=split,
             task="regression",
             n_outputs=2,
             description=f"permute {len(x)} points by {options.permutation}",
-            attrs={"source": "Freeman & Bruna 2017, Appendix E",
-                   "points": x.tolist(), "permutation": list(options.permutation)},
+            attrs={
+                "source": "Freeman & Bruna 2017, Appendix E",
+                "points": x.tolist(),
+                "permutation": list(options.permutation),
+            },
         )

@@ -34,32 +34,46 @@ _ADDRESS = re.compile(r"^([a-z][a-z0-9+]*://)?[^\s/:]+(:\d+)?$")
 
 @dataclass
 class DaskOptions:
-    address: str = field(default="", metadata={
-        "doc": "scheduler address tcp://HOST:PORT of a running cluster; empty: start a "
-               "LocalCluster on this machine"})
-    workers: int = field(default=0, metadata={
-        "doc": "LocalCluster worker processes (0: one per CPU core); only without address"})
-    threads: int = field(default=1, metadata={
-        "doc": "torch threads in each task (one Dask thread per worker runs the task)"})
-    block: int = field(default=1, metadata={
-        "doc": "cells per task (more: fewer, longer tasks)"})
-    timeout: float = field(default=60.0, metadata={
-        "doc": "seconds to wait for the scheduler and its first worker"})
+    address: str = field(
+        default="",
+        metadata={
+            "doc": "scheduler address tcp://HOST:PORT of a running cluster; empty: start a "
+            "LocalCluster on this machine"
+        },
+    )
+    workers: int = field(
+        default=0,
+        metadata={
+            "doc": "LocalCluster worker processes (0: one per CPU core); only without address"
+        },
+    )
+    threads: int = field(
+        default=1,
+        metadata={"doc": "torch threads in each task (one Dask thread per worker runs the task)"},
+    )
+    block: int = field(default=1, metadata={"doc": "cells per task (more: fewer, longer tasks)"})
+    timeout: float = field(
+        default=60.0, metadata={"doc": "seconds to wait for the scheduler and its first worker"}
+    )
 
     def validate(self) -> None:
         if importlib.util.find_spec("distributed") is None:  # checked before the store
-            raise ValueError("needs dask.distributed; install it with "
-                             "pip install 'lossatlas[dask]'")
+            raise ValueError(
+                "needs dask.distributed; install it with pip install 'lossatlas[dask]'"
+            )
         if self.address and not _ADDRESS.match(self.address):
             raise ValueError(
                 f"option 'address' must look like tcp://HOST:PORT, got {self.address!r}"
             )
         if self.workers < 0:
-            raise ValueError(f"option 'workers' must be 0 (one per core) or more, "
-                             f"got {self.workers}")
+            raise ValueError(
+                f"option 'workers' must be 0 (one per core) or more, got {self.workers}"
+            )
         if self.address and self.workers:
-            raise ValueError("option 'workers' starts a LocalCluster and cannot be combined "
-                             "with 'address' (the cluster's own workers are used)")
+            raise ValueError(
+                "option 'workers' starts a LocalCluster and cannot be combined "
+                "with 'address' (the cluster's own workers are used)"
+            )
         if self.threads < 1:
             raise ValueError(f"option 'threads' must be at least 1, got {self.threads}")
         if self.block < 1:
@@ -98,9 +112,13 @@ def local_cluster(workers: int) -> Any:
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         return distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
             # No dashboard without bokeh; its HTTP server would bind 0.0.0.0:8787 with None.
-            dashboard_address="127.0.0.1:0", worker_dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address=None,
             silence_logs=logging.ERROR,
         )
 
@@ -127,8 +145,9 @@ class DaskExecutor(Executor):
         distributed = _import_distributed()
         if options.address:
             try:
-                client = distributed.Client(options.address, timeout=options.timeout,
-                                            set_as_default=False)
+                client = distributed.Client(
+                    options.address, timeout=options.timeout, set_as_default=False
+                )
             except (OSError, TimeoutError) as exc:
                 raise ConfigError(
                     f"executor 'dask': cannot reach the scheduler at {options.address} "
@@ -181,10 +200,9 @@ class DaskExecutor(Executor):
     ) -> None:
         """Run ``cells`` as tasks of ``options.block`` cells each through ``client``."""
         distributed = _import_distributed()
-        blocks = [tuple(cells[i:i + options.block]) for i in range(0, len(cells), options.block)]
+        blocks = [tuple(cells[i : i + options.block]) for i in range(0, len(cells), options.block)]
         futures = [
-            client.submit(run_block, job, block, options.threads, pure=False)
-            for block in blocks
+            client.submit(run_block, job, block, options.threads, pure=False) for block in blocks
         ]
         owner = {f.key: block for f, block in zip(futures, blocks, strict=True)}
         try:

@@ -14,5 +14,11 @@ from .resnet import ResNetModel
 
 @hookimpl
 def lossatlas_register_models() -> list[ModelPlugin]:
-    return [MLPModel(), CNNModel(), ResNetModel(), PythonModel(), PermutationNet(),
-            DeepLinearModel()]
+    return [
+        MLPModel(),
+        CNNModel(),
+        ResNetModel(),
+        PythonModel(),
+        PermutationNet(),
+        DeepLinearModel(),
+    ]

@@ -44,12 +44,18 @@ class DeepLinearOptions:
     width: int = field(default=1, metadata={"doc": "width of the hidden factors"})
     init_scale: float = field(
         default=0.1,
-        metadata={"doc": "weights start N(0, (init_scale)²/fan_in) — small, near the saddle "
-                  "at the origin as in the paper"})
+        metadata={
+            "doc": "weights start N(0, (init_scale)²/fan_in) — small, near the saddle "
+            "at the origin as in the paper"
+        },
+    )
     init: list[float] = field(
         default_factory=list,
-        metadata={"doc": "explicit initial parameters (all D of them, in order), e.g. "
-                  "[0.1, 0.05] for the 2-parameter toy; empty: random"})
+        metadata={
+            "doc": "explicit initial parameters (all D of them, in order), e.g. "
+            "[0.1, 0.05] for the 2-parameter toy; empty: random"
+        },
+    )
 
     def validate(self) -> None:
         if self.depth < 1:
@@ -78,8 +84,10 @@ class DeepLinearModel(ModelPlugin):
                 if len(options.init) != D:
                     from lossatlas.engine import ConfigError
 
-                    raise ConfigError(f"model 'deep-linear': option 'init' has "
-                                      f"{len(options.init)} values but the model has D={D}")
+                    raise ConfigError(
+                        f"model 'deep-linear': option 'init' has "
+                        f"{len(options.init)} values but the model has D={D}"
+                    )
                 flat = torch.as_tensor(options.init, dtype=torch.float32)
                 start = 0
                 for p in model.parameters():

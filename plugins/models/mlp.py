@@ -89,8 +89,9 @@ class MLPModel(ModelPlugin):
 
     def build(self, options: MLPOptions, data: DataBundle, seed: int) -> nn.Module:
         n_inputs = math.prod(data.input_shape)
-        model = MLP(n_inputs, list(options.hidden), data.n_outputs, options.activation,
-                    options.bias)
+        model = MLP(
+            n_inputs, list(options.hidden), data.n_outputs, options.activation, options.bias
+        )
         g = torch.Generator().manual_seed(seed)
         init_weights(model, options.init, g)
         return model

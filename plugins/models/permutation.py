@@ -28,20 +28,27 @@ __all__ = ["PermutationNet", "PermutationNetOptions", "fit"]
 @dataclass
 class PermutationNetOptions:
     hidden: int = field(default=3, metadata={"doc": "hidden ReLU units"})
-    bias: bool = field(default=False, metadata={
-        "doc": "layers have biases (the paper's net has none: 12 parameters)"})
-    trained: bool = field(default=True, metadata={
-        "doc": "fit the net to the data set when it is built (init is then a solution)"})
+    bias: bool = field(
+        default=False,
+        metadata={"doc": "layers have biases (the paper's net has none: 12 parameters)"},
+    )
+    trained: bool = field(
+        default=True,
+        metadata={"doc": "fit the net to the data set when it is built (init is then a solution)"},
+    )
     steps: int = field(default=1500, metadata={"doc": "full-batch Adam steps of the fit"})
     lr: float = field(default=0.05, metadata={"doc": "Adam learning rate of the fit"})
-    restarts: int = field(default=8, metadata={
-        "doc": "fresh initialisations tried (derived from the seed) until one fits to "
-               "loss < 1e-6; the best is kept"})
+    restarts: int = field(
+        default=8,
+        metadata={
+            "doc": "fresh initialisations tried (derived from the seed) until one fits to "
+            "loss < 1e-6; the best is kept"
+        },
+    )
 
     def validate(self) -> None:
         if self.hidden < 1 or self.steps < 0 or self.lr <= 0 or self.restarts < 1:
-            raise ValueError("options 'hidden', 'restarts' must be ≥ 1, 'steps' ≥ 0 and "
-                             "'lr' > 0")
+            raise ValueError("options 'hidden', 'restarts' must be ≥ 1, 'steps' ≥ 0 and 'lr' > 0")
 
 
 def fit(model: nn.Module, data: DataBundle, steps: int, lr: float) -> float:

@@ -52,8 +52,10 @@ class QuadraticSaddle:
         if self.n_params < 2:
             raise ConfigError(f"quadratic landscape: n_params={self.n_params}; use ≥ 2")
         if not 0 <= self.n_negative <= self.n_params:
-            raise ConfigError(f"quadratic landscape: n_negative={self.n_negative} must be in "
-                              f"[0, n_params={self.n_params}]")
+            raise ConfigError(
+                f"quadratic landscape: n_negative={self.n_negative} must be in "
+                f"[0, n_params={self.n_params}]"
+            )
         self.D = self.n_params
         k = self.n_negative
         kappa = np.r_[np.full(self.D - k, self.curvature), np.full(k, -self.curvature)]
@@ -81,12 +83,17 @@ class QuadraticSaddle:
         return np.sort(self.kappa_np)
 
     def describe(self) -> str:
-        return (f"½Σκx², N={self.D}, {self.D - self.n_negative} curvatures +{self.curvature:g}, "
-                f"{self.n_negative} curvatures −{self.curvature:g}")
+        return (
+            f"½Σκx², N={self.D}, {self.D - self.n_negative} curvatures +{self.curvature:g}, "
+            f"{self.n_negative} curvatures −{self.curvature:g}"
+        )
 
 
 def make_landscape(
-    name: Literal["eq26", "eq31"], n_params: int, n_negative: int, curvature: float = 1.0,
+    name: Literal["eq26", "eq31"],
+    n_params: int,
+    n_negative: int,
+    curvature: float = 1.0,
     device: torch.device | str = "cpu",
 ) -> QuadraticSaddle:
     """eq26: k = N/2 (``n_negative`` ignored); eq31: k = ``n_negative`` (must be < N/2)."""
@@ -97,8 +104,10 @@ def make_landscape(
     elif name == "eq31":
         k = n_negative
         if not 0 < k < n_params / 2:
-            raise ConfigError(f"landscape 'eq31' needs 0 < n_negative < n_params/2 (more "
-                              f"positive than negative curvatures), got {k} of {n_params}")
+            raise ConfigError(
+                f"landscape 'eq31' needs 0 < n_negative < n_params/2 (more "
+                f"positive than negative curvatures), got {k} of {n_params}"
+            )
     else:
         raise ConfigError(f"landscape '{name}': use 'model', 'eq26' or 'eq31'")
     return QuadraticSaddle(n_params, k, curvature, torch.float64, torch.device(device))

@@ -59,73 +59,113 @@ _STRING_FIELDS = [f for f in StringConfig.__dataclass_fields__ if f != "threshol
 class DSSOptions:
     pairs: list[list[PointRef]] = field(
         default_factory=lambda: [[PointRef("init:1"), PointRef("init:2")]],
-        metadata={"doc": "model pairs [[θ1, θ2], ...] as point references (earlier steps "
-                         "such as 'train_a', 'checkpoint:PATH', 'init:SEED')"})
+        metadata={
+            "doc": "model pairs [[θ1, θ2], ...] as point references (earlier steps "
+            "such as 'train_a', 'checkpoint:PATH', 'init:SEED')"
+        },
+    )
     thresholds: list[float] = field(
         default_factory=lambda: [0.1],
-        metadata={"doc": "loss levels L0 (absolute, in the loss's units); one cell each"})
-    tolerance: float = field(default=1.0, metadata={
-        "doc": "a segment passes when its maximum loss is ≤ tolerance·L0"})
-    alpha: float = field(default=0.9, metadata={
-        "doc": "beads are trained until their loss is ≤ alpha·L0 (alpha ≤ 1; the paper "
-               "trains a bit below L0)"})
-    points: int = field(default=17, metadata={
-        "doc": "values of t on each straight segment (ends included)"})
-    insert: Literal["mid", "max"] = field(default="mid", metadata={
-        "doc": "new bead at the segment's midpoint (stable) or at its loss maximiser"})
-    strategy: Literal["greedy", "breadth-first"] = field(default="greedy", metadata={
-        "doc": "greedy: recurse on the leftmost failing segment (§3.1); breadth-first: "
-               "a bead in every failing segment per round, trained as one vmapped "
-               "ensemble (Appendix A)"})
-    constrain: Literal["none", "hyperplane", "penalty"] = field(default="none", metadata={
-        "doc": "hold new beads on the hyperplane equidistant from their neighbours: "
-               "exactly (projection) or by the penalty kappa·|(x−m)·n| (Appendix A)"})
-    spring: float = field(default=0.0, metadata={
-        "doc": "spring term ζ·(‖x−a‖ + ‖x−b‖) added to a bead's loss (Appendix A)"})
+        metadata={"doc": "loss levels L0 (absolute, in the loss's units); one cell each"},
+    )
+    tolerance: float = field(
+        default=1.0, metadata={"doc": "a segment passes when its maximum loss is ≤ tolerance·L0"}
+    )
+    alpha: float = field(
+        default=0.9,
+        metadata={
+            "doc": "beads are trained until their loss is ≤ alpha·L0 (alpha ≤ 1; the paper "
+            "trains a bit below L0)"
+        },
+    )
+    points: int = field(
+        default=17, metadata={"doc": "values of t on each straight segment (ends included)"}
+    )
+    insert: Literal["mid", "max"] = field(
+        default="mid",
+        metadata={"doc": "new bead at the segment's midpoint (stable) or at its loss maximiser"},
+    )
+    strategy: Literal["greedy", "breadth-first"] = field(
+        default="greedy",
+        metadata={
+            "doc": "greedy: recurse on the leftmost failing segment (§3.1); breadth-first: "
+            "a bead in every failing segment per round, trained as one vmapped "
+            "ensemble (Appendix A)"
+        },
+    )
+    constrain: Literal["none", "hyperplane", "penalty"] = field(
+        default="none",
+        metadata={
+            "doc": "hold new beads on the hyperplane equidistant from their neighbours: "
+            "exactly (projection) or by the penalty kappa·|(x−m)·n| (Appendix A)"
+        },
+    )
+    spring: float = field(
+        default=0.0,
+        metadata={"doc": "spring term ζ·(‖x−a‖ + ‖x−b‖) added to a bead's loss (Appendix A)"},
+    )
     kappa: float = field(default=1.0, metadata={"doc": "weight of the hyperplane penalty"})
-    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={
-        "doc": "bead optimizer (SGD uses 'momentum')"})
+    optimizer: Literal["adam", "sgd"] = field(
+        default="adam", metadata={"doc": "bead optimizer (SGD uses 'momentum')"}
+    )
     lr: float = field(default=0.01, metadata={"doc": "bead learning rate"})
     momentum: float = field(default=0.9, metadata={"doc": "SGD momentum"})
-    batch_size: int = field(default=0, metadata={
-        "doc": "mini-batch size for bead training (0: full batch)"})
-    bead_steps: int = field(default=2000, metadata={
-        "doc": "step cap per bead: a bead not at alpha·L0 by then fails the pair"})
-    check_every: int = field(default=25, metadata={
-        "doc": "full-split loss check of a training bead every N steps"})
+    batch_size: int = field(
+        default=0, metadata={"doc": "mini-batch size for bead training (0: full batch)"}
+    )
+    bead_steps: int = field(
+        default=2000,
+        metadata={"doc": "step cap per bead: a bead not at alpha·L0 by then fails the pair"},
+    )
+    check_every: int = field(
+        default=25, metadata={"doc": "full-split loss check of a training bead every N steps"}
+    )
     max_beads: int = field(default=16, metadata={"doc": "bead budget per pair"})
-    max_depth: int = field(default=8, metadata={
-        "doc": "recursion depth budget (breadth-first: rounds)"})
-    min_segment: float = field(default=1e-3, metadata={
-        "doc": "a barrier on a segment shorter than this × ‖θ1−θ2‖ ends the pair "
-               "(barrier remained)"})
-    split: Literal["train", "validation"] = field(default="train", metadata={
-        "doc": "the split whose loss defines the level set"})
-    train_endpoints: bool = field(default=False, metadata={
-        "doc": "train endpoints above L0 down to alpha·L0 first (the paper's protocol: "
-               "two random models trained to each loss level); false: such a pair is "
-               "reported 'endpoint-above-threshold'"})
-    store_beads: bool = field(default=True, metadata={
-        "doc": "store the beads (pair, threshold, bead, param) to redraw the path"})
+    max_depth: int = field(
+        default=8, metadata={"doc": "recursion depth budget (breadth-first: rounds)"}
+    )
+    min_segment: float = field(
+        default=1e-3,
+        metadata={
+            "doc": "a barrier on a segment shorter than this × ‖θ1−θ2‖ ends the pair "
+            "(barrier remained)"
+        },
+    )
+    split: Literal["train", "validation"] = field(
+        default="train", metadata={"doc": "the split whose loss defines the level set"}
+    )
+    train_endpoints: bool = field(
+        default=False,
+        metadata={
+            "doc": "train endpoints above L0 down to alpha·L0 first (the paper's protocol: "
+            "two random models trained to each loss level); false: such a pair is "
+            "reported 'endpoint-above-threshold'"
+        },
+    )
+    store_beads: bool = field(
+        default=True,
+        metadata={"doc": "store the beads (pair, threshold, bead, param) to redraw the path"},
+    )
 
     def validate(self) -> None:
         if not self.pairs:
             raise ValueError("option 'pairs' needs at least one pair [θ1, θ2]")
         for i, p in enumerate(self.pairs):
             if len(p) != 2:
-                raise ValueError(f"option 'pairs'[{i}] must be two point references "
-                                 f"[θ1, θ2], got {len(p)}")
-        if not self.thresholds or any(not (t > 0 and math.isfinite(t))
-                                      for t in self.thresholds):
-            raise ValueError(f"option 'thresholds' must be positive numbers, got "
-                             f"{self.thresholds}")
+                raise ValueError(
+                    f"option 'pairs'[{i}] must be two point references [θ1, θ2], got {len(p)}"
+                )
+        if not self.thresholds or any(not (t > 0 and math.isfinite(t)) for t in self.thresholds):
+            raise ValueError(f"option 'thresholds' must be positive numbers, got {self.thresholds}")
         if len(set(self.thresholds)) != len(self.thresholds):
             raise ValueError(f"option 'thresholds' has repeated values: {self.thresholds}")
         if not 0 < self.alpha <= 1:
             raise ValueError(f"option 'alpha' must be in (0, 1], got {self.alpha}")
         if self.tolerance < self.alpha:
-            raise ValueError(f"option 'tolerance' ({self.tolerance}) must be ≥ alpha "
-                             f"({self.alpha}): beads must pass the segment test themselves")
+            raise ValueError(
+                f"option 'tolerance' ({self.tolerance}) must be ≥ alpha "
+                f"({self.alpha}): beads must pass the segment test themselves"
+            )
         if self.points < 3:
             raise ValueError(f"option 'points' must be at least 3, got {self.points}")
         for name in ("bead_steps", "check_every"):
@@ -140,15 +180,21 @@ class DSSOptions:
             raise ValueError("options 'spring', 'kappa' and 'min_segment' must be ≥ 0")
 
     def string_config(self, threshold: float) -> StringConfig:
-        return StringConfig(threshold=float(threshold),
-                            **{k: getattr(self, k) for k in _STRING_FIELDS})
+        return StringConfig(
+            threshold=float(threshold), **{k: getattr(self, k) for k in _STRING_FIELDS}
+        )
 
 
 def checkpoint_path(store_path: str | Path, run: str, step: str, cell: Cell) -> Path:
     """Where the string of ``cell`` is saved between beads (a sidecar of the store)."""
     p = Path(store_path).expanduser().resolve()
-    return (p.parent / f".{p.name}.dss" / run / step
-            / f"pair{cell.index['pair']}-threshold{cell.index['threshold']}.pt")
+    return (
+        p.parent
+        / f".{p.name}.dss"
+        / run
+        / step
+        / f"pair{cell.index['pair']}-threshold{cell.index['threshold']}.pt"
+    )
 
 
 def _sidecar(ctx: Any) -> Path | None:
@@ -166,8 +212,10 @@ def _fingerprint(options: DSSOptions, cell: Cell, D: int) -> int:
 
 class DSS(Probe):
     name = "dss"
-    summary = ("Dynamic String Sampling (Freeman & Bruna 2017): are two models connected "
-               "below L0, normalised geodesic length and beads")
+    summary = (
+        "Dynamic String Sampling (Freeman & Bruna 2017): are two models connected "
+        "below L0, normalised geodesic length and beads"
+    )
     Options = DSSOptions
 
     # -------------------------------------------------------------- checks
@@ -179,8 +227,10 @@ class DSS(Probe):
             for ref in pair:
                 ctx.check_ref(str(ref), earlier)
         if options.max_beads + 2 > 10_000:
-            raise ConfigError(f"step '{ctx.step.name}': max_beads={options.max_beads} is "
-                              "too large; use at most 9998")
+            raise ConfigError(
+                f"step '{ctx.step.name}': max_beads={options.max_beads} is "
+                "too large; use at most 9998"
+            )
 
     # ---------------------------------------------------------------- plan
 
@@ -191,39 +241,63 @@ class DSS(Probe):
         dtype = "float64" if obj.dtype == torch.float64 else "float32"
         legend = ", ".join(f"{k} {v}" for k, v in REASONS.items())
         variables = {
-            "connected": Variable(pt, "1 if every segment of the final string is below "
-                                  "tolerance·L0, else 0", dtype="int8"),
+            "connected": Variable(
+                pt,
+                "1 if every segment of the final string is below tolerance·L0, else 0",
+                dtype="int8",
+            ),
             "reason": Variable(pt, f"why the string stopped: {legend}", dtype="int8"),
             "beads_inserted": Variable(pt, "beads inserted between θ1 and θ2", dtype="int32"),
             "rounds": Variable(pt, "breadth-first rounds (0 for greedy)", dtype="int32"),
-            "max_depth_reached": Variable(pt, "deepest recursion level of a bead",
-                                          dtype="int32"),
-            "train_steps": Variable(pt, "optimizer steps spent on accepted beads and "
-                                    "endpoints", dtype="int64"),
-            "length_norm": Variable(pt, "path length / ‖θ1−θ2‖ over all parameters "
-                                    "(normalised geodesic length)"),
-            "length_norm_weights": Variable(pt, "path length / ‖θ1−θ2‖ over weight "
-                                            "matrices only (biases excluded)"),
+            "max_depth_reached": Variable(pt, "deepest recursion level of a bead", dtype="int32"),
+            "train_steps": Variable(
+                pt, "optimizer steps spent on accepted beads and endpoints", dtype="int64"
+            ),
+            "length_norm": Variable(
+                pt, "path length / ‖θ1−θ2‖ over all parameters (normalised geodesic length)"
+            ),
+            "length_norm_weights": Variable(
+                pt, "path length / ‖θ1−θ2‖ over weight matrices only (biases excluded)"
+            ),
             "length": Variable(pt, "path length Σ‖S[i+1]−S[i]‖", units="parameter norm"),
-            "distance": Variable(pt, "‖θ1−θ2‖ (after endpoint training, if any)",
-                                 units="parameter norm"),
-            "max_loss": Variable(pt, "maximum loss along the final string",
-                                 units="loss"),
-            "endpoint_loss": Variable((*pt, "end"), "loss of θ1 and θ2 (after endpoint "
-                                      "training, if any)", units="loss", finite=False),
-            "bead_loss": Variable((*pt, "bead"), "loss of each bead of the final string "
-                                  "(NaN padding)", units="loss", finite=False),
-            "bead_depth": Variable((*pt, "bead"), "recursion depth (greedy) or round "
-                                   "(breadth-first) of each bead; 0 for endpoints, -1 "
-                                   "padding", dtype="int16"),
-            "bead_train_steps": Variable((*pt, "bead"), "optimizer steps each bead took "
-                                         "(-1 padding)", dtype="int32"),
-            "segment_max": Variable((*pt, "bead"), "maximum loss on the segment from "
-                                    "bead i to bead i+1 (NaN padding)", units="loss",
-                                    finite=False),
-            "path_loss": Variable((*pt, "bead", "t"), "loss along the segment from bead i "
-                                  "to bead i+1 at t (NaN padding)", units="loss",
-                                  finite=False),
+            "distance": Variable(
+                pt, "‖θ1−θ2‖ (after endpoint training, if any)", units="parameter norm"
+            ),
+            "max_loss": Variable(pt, "maximum loss along the final string", units="loss"),
+            "endpoint_loss": Variable(
+                (*pt, "end"),
+                "loss of θ1 and θ2 (after endpoint training, if any)",
+                units="loss",
+                finite=False,
+            ),
+            "bead_loss": Variable(
+                (*pt, "bead"),
+                "loss of each bead of the final string (NaN padding)",
+                units="loss",
+                finite=False,
+            ),
+            "bead_depth": Variable(
+                (*pt, "bead"),
+                "recursion depth (greedy) or round "
+                "(breadth-first) of each bead; 0 for endpoints, -1 "
+                "padding",
+                dtype="int16",
+            ),
+            "bead_train_steps": Variable(
+                (*pt, "bead"), "optimizer steps each bead took (-1 padding)", dtype="int32"
+            ),
+            "segment_max": Variable(
+                (*pt, "bead"),
+                "maximum loss on the segment from bead i to bead i+1 (NaN padding)",
+                units="loss",
+                finite=False,
+            ),
+            "path_loss": Variable(
+                (*pt, "bead", "t"),
+                "loss along the segment from bead i to bead i+1 at t (NaN padding)",
+                units="loss",
+                finite=False,
+            ),
         }
         coords: dict[str, np.ndarray] = {
             "pair": np.arange(len(options.pairs)),
@@ -234,24 +308,32 @@ class DSS(Probe):
         }
         if options.store_beads:
             coords["param"] = np.arange(obj.D)
-            variables["beads"] = Variable((*pt, "bead", "param"), "the beads of the final "
-                                          "string, θ1 first and θ2 last (NaN padding)",
-                                          dtype=dtype, finite=False)
+            variables["beads"] = Variable(
+                (*pt, "bead", "param"),
+                "the beads of the final string, θ1 first and θ2 last (NaN padding)",
+                dtype=dtype,
+                finite=False,
+            )
         return Plan(
             coords=coords,
             cell_dims=pt,
             variables=variables,
             coord_attrs={
-                "pair": {"description": "model pair", "refs": json.dumps(
-                    [[str(r) for r in p] for p in options.pairs])},
+                "pair": {
+                    "description": "model pair",
+                    "refs": json.dumps([[str(r) for r in p] for p in options.pairs]),
+                },
                 "threshold": {"description": "loss level L0", "units": "loss"},
                 "bead": {"description": "position along the string (0 = θ1)"},
                 "t": {"description": "fraction along a segment"},
                 "end": {"description": "0 = θ1, 1 = θ2"},
             },
-            attrs={"reasons": json.dumps(REASONS),
-                   "pairs": json.dumps([[str(r) for r in p] for p in options.pairs]),
-                   "strategy": options.strategy, "paper": "Freeman & Bruna, ICLR 2017"},
+            attrs={
+                "reasons": json.dumps(REASONS),
+                "pairs": json.dumps([[str(r) for r in p] for p in options.pairs]),
+                "strategy": options.strategy,
+                "paper": "Freeman & Bruna, ICLR 2017",
+            },
         )
 
     # ------------------------------------------------------------- compute
@@ -282,8 +364,9 @@ class DSS(Probe):
             path.unlink(missing_ok=True)
         return out
 
-    def _pack(self, options: DSSOptions, obj: Any, state: StringState,
-              cfg: StringConfig) -> dict[str, Any]:
+    def _pack(
+        self, options: DSSOptions, obj: Any, state: StringState, cfg: StringConfig
+    ) -> dict[str, Any]:
         nb = options.max_beads + 2
         n = len(state.beads)
         m = string_measures(obj, state, cfg)
@@ -310,8 +393,11 @@ class DSS(Probe):
             "endpoint_loss": np.asarray([state.bead_loss[0], state.bead_loss[-1]]),
             "bead_loss": pad(state.bead_loss, np.nan, np.float64),
             "bead_depth": pad(state.depth, -1, np.int16),
-            "bead_train_steps": pad([state.endpoint_steps[0], *state.bead_steps[1:-1],
-                                     state.endpoint_steps[1]], -1, np.int32),
+            "bead_train_steps": pad(
+                [state.endpoint_steps[0], *state.bead_steps[1:-1], state.endpoint_steps[1]],
+                -1,
+                np.int32,
+            ),
             "segment_max": pad(m["segment_max"], np.nan, np.float64),
             "path_loss": path_loss,
         }
@@ -341,8 +427,10 @@ class DSS(Probe):
                 "beads_mean": np.nanmean(beads, 0),
                 "beads_std": np.nanstd(beads, 0),
             }
-        out = xr.Dataset({k: (("threshold",), v) for k, v in stats.items()},
-                         coords={"threshold": ds["threshold"].values})
+        out = xr.Dataset(
+            {k: (("threshold",), v) for k, v in stats.items()},
+            coords={"threshold": ds["threshold"].values},
+        )
         desc = {
             "connected_fraction": "fraction of pairs connected below L0",
             "length_norm_mean": "mean normalised geodesic length over connected pairs",
@@ -372,8 +460,9 @@ def _save(path: Path, state: StringState, fingerprint: int) -> None:
     os.replace(tmp, path)
 
 
-def _load(path: Path, fingerprint: int, device: torch.device,
-          dtype: torch.dtype) -> StringState | None:
+def _load(
+    path: Path, fingerprint: int, device: torch.device, dtype: torch.dtype
+) -> StringState | None:
     if not path.is_file():
         return None
     try:
@@ -401,8 +490,9 @@ def _cell_string(ds: Any, pair: int, ti: int) -> dict[str, Any]:
     return {"n": n, "path": path, "beads": beads, "bead_loss": loss[:n]}
 
 
-def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
-             logy: bool = False, **_: Any) -> Any:
+def plot_dss(
+    ds: Any, pair: int = 0, threshold: int | None = None, logy: bool = False, **_: Any
+) -> Any:
     """Four panels from the stored result alone: normalised length and beads vs L0
     (mean ± std over connected pairs, Table 1; a red × marks levels where no pair
     connected), the loss along one final string (``pair``, threshold index
@@ -417,8 +507,7 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
     conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)
     length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
     beads = np.where(conn, np.asarray(ds["beads_inserted"].values, dtype=float), np.nan)
-    reasons = json.loads(ds.attrs.get("reasons", "{}")) or {str(k): v for k, v in
-                                                             REASONS.items()}
+    reasons = json.loads(ds.attrs.get("reasons", "{}")) or {str(k): v for k, v in REASONS.items()}
     fig = plt.figure(figsize=(13, 9))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # no connected pair: NaN
@@ -433,21 +522,34 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
         ax.errorbar(thr[order], mean[order], yerr=std[order], marker="o", capsize=3)
         none = frac == 0
         if none.any():
-            ax.plot(thr[none], np.zeros(int(none.sum())), "x", color="C3", ms=8,
-                    transform=ax.get_xaxis_transform(), clip_on=False,
-                    label="no pair connected")
+            ax.plot(
+                thr[none],
+                np.zeros(int(none.sum())),
+                "x",
+                color="C3",
+                ms=8,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                label="no pair connected",
+            )
             ax.legend(fontsize=7)
         for j in order:
             if 0 < frac[j] < 1:
-                ax.annotate(f"{frac[j]:.0%} conn.", (thr[j], mean[j]),
-                            fontsize=7, color="C3", textcoords="offset points",
-                            xytext=(3, 6))
+                ax.annotate(
+                    f"{frac[j]:.0%} conn.",
+                    (thr[j], mean[j]),
+                    fontsize=7,
+                    color="C3",
+                    textcoords="offset points",
+                    xytext=(3, 6),
+                )
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("loss level L0 (decreasing →)")
         ax.set_ylabel(label)
-        ax.set_title(f"{label} vs L0 (mean ± std over connected pairs, "
-                     f"{conn.shape[0]} pair(s))", fontsize=9)
+        ax.set_title(
+            f"{label} vs L0 (mean ± std over connected pairs, {conn.shape[0]} pair(s))", fontsize=9
+        )
         if k == 0:
             ax.axhline(1.0, color="k", lw=0.5, ls=":")
 
@@ -480,8 +582,10 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
     if logy:
         ax.set_yscale("log")
     code = int(np.asarray(ds["reason"].isel(pair=pair, threshold=ti).values))
-    ax.set_title(f"loss along the final string (pair {pair}, L0 = {L0:g}): "
-                 f"{reasons.get(str(code), code)}", fontsize=9)
+    ax.set_title(
+        f"loss along the final string (pair {pair}, L0 = {L0:g}): {reasons.get(str(code), code)}",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
 
     ax = fig.add_subplot(2, 2, 4, projection="3d")
@@ -510,8 +614,9 @@ def plot_dss(ds: Any, pair: int = 0, threshold: int | None = None,
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2")
         ax.set_zlabel("PC3")
-        fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.6,
-                     label="loss (log scale)")
+        fig.colorbar(
+            cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.6, label="loss (log scale)"
+        )
         ax.set_title("beads on their top-3 principal components", fontsize=9)
     else:
         ax.set_title("beads not stored (store_beads = false)", fontsize=9)

@@ -126,8 +126,9 @@ class StringState:
         }
 
     @classmethod
-    def from_tensors(cls, d: dict[str, torch.Tensor], device: torch.device,
-                     dtype: torch.dtype) -> StringState:
+    def from_tensors(
+        cls, d: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype
+    ) -> StringState:
         beads = d["beads"].to(device, dtype)
         inserted, rounds, status = (int(v) for v in d["counters"])
         return cls(
@@ -311,13 +312,13 @@ def _segment_points(a: torch.Tensor, b: torch.Tensor, points: int) -> torch.Tens
     return a.unsqueeze(0) + t.unsqueeze(1) * (b - a).unsqueeze(0)
 
 
-def _check_segments(obj: Objective, state: StringState, idx: list[int],
-                    cfg: StringConfig) -> dict[int, np.ndarray]:
+def _check_segments(
+    obj: Objective, state: StringState, idx: list[int], cfg: StringConfig
+) -> dict[int, np.ndarray]:
     """Loss on the t grid of the segments ``idx``, in one batched evaluation."""
     if not idx:
         return {}
-    pts = torch.cat([_segment_points(state.beads[i], state.beads[i + 1], cfg.points)
-                     for i in idx])
+    pts = torch.cat([_segment_points(state.beads[i], state.beads[i + 1], cfg.points) for i in idx])
     loss = obj.evaluate(pts, cfg.split)["loss"].reshape(len(idx), cfg.points)
     return {i: loss[j] for j, i in enumerate(idx)}
 
@@ -340,18 +341,25 @@ def _segment_too_short(state: StringState, i: int, cfg: StringConfig) -> bool:
     return seg <= cfg.min_segment * full
 
 
-def _start(obj: Objective, theta1: torch.Tensor, theta2: torch.Tensor, cfg: StringConfig,
-           seed: int) -> StringState:
+def _start(
+    obj: Objective, theta1: torch.Tensor, theta2: torch.Tensor, cfg: StringConfig, seed: int
+) -> StringState:
     ends = torch.stack([theta1, theta2])
     loss = obj.evaluate(ends, cfg.split)["loss"]
-    state = StringState(beads=[theta1.clone(), theta2.clone()], depth=[0, 0],
-                        bead_loss=[float(v) for v in loss], bead_steps=[0, 0],
-                        ok=[False], seg_max=[math.nan])
+    state = StringState(
+        beads=[theta1.clone(), theta2.clone()],
+        depth=[0, 0],
+        bead_loss=[float(v) for v in loss],
+        bead_steps=[0, 0],
+        ok=[False],
+        seg_max=[math.nan],
+    )
     high = ~(loss <= cfg.threshold)
     if high.any() and cfg.train_endpoints:
         sel = np.flatnonzero(~(loss <= cfg.target))
-        x, _reached, steps, now = train_beads(obj, ends[sel], None, None, cfg,
-                                             _seed(seed, "endpoints"))
+        x, _reached, steps, now = train_beads(
+            obj, ends[sel], None, None, cfg, _seed(seed, "endpoints")
+        )
         for j, e in enumerate(sel):
             state.beads[e] = x[j]
             state.bead_loss[e] = float(now[j])
@@ -400,8 +408,13 @@ def run_string(
     return state
 
 
-def _greedy(obj: Objective, state: StringState, cfg: StringConfig, seed: int,
-            on_bead: Callable[[StringState], None] | None) -> None:
+def _greedy(
+    obj: Objective,
+    state: StringState,
+    cfg: StringConfig,
+    seed: int,
+    on_bead: Callable[[StringState], None] | None,
+) -> None:
     limit = cfg.tolerance * cfg.threshold
     while state.status == RUNNING:
         todo = [i for i, ok in enumerate(state.ok) if not ok]
@@ -425,8 +438,9 @@ def _greedy(obj: Objective, state: StringState, cfg: StringConfig, seed: int,
             break
         x0 = _new_bead(state, i, losses, cfg).unsqueeze(0)
         a, b = state.beads[i].unsqueeze(0), state.beads[i + 1].unsqueeze(0)
-        x, reached, steps, loss = train_beads(obj, x0, a, b, cfg,
-                                              _seed(seed, "bead", state.inserted))
+        x, reached, steps, loss = train_beads(
+            obj, x0, a, b, cfg, _seed(seed, "bead", state.inserted)
+        )
         if not reached[0]:
             state.status = 6 if not np.isfinite(loss[0]) else 1
             break
@@ -435,8 +449,13 @@ def _greedy(obj: Objective, state: StringState, cfg: StringConfig, seed: int,
             on_bead(state)
 
 
-def _breadth_first(obj: Objective, state: StringState, cfg: StringConfig, seed: int,
-                   on_bead: Callable[[StringState], None] | None) -> None:
+def _breadth_first(
+    obj: Objective,
+    state: StringState,
+    cfg: StringConfig,
+    seed: int,
+    on_bead: Callable[[StringState], None] | None,
+) -> None:
     limit = cfg.tolerance * cfg.threshold
     while state.status == RUNNING:
         todo = [i for i, ok in enumerate(state.ok) if not ok]
@@ -462,8 +481,9 @@ def _breadth_first(obj: Objective, state: StringState, cfg: StringConfig, seed: 
         x0 = torch.stack([_new_bead(state, i, checked[i], cfg) for i in failing])
         a = torch.stack([state.beads[i] for i in failing])
         b = torch.stack([state.beads[i + 1] for i in failing])
-        x, reached, steps, loss = train_beads(obj, x0, a, b, cfg,
-                                              _seed(seed, "round", state.rounds))
+        x, reached, steps, loss = train_beads(
+            obj, x0, a, b, cfg, _seed(seed, "round", state.rounds)
+        )
         if not reached.all():
             state.status = 6 if not np.isfinite(loss).all() else 1
             break

@@ -79,37 +79,56 @@ def _validate_radii(o: Any) -> None:
 def _check_dims(dims: list[int], D: int, where: str, extra: int = 0) -> None:
     for d in dims:
         if d + extra > D:
-            raise ShapeError(f"{where}: subspace dim={d} > D={D - extra} (the model has "
-                             f"{D:,} parameters); use smaller dims")
+            raise ShapeError(
+                f"{where}: subspace dim={d} > D={D - extra} (the model has "
+                f"{D:,} parameters); use smaller dims"
+            )
 
 
 @dataclass
 class GoldilocksOptions:
-    radius_min: float = field(default=0.01, metadata={
-        "doc": "smallest radius, in units of radius_unit"})
+    radius_min: float = field(
+        default=0.01, metadata={"doc": "smallest radius, in units of radius_unit"}
+    )
     radius_max: float = field(default=100.0, metadata={"doc": "largest radius"})
     radii: int = field(default=9, metadata={"doc": "number of log-spaced radii"})
-    radius_unit: Literal["xavier", "he", "absolute"] = field(default="xavier", metadata={
-        "doc": "radii are multiples of r_Xavier, of r_He, or absolute"})
-    dims: list[int] = field(default_factory=lambda: [10, 40], metadata={
-        "doc": "hyperplane dimensions d"})
+    radius_unit: Literal["xavier", "he", "absolute"] = field(
+        default="xavier", metadata={"doc": "radii are multiples of r_Xavier, of r_He, or absolute"}
+    )
+    dims: list[int] = field(
+        default_factory=lambda: [10, 40], metadata={"doc": "hyperplane dimensions d"}
+    )
     samples: int = field(default=3, metadata={"doc": "random points (and planes) per (r, d)"})
-    init: Literal["xavier", "he"] = field(default="xavier", metadata={
-        "doc": "the initialisation whose draws are rescaled to radius r"})
-    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(default="dense", metadata={
-        "doc": "dense orthonormal M, or sparse near-orthogonal (seed 000 / seed 004 recipe)"})
+    init: Literal["xavier", "he"] = field(
+        default="xavier",
+        metadata={"doc": "the initialisation whose draws are rescaled to radius r"},
+    )
+    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(
+        default="dense",
+        metadata={
+            "doc": "dense orthonormal M, or sparse near-orthogonal (seed 000 / seed 004 recipe)"
+        },
+    )
     nnz_min: int = field(default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column"})
     nnz_max: int = field(default=0, metadata={"doc": "sparse-fort: most non-zeros per column"})
-    metric: bool = field(default=False, metadata={
-        "doc": "use ηM with η_ii ∝ 1/r_layer (seed 000 §2.1)"})
-    include_bias: bool = field(default=False, metadata={
-        "doc": "radius over all parameters (else weights only; biases are drawn 0)"})
-    directions: Literal["all", "weights"] = field(default="all", metadata={
-        "doc": "hyperplanes span all coordinates, or weights only (biases fixed at 0)"})
-    split: Literal["train", "validation"] = field(default="train", metadata={
-        "doc": "split the Hessian is taken on"})
-    eigenvalues: bool = field(default=False, metadata={
-        "doc": "also store every eigenvalue of H_d (padded with NaN to max(dims))"})
+    metric: bool = field(
+        default=False, metadata={"doc": "use ηM with η_ii ∝ 1/r_layer (seed 000 §2.1)"}
+    )
+    include_bias: bool = field(
+        default=False,
+        metadata={"doc": "radius over all parameters (else weights only; biases are drawn 0)"},
+    )
+    directions: Literal["all", "weights"] = field(
+        default="all",
+        metadata={"doc": "hyperplanes span all coordinates, or weights only (biases fixed at 0)"},
+    )
+    split: Literal["train", "validation"] = field(
+        default="train", metadata={"doc": "split the Hessian is taken on"}
+    )
+    eigenvalues: bool = field(
+        default=False,
+        metadata={"doc": "also store every eigenvalue of H_d (padded with NaN to max(dims))"},
+    )
 
     def validate(self) -> None:
         _validate_radii(self)
@@ -130,8 +149,9 @@ STAT_VARS = {
 }
 
 
-def _hyperplane(options: Any, ctx: Any, x: torch.Tensor, d: int,
-                g: torch.Generator) -> torch.Tensor:
+def _hyperplane(
+    options: Any, ctx: Any, x: torch.Tensor, d: int, g: torch.Generator
+) -> torch.Tensor:
     from lossatlas.plugins.subspaces.hyperplane import default_nnz, make_basis
 
     D = ctx.objective.D
@@ -139,8 +159,9 @@ def _hyperplane(options: Any, ctx: Any, x: torch.Tensor, d: int,
     nnz = (options.nnz_min or lo, max(options.nnz_min or lo, options.nnz_max or hi))
     eta = layer_metric(ctx.objective.layout) if options.metric else None
     support = ctx.objective.layout.mask("weight") if options.directions == "weights" else None
-    return make_basis(D, d, g, options.basis, nnz=nnz, eta=eta, dtype=x.dtype,
-                      support=support).to(x.device)
+    return make_basis(D, d, g, options.basis, nnz=nnz, eta=eta, dtype=x.dtype, support=support).to(
+        x.device
+    )
 
 
 class Goldilocks(Probe):
@@ -149,49 +170,76 @@ class Goldilocks(Probe):
     Options = GoldilocksOptions
 
     def check(self, options: GoldilocksOptions, ctx: Any) -> None:
-        _check_dims(options.dims, ctx.objective.D, f"probe 'goldilocks' (step "
-                    f"'{ctx.step.name}')")
+        _check_dims(options.dims, ctx.objective.D, f"probe 'goldilocks' (step '{ctx.step.name}')")
 
     def plan(self, options: GoldilocksOptions, ctx: Any) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         dims = ("radius", "dim", "sample")
         variables = {
-            f"{s}_{m}": Variable(dims, f"{m} at the point on the {s} split",
-                                 units="fraction" if m == "accuracy" else "nats")
-            for s in ("train", "validation") for m in obj.metric_names()
+            f"{s}_{m}": Variable(
+                dims,
+                f"{m} at the point on the {s} split",
+                units="fraction" if m == "accuracy" else "nats",
+            )
+            for s in ("train", "validation")
+            for m in obj.metric_names()
         }
         for k, (desc, units) in STAT_VARS.items():
             variables[k] = Variable(dims, desc, units=units)
-        coords = {"radius": radii, "dim": np.asarray(options.dims, dtype=np.int64),
-                  "sample": np.arange(options.samples)}
+        coords = {
+            "radius": radii,
+            "dim": np.asarray(options.dims, dtype=np.int64),
+            "sample": np.arange(options.samples),
+        }
         if options.eigenvalues:
             coords["eig"] = np.arange(max(options.dims))
-            variables["eigenvalues"] = Variable((*dims, "eig"), "eigenvalues of H_d, "
-                                                "ascending, NaN-padded", finite=False)
+            variables["eigenvalues"] = Variable(
+                (*dims, "eig"), "eigenvalues of H_d, ascending, NaN-padded", finite=False
+            )
         lay = obj.layout
         return Plan(
             coords=coords,
             cell_dims=dims,
             variables=variables,
             static={
-                "radius_relative": (("radius",), rel, {"description": f"r / r_{options.radius_unit}"
-                                                       if options.radius_unit != "absolute"
-                                                       else "r (absolute)"}),
-                "r_xavier": ((), np.float64(init_radius(lay, "xavier")),
-                             {"description": "mean radius of a Xavier init (weights)"}),
-                "r_he": ((), np.float64(init_radius(lay, "he")),
-                         {"description": "mean radius of a He init (weights)"}),
+                "radius_relative": (
+                    ("radius",),
+                    rel,
+                    {
+                        "description": f"r / r_{options.radius_unit}"
+                        if options.radius_unit != "absolute"
+                        else "r (absolute)"
+                    },
+                ),
+                "r_xavier": (
+                    (),
+                    np.float64(init_radius(lay, "xavier")),
+                    {"description": "mean radius of a Xavier init (weights)"},
+                ),
+                "r_he": (
+                    (),
+                    np.float64(init_radius(lay, "he")),
+                    {"description": "mean radius of a He init (weights)"},
+                ),
             },
-            coord_attrs={"radius": {"description": "radius of the random point, "
-                                    + ("all parameters" if options.include_bias
-                                       else "weights only (biases 0)"), "units": "‖x‖"},
-                         "dim": {"description": "hyperplane dimension d"}},
-            attrs={"radius_over": "all parameters" if options.include_bias else "weights",
-                   "r_reference": ref, "radius_unit": options.radius_unit,
-                   "basis": options.basis, "metric": int(options.metric),
-                   "directions": options.directions,
-                   "n_params": obj.D},
+            coord_attrs={
+                "radius": {
+                    "description": "radius of the random point, "
+                    + ("all parameters" if options.include_bias else "weights only (biases 0)"),
+                    "units": "‖x‖",
+                },
+                "dim": {"description": "hyperplane dimension d"},
+            },
+            attrs={
+                "radius_over": "all parameters" if options.include_bias else "weights",
+                "r_reference": ref,
+                "radius_unit": options.radius_unit,
+                "basis": options.basis,
+                "metric": int(options.metric),
+                "directions": options.directions,
+                "n_params": obj.D,
+            },
         )
 
     def compute(self, options: GoldilocksOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
@@ -199,8 +247,15 @@ class Goldilocks(Probe):
         r = float(cell.coords["radius"])
         d = int(cell.coords["dim"])
         g = cell.generator()
-        x = draw_init(obj.layout, g, scheme=options.init, radius=r,
-                      include_bias=options.include_bias, dtype=obj.dtype, device=obj.device)
+        x = draw_init(
+            obj.layout,
+            g,
+            scheme=options.init,
+            radius=r,
+            include_bias=options.include_bias,
+            dtype=obj.dtype,
+            device=obj.device,
+        )
         M = _hyperplane(options, ctx, x, d, g)
         stats = hessian_stats(obj.subspace_hessian(x, M, split=options.split))
         out: dict[str, Any] = {k: v[0] for k, v in obj.evaluate_both(x.unsqueeze(0)).items()}
@@ -224,10 +279,19 @@ class Goldilocks(Probe):
             out[f"{k}_std"].attrs = {"description": f"standard deviation over samples of {k}"}
         mean = ds["ratio"].mean("sample").transpose("radius", "dim").values
         r = ds["radius"].values
-        peak = np.array([r[int(np.argmax(np.where(np.isfinite(c), c, -np.inf)))]
-                         if np.isfinite(c).any() else np.nan for c in mean.T])
-        out["peak_radius"] = (("dim",), peak, {"description": "radius where the mean "
-                                                "Tr/‖H‖ peaks", "units": "‖x‖"})
+        peak = np.array(
+            [
+                r[int(np.argmax(np.where(np.isfinite(c), c, -np.inf)))]
+                if np.isfinite(c).any()
+                else np.nan
+                for c in mean.T
+            ]
+        )
+        out["peak_radius"] = (
+            ("dim",),
+            peak,
+            {"description": "radius where the mean Tr/‖H‖ peaks", "units": "‖x‖"},
+        )
         return out
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -242,8 +306,9 @@ def _band(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **kw: Any) 
 def mark_reference(ax: Any, ds: Any, label: bool = True) -> None:
     """Vertical line at r_Xavier (and r_He, dotted) on a radius axis."""
     if "r_xavier" in ds:
-        ax.axvline(float(ds["r_xavier"]), color="k", ls="--", lw=1,
-                   label="r_Xavier" if label else None)
+        ax.axvline(
+            float(ds["r_xavier"]), color="k", ls="--", lw=1, label="r_Xavier" if label else None
+        )
     if "r_he" in ds:
         ax.axvline(float(ds["r_he"]), color="0.5", ls=":", lw=1, label="r_He" if label else None)
 
@@ -264,16 +329,29 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
             name = f"{label} d={int(d)}".strip()
             for ax, var in zip(axes, ("frac_positive", "ratio"), strict=True):
                 v = sel[var]
-                _band(ax, r, v.mean("sample").values, v.std("sample").values,
-                      color=f"C{k % 10}", label=name, marker="o", ms=3)
+                _band(
+                    ax,
+                    r,
+                    v.mean("sample").values,
+                    v.std("sample").values,
+                    color=f"C{k % 10}",
+                    label=name,
+                    marker="o",
+                    ms=3,
+                )
             k += 1
     first = next(iter(datasets.values()))
     for ax in axes:
         ax.set_xscale("log")
         if relative:
             unit = first.attrs.get("radius_unit", "xavier")
-            ax.axvline(1.0, color="k", ls="--", lw=1,
-                       label=f"r_{unit.capitalize()}" if ax is axes[1] else None)
+            ax.axvline(
+                1.0,
+                color="k",
+                ls="--",
+                lw=1,
+                label=f"r_{unit.capitalize()}" if ax is axes[1] else None,
+            )
             ax.set_xlabel(f"radius r / r_{unit.capitalize()} (each architecture's own)")
         else:
             mark_reference(ax, first, label=ax is axes[1])
@@ -287,4 +365,3 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
-

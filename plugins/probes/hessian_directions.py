@@ -48,38 +48,59 @@ MAPS = ("hessian", "random")
 
 @dataclass
 class HessianDirectionsOptions:
-    at: PointRef = field(default=PointRef("init"), metadata={
-        "doc": "the point x* (a trained model: e.g. 'train')"})
-    points: int = field(default=25, metadata={"doc": "grid points per axis (odd: the centre "
-                                                     "is evaluated)"})
-    span: float = field(default=0.25, metadata={
-        "doc": "α, β run over [−span, span]; relative: × ‖x*‖ (Hessian map) / per filter "
-               "(random map)"})
-    scale: Literal["relative", "absolute"] = field(default="relative", metadata={
-        "doc": "'relative': Hessian directions × ‖x*‖, random directions filter-normalised "
-               "(‖δ_f‖ = ‖x*_f‖); 'absolute': all directions unit vectors"})
-    maps: list[str] = field(default_factory=lambda: list(MAPS), metadata={
-        "doc": "which maps to draw: 'hessian', 'random' or both"})
-    norm: Literal["filter", "layer", "none"] = field(default="filter", metadata={
-        "doc": "normalisation of the random directions (Li et al. 2018)"})
-    include_bias_and_norm: bool = field(default=False, metadata={
-        "doc": "random directions also move biases and norm-layer scales"})
-    split: Literal["train", "validation"] = field(default="train", metadata={
-        "doc": "the loss whose Hessian gives the directions"})
-    tol: float = field(default=0.0, metadata={
-        "doc": "eigsh relative tolerance (0: 1e-9 in float64, 1e-5 in float32)"})
+    at: PointRef = field(
+        default=PointRef("init"), metadata={"doc": "the point x* (a trained model: e.g. 'train')"}
+    )
+    points: int = field(
+        default=25, metadata={"doc": "grid points per axis (odd: the centre is evaluated)"}
+    )
+    span: float = field(
+        default=0.25,
+        metadata={
+            "doc": "α, β run over [−span, span]; relative: × ‖x*‖ (Hessian map) / per filter "
+            "(random map)"
+        },
+    )
+    scale: Literal["relative", "absolute"] = field(
+        default="relative",
+        metadata={
+            "doc": "'relative': Hessian directions × ‖x*‖, random directions filter-normalised "
+            "(‖δ_f‖ = ‖x*_f‖); 'absolute': all directions unit vectors"
+        },
+    )
+    maps: list[str] = field(
+        default_factory=lambda: list(MAPS),
+        metadata={"doc": "which maps to draw: 'hessian', 'random' or both"},
+    )
+    norm: Literal["filter", "layer", "none"] = field(
+        default="filter",
+        metadata={"doc": "normalisation of the random directions (Li et al. 2018)"},
+    )
+    include_bias_and_norm: bool = field(
+        default=False, metadata={"doc": "random directions also move biases and norm-layer scales"}
+    )
+    split: Literal["train", "validation"] = field(
+        default="train", metadata={"doc": "the loss whose Hessian gives the directions"}
+    )
+    tol: float = field(
+        default=0.0,
+        metadata={"doc": "eigsh relative tolerance (0: 1e-9 in float64, 1e-5 in float32)"},
+    )
     maxiter: int = field(default=0, metadata={"doc": "eigsh restarts (0: ARPACK default)"})
 
     def validate(self) -> None:
         if self.points < 3 or self.points % 2 == 0:
-            raise ValueError(f"option 'points' must be odd and at least 3 (the centre is "
-                             f"evaluated), got {self.points}")
+            raise ValueError(
+                f"option 'points' must be odd and at least 3 (the centre is "
+                f"evaluated), got {self.points}"
+            )
         if not self.span > 0:
             raise ValueError(f"option 'span' must be positive, got {self.span}")
         bad = [m for m in self.maps if m not in MAPS]
         if bad or not self.maps or len(set(self.maps)) != len(self.maps):
-            raise ValueError(f"option 'maps' must list distinct entries of {list(MAPS)}, "
-                             f"got {self.maps}")
+            raise ValueError(
+                f"option 'maps' must list distinct entries of {list(MAPS)}, got {self.maps}"
+            )
         if self.tol < 0 or self.maxiter < 0:
             raise ValueError("options 'tol' and 'maxiter' must be ≥ 0")
 
@@ -100,8 +121,10 @@ class HessianDirectionsProbe(Probe):
 
     def check(self, options: HessianDirectionsOptions, ctx: Any) -> None:
         if "hessian" in options.maps and ctx.objective.D < 3:
-            raise ConfigError(f"step '{ctx.step.name}': the model has D={ctx.objective.D} "
-                              "parameters; Hessian directions need D ≥ 3")
+            raise ConfigError(
+                f"step '{ctx.step.name}': the model has D={ctx.objective.D} "
+                "parameters; Hessian directions need D ≥ 3"
+            )
 
     def plan(self, options: HessianDirectionsOptions, ctx: Any) -> Plan:
         from lossatlas.engine.curvature import hessian_directions, hvp_operator
@@ -110,67 +133,107 @@ class HessianDirectionsProbe(Probe):
         x = ctx.resolve_point(options.at)
         r = float(x.norm())
         if options.scale == "relative" and r == 0:
-            raise ConfigError(f"step '{ctx.step.name}': the point '{options.at}' has norm 0; "
-                              "use scale = 'absolute'")
+            raise ConfigError(
+                f"step '{ctx.step.name}': the point '{options.at}' has norm 0; "
+                "use scale = 'absolute'"
+            )
         maps = list(options.maps)
         dirs = np.zeros((len(maps), 2, obj.D))
         static: dict[str, Any] = {}
-        attrs: dict[str, Any] = {"at": str(options.at), "scale": options.scale,
-                                 "span": options.span}
+        attrs: dict[str, Any] = {
+            "at": str(options.at),
+            "scale": options.scale,
+            "span": options.span,
+        }
         cosines = []
         if "hessian" in maps:
             res = hessian_directions(
-                hvp_operator(obj, x, options.split), obj.D, tol=options.tol or None,
-                maxiter=options.maxiter or None, generator=ctx.generator("eigen"),
+                hvp_operator(obj, x, options.split),
+                obj.D,
+                tol=options.tol or None,
+                maxiter=options.maxiter or None,
+                generator=ctx.generator("eigen"),
             )
             V = res.eigenvectors.detach().to("cpu", torch.float64)
             eig_attrs = {
                 "description": "dominant Hessian eigenvalues (λ_max, λ_min): the largest-"
-                               "magnitude one, then the opposite-sign end by annihilation",
+                "magnitude one, then the opposite-sign end by annihilation",
                 "units": "loss / parameter²",
-                "n_hvp": int(res.n_hvp), "tol": float(res.tol),
+                "n_hvp": int(res.n_hvp),
+                "tol": float(res.tol),
                 "converged": int(res.converged),
                 "residuals": [float(v) for v in res.residuals],
                 "residual_norms": [float(v) for v in res.residual_norms],
                 "dominant": ["max", "min"][res.dominant],
                 "opposite_sign_found": int(res.opposite_sign_found),
-                "seconds": round(float(res.seconds), 3), "split": options.split,
+                "seconds": round(float(res.seconds), 3),
+                "split": options.split,
                 "method": "eigsh (implicitly restarted Lanczos) + annihilation, seed 001 App. B",
             }
             static["eigenvalues"] = (("eigen",), np.asarray(res.eigenvalues, float), eig_attrs)
-            static["eigenvectors"] = (("eigen", "param"), V.numpy(), {
-                "description": "unit eigenvectors of the eigenvalues (rows)", "units": ""})
-            attrs.update(lambda_max=float(res.eigenvalues[0]),
-                         lambda_min=float(res.eigenvalues[1]), n_hvp=int(res.n_hvp),
-                         eigen_converged=int(res.converged))
+            static["eigenvectors"] = (
+                ("eigen", "param"),
+                V.numpy(),
+                {"description": "unit eigenvectors of the eigenvalues (rows)", "units": ""},
+            )
+            attrs.update(
+                lambda_max=float(res.eigenvalues[0]),
+                lambda_min=float(res.eigenvalues[1]),
+                n_hvp=int(res.n_hvp),
+                eigen_converged=int(res.converged),
+            )
             W = V * (r if options.scale == "relative" else 1.0)
             dirs[maps.index("hessian")] = W.numpy()
             cosines.append(unit_cosine(W)[0])
         if "random" in maps:
             R, info = normalized_directions(
-                x, obj.layout, 2, ctx.generator("random"), norm=options.norm,
-                include_bias_and_norm=options.include_bias_and_norm, orthogonal=True,
+                x,
+                obj.layout,
+                2,
+                ctx.generator("random"),
+                norm=options.norm,
+                include_bias_and_norm=options.include_bias_and_norm,
+                orthogonal=True,
             )
             R = R.cpu()
             if options.scale == "absolute":
                 R = R / torch.linalg.vector_norm(R, dim=1, keepdim=True)
             dirs[maps.index("random")] = R.numpy()
             cosines.append(unit_cosine(R)[0])
-            attrs.update(random_blocks=info["blocks"], random_pooled_filters=info["pooled_filters"],
-                         random_norm=options.norm)
-        static["directions"] = (("map", "axis", "param"), dirs, {
-            "description": "the displacement vectors δ (axis alpha) and η (axis beta) of each "
-                           "map: x = x* + α·δ + β·η", "units": "parameter"})
-        static["direction_norm"] = (("map", "axis"), np.linalg.norm(dirs, axis=2), {
-            "description": "‖δ‖, ‖η‖", "units": "parameter"})
-        static["direction_cosine"] = (("map",), np.asarray(cosines), {
-            "description": "cos(δ, η), measured in float64 (0 up to rounding)", "units": ""})
+            attrs.update(
+                random_blocks=info["blocks"],
+                random_pooled_filters=info["pooled_filters"],
+                random_norm=options.norm,
+            )
+        static["directions"] = (
+            ("map", "axis", "param"),
+            dirs,
+            {
+                "description": "the displacement vectors δ (axis alpha) and η (axis beta) of each "
+                "map: x = x* + α·δ + β·η",
+                "units": "parameter",
+            },
+        )
+        static["direction_norm"] = (
+            ("map", "axis"),
+            np.linalg.norm(dirs, axis=2),
+            {"description": "‖δ‖, ‖η‖", "units": "parameter"},
+        )
+        static["direction_cosine"] = (
+            ("map",),
+            np.asarray(cosines),
+            {"description": "cos(δ, η), measured in float64 (0 up to rounding)", "units": ""},
+        )
         static["point_norm"] = ((), np.float64(r), {"description": "‖x*‖", "units": ""})
         axis = centred_axis(options.span, options.points)
         unit = "× ‖x*‖ (per filter for random)" if options.scale == "relative" else "absolute"
         coords: dict[str, np.ndarray] = {
-            "map": np.asarray(maps), "alpha": axis, "beta": axis.copy(),
-            "axis": np.asarray(["alpha", "beta"]), "param": np.arange(obj.D)}
+            "map": np.asarray(maps),
+            "alpha": axis,
+            "beta": axis.copy(),
+            "axis": np.asarray(["alpha", "beta"]),
+            "param": np.arange(obj.D),
+        }
         if "hessian" in maps:
             coords["eigen"] = np.asarray(["max", "min"])
         return Plan(
@@ -194,8 +257,9 @@ class HessianDirectionsProbe(Probe):
         pts = plane_grid(x.to(torch.float64), d, float(cell.coords["alpha"]), beta)
         return ctx.objective.evaluate_both(pts.to(x.dtype))
 
-    def finalize(self, options: HessianDirectionsOptions, ctx: Any,
-                 ds: xr.Dataset) -> xr.Dataset | None:
+    def finalize(
+        self, options: HessianDirectionsOptions, ctx: Any, ds: xr.Dataset
+    ) -> xr.Dataset | None:
         return table2(ds)
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -211,8 +275,11 @@ def table2(ds: xr.Dataset) -> xr.Dataset:
     train-loss minimum is not at the centre (along a Hessian direction of negative
     curvature: x* is a saddle).
     """
-    metrics = [v for v in ("train_loss", "validation_loss", "train_accuracy",
-                           "validation_accuracy") if v in ds]
+    metrics = [
+        v
+        for v in ("train_loss", "validation_loss", "train_accuracy", "validation_accuracy")
+        if v in ds
+    ]
     maps = list(ds["map"].values)
     a0 = int(np.argmin(np.abs(ds["alpha"].values)))
     b0 = int(np.argmin(np.abs(ds["beta"].values)))
@@ -232,27 +299,58 @@ def table2(ds: xr.Dataset) -> xr.Dataset:
             be.append(float(ds["beta"].values[j]))
             idxs.append((int(i), int(j)))
         loc[split] = idxs
-        out[f"min_{split}_loss"] = (("map",), np.asarray(vals), {
-            "description": f"minimum of the {split} loss over the map", "units": "loss"})
-        out[f"min_{split}_loss_alpha"] = (("map",), np.asarray(al), {
-            "description": f"α of the {split}-loss minimum", "units": ds["alpha"].attrs.get(
-                "units", "")})
-        out[f"min_{split}_loss_beta"] = (("map",), np.asarray(be), {
-            "description": f"β of the {split}-loss minimum", "units": ds["beta"].attrs.get(
-                "units", "")})
+        out[f"min_{split}_loss"] = (
+            ("map",),
+            np.asarray(vals),
+            {"description": f"minimum of the {split} loss over the map", "units": "loss"},
+        )
+        out[f"min_{split}_loss_alpha"] = (
+            ("map",),
+            np.asarray(al),
+            {
+                "description": f"α of the {split}-loss minimum",
+                "units": ds["alpha"].attrs.get("units", ""),
+            },
+        )
+        out[f"min_{split}_loss_beta"] = (
+            ("map",),
+            np.asarray(be),
+            {
+                "description": f"β of the {split}-loss minimum",
+                "units": ds["beta"].attrs.get("units", ""),
+            },
+        )
     for metric in metrics:
-        vals = [float(ds[metric].sel(map=m).values[i, j]) for m, (i, j) in
-                zip(maps, loc["train"], strict=True)]
-        out[f"at_min_{metric}"] = (("map",), np.asarray(vals), {
-            "description": f"{metric} at the map's train-loss minimum (seed 001 Table 2)",
-            "units": ds[metric].attrs.get("units", "")})
-        out[f"centre_{metric}"] = ((), np.float64(ds[metric].isel(map=0).values[a0, b0]), {
-            "description": f"{metric} at x* (the centre of every map)",
-            "units": ds[metric].attrs.get("units", "")})
+        vals = [
+            float(ds[metric].sel(map=m).values[i, j])
+            for m, (i, j) in zip(maps, loc["train"], strict=True)
+        ]
+        out[f"at_min_{metric}"] = (
+            ("map",),
+            np.asarray(vals),
+            {
+                "description": f"{metric} at the map's train-loss minimum (seed 001 Table 2)",
+                "units": ds[metric].attrs.get("units", ""),
+            },
+        )
+        out[f"centre_{metric}"] = (
+            (),
+            np.float64(ds[metric].isel(map=0).values[a0, b0]),
+            {
+                "description": f"{metric} at x* (the centre of every map)",
+                "units": ds[metric].attrs.get("units", ""),
+            },
+        )
     off = [int((i, j) != (a0, b0)) for i, j in loc["train"]]
-    out["min_off_centre"] = (("map",), np.asarray(off, dtype=np.int8), {
-        "description": "1 if the train-loss minimum is off the centre (on the Hessian map: "
-                       "x* is not a minimum along these directions)", "units": ""})
+    out["min_off_centre"] = (
+        ("map",),
+        np.asarray(off, dtype=np.int8),
+        {
+            "description": "1 if the train-loss minimum is off the centre (on the Hessian map: "
+            "x* is not a minimum along these directions)",
+            "units": "",
+        },
+    )
     return xr.Dataset({k: xr.Variable(*v) for k, v in out.items()})
 
 
@@ -280,9 +378,16 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
             fig.colorbar(cs, ax=ax, shrink=0.85)
             best = np.nanargmax(Z) if metric == "accuracy" else np.nanargmin(Z)
             i, j = np.unravel_index(best, Z.shape)
-            ax.plot(alpha[i], beta[j], "x", color="red", ms=11, mew=2.5,
-                    label=f"{'max' if metric == 'accuracy' else 'min'} {Z[i, j]:.4g} at "
-                          f"({alpha[i]:.3g}, {beta[j]:.3g})")
+            ax.plot(
+                alpha[i],
+                beta[j],
+                "x",
+                color="red",
+                ms=11,
+                mew=2.5,
+                label=f"{'max' if metric == 'accuracy' else 'min'} {Z[i, j]:.4g} at "
+                f"({alpha[i]:.3g}, {beta[j]:.3g})",
+            )
             ax.plot(0, 0, "+", color="white", ms=11, mew=2, label="x*")
             ax.legend(fontsize=7, loc="upper right")
             if m == "hessian":
@@ -301,8 +406,9 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
     if "eigenvalues" in ds:
         a = ds["eigenvalues"].attrs
         res = a.get("residuals", [])
-        title += (f" — {a.get('n_hvp')} HVPs, tol {a.get('tol'):.0e}, residuals "
-                  + ", ".join(f"{r:.1e}" for r in res))
+        title += f" — {a.get('n_hvp')} HVPs, tol {a.get('tol'):.0e}, residuals " + ", ".join(
+            f"{r:.1e}" for r in res
+        )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.text(0.5, 0.005, title, ha="center", fontsize=9)
     return fig

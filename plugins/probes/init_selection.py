@@ -37,18 +37,23 @@ MEASURES = {
 @dataclass
 class InitSelectionOptions:
     inits: int = field(default=16, metadata={"doc": "number of Xavier initialisations"})
-    init: Literal["xavier", "he"] = field(default="xavier", metadata={
-        "doc": "initialisation scheme of the draws (at their natural radius)"})
+    init: Literal["xavier", "he"] = field(
+        default="xavier",
+        metadata={"doc": "initialisation scheme of the draws (at their natural radius)"},
+    )
     dim: int = field(default=20, metadata={"doc": "hyperplane dimension d for H_d"})
-    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(default="dense", metadata={
-        "doc": "basis recipe of the hyperplane"})
+    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(
+        default="dense", metadata={"doc": "basis recipe of the hyperplane"}
+    )
     nnz_min: int = field(default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column"})
     nnz_max: int = field(default=0, metadata={"doc": "sparse-fort: most non-zeros per column"})
     metric: bool = field(default=False, metadata={"doc": "use ηM (η_ii ∝ 1/r_layer)"})
-    directions: Literal["all", "weights"] = field(default="all", metadata={
-        "doc": "hyperplanes span all coordinates, or weights only"})
-    split: Literal["train", "validation"] = field(default="train", metadata={
-        "doc": "split the Hessian is taken on"})
+    directions: Literal["all", "weights"] = field(
+        default="all", metadata={"doc": "hyperplanes span all coordinates, or weights only"}
+    )
+    split: Literal["train", "validation"] = field(
+        default="train", metadata={"doc": "split the Hessian is taken on"}
+    )
     optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
     lr: float = field(default=1e-3, metadata={"doc": "learning rate"})
     momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
@@ -85,8 +90,9 @@ class InitSelection(Probe):
     Options = InitSelectionOptions
 
     def check(self, options: InitSelectionOptions, ctx: Any) -> None:
-        _check_dims([options.dim], ctx.objective.D, f"probe 'init-selection' (step "
-                    f"'{ctx.step.name}')")
+        _check_dims(
+            [options.dim], ctx.objective.D, f"probe 'init-selection' (step '{ctx.step.name}')"
+        )
 
     def plan(self, options: InitSelectionOptions, ctx: Any) -> Plan:
         obj = ctx.objective
@@ -96,15 +102,22 @@ class InitSelection(Probe):
         variables["radius"] = Variable(("init",), "radius of the initialisation (weights)")
         for s in ("train", "validation"):
             for m in obj.metric_names():
-                variables[f"{s}_{m}"] = Variable(("init", "epoch"), f"{m} on the {s} split "
-                                                 "after each epoch of full-space training",
-                                                 finite=False)
+                variables[f"{s}_{m}"] = Variable(
+                    ("init", "epoch"),
+                    f"{m} on the {s} split after each epoch of full-space training",
+                    finite=False,
+                )
         return Plan(
             coords={"init": np.arange(options.inits), "epoch": np.arange(options.epochs + 1)},
             cell_dims=("init",),
             variables=variables,
-            static={"r_xavier": ((), np.float64(init_radius(obj.layout, "xavier")),
-                                 {"description": "mean radius of a Xavier init"})},
+            static={
+                "r_xavier": (
+                    (),
+                    np.float64(init_radius(obj.layout, "xavier")),
+                    {"description": "mean radius of a Xavier init"},
+                )
+            },
             attrs={"dim": options.dim, "optimizer": options.optimizer, "lr": options.lr},
         )
 
@@ -119,12 +132,22 @@ class InitSelection(Probe):
         M = _hyperplane(options, ctx, x, options.dim, g)
         st = hessian_stats(obj.subspace_hessian(x, M, split=options.split))
         seed = int(torch.randint(0, 2**62, (1,), generator=g))
-        res = train(obj, x, optimizer=options.optimizer, lr=options.lr,
-                    momentum=options.momentum, epochs=options.epochs,
-                    batch_size=options.batch_size or None, seed=seed)
+        res = train(
+            obj,
+            x,
+            optimizer=options.optimizer,
+            lr=options.lr,
+            momentum=options.momentum,
+            epochs=options.epochs,
+            batch_size=options.batch_size or None,
+            seed=seed,
+        )
         n = options.epochs + 1
-        out = {f"{s}_{m}": _pad(res.history[f"{s}_{m}"], n)
-               for s in ("train", "validation") for m in obj.metric_names()}
+        out = {
+            f"{s}_{m}": _pad(res.history[f"{s}_{m}"], n)
+            for s in ("train", "validation")
+            for m in obj.metric_names()
+        }
         out.update({k: st[k] for k in ("n_positive", "trace", "ratio", "frac_positive", "norm")})
         out["initial_validation_loss"] = float(res.history["validation_loss"][0])
         out["radius"] = float(obj.layout.radius(x))
@@ -142,19 +165,34 @@ class InitSelection(Probe):
         for i, m in enumerate(meas):
             for e in range(E):
                 slope[i, e], icpt[i, e], corr[i, e] = fit_line(
-                    ds[m].values, ds[target].isel(epoch=e).values)
+                    ds[m].values, ds[target].isel(epoch=e).values
+                )
         _s, _i, r_d = fit_line(ds["n_positive"].values, ds["initial_validation_loss"].values)
         out = xr.Dataset()
         for i, m in enumerate(meas):
-            out[f"slope_{m}"] = (("epoch",), slope[i], {
-                "description": f"best-fit slope of {target} against {MEASURES[m]}, per epoch"})
-            out[f"intercept_{m}"] = (("epoch",), icpt[i], {
-                "description": f"best-fit intercept of {target} against {MEASURES[m]}"})
-            out[f"correlation_{m}"] = (("epoch",), corr[i], {
-                "description": f"Pearson correlation of {target} with {MEASURES[m]}"})
-        out["loss_npos_correlation"] = ((), r_d, {
-            "description": "correlation of the initial validation loss with the number of "
-                           "positive eigenvalues (Fig. 6d)"})
+            out[f"slope_{m}"] = (
+                ("epoch",),
+                slope[i],
+                {"description": f"best-fit slope of {target} against {MEASURES[m]}, per epoch"},
+            )
+            out[f"intercept_{m}"] = (
+                ("epoch",),
+                icpt[i],
+                {"description": f"best-fit intercept of {target} against {MEASURES[m]}"},
+            )
+            out[f"correlation_{m}"] = (
+                ("epoch",),
+                corr[i],
+                {"description": f"Pearson correlation of {target} with {MEASURES[m]}"},
+            )
+        out["loss_npos_correlation"] = (
+            (),
+            r_d,
+            {
+                "description": "correlation of the initial validation loss with the number of "
+                "positive eigenvalues (Fig. 6d)"
+            },
+        )
         return out
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -164,8 +202,9 @@ class InitSelection(Probe):
         fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
         epochs = ds["epoch"].values[1:]
         cmap = plt.get_cmap("viridis")
-        for ax, m, tag in zip(axes[:3], ("n_positive", "trace", "initial_validation_loss"),
-                              "abc", strict=True):
+        for ax, m, tag in zip(
+            axes[:3], ("n_positive", "trace", "initial_validation_loss"), "abc", strict=True
+        ):
             x = ds[m].values
             for k, e in enumerate(epochs):
                 y = ds[target].sel(epoch=e).values
@@ -176,8 +215,9 @@ class InitSelection(Probe):
                     b = float(ds[f"intercept_{m}"].sel(epoch=e))
                     if np.isfinite(s):
                         xs = np.linspace(np.nanmin(x), np.nanmax(x), 2)
-                        ax.plot(xs, s * xs + b, color=c, lw=1,
-                                label=f"epoch {int(e)}: slope {s:.3g}")
+                        ax.plot(
+                            xs, s * xs + b, color=c, lw=1, label=f"epoch {int(e)}: slope {s:.3g}"
+                        )
             ax.set_xlabel(MEASURES[m])
             ax.set_ylabel(target.replace("_", " "))
             ax.set_title(f"({tag}) {target.split('_')[-1]} vs {m.replace('_', ' ')}")
@@ -186,8 +226,10 @@ class InitSelection(Probe):
         ax = axes[3]
         ax.scatter(ds["n_positive"].values, ds["initial_validation_loss"].values, s=12)
         if "loss_npos_correlation" in ds:
-            ax.set_title(f"(d) initial loss vs positive eigenvalues, "
-                         f"r = {float(ds['loss_npos_correlation']):.2f}")
+            ax.set_title(
+                f"(d) initial loss vs positive eigenvalues, "
+                f"r = {float(ds['loss_npos_correlation']):.2f}"
+            )
         ax.set_xlabel(MEASURES["n_positive"])
         ax.set_ylabel("initial validation loss")
         fig.tight_layout()

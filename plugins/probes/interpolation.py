@@ -48,20 +48,27 @@ __all__ = ["Interpolation", "alpha_grid", "curve_summary", "interpolate"]
 class InterpolationOptions:
     pairs: list[list[PointRef]] = field(
         default_factory=lambda: [[PointRef("init"), PointRef("train")]],
-        metadata={"doc": "pairs [θ0, θ1] of points to join: 'init', 'init:SEED', a step, "
-                  "'STEP.VAR', 'RUN/STEP', 'checkpoint:PATH', 'random:R' or 'random'"},
+        metadata={
+            "doc": "pairs [θ0, θ1] of points to join: 'init', 'init:SEED', a step, "
+            "'STEP.VAR', 'RUN/STEP', 'checkpoint:PATH', 'random:R' or 'random'"
+        },
     )
     labels: list[str] = field(
-        default_factory=list, metadata={"doc": "one label per pair (default 'θ0 → θ1')"})
+        default_factory=list, metadata={"doc": "one label per pair (default 'θ0 → θ1')"}
+    )
     alpha_min: float = field(default=-0.5, metadata={"doc": "first α of the grid"})
     alpha_max: float = field(default=1.5, metadata={"doc": "last α of the grid"})
-    points: int = field(default=41, metadata={"doc": "α values on the main grid (0 and 1 are "
-                                              "added if missing)"})
+    points: int = field(
+        default=41, metadata={"doc": "α values on the main grid (0 and 1 are added if missing)"}
+    )
     zoom_points: int = field(default=200, metadata={"doc": "α values in each zoom (0: none)"})
-    zoom_width: float = field(default=0.01, metadata={"doc": "the zooms tile [0, w] and "
-                                                      "[1 − w, 1]"})
-    recompute_bn: bool = field(default=False, metadata={
-        "doc": "recompute BatchNorm statistics on the train split at every α"})
+    zoom_width: float = field(
+        default=0.01, metadata={"doc": "the zooms tile [0, w] and [1 − w, 1]"}
+    )
+    recompute_bn: bool = field(
+        default=False,
+        metadata={"doc": "recompute BatchNorm statistics on the train split at every α"},
+    )
 
     def validate(self) -> None:
         if not self.pairs:
@@ -70,15 +77,17 @@ class InterpolationOptions:
             if len(p) != 2:
                 raise ValueError(f"option 'pairs'[{i}] must be two points [θ0, θ1], got {p}")
         if self.labels and len(self.labels) != len(self.pairs):
-            raise ValueError(f"option 'labels' has {len(self.labels)} labels for "
-                             f"{len(self.pairs)} pairs")
+            raise ValueError(
+                f"option 'labels' has {len(self.labels)} labels for {len(self.pairs)} pairs"
+            )
         if not self.alpha_min < self.alpha_max:
             raise ValueError("option 'alpha_min' must be below 'alpha_max'")
         if self.points < 2:
             raise ValueError(f"option 'points' must be at least 2, got {self.points}")
         if self.zoom_points < 0 or self.zoom_points == 1:
-            raise ValueError(f"option 'zoom_points' must be 0 or at least 2, got "
-                             f"{self.zoom_points}")
+            raise ValueError(
+                f"option 'zoom_points' must be 0 or at least 2, got {self.zoom_points}"
+            )
         if not 0 < self.zoom_width <= 0.5:
             raise ValueError(f"option 'zoom_width' must be in (0, 0.5], got {self.zoom_width}")
 
@@ -172,16 +181,19 @@ class Interpolation(Probe):
                         if not r > 0:
                             raise ConfigError(
                                 f"step '{ctx.step.name}': point '{ref}': 'random:R' needs a "
-                                "positive radius R")
+                                "positive radius R"
+                            )
                     elif all(_is_random(p) for p in pair):
                         raise ConfigError(
                             f"step '{ctx.step.name}': pair {list(pair)}: 'random' takes the "
-                            "norm of the other point; give one of them a radius ('random:R')")
+                            "norm of the other point; give one of them a radius ('random:R')"
+                        )
                     continue
                 ctx.check_ref(ref, earlier)
         if options.recompute_bn and not _bn_modules(ctx.objective.model):
-            raise ConfigError(f"step '{ctx.step.name}': recompute_bn = true but the model has "
-                              "no BatchNorm layers")
+            raise ConfigError(
+                f"step '{ctx.step.name}': recompute_bn = true but the model has no BatchNorm layers"
+            )
 
     # -------------------------------------------------------------- planning
 
@@ -209,18 +221,23 @@ class Interpolation(Probe):
         variables["distance"] = Variable(("pair",), "‖θ1 − θ0‖")
         variables["norm0"] = Variable(("pair",), "‖θ0‖")
         variables["norm1"] = Variable(("pair",), "‖θ1‖")
-        coord_attrs = {d: {"description": "interpolation coefficient: (1−α)θ0 + αθ1",
-                           "units": ""} for d in grids}
+        coord_attrs = {
+            d: {"description": "interpolation coefficient: (1−α)θ0 + αθ1", "units": ""}
+            for d in grids
+        }
         coord_attrs["pair"] = {"description": "index of the pair of points"}
         return Plan(
             coords={"pair": np.arange(len(options.pairs)), **grids},
             variables=variables,
             cell_dims=("pair",),
             coord_attrs=coord_attrs,
-            attrs={"recompute_bn": int(options.recompute_bn), "task": obj.task,
-                   "labels": self.labels(options),
-                   "theta0": [str(p[0]) for p in options.pairs],
-                   "theta1": [str(p[1]) for p in options.pairs]},
+            attrs={
+                "recompute_bn": int(options.recompute_bn),
+                "task": obj.task,
+                "labels": self.labels(options),
+                "theta0": [str(p[0]) for p in options.pairs],
+                "theta1": [str(p[1]) for p in options.pairs],
+            },
         )
 
     # ------------------------------------------------------------- computing
@@ -250,8 +267,7 @@ class Interpolation(Probe):
         for dim, alpha in self._grids(options).items():
             prefix = "" if dim == "alpha" else dim.removeprefix("alpha_") + "_"
             X = interpolate(theta0, theta1, alpha)
-            values = (self._evaluate_bn(obj, X) if options.recompute_bn
-                      else obj.evaluate_both(X))
+            values = self._evaluate_bn(obj, X) if options.recompute_bn else obj.evaluate_both(X)
             for k, v in values.items():
                 out[prefix + k] = v
         return out
@@ -289,16 +305,20 @@ class Interpolation(Probe):
                     rows.setdefault(k, []).append(v)
             docs = {
                 "max_rise": "largest rise of the loss along α ∈ [0, 1]: "
-                            "max_j (L_j − min_{i≤j} L_i); 0 if monotone non-increasing",
+                "max_j (L_j − min_{i≤j} L_i); 0 if monotone non-increasing",
                 "barrier": "max over α ∈ [0, 1] of L minus the larger endpoint loss",
                 "argmin_alpha": "α of the lowest loss on the grid",
                 "min": "lowest loss on the grid",
             }
             for k, v in rows.items():
-                out[f"{name}_{k}"] = xr.Variable(("pair",), np.asarray(v),
-                                                 attrs={"description": f"{split}: {docs[k]}",
-                                                        "units": "" if k == "argmin_alpha"
-                                                        else "loss"})
+                out[f"{name}_{k}"] = xr.Variable(
+                    ("pair",),
+                    np.asarray(v),
+                    attrs={
+                        "description": f"{split}: {docs[k]}",
+                        "units": "" if k == "argmin_alpha" else "loss",
+                    },
+                )
         return xr.Dataset(out)
 
     # ------------------------------------------------------------------ plot
@@ -318,17 +338,27 @@ class Interpolation(Probe):
         labels = list(ds.attrs.get("labels") or [str(p) for p in ds["pair"].values])
         logy = bool(kwargs.get("logy"))
 
-        def curves(ax: Any, dim: str, prefix: str, metric: str, legend: bool,
-                   validation: bool = True) -> None:
+        def curves(
+            ax: Any, dim: str, prefix: str, metric: str, legend: bool, validation: bool = True
+        ) -> None:
             a = ds[dim].values
             for k in range(ds.sizes["pair"]):
-                ax.plot(a, ds[f"{prefix}train_{metric}"].isel(pair=k), color=f"C{k}",
-                        label=f"{labels[k]} (train)" if legend else None)
+                ax.plot(
+                    a,
+                    ds[f"{prefix}train_{metric}"].isel(pair=k),
+                    color=f"C{k}",
+                    label=f"{labels[k]} (train)" if legend else None,
+                )
                 if not validation:
                     continue
-                ax.plot(a, ds[f"{prefix}validation_{metric}"].isel(pair=k), color=f"C{k}",
-                        ls="--", alpha=0.8, label=f"{labels[k]} (validation)" if legend
-                        else None)
+                ax.plot(
+                    a,
+                    ds[f"{prefix}validation_{metric}"].isel(pair=k),
+                    color=f"C{k}",
+                    ls="--",
+                    alpha=0.8,
+                    label=f"{labels[k]} (validation)" if legend else None,
+                )
             for edge in (0.0, 1.0):
                 if a.min() <= edge <= a.max():
                     ax.axvline(edge, color="k", lw=0.5, alpha=0.5)

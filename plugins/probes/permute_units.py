@@ -27,16 +27,21 @@ __all__ = ["PermuteUnits", "PermuteUnitsOptions", "permute_units"]
 @dataclass
 class PermuteUnitsOptions:
     at: PointRef = field(default=PointRef("init"), metadata={"doc": "the point to copy"})
-    layer: str = field(default="", metadata={
-        "doc": "module name of the layer whose output units are permuted (e.g. '1' in an "
-               "mlp); empty: the first layer with a weight matrix"})
-    units: list[int] = field(default_factory=lambda: [0, 1], metadata={
-        "doc": "units cycled: units[0] takes units[1]'s place, ... ([0, 1] swaps two)"})
+    layer: str = field(
+        default="",
+        metadata={
+            "doc": "module name of the layer whose output units are permuted (e.g. '1' in an "
+            "mlp); empty: the first layer with a weight matrix"
+        },
+    )
+    units: list[int] = field(
+        default_factory=lambda: [0, 1],
+        metadata={"doc": "units cycled: units[0] takes units[1]'s place, ... ([0, 1] swaps two)"},
+    )
 
     def validate(self) -> None:
         if len(self.units) < 2 or len(set(self.units)) != len(self.units):
-            raise ValueError(f"option 'units' needs at least two distinct units, got "
-                             f"{self.units}")
+            raise ValueError(f"option 'units' needs at least two distinct units, got {self.units}")
         if min(self.units) < 0:
             raise ValueError("option 'units': unit indices must be ≥ 0")
 
@@ -49,26 +54,29 @@ def _entries(layout: Any, layer: str, units: list[int]) -> tuple[Any, Any, Any]:
         found = [i for i, e in enumerate(weights) if e.module == layer]
         if not found:
             names = ", ".join(repr(e.module) for e in weights)
-            raise ConfigError(f"permute-units: no layer '{layer}' with a weight; layers: "
-                              f"{names}")
+            raise ConfigError(f"permute-units: no layer '{layer}' with a weight; layers: {names}")
         k = found[0]
     else:
         k = 0
     w = weights[k]
     if k + 1 >= len(weights):
-        raise ConfigError(f"permute-units: layer '{w.module}' is the output layer; its "
-                          "units are not hidden (choose an earlier layer)")
+        raise ConfigError(
+            f"permute-units: layer '{w.module}' is the output layer; its "
+            "units are not hidden (choose an earlier layer)"
+        )
     nxt = weights[k + 1]
     n = w.shape[0]
     if len(nxt.shape) < 2 or nxt.shape[1] != n:
-        raise ConfigError(f"permute-units: layer '{w.module}' has {n} units but the next "
-                          f"weight '{nxt.name}' takes {nxt.shape[1]} inputs; only layers "
-                          "feeding the next one unit by unit can be permuted")
+        raise ConfigError(
+            f"permute-units: layer '{w.module}' has {n} units but the next "
+            f"weight '{nxt.name}' takes {nxt.shape[1]} inputs; only layers "
+            "feeding the next one unit by unit can be permuted"
+        )
     if max(units) >= n:
-        raise ConfigError(f"permute-units: layer '{w.module}' has {n} units; units "
-                          f"{units} are out of range")
-    bias = next((e for e in layout.entries
-                 if e.module == w.module and e.kind == "bias"), None)
+        raise ConfigError(
+            f"permute-units: layer '{w.module}' has {n} units; units {units} are out of range"
+        )
+    bias = next((e for e in layout.entries if e.module == w.module and e.kind == "bias"), None)
     return w, bias, nxt
 
 
@@ -111,15 +119,20 @@ class PermuteUnits(Probe):
                 "point": Variable(("param",), "the permuted copy"),
                 "source": Variable(("param",), "the point that was copied"),
                 "loss_before": Variable((), "train loss at the point", units="loss"),
-                "loss_after": Variable((), "train loss at the copy (equal up to rounding)",
-                                       units="loss"),
+                "loss_after": Variable(
+                    (), "train loss at the copy (equal up to rounding)", units="loss"
+                ),
             },
-            attrs={"at": str(options.at), "units": list(options.units),
-                   "layer": w.module,
-                   # [name, start, stop, shape] of the permuted rows and columns, so the
-                   # plot can redraw the two weight matrices from the flat points
-                   "permuted_weight": where(w), "next_weight": where(nxt),
-                   "permuted_bias": where(bias) if bias is not None else []},
+            attrs={
+                "at": str(options.at),
+                "units": list(options.units),
+                "layer": w.module,
+                # [name, start, stop, shape] of the permuted rows and columns, so the
+                # plot can redraw the two weight matrices from the flat points
+                "permuted_weight": where(w),
+                "next_weight": where(nxt),
+                "permuted_bias": where(bias) if bias is not None else [],
+            },
         )
 
     def compute(self, options: PermuteUnitsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
@@ -140,15 +153,16 @@ class PermuteUnits(Probe):
         for col, key in enumerate(("permuted_weight", "next_weight")):
             name, start, stop, shape = ds.attrs[key]
             for row, var in enumerate(("source", "point")):
-                block = np.asarray(ds[var].values[int(start):int(stop)]).reshape(shape)
+                block = np.asarray(ds[var].values[int(start) : int(stop)]).reshape(shape)
                 if col == 0:  # rows of this layer's weight are its units
                     rows = block.reshape(shape[0], -1)
                 else:  # columns of the next layer's weight are the same units
                     rows = np.moveaxis(block, 1, 0).reshape(shape[1], -1)
                 ax = axes[row, col]
                 lim = float(np.abs(rows).max()) or 1.0
-                im = ax.imshow(rows, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
-                               interpolation="nearest")
+                im = ax.imshow(
+                    rows, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest"
+                )
                 for u in units:
                     ax.axhline(u, color="k", lw=0.6, ls=":")
                 ax.set_yticks(range(rows.shape[0]) if rows.shape[0] <= 20 else [])
@@ -157,8 +171,10 @@ class PermuteUnits(Probe):
                 ax.set_title(f"{name}, {'before' if row == 0 else 'after'}", fontsize=9)
                 fig.colorbar(im, ax=ax, fraction=0.046)
         before, after = float(ds["loss_before"]), float(ds["loss_after"])
-        fig.suptitle(f"layer '{ds.attrs['layer']}': units {units} cycled; train loss "
-                     f"{before:.6g} → {after:.6g} (|Δ| = {abs(after - before):.2g})",
-                     fontsize=10)
+        fig.suptitle(
+            f"layer '{ds.attrs['layer']}': units {units} cycled; train loss "
+            f"{before:.6g} → {after:.6g} (|Δ| = {abs(after - before):.2g})",
+            fontsize=10,
+        )
         fig.tight_layout()
         return fig

@@ -44,33 +44,51 @@ __all__ = ["ProjectionCurvatureOptions", "ProjectionCurvatureProbe", "projected_
 
 @dataclass
 class ProjectionCurvatureOptions:
-    landscape: Literal["model", "eq26", "eq31"] = field(default="eq26", metadata={
-        "doc": "'eq26'/'eq31': seed 001's quadratic saddles; 'model': the run's model"})
+    landscape: Literal["model", "eq26", "eq31"] = field(
+        default="eq26",
+        metadata={"doc": "'eq26'/'eq31': seed 001's quadratic saddles; 'model': the run's model"},
+    )
     n_params: int = field(default=1000, metadata={"doc": "N of the quadratic landscapes"})
-    n_negative: int = field(default=200, metadata={
-        "doc": "k, negative curvatures of eq31 (eq26: N/2)"})
-    at: PointRef = field(default=PointRef("init"), metadata={
-        "doc": "the point (landscape = 'model')"})
+    n_negative: int = field(
+        default=200, metadata={"doc": "k, negative curvatures of eq31 (eq26: N/2)"}
+    )
+    at: PointRef = field(
+        default=PointRef("init"), metadata={"doc": "the point (landscape = 'model')"}
+    )
     projections: int = field(default=10000, metadata={"doc": "random 2-D projections"})
     block: int = field(default=1000, metadata={"doc": "projections per cell"})
     chunk: int = field(default=64, metadata={"doc": "projections per batched HVP call"})
-    normalize: Literal["none", "unit"] = field(default="none", metadata={
-        "doc": "'none': Gaussian directions (the paper; E[H̃] = Tr H·I); 'unit': unit "
-               "vectors (E[H̃] = Tr H/D·I)"})
-    split: Literal["train", "validation"] = field(default="train", metadata={
-        "doc": "the loss whose Hessian is projected (landscape = 'model')"})
+    normalize: Literal["none", "unit"] = field(
+        default="none",
+        metadata={
+            "doc": "'none': Gaussian directions (the paper; E[H̃] = Tr H·I); 'unit': unit "
+            "vectors (E[H̃] = Tr H/D·I)"
+        },
+    )
+    split: Literal["train", "validation"] = field(
+        default="train",
+        metadata={"doc": "the loss whose Hessian is projected (landscape = 'model')"},
+    )
 
     def validate(self) -> None:
         if self.projections < 1 or self.block < 1 or self.chunk < 1:
             raise ValueError("options 'projections', 'block' and 'chunk' must be ≥ 1")
         if self.projections % self.block:
-            raise ValueError(f"option 'block' ({self.block}) must divide 'projections' "
-                             f"({self.projections})")
+            raise ValueError(
+                f"option 'block' ({self.block}) must divide 'projections' ({self.projections})"
+            )
 
 
 def projected_hessians(
-    hvp: Any, D: int, generator: torch.Generator, n: int, *, unit: bool = False,
-    chunk: int = 64, dtype: torch.dtype = torch.float64, device: Any = "cpu",
+    hvp: Any,
+    D: int,
+    generator: torch.Generator,
+    n: int,
+    *,
+    unit: bool = False,
+    chunk: int = 64,
+    dtype: torch.dtype = torch.float64,
+    device: Any = "cpu",
 ) -> np.ndarray:
     """(n, 3) rows (δᵀHδ, δᵀHη, ηᵀHη) for n random pairs of Gaussian (or unit) directions.
 
@@ -85,8 +103,11 @@ def projected_hessians(
             Z = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True)
         HZ = hvp(Z.to(device, dtype)).to("cpu", torch.float64)
         d, e, Hd, He = Z[:k], Z[k:], HZ[:k], HZ[k:]
-        out.append(torch.stack([(d * Hd).sum(1), 0.5 * ((d * He).sum(1) + (e * Hd).sum(1)),
-                                (e * He).sum(1)], dim=1))
+        out.append(
+            torch.stack(
+                [(d * Hd).sum(1), 0.5 * ((d * He).sum(1) + (e * Hd).sum(1)), (e * He).sum(1)], dim=1
+            )
+        )
     return torch.cat(out).numpy()
 
 
@@ -117,8 +138,12 @@ class ProjectionCurvatureProbe(Probe):
             res = hessian_directions(hvp, D, generator=ctx.generator("eigen"))
             lam = np.asarray(res.eigenvalues, float)
             trace = float("nan")
-            info = {"n_hvp": int(res.n_hvp), "tol": float(res.tol),
-                    "residuals": [float(r) for r in res.residuals], "method": "eigsh"}
+            info = {
+                "n_hvp": int(res.n_hvp),
+                "tol": float(res.tol),
+                "residuals": [float(r) for r in res.residuals],
+                "method": "eigsh",
+            }
         else:
             w = hvp.eigenvalues
             lam = np.asarray([w[-1], w[0]], float)
@@ -130,44 +155,75 @@ class ProjectionCurvatureProbe(Probe):
             "h11": Variable(dims, "δᵀHδ", "loss / parameter²"),
             "h12": Variable(dims, "δᵀHη", "loss / parameter²"),
             "h22": Variable(dims, "ηᵀHη", "loss / parameter²"),
-            "kappa_min": Variable(dims, "smaller principal curvature of the projection",
-                                  "loss / parameter²"),
-            "kappa_max": Variable(dims, "larger principal curvature of the projection",
-                                  "loss / parameter²"),
+            "kappa_min": Variable(
+                dims, "smaller principal curvature of the projection", "loss / parameter²"
+            ),
+            "kappa_max": Variable(
+                dims, "larger principal curvature of the projection", "loss / parameter²"
+            ),
         }
         return Plan(
-            coords={"block": np.arange(n_blocks), "projection": np.arange(options.block),
-                    "eigen": np.asarray(["max", "min"])},
+            coords={
+                "block": np.arange(n_blocks),
+                "projection": np.arange(options.block),
+                "eigen": np.asarray(["max", "min"]),
+            },
             cell_dims=("block",),
             variables=v,
             static={
-                "hessian_eigenvalues": (("eigen",), lam, {
-                    "description": "dominant eigenvalues of H (λ_max, λ_min): the principal "
-                                   "curvatures of the projection along the Hessian directions",
-                    "units": "loss / parameter²", **info}),
-                "exact_trace": ((), np.float64(trace), {
-                    "description": "Tr H (NaN: not computed for a model; see the trace probe)",
-                    "units": "loss / parameter²"}),
-                "expected_scale": ((), np.float64(scale), {
-                    "description": "E[H̃] = expected_scale · Tr H · I (eq. 22)", "units": ""}),
+                "hessian_eigenvalues": (
+                    ("eigen",),
+                    lam,
+                    {
+                        "description": "dominant eigenvalues of H (λ_max, λ_min): the principal "
+                        "curvatures of the projection along the Hessian directions",
+                        "units": "loss / parameter²",
+                        **info,
+                    },
+                ),
+                "exact_trace": (
+                    (),
+                    np.float64(trace),
+                    {
+                        "description": "Tr H (NaN: not computed for a model; see the trace probe)",
+                        "units": "loss / parameter²",
+                    },
+                ),
+                "expected_scale": (
+                    (),
+                    np.float64(scale),
+                    {"description": "E[H̃] = expected_scale · Tr H · I (eq. 22)", "units": ""},
+                ),
             },
             attrs={"landscape": desc, "D": int(D), "normalize": options.normalize},
         )
 
-    def compute(self, options: ProjectionCurvatureOptions, ctx: Any,
-                cell: Cell) -> dict[str, Any]:
+    def compute(self, options: ProjectionCurvatureOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
         hvp, _loss, _x, D, _desc = landscape_for(options, ctx)
         dtype = getattr(hvp, "dtype", torch.float64)
         device = getattr(hvp, "device", "cpu")
-        h = projected_hessians(hvp, D, cell.generator(), options.block,
-                               unit=options.normalize == "unit", chunk=options.chunk,
-                               dtype=dtype, device=device)
+        h = projected_hessians(
+            hvp,
+            D,
+            cell.generator(),
+            options.block,
+            unit=options.normalize == "unit",
+            chunk=options.chunk,
+            dtype=dtype,
+            device=device,
+        )
         kmin, kmax = _eig2(h[:, 0], h[:, 1], h[:, 2])
-        return {"h11": h[:, 0], "h12": h[:, 1], "h22": h[:, 2], "kappa_min": kmin,
-                "kappa_max": kmax}
+        return {
+            "h11": h[:, 0],
+            "h12": h[:, 1],
+            "h22": h[:, 2],
+            "kappa_min": kmin,
+            "kappa_max": kmax,
+        }
 
-    def finalize(self, options: ProjectionCurvatureOptions, ctx: Any,
-                 ds: xr.Dataset) -> xr.Dataset | None:
+    def finalize(
+        self, options: ProjectionCurvatureOptions, ctx: Any, ds: xr.Dataset
+    ) -> xr.Dataset | None:
         return ensemble_summary(ds)
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -176,8 +232,10 @@ class ProjectionCurvatureProbe(Probe):
 
 def ensemble_summary(ds: xr.Dataset) -> xr.Dataset:
     """Saddle fraction, expected projected Hessian and mean principal curvatures."""
-    flat = {k: np.asarray(ds[k].values, float).reshape(-1) for k in
-            ("h11", "h12", "h22", "kappa_min", "kappa_max")}
+    flat = {
+        k: np.asarray(ds[k].values, float).reshape(-1)
+        for k in ("h11", "h12", "h22", "kappa_min", "kappa_max")
+    }
     saddle = float(np.mean(flat["kappa_min"] * flat["kappa_max"] < 0))
     m11, m12, m22 = (float(np.mean(flat[k])) for k in ("h11", "h12", "h22"))
     emin, emax = _eig2(np.asarray(m11), np.asarray(m12), np.asarray(m22))
@@ -192,16 +250,22 @@ def ensemble_summary(ds: xr.Dataset) -> xr.Dataset:
         "mean_kappa_min": ((), float(np.mean(flat["kappa_min"])), "mean of κ̃_min", u),
         "mean_kappa_max": ((), float(np.mean(flat["kappa_max"])), "mean of κ̃_max", u),
     }
-    return xr.Dataset({k: xr.Variable(d, np.float64(v), {"description": desc, "units": un})
-                       for k, (d, v, desc, un) in out.items()})
+    return xr.Dataset(
+        {
+            k: xr.Variable(d, np.float64(v), {"description": desc, "units": un})
+            for k, (d, v, desc, un) in out.items()
+        }
+    )
 
 
 def plot_projections(ds: Any) -> Any:
     """Fig. 1 (running ensemble means vs number of projections) and Fig. 2 (histograms)."""
     import matplotlib.pyplot as plt
 
-    flat = {k: np.asarray(ds[k].values, float).reshape(-1) for k in
-            ("h11", "h12", "h22", "kappa_min", "kappa_max")}
+    flat = {
+        k: np.asarray(ds[k].values, float).reshape(-1)
+        for k in ("h11", "h12", "h22", "kappa_min", "kappa_max")
+    }
     S = np.arange(1, flat["h11"].size + 1)
     run = {k: np.cumsum(v) / S for k, v in flat.items()}
     tr = float(ds["exact_trace"].values)
@@ -235,8 +299,11 @@ def plot_projections(ds: Any) -> Any:
     ax.axvline(0, color="k", lw=0.8)
     saddle = float(np.mean(flat["kappa_min"] * flat["kappa_max"] < 0))
     lam = ds["hessian_eigenvalues"].values
-    ax.set_title(f"saddle seen in {100 * saddle:.2f}% of {S[-1]} projections; "
-                 f"Hessian directions: κ = {lam[0]:.3g}, {lam[1]:.3g}", fontsize=9)
+    ax.set_title(
+        f"saddle seen in {100 * saddle:.2f}% of {S[-1]} projections; "
+        f"Hessian directions: κ = {lam[0]:.3g}, {lam[1]:.3g}",
+        fontsize=9,
+    )
     ax.set_xlabel("principal curvature of the projection")
     ax.legend(fontsize=7)
     fig.suptitle(ds.attrs.get("landscape", ""), fontsize=9)

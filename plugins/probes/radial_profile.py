@@ -44,29 +44,45 @@ class RadialProfileOptions:
     radius_min: float = field(default=0.01, metadata={"doc": "smallest radius (radius_unit)"})
     radius_max: float = field(default=100.0, metadata={"doc": "largest radius"})
     radii: int = field(default=13, metadata={"doc": "number of log-spaced radii"})
-    radius_unit: Literal["xavier", "he", "absolute"] = field(default="xavier", metadata={
-        "doc": "radii are multiples of r_Xavier, of r_He, or absolute"})
-    init: Literal["xavier", "he"] = field(default="xavier", metadata={
-        "doc": "initialisation whose draws are rescaled to radius r"})
+    radius_unit: Literal["xavier", "he", "absolute"] = field(
+        default="xavier", metadata={"doc": "radii are multiples of r_Xavier, of r_He, or absolute"}
+    )
+    init: Literal["xavier", "he"] = field(
+        default="xavier", metadata={"doc": "initialisation whose draws are rescaled to radius r"}
+    )
     samples: int = field(default=16, metadata={"doc": "random points per radius for ⟨L⟩"})
-    dims: list[int] = field(default_factory=lambda: [5, 20, 50], metadata={
-        "doc": "hyperplane dimensions d for Tr(H_d) and ‖H_d‖"})
-    hessian_samples: int = field(default=2, metadata={
-        "doc": "random points (and planes) per radius and d for the Hessian (0: none)"})
-    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(default="dense", metadata={
-        "doc": "hyperplane basis recipe"})
+    dims: list[int] = field(
+        default_factory=lambda: [5, 20, 50],
+        metadata={"doc": "hyperplane dimensions d for Tr(H_d) and ‖H_d‖"},
+    )
+    hessian_samples: int = field(
+        default=2,
+        metadata={"doc": "random points (and planes) per radius and d for the Hessian (0: none)"},
+    )
+    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(
+        default="dense", metadata={"doc": "hyperplane basis recipe"}
+    )
     nnz_min: int = field(default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column"})
     nnz_max: int = field(default=0, metadata={"doc": "sparse-fort: most non-zeros per column"})
     metric: bool = field(default=False, metadata={"doc": "use ηM (η_ii ∝ 1/r_layer)"})
-    directions: Literal["all", "weights"] = field(default="all", metadata={
-        "doc": "hyperplanes span all coordinates, or weights only (biases fixed at 0)"})
-    include_bias: bool = field(default=False, metadata={
-        "doc": "radius over all parameters (else weights only; biases are drawn 0)"})
-    split: Literal["train", "validation"] = field(default="train", metadata={
-        "doc": "split of ⟨L⟩ and of the Hessian"})
-    fit_above: float = field(default=0.0, metadata={
-        "doc": "fit the power law on radii ≥ this (radius_unit); 0: where ⟨L⟩ ≥ 5× its "
-               "small-radius value"})
+    directions: Literal["all", "weights"] = field(
+        default="all",
+        metadata={"doc": "hyperplanes span all coordinates, or weights only (biases fixed at 0)"},
+    )
+    include_bias: bool = field(
+        default=False,
+        metadata={"doc": "radius over all parameters (else weights only; biases are drawn 0)"},
+    )
+    split: Literal["train", "validation"] = field(
+        default="train", metadata={"doc": "split of ⟨L⟩ and of the Hessian"}
+    )
+    fit_above: float = field(
+        default=0.0,
+        metadata={
+            "doc": "fit the power law on radii ≥ this (radius_unit); 0: where ⟨L⟩ ≥ 5× its "
+            "small-radius value"
+        },
+    )
 
     def validate(self) -> None:
         _validate_radii(self)
@@ -117,59 +133,93 @@ class RadialProfile(Probe):
     Options = RadialProfileOptions
 
     def check(self, options: RadialProfileOptions, ctx: Any) -> None:
-        _check_dims(options.dims, ctx.objective.D, f"probe 'radial-profile' (step "
-                    f"'{ctx.step.name}')")
+        _check_dims(
+            options.dims, ctx.objective.D, f"probe 'radial-profile' (step '{ctx.step.name}')"
+        )
 
     def plan(self, options: RadialProfileOptions, ctx: Any) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         variables = {
-            f"{options.split}_{m}": Variable(("radius", "sample"),
-                                             f"{m} at random points on the {options.split} "
-                                             "split", units="fraction" if m == "accuracy"
-                                             else "nats")
+            f"{options.split}_{m}": Variable(
+                ("radius", "sample"),
+                f"{m} at random points on the {options.split} split",
+                units="fraction" if m == "accuracy" else "nats",
+            )
             for m in obj.metric_names()
         }
         variables["trace"] = Variable(("radius", "dim", "hsample"), "Tr(H_d)", "loss units")
-        variables["norm"] = Variable(("radius", "dim", "hsample"), "‖H_d‖ (Frobenius)",
-                                     "loss units")
+        variables["norm"] = Variable(
+            ("radius", "dim", "hsample"), "‖H_d‖ (Frobenius)", "loss units"
+        )
         n_layers = sum(1 for e in obj.layout.entries if e.kind == "weight")
         return Plan(
-            coords={"radius": radii, "sample": np.arange(options.samples),
-                    "dim": np.asarray(options.dims, dtype=np.int64),
-                    "hsample": np.arange(options.hessian_samples)},
+            coords={
+                "radius": radii,
+                "sample": np.arange(options.samples),
+                "dim": np.asarray(options.dims, dtype=np.int64),
+                "hsample": np.arange(options.hessian_samples),
+            },
             cell_dims=("radius",),
             variables=variables,
             static={
                 "radius_relative": (("radius",), rel, {"description": "r / reference radius"}),
-                "r_xavier": ((), np.float64(init_radius(obj.layout, "xavier")),
-                             {"description": "mean radius of a Xavier init (weights)"}),
-                "r_he": ((), np.float64(init_radius(obj.layout, "he")),
-                         {"description": "mean radius of a He init (weights)"}),
-                "n_layers": ((), np.int64(n_layers),
-                             {"description": "weight layers n_L (the predicted exponent)"}),
+                "r_xavier": (
+                    (),
+                    np.float64(init_radius(obj.layout, "xavier")),
+                    {"description": "mean radius of a Xavier init (weights)"},
+                ),
+                "r_he": (
+                    (),
+                    np.float64(init_radius(obj.layout, "he")),
+                    {"description": "mean radius of a He init (weights)"},
+                ),
+                "n_layers": (
+                    (),
+                    np.int64(n_layers),
+                    {"description": "weight layers n_L (the predicted exponent)"},
+                ),
             },
             coord_attrs={"radius": {"description": "radius of the random points", "units": "‖x‖"}},
-            attrs={"radius_over": "all parameters" if options.include_bias else "weights",
-                   "r_reference": ref, "split": options.split, "n_params": obj.D,
-                   "directions": options.directions},
+            attrs={
+                "radius_over": "all parameters" if options.include_bias else "weights",
+                "r_reference": ref,
+                "split": options.split,
+                "n_params": obj.D,
+                "directions": options.directions,
+            },
         )
 
     def compute(self, options: RadialProfileOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         r = float(cell.coords["radius"])
         g = cell.generator()
-        X = draw_init(obj.layout, g, scheme=options.init, radius=r, n=options.samples,
-                      include_bias=options.include_bias, dtype=obj.dtype, device=obj.device)
-        out: dict[str, Any] = {f"{options.split}_{k}": v
-                               for k, v in obj.evaluate(X, options.split).items()}
+        X = draw_init(
+            obj.layout,
+            g,
+            scheme=options.init,
+            radius=r,
+            n=options.samples,
+            include_bias=options.include_bias,
+            dtype=obj.dtype,
+            device=obj.device,
+        )
+        out: dict[str, Any] = {
+            f"{options.split}_{k}": v for k, v in obj.evaluate(X, options.split).items()
+        }
         nd, ns = len(options.dims), options.hessian_samples
         tr = np.full((nd, ns), np.nan)
         nm = np.full((nd, ns), np.nan)
         for s in range(ns):
-            x = draw_init(obj.layout, g, scheme=options.init, radius=r,
-                          include_bias=options.include_bias, dtype=obj.dtype,
-                          device=obj.device)
+            x = draw_init(
+                obj.layout,
+                g,
+                scheme=options.init,
+                radius=r,
+                include_bias=options.include_bias,
+                dtype=obj.dtype,
+                device=obj.device,
+            )
             for i, d in enumerate(options.dims):
                 M = _hyperplane(options, ctx, x, int(d), g)
                 st = hessian_stats(obj.subspace_hessian(x, M, split=options.split))
@@ -185,8 +235,11 @@ class RadialProfile(Probe):
         mean = loss.mean("sample").values
         out = xr.Dataset()
         out["loss_mean"] = (("radius",), mean, {"description": "mean loss over samples"})
-        out["loss_std"] = (("radius",), loss.std("sample").values,
-                           {"description": "standard deviation of the loss over samples"})
+        out["loss_std"] = (
+            ("radius",),
+            loss.std("sample").values,
+            {"description": "standard deviation of the loss over samples"},
+        )
         rel = ds["radius_relative"].values
         if options.fit_above > 0:
             use = rel >= options.fit_above
@@ -197,11 +250,20 @@ class RadialProfile(Probe):
                 use = np.zeros_like(use)
                 use[-3:] = True
         p, c = fit_power_law(r[use], mean[use])
-        out["exponent"] = ((), p, {"description": "fitted exponent p of ⟨L⟩ ∝ r^p above the "
-                                   "zone (seed 000: = n_L for ReLU nets)"})
+        out["exponent"] = (
+            (),
+            p,
+            {
+                "description": "fitted exponent p of ⟨L⟩ ∝ r^p above the "
+                "zone (seed 000: = n_L for ReLU nets)"
+            },
+        )
         out["prefactor"] = ((), c, {"description": "fitted c of ⟨L⟩ = c·r^p"})
-        out["fit_mask"] = (("radius",), use.astype(np.int8),
-                           {"description": "1 where the radius was used in the power-law fit"})
+        out["fit_mask"] = (
+            ("radius",),
+            use.astype(np.int8),
+            {"description": "1 where the radius was used in the power-law fit"},
+        )
         if ds.sizes.get("hsample", 0):
             tr = ds["trace"].mean("hsample")
             nm = ds["norm"].mean("hsample")
@@ -214,43 +276,65 @@ class RadialProfile(Probe):
                 t, n = tr.values[:, i], nm.values[:, i]
                 edges[i] = find_crossings(r, (t - n) / np.where(n > 0, n, np.nan))
             for k, edge in enumerate(("inner", "outer")):
-                out[f"zone_{edge}"] = (("dim",), edges[:, k], {
-                    "description": f"{edge} edge of the zone: radius where Tr(H_d) = ‖H_d‖ "
-                                   "(NaN: no crossing)", "units": "‖x‖"})
+                out[f"zone_{edge}"] = (
+                    ("dim",),
+                    edges[:, k],
+                    {
+                        "description": f"{edge} edge of the zone: radius where Tr(H_d) = ‖H_d‖ "
+                        "(NaN: no crossing)",
+                        "units": "‖x‖",
+                    },
+                )
             D = int(ds.attrs.get("n_params", 0)) or 1
             lr = np.log(r)
             dL = np.gradient(mean, lr) / r
-            d2L = (np.gradient(dL, lr) / r)
+            d2L = np.gradient(dL, lr) / r
             lap = d2L + (D - 1) / r * dL
             dims = ds["dim"].values.astype(float)
-            out["trace_stokes"] = (("radius", "dim"), lap[:, None] * dims[None, :] / D,
-                                   {"description": "(d/D)·[∂²⟨L⟩/∂r² + (D−1)/r·∂⟨L⟩/∂r], the "
-                                    "Stokes prediction of ⟨Tr H_d⟩ (eq. 4)"})
+            out["trace_stokes"] = (
+                ("radius", "dim"),
+                lap[:, None] * dims[None, :] / D,
+                {
+                    "description": "(d/D)·[∂²⟨L⟩/∂r² + (D−1)/r·∂⟨L⟩/∂r], the "
+                    "Stokes prediction of ⟨Tr H_d⟩ (eq. 4)"
+                },
+            )
         return out
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
         import matplotlib.pyplot as plt
 
         has_h = "trace_mean" in ds
-        fig, axes = plt.subplots(1, 2 if has_h else 1, figsize=(11 if has_h else 5.5, 4.2),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            1, 2 if has_h else 1, figsize=(11 if has_h else 5.5, 4.2), squeeze=False
+        )
         r = ds["radius"].values
         ax = axes[0, 0]
         split = ds.attrs.get("split", "train")
-        mean = ds["loss_mean"].values if "loss_mean" in ds else \
-            ds[f"{split}_loss"].mean("sample").values
-        std = ds["loss_std"].values if "loss_std" in ds else ds[f"{split}_loss"].std(
-            "sample").values
+        mean = (
+            ds["loss_mean"].values
+            if "loss_mean" in ds
+            else ds[f"{split}_loss"].mean("sample").values
+        )
+        std = (
+            ds["loss_std"].values if "loss_std" in ds else ds[f"{split}_loss"].std("sample").values
+        )
         ax.plot(r, mean, "o-", ms=3, color="C0", label="⟨L⟩ at random points")
-        ax.fill_between(r, np.maximum(mean - std, mean * 0.05), mean + std, alpha=0.2,
-                        color="C0", lw=0)
+        ax.fill_between(
+            r, np.maximum(mean - std, mean * 0.05), mean + std, alpha=0.2, color="C0", lw=0
+        )
         if "exponent" in ds and np.isfinite(float(ds["exponent"])):
             use = ds["fit_mask"].values.astype(bool)
             p, c = float(ds["exponent"]), float(ds["prefactor"])
             rr = r[use]
             n_l = int(ds["n_layers"]) if "n_layers" in ds else None
-            ax.plot(rr, c * rr**p, "k--", lw=1,
-                    label=f"fit ∝ r^{p:.2f}" + (f" (n_L = {n_l})" if n_l else ""))
+            ax.plot(
+                rr,
+                c * rr**p,
+                "k--",
+                lw=1,
+                label=f"fit ∝ r^{p:.2f}" + (f" (n_L = {n_l})" if n_l else ""),
+            )
         mark_reference(ax, ds)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -263,10 +347,15 @@ class RadialProfile(Probe):
             for k, d in enumerate(ds["dim"].values):
                 t = ds["trace_mean"].sel(dim=d).values / r
                 n = ds["norm_mean"].sel(dim=d).values / r
-                ax.plot(r, np.where(t > 0, t, np.nan), "o-", ms=3, color=f"C{k}",
-                        label=f"Tr(H)/r, d={int(d)}")
-                ax.plot(r, n, "s--", ms=3, color=f"C{k}", alpha=0.8,
-                        label=f"‖H‖/r, d={int(d)}")
+                ax.plot(
+                    r,
+                    np.where(t > 0, t, np.nan),
+                    "o-",
+                    ms=3,
+                    color=f"C{k}",
+                    label=f"Tr(H)/r, d={int(d)}",
+                )
+                ax.plot(r, n, "s--", ms=3, color=f"C{k}", alpha=0.8, label=f"‖H‖/r, d={int(d)}")
                 for e in (float(ds["zone_inner"].sel(dim=d)), float(ds["zone_outer"].sel(dim=d))):
                     if np.isfinite(e):
                         ax.axvline(e, color=f"C{k}", lw=0.6, alpha=0.6)

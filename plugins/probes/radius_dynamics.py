@@ -33,13 +33,18 @@ __all__ = ["RadiusDynamics", "RadiusDynamicsOptions", "growth_exponent"]
 
 @dataclass
 class RadiusDynamicsOptions:
-    starts: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0], metadata={
-        "doc": "start radii r0 in units of r_Xavier"})
-    modes: list[str] = field(default_factory=lambda: ["free", "constrained"], metadata={
-        "doc": "free training and/or training with the radius held at r0"})
+    starts: list[float] = field(
+        default_factory=lambda: [0.1, 1.0, 10.0],
+        metadata={"doc": "start radii r0 in units of r_Xavier"},
+    )
+    modes: list[str] = field(
+        default_factory=lambda: ["free", "constrained"],
+        metadata={"doc": "free training and/or training with the radius held at r0"},
+    )
     samples: int = field(default=1, metadata={"doc": "runs per (mode, r0)"})
-    init: Literal["xavier", "he"] = field(default="xavier", metadata={
-        "doc": "initialisation whose draws are rescaled to r0"})
+    init: Literal["xavier", "he"] = field(
+        default="xavier", metadata={"doc": "initialisation whose draws are rescaled to r0"}
+    )
     optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
     lr: float = field(default=1e-3, metadata={"doc": "learning rate"})
     momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
@@ -84,23 +89,36 @@ class RadiusDynamics(Probe):
     def plan(self, options: RadiusDynamicsOptions, ctx: Any) -> Plan:
         obj = ctx.objective
         steps = _record_steps(options, len(obj.splits["train"]))
-        variables = {"radius": Variable(("mode", "start", "sample", "record"),
-                                        "radius of the weights at the recorded step",
-                                        units="‖x‖", finite=False)}
+        variables = {
+            "radius": Variable(
+                ("mode", "start", "sample", "record"),
+                "radius of the weights at the recorded step",
+                units="‖x‖",
+                finite=False,
+            )
+        }
         for s in ("train", "validation"):
             for m in obj.metric_names():
-                variables[f"{s}_{m}"] = Variable(("mode", "start", "sample", "epoch"),
-                                                 f"{m} on the {s} split after each epoch",
-                                                 finite=False)
+                variables[f"{s}_{m}"] = Variable(
+                    ("mode", "start", "sample", "epoch"),
+                    f"{m} on the {s} split after each epoch",
+                    finite=False,
+                )
         rx = init_radius(obj.layout, "xavier")
         return Plan(
-            coords={"mode": np.asarray(options.modes), "start": np.asarray(options.starts, float),
-                    "sample": np.arange(options.samples), "record": np.arange(len(steps)),
-                    "epoch": np.arange(options.epochs + 1)},
+            coords={
+                "mode": np.asarray(options.modes),
+                "start": np.asarray(options.starts, float),
+                "sample": np.arange(options.samples),
+                "record": np.arange(len(steps)),
+                "epoch": np.arange(options.epochs + 1),
+            },
             cell_dims=("mode", "start"),
             variables=variables,
-            static={"step": (("record",), steps, {"description": "optimizer step of a record"}),
-                    "r_xavier": ((), np.float64(rx), {"description": "mean Xavier radius"})},
+            static={
+                "step": (("record",), steps, {"description": "optimizer step of a record"}),
+                "r_xavier": ((), np.float64(rx), {"description": "mean Xavier radius"}),
+            },
             coord_attrs={"start": {"description": "start radius r0 / r_Xavier"}},
             attrs={"optimizer": options.optimizer, "lr": options.lr},
         )
@@ -129,23 +147,33 @@ class RadiusDynamics(Probe):
 
         n_ep = options.epochs + 1
         rad = np.full((options.samples, len(steps)), np.nan)
-        hist = {f"{s}_{m}": np.full((options.samples, n_ep), np.nan)
-                for s in ("train", "validation") for m in obj.metric_names()}
+        hist = {
+            f"{s}_{m}": np.full((options.samples, n_ep), np.nan)
+            for s in ("train", "validation")
+            for m in obj.metric_names()
+        }
         for s in range(options.samples):
-            x = draw_init(obj.layout, g, scheme=options.init, radius=r0, dtype=obj.dtype,
-                          device=obj.device)
+            x = draw_init(
+                obj.layout, g, scheme=options.init, radius=r0, dtype=obj.dtype, device=obj.device
+            )
             seed = int(torch.randint(0, 2**62, (1,), generator=g))
-            res = train(obj, x, optimizer=options.optimizer, lr=options.lr,
-                        momentum=options.momentum, epochs=options.epochs,
-                        batch_size=options.batch_size or None, seed=seed,
-                        record_every=options.record_every,
-                        grad_transform=tangent if constrained else None,
-                        project=project if constrained else None)
+            res = train(
+                obj,
+                x,
+                optimizer=options.optimizer,
+                lr=options.lr,
+                momentum=options.momentum,
+                epochs=options.epochs,
+                batch_size=options.batch_size or None,
+                seed=seed,
+                record_every=options.record_every,
+                grad_transform=tangent if constrained else None,
+                project=project if constrained else None,
+            )
             traj = torch.as_tensor(res.trajectory)
             radii = obj.layout.radius(traj.to(obj.device)).cpu().numpy()
             pos = np.searchsorted(steps, res.record_steps)
-            keep = (pos < len(steps)) & (steps[np.minimum(pos, len(steps) - 1)]
-                                         == res.record_steps)
+            keep = (pos < len(steps)) & (steps[np.minimum(pos, len(steps) - 1)] == res.record_steps)
             rad[s, pos[keep]] = radii[keep]
             for k in hist:
                 v = np.asarray(res.history[k], float)[:n_ep]
@@ -161,8 +189,11 @@ class RadiusDynamics(Probe):
         for idx in np.ndindex(*rad.shape[:3]):
             p[idx] = growth_exponent(steps, rad[idx])
         out = xr.Dataset()
-        out["exponent"] = (("mode", "start", "sample"), p, {
-            "description": "fitted p of r ∝ t^p (seed 004: ½ from r0 < r_X)"})
+        out["exponent"] = (
+            ("mode", "start", "sample"),
+            p,
+            {"description": "fitted p of r ∝ t^p (seed 004: ½ from r0 < r_X)"},
+        )
         out["final_radius"] = ds["radius"].isel(record=-1, drop=True)
         for k in [v for v in ds.data_vars if "epoch" in ds[v].dims]:
             out[f"final_{k}"] = ds[k].isel(epoch=-1, drop=True)
@@ -194,9 +225,15 @@ class RadiusDynamics(Probe):
         rx = float(ds["r_xavier"])
         for mode in ds["mode"].values:
             v = ds[target].isel(epoch=-1).sel(mode=mode)
-            ax.errorbar(ds["start"].values * rx, v.mean("sample").values,
-                        yerr=v.std("sample").values, marker="o", capsize=3,
-                        ls="-" if mode == "free" else "--", label=mode)
+            ax.errorbar(
+                ds["start"].values * rx,
+                v.mean("sample").values,
+                yerr=v.std("sample").values,
+                marker="o",
+                capsize=3,
+                ls="-" if mode == "free" else "--",
+                label=mode,
+            )
         mark_reference(ax, ds)
         ax.set_xscale("log")
         ax.set_xlabel("start radius r0")

@@ -17,6 +17,7 @@ from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, metric_va
 
 __all__ = ["RandomLine"]
 
+
 @dataclass
 class RandomLineOptions:
     at: PointRef = field(default=PointRef("init"), metadata={"doc": "the point x (a reference)"})
@@ -27,15 +28,16 @@ class RandomLineOptions:
 
     def validate(self) -> None:
         if self.points < 3 or self.points % 2 == 0:
-            raise ValueError(f"option 'points' must be odd and at least 3 (the centre is "
-                             f"evaluated), got {self.points}")
+            raise ValueError(
+                f"option 'points' must be odd and at least 3 (the centre is "
+                f"evaluated), got {self.points}"
+            )
         if self.span <= 0:
             raise ValueError(f"option 'span' must be positive, got {self.span}")
         if self.directions < 1:
             raise ValueError(f"option 'directions' must be at least 1, got {self.directions}")
         if self.scale not in ("relative", "absolute"):
             raise ValueError(f"option 'scale' must be 'relative' or 'absolute', got {self.scale!r}")
-
 
 
 class RandomLine(Probe):
@@ -48,19 +50,29 @@ class RandomLine(Probe):
         x = ctx.resolve_point(options.at)
         norm = float(x.norm())
         if options.scale == "relative" and norm == 0:
-            raise ConfigError(f"step '{ctx.step.name}': the point has norm 0; use scale = "
-                              "'absolute'")
+            raise ConfigError(
+                f"step '{ctx.step.name}': the point has norm 0; use scale = 'absolute'"
+            )
         alpha = np.linspace(-options.span, options.span, options.points)
         alpha[options.points // 2] = 0.0
         return Plan(
             coords={"direction": np.arange(options.directions), "alpha": alpha},
             cell_dims=("direction",),
             variables=metric_variables(obj.metric_names(), ("direction", "alpha")),
-            static={"point_norm": ((), np.float64(norm), {"description": "‖x‖ at the point",
-                                                          "units": ""})},
-            coord_attrs={"alpha": {"description": "step along the direction, "
-                                   + ("× ‖x‖" if options.scale == "relative" else "absolute"),
-                                   "units": "‖x‖" if options.scale == "relative" else ""}},
+            static={
+                "point_norm": (
+                    (),
+                    np.float64(norm),
+                    {"description": "‖x‖ at the point", "units": ""},
+                )
+            },
+            coord_attrs={
+                "alpha": {
+                    "description": "step along the direction, "
+                    + ("× ‖x‖" if options.scale == "relative" else "absolute"),
+                    "units": "‖x‖" if options.scale == "relative" else "",
+                }
+            },
             attrs={"at": str(options.at)},
         )
 
@@ -80,14 +92,25 @@ class RandomLine(Probe):
         import matplotlib.pyplot as plt
 
         has_acc = "train_accuracy" in ds
-        fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 4),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 4), squeeze=False
+        )
         ax = axes[0, 0]
         for k, d in enumerate(ds["direction"].values):
-            ax.plot(ds["alpha"], ds["train_loss"].sel(direction=d), color=f"C{k}",
-                    label=f"direction {d} (train)")
-            ax.plot(ds["alpha"], ds["validation_loss"].sel(direction=d), color=f"C{k}",
-                    ls="--", alpha=0.7, label=f"direction {d} (validation)")
+            ax.plot(
+                ds["alpha"],
+                ds["train_loss"].sel(direction=d),
+                color=f"C{k}",
+                label=f"direction {d} (train)",
+            )
+            ax.plot(
+                ds["alpha"],
+                ds["validation_loss"].sel(direction=d),
+                color=f"C{k}",
+                ls="--",
+                alpha=0.7,
+                label=f"direction {d} (validation)",
+            )
         ax.axvline(0, color="k", lw=0.5)
         ax.set_xlabel(f"α ({ds['alpha'].attrs.get('units') or 'absolute'})")
         ax.set_ylabel("loss")
@@ -99,8 +122,13 @@ class RandomLine(Probe):
             ax = axes[0, 1]
             for k, d in enumerate(ds["direction"].values):
                 ax.plot(ds["alpha"], ds["train_accuracy"].sel(direction=d), color=f"C{k}")
-                ax.plot(ds["alpha"], ds["validation_accuracy"].sel(direction=d),
-                        color=f"C{k}", ls="--", alpha=0.7)
+                ax.plot(
+                    ds["alpha"],
+                    ds["validation_accuracy"].sel(direction=d),
+                    color=f"C{k}",
+                    ls="--",
+                    alpha=0.7,
+                )
             ax.axvline(0, color="k", lw=0.5)
             ax.set_xlabel("α")
             ax.set_ylabel("accuracy")

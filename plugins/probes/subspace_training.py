@@ -37,8 +37,7 @@ from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
 
 from .goldilocks import _check_dims, _validate_radii, mark_reference, radius_grid
 
-__all__ = ["SubspaceTraining", "SubspaceTrainingOptions", "intrinsic_dimension",
-           "train_ensemble"]
+__all__ = ["SubspaceTraining", "SubspaceTrainingOptions", "intrinsic_dimension", "train_ensemble"]
 
 
 def train_ensemble(
@@ -105,7 +104,7 @@ def train_ensemble(
     for epoch in range(epochs):
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
         for b in range(0, n, bs):
-            idx = order[:, b:b + bs]
+            idx = order[:, b : b + bs]
             with torch.no_grad():
                 X = stack.embed(theta.detach())
             X.requires_grad_(True)
@@ -151,33 +150,46 @@ class SubspaceTrainingOptions:
     radius_min: float = field(default=0.1, metadata={"doc": "smallest radius (radius_unit)"})
     radius_max: float = field(default=10.0, metadata={"doc": "largest radius"})
     radii: int = field(default=5, metadata={"doc": "number of log-spaced radii"})
-    radius_unit: Literal["xavier", "he", "absolute"] = field(default="xavier", metadata={
-        "doc": "radii are multiples of r_Xavier, of r_He, or absolute"})
-    dims: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50], metadata={
-        "doc": "subspace dimensions d"})
+    radius_unit: Literal["xavier", "he", "absolute"] = field(
+        default="xavier", metadata={"doc": "radii are multiples of r_Xavier, of r_He, or absolute"}
+    )
+    dims: list[int] = field(
+        default_factory=lambda: [2, 5, 10, 20, 50], metadata={"doc": "subspace dimensions d"}
+    )
     samples: int = field(default=2, metadata={"doc": "random points and surfaces per (r, d)"})
-    surfaces: list[str] = field(default_factory=lambda: ["hyperplane", "hypersphere"],
-                                metadata={"doc": "hyperplane and/or hypersphere"})
-    init: Literal["xavier", "he"] = field(default="xavier", metadata={
-        "doc": "initialisation whose draws are rescaled to radius r"})
-    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(default="dense", metadata={
-        "doc": "basis recipe of M"})
+    surfaces: list[str] = field(
+        default_factory=lambda: ["hyperplane", "hypersphere"],
+        metadata={"doc": "hyperplane and/or hypersphere"},
+    )
+    init: Literal["xavier", "he"] = field(
+        default="xavier", metadata={"doc": "initialisation whose draws are rescaled to radius r"}
+    )
+    basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(
+        default="dense", metadata={"doc": "basis recipe of M"}
+    )
     nnz_min: int = field(default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column"})
     nnz_max: int = field(default=0, metadata={"doc": "sparse-fort: most non-zeros per column"})
     metric: bool = field(default=False, metadata={"doc": "use ηM (η_ii ∝ 1/r_layer)"})
-    directions: Literal["all", "weights"] = field(default="all", metadata={
-        "doc": "surfaces span all coordinates, or weights only"})
+    directions: Literal["all", "weights"] = field(
+        default="all", metadata={"doc": "surfaces span all coordinates, or weights only"}
+    )
     optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
     lr: float = field(default=1e-3, metadata={"doc": "learning rate (seed 000: Adam 1e-3)"})
     momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
     epochs: int = field(default=10, metadata={"doc": "passes over the train split"})
     batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
-    ensemble: bool = field(default=True, metadata={
-        "doc": "train a cell's runs together as a vmapped ensemble (else one by one)"})
-    accuracy_fraction: float = field(default=0.9, metadata={
-        "doc": "d_int is where accuracy reaches this fraction of the reference"})
-    reference_accuracy: float = field(default=0.0, metadata={
-        "doc": "reference validation accuracy (0: the best mean accuracy of the grid)"})
+    ensemble: bool = field(
+        default=True,
+        metadata={"doc": "train a cell's runs together as a vmapped ensemble (else one by one)"},
+    )
+    accuracy_fraction: float = field(
+        default=0.9,
+        metadata={"doc": "d_int is where accuracy reaches this fraction of the reference"},
+    )
+    reference_accuracy: float = field(
+        default=0.0,
+        metadata={"doc": "reference validation accuracy (0: the best mean accuracy of the grid)"},
+    )
 
     def validate(self) -> None:
         _validate_radii(self)
@@ -185,8 +197,9 @@ class SubspaceTrainingOptions:
             raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
         bad = [s for s in self.surfaces if s not in ("hyperplane", "hypersphere")]
         if bad or not self.surfaces:
-            raise ValueError(f"option 'surfaces' takes 'hyperplane' and/or 'hypersphere', "
-                             f"got {self.surfaces}")
+            raise ValueError(
+                f"option 'surfaces' takes 'hyperplane' and/or 'hypersphere', got {self.surfaces}"
+            )
         if self.samples < 1 or self.epochs < 0 or self.batch_size < 0:
             raise ValueError("samples must be ≥ 1, epochs and batch_size ≥ 0")
         if not self.lr > 0:
@@ -202,37 +215,63 @@ class SubspaceTraining(Probe):
 
     def check(self, options: SubspaceTrainingOptions, ctx: Any) -> None:
         extra = 1 if "hypersphere" in options.surfaces else 0
-        _check_dims(options.dims, ctx.objective.D + extra, f"probe 'subspace-training' "
-                    f"(step '{ctx.step.name}')", extra=extra)
+        _check_dims(
+            options.dims,
+            ctx.objective.D + extra,
+            f"probe 'subspace-training' (step '{ctx.step.name}')",
+            extra=extra,
+        )
 
     def plan(self, options: SubspaceTrainingOptions, ctx: Any) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         dims = ("surface", "dim", "radius", "sample", "epoch")
         variables = {
-            f"{s}_{m}": Variable(dims, f"{m} on the {s} split after each epoch",
-                                 units="fraction" if m == "accuracy" else "nats")
-            for s in ("train", "validation") for m in obj.metric_names()
+            f"{s}_{m}": Variable(
+                dims,
+                f"{m} on the {s} split after each epoch",
+                units="fraction" if m == "accuracy" else "nats",
+            )
+            for s in ("train", "validation")
+            for m in obj.metric_names()
         }
         return Plan(
-            coords={"surface": np.asarray(options.surfaces), "dim":
-                    np.asarray(options.dims, dtype=np.int64), "radius": radii,
-                    "sample": np.arange(options.samples),
-                    "epoch": np.arange(options.epochs + 1)},
+            coords={
+                "surface": np.asarray(options.surfaces),
+                "dim": np.asarray(options.dims, dtype=np.int64),
+                "radius": radii,
+                "sample": np.arange(options.samples),
+                "epoch": np.arange(options.epochs + 1),
+            },
             cell_dims=("surface", "dim"),
             variables=variables,
             static={
                 "radius_relative": (("radius",), rel, {"description": "r / reference radius"}),
-                "r_xavier": ((), np.float64(init_radius(obj.layout, "xavier")),
-                             {"description": "mean radius of a Xavier init (weights)"}),
-                "r_he": ((), np.float64(init_radius(obj.layout, "he")),
-                         {"description": "mean radius of a He init (weights)"}),
+                "r_xavier": (
+                    (),
+                    np.float64(init_radius(obj.layout, "xavier")),
+                    {"description": "mean radius of a Xavier init (weights)"},
+                ),
+                "r_he": (
+                    (),
+                    np.float64(init_radius(obj.layout, "he")),
+                    {"description": "mean radius of a He init (weights)"},
+                ),
             },
-            coord_attrs={"radius": {"description": "radius of the start point (and of the "
-                                    "hypersphere)", "units": "‖x‖"},
-                         "epoch": {"description": "epochs trained (0: start)"}},
-            attrs={"optimizer": options.optimizer, "lr": options.lr, "r_reference": ref,
-                   "n_params": obj.D, "basis": options.basis},
+            coord_attrs={
+                "radius": {
+                    "description": "radius of the start point (and of the hypersphere)",
+                    "units": "‖x‖",
+                },
+                "epoch": {"description": "epochs trained (0: start)"},
+            },
+            attrs={
+                "optimizer": options.optimizer,
+                "lr": options.lr,
+                "r_reference": ref,
+                "n_params": obj.D,
+                "basis": options.basis,
+            },
         )
 
     def compute(self, options: SubspaceTrainingOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
@@ -250,24 +289,32 @@ class SubspaceTraining(Probe):
         subs, seeds = [], []
         for r in radii:
             for _s in range(options.samples):
-                x = draw_init(obj.layout, g, scheme=options.init, radius=float(r),
-                              dtype=torch.float64)
+                x = draw_init(
+                    obj.layout, g, scheme=options.init, radius=float(r), dtype=torch.float64
+                )
                 if sphere:
-                    subs.append(make_sphere(x, d, g, options.basis, nnz=nnz, eta=eta,
-                                            support=support))
+                    subs.append(
+                        make_sphere(x, d, g, options.basis, nnz=nnz, eta=eta, support=support)
+                    )
                 else:
-                    M = make_basis(obj.D, d, g, options.basis, nnz=nnz, eta=eta,
-                                   support=support)
+                    M = make_basis(obj.D, d, g, options.basis, nnz=nnz, eta=eta, support=support)
                     subs.append(Subspace(origin=x, basis=M))
                 seeds.append(int(torch.randint(0, 2**62, (1,), generator=g)))
-        kw = dict(sphere=sphere, optimizer=options.optimizer, lr=options.lr,
-                  momentum=options.momentum, epochs=options.epochs,
-                  batch_size=options.batch_size or None)
+        kw = dict(
+            sphere=sphere,
+            optimizer=options.optimizer,
+            lr=options.lr,
+            momentum=options.momentum,
+            epochs=options.epochs,
+            batch_size=options.batch_size or None,
+        )
         if options.ensemble:
             res = train_ensemble(obj, subs, seeds=seeds, **kw)
         else:
-            parts = [train_ensemble(obj, [s], seeds=[sd], **kw)
-                     for s, sd in zip(subs, seeds, strict=True)]
+            parts = [
+                train_ensemble(obj, [s], seeds=[sd], **kw)
+                for s, sd in zip(subs, seeds, strict=True)
+            ]
             res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         shape = (len(radii), options.samples, options.epochs + 1)
         return {k: v.reshape(shape) for k, v in res.items() if k != "x"}
@@ -277,8 +324,11 @@ class SubspaceTraining(Probe):
 
         out = xr.Dataset()
         metric = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
-        for k in [v for v in ds.data_vars if v.startswith(("train_", "validation_"))
-                  and "epoch" in ds[v].dims]:
+        for k in [
+            v
+            for v in ds.data_vars
+            if v.startswith(("train_", "validation_")) and "epoch" in ds[v].dims
+        ]:
             out[f"final_{k}"] = ds[k].isel(epoch=-1, drop=True)
         mean = out[f"final_{metric}"].mean("sample")
         out["final_mean"] = mean
@@ -289,12 +339,20 @@ class SubspaceTraining(Probe):
             dint = np.full((ds.sizes["surface"], ds.sizes["radius"]), np.nan)
             for i in range(ds.sizes["surface"]):
                 for j in range(ds.sizes["radius"]):
-                    dint[i, j] = intrinsic_dimension(ds["dim"].values,
-                                                     mean.isel(surface=i, radius=j).values, thr)
-            out["d_int"] = (("surface", "radius"), dint, {
-                "description": f"intrinsic dimension: smallest d (log-interpolated) reaching "
-                f"{options.accuracy_fraction:g} × the reference validation accuracy "
-                f"{ref:.4f}; NaN if never", "threshold": thr, "reference": ref})
+                    dint[i, j] = intrinsic_dimension(
+                        ds["dim"].values, mean.isel(surface=i, radius=j).values, thr
+                    )
+            out["d_int"] = (
+                ("surface", "radius"),
+                dint,
+                {
+                    "description": f"intrinsic dimension: smallest d (log-interpolated) reaching "
+                    f"{options.accuracy_fraction:g} × the reference validation accuracy "
+                    f"{ref:.4f}; NaN if never",
+                    "threshold": thr,
+                    "reference": ref,
+                },
+            )
         return out
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -310,15 +368,17 @@ class SubspaceTraining(Probe):
         for ax, s in zip(axes, surfaces, strict=False):
             z = final.sel(surface=s).values  # (dim, radius)
             if len(r) > 1 and len(dims) > 1:
-                cs = ax.contourf(r, dims, z, levels=np.linspace(vmin, vmax, 12),
-                                 cmap="viridis")
+                cs = ax.contourf(r, dims, z, levels=np.linspace(vmin, vmax, 12), cmap="viridis")
                 fig.colorbar(cs, ax=ax, label=f"final {metric.replace('_', ' ')}")
             else:
-                ax.scatter(np.repeat(r[None], len(dims), 0), np.repeat(dims[:, None], len(r), 1),
-                           c=z, cmap="viridis")
+                ax.scatter(
+                    np.repeat(r[None], len(dims), 0),
+                    np.repeat(dims[:, None], len(r), 1),
+                    c=z,
+                    cmap="viridis",
+                )
             if "d_int" in ds:
-                ax.plot(r, ds["d_int"].sel(surface=s).values, "w-o", ms=3, lw=1.5,
-                        label="d_int90")
+                ax.plot(r, ds["d_int"].sel(surface=s).values, "w-o", ms=3, lw=1.5, label="d_int90")
             mark_reference(ax, ds, label=False)
             ax.set_xscale("log")
             ax.set_yscale("log")

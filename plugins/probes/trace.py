@@ -44,34 +44,54 @@ DENSE_LIMIT = 3000
 
 @dataclass
 class TraceOptions:
-    at: PointRef = field(default=PointRef("init"), metadata={
-        "doc": "the point (landscape = 'model')"})
-    landscape: Literal["model", "eq26", "eq31"] = field(default="model", metadata={
-        "doc": "'model': the run's model and data; 'eq26'/'eq31': seed 001's quadratic "
-               "saddles at their critical point"})
+    at: PointRef = field(
+        default=PointRef("init"), metadata={"doc": "the point (landscape = 'model')"}
+    )
+    landscape: Literal["model", "eq26", "eq31"] = field(
+        default="model",
+        metadata={
+            "doc": "'model': the run's model and data; 'eq26'/'eq31': seed 001's quadratic "
+            "saddles at their critical point"
+        },
+    )
     n_params: int = field(default=1000, metadata={"doc": "N of the quadratic landscapes"})
-    n_negative: int = field(default=200, metadata={
-        "doc": "k, negative curvatures of eq31 (eq26: N/2)"})
+    n_negative: int = field(
+        default=200, metadata={"doc": "k, negative curvatures of eq31 (eq26: N/2)"}
+    )
     directions: int = field(default=100, metadata={"doc": "N random directions"})
     repeats: int = field(default=1, metadata={"doc": "independent draws of the N directions"})
-    distribution: Literal["gaussian", "rademacher"] = field(default="gaussian", metadata={
-        "doc": "entries of the directions (the paper: gaussian)"})
-    epsilon: float = field(default=0.01, metadata={
-        "doc": "curvature fit: t ∈ [−ε, ε] (a distance along unit directions if normalize)"})
-    n_points: int = field(default=50, metadata={"doc": "curvature fit: loss values per "
-                                                       "direction"})
-    normalize: bool = field(default=True, metadata={
-        "doc": "curvature fit along unit directions (estimate D·uᵀHu); false: the raw "
-               "directions of the paper"})
+    distribution: Literal["gaussian", "rademacher"] = field(
+        default="gaussian", metadata={"doc": "entries of the directions (the paper: gaussian)"}
+    )
+    epsilon: float = field(
+        default=0.01,
+        metadata={
+            "doc": "curvature fit: t ∈ [−ε, ε] (a distance along unit directions if normalize)"
+        },
+    )
+    n_points: int = field(default=50, metadata={"doc": "curvature fit: loss values per direction"})
+    normalize: bool = field(
+        default=True,
+        metadata={
+            "doc": "curvature fit along unit directions (estimate D·uᵀHu); false: the raw "
+            "directions of the paper"
+        },
+    )
     hutchpp: bool = field(default=True, metadata={"doc": "also Hutch++ with N HVPs"})
-    exact: Literal["auto", "dense", "none"] = field(default="auto", metadata={
-        "doc": f"exact trace from the dense Hessian: 'auto' (D ≤ {DENSE_LIMIT}), "
-               "'dense', 'none'"})
-    density_steps: int = field(default=40, metadata={
-        "doc": "Lanczos steps of the SLQ spectral density (0: none)"})
+    exact: Literal["auto", "dense", "none"] = field(
+        default="auto",
+        metadata={
+            "doc": f"exact trace from the dense Hessian: 'auto' (D ≤ {DENSE_LIMIT}), "
+            "'dense', 'none'"
+        },
+    )
+    density_steps: int = field(
+        default=40, metadata={"doc": "Lanczos steps of the SLQ spectral density (0: none)"}
+    )
     density_probes: int = field(default=4, metadata={"doc": "SLQ start vectors"})
-    split: Literal["train", "validation"] = field(default="train", metadata={
-        "doc": "the loss whose Hessian is estimated"})
+    split: Literal["train", "validation"] = field(
+        default="train", metadata={"doc": "the loss whose Hessian is estimated"}
+    )
 
     def validate(self) -> None:
         for name in ("directions", "repeats", "density_probes"):
@@ -106,8 +126,13 @@ def landscape_for(options: Any, ctx: Any) -> tuple[Any, Any, torch.Tensor, int, 
         def loss_at(P: torch.Tensor) -> np.ndarray:
             return obj.evaluate(P, split)["loss"]
 
-        out = (hvp_operator(obj, x, split), loss_at, x, obj.D,
-               f"model at '{options.at}' ({split} loss)")
+        out = (
+            hvp_operator(obj, x, split),
+            loss_at,
+            x,
+            obj.D,
+            f"model at '{options.at}' ({split} loss)",
+        )
     else:
         land = make_landscape(options.landscape, options.n_params, options.n_negative)
         out = (land, land.loss_at, land.x0, land.D, f"{options.landscape}: {land.describe()}")
@@ -124,17 +149,21 @@ class TraceProbe(Probe):
         if options.landscape != "model":
             make_landscape(options.landscape, options.n_params, options.n_negative)
         elif options.exact == "dense" and ctx.objective.D > 20000:
-            raise ConfigError(f"step '{ctx.step.name}': exact = 'dense' with D="
-                              f"{ctx.objective.D:,} would form a {ctx.objective.D:,}² Hessian; "
-                              "use exact = 'none'")
+            raise ConfigError(
+                f"step '{ctx.step.name}': exact = 'dense' with D="
+                f"{ctx.objective.D:,} would form a {ctx.objective.D:,}² Hessian; "
+                "use exact = 'none'"
+            )
 
     def plan(self, options: TraceOptions, ctx: Any) -> Plan:
         from lossatlas.engine.curvature import spectral_density
 
         hvp, _loss_at, x, D, desc = landscape_for(options, ctx)
         static: dict[str, Any] = {}
-        coords: dict[str, np.ndarray] = {"repeat": np.arange(options.repeats),
-                                         "n": np.arange(1, options.directions + 1)}
+        coords: dict[str, np.ndarray] = {
+            "repeat": np.arange(options.repeats),
+            "n": np.arange(1, options.directions + 1),
+        }
         exact, method = np.nan, "none"
         if options.landscape != "model":
             exact, method = hvp.trace, "analytic"
@@ -147,45 +176,90 @@ class TraceProbe(Probe):
             w = None
         if w is not None:
             coords["eig"] = np.arange(len(w))
-            static["eigenvalues"] = (("eig",), np.asarray(w, float), {
-                "description": "the exact spectrum of H", "units": "loss / parameter²"})
-        static["exact_trace"] = ((), np.float64(exact), {
-            "description": "Tr H, exactly (NaN: not computed)", "units": "loss / parameter²",
-            "method": method})
+            static["eigenvalues"] = (
+                ("eig",),
+                np.asarray(w, float),
+                {"description": "the exact spectrum of H", "units": "loss / parameter²"},
+            )
+        static["exact_trace"] = (
+            (),
+            np.float64(exact),
+            {
+                "description": "Tr H, exactly (NaN: not computed)",
+                "units": "loss / parameter²",
+                "method": method,
+            },
+        )
         if options.density_steps > 0:
-            sd = spectral_density(hvp, D, n_probes=options.density_probes,
-                                  n_steps=min(options.density_steps, D),
-                                  generator=ctx.generator("density"))
+            sd = spectral_density(
+                hvp,
+                D,
+                n_probes=options.density_probes,
+                n_steps=min(options.density_steps, D),
+                generator=ctx.generator("density"),
+            )
             coords["grid"] = np.asarray(sd.grid, float)
-            static["density"] = (("grid",), np.asarray(sd.density, float), {
-                "description": "SLQ estimate of the eigenvalue density of H (∫ = 1)",
-                "units": "1 / eigenvalue", "n_hvp": int(sd.n_hvp), "sigma": float(sd.sigma),
-                "probes": options.density_probes, "steps": options.density_steps,
-                "slq_trace": float(sd.trace())})
+            static["density"] = (
+                ("grid",),
+                np.asarray(sd.density, float),
+                {
+                    "description": "SLQ estimate of the eigenvalue density of H (∫ = 1)",
+                    "units": "1 / eigenvalue",
+                    "n_hvp": int(sd.n_hvp),
+                    "sigma": float(sd.sigma),
+                    "probes": options.density_probes,
+                    "steps": options.density_steps,
+                    "slq_trace": float(sd.trace()),
+                },
+            )
         dims = ("repeat", "n")
         variables = {
-            "hutchinson": Variable(dims, "Hutchinson estimate of Tr H from the first n "
-                                   "directions", "loss / parameter²"),
-            "hutchinson_stderr": Variable(dims, "its standard error (NaN at n = 1)",
-                                          "loss / parameter²", finite=False),
-            "curvature": Variable(dims, "curvature-based (HVP-free) estimate from the first "
-                                  "n directions", "loss / parameter²"),
-            "curvature_stderr": Variable(dims, "its standard error (NaN at n = 1)",
-                                         "loss / parameter²", finite=False),
+            "hutchinson": Variable(
+                dims, "Hutchinson estimate of Tr H from the first n directions", "loss / parameter²"
+            ),
+            "hutchinson_stderr": Variable(
+                dims, "its standard error (NaN at n = 1)", "loss / parameter²", finite=False
+            ),
+            "curvature": Variable(
+                dims,
+                "curvature-based (HVP-free) estimate from the first n directions",
+                "loss / parameter²",
+            ),
+            "curvature_stderr": Variable(
+                dims, "its standard error (NaN at n = 1)", "loss / parameter²", finite=False
+            ),
             "hutchinson_sample": Variable(dims, "zᵀHz of direction n", "loss / parameter²"),
-            "curvature_sample": Variable(dims, "the fitted curvature of direction n, scaled "
-                                         "to estimate Tr H", "loss / parameter²"),
-            "fit_rms": Variable(dims, "rms residual of the quadratic fit along direction n "
-                                "(large: ε is outside the quadratic regime)", "loss"),
+            "curvature_sample": Variable(
+                dims,
+                "the fitted curvature of direction n, scaled to estimate Tr H",
+                "loss / parameter²",
+            ),
+            "fit_rms": Variable(
+                dims,
+                "rms residual of the quadratic fit along direction n "
+                "(large: ε is outside the quadratic regime)",
+                "loss",
+            ),
         }
         if options.hutchpp:
-            variables["hutchpp"] = Variable(("repeat",), "Hutch++ estimate with N HVPs",
-                                            "loss / parameter²")
-        return Plan(coords=coords, cell_dims=("repeat",), variables=variables, static=static,
-                    attrs={"landscape": desc, "D": int(D), "exact_trace": float(exact),
-                           "distribution": options.distribution,
-                           "epsilon": options.epsilon, "normalize": int(options.normalize)},
-                    coord_attrs={"n": {"description": "number of directions averaged"}})
+            variables["hutchpp"] = Variable(
+                ("repeat",), "Hutch++ estimate with N HVPs", "loss / parameter²"
+            )
+        return Plan(
+            coords=coords,
+            cell_dims=("repeat",),
+            variables=variables,
+            static=static,
+            attrs={
+                "landscape": desc,
+                "D": int(D),
+                "exact_trace": float(exact),
+                "distribution": options.distribution,
+                "epsilon": options.epsilon,
+                "normalize": int(options.normalize),
+            },
+            coord_attrs={"n": {"description": "number of directions averaged"}},
+        )
 
     def compute(self, options: TraceOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
         from lossatlas.engine.curvature import (
@@ -197,20 +271,31 @@ class TraceProbe(Probe):
 
         hvp, loss_at, x, D, _desc = landscape_for(options, ctx)
         g = cell.generator()
-        Z = random_probes(options.directions, D, options.distribution, generator=g,
-                          dtype=torch.float64)
+        Z = random_probes(
+            options.directions, D, options.distribution, generator=g, dtype=torch.float64
+        )
         hut = hutchinson_trace(hvp, D, probes=Z)
-        cur = curvature_trace(loss_at, x, directions=Z.to(x.device), epsilon=options.epsilon,
-                              n_points=options.n_points, normalize=options.normalize)
+        cur = curvature_trace(
+            loss_at,
+            x,
+            directions=Z.to(x.device),
+            epsilon=options.epsilon,
+            n_points=options.n_points,
+            normalize=options.normalize,
+        )
         out = {
-            "hutchinson": hut.running, "hutchinson_stderr": hut.stderr,
-            "curvature": cur.running, "curvature_stderr": cur.stderr,
-            "hutchinson_sample": hut.samples, "curvature_sample": cur.samples,
+            "hutchinson": hut.running,
+            "hutchinson_stderr": hut.stderr,
+            "curvature": cur.running,
+            "curvature_stderr": cur.stderr,
+            "hutchinson_sample": hut.samples,
+            "curvature_sample": cur.samples,
             "fit_rms": cur.extra["fit_rms"],
         }
         if options.hutchpp:
-            out["hutchpp"] = hutchpp_trace(hvp, D, options.directions, distribution=(
-                options.distribution), generator=g).estimate
+            out["hutchpp"] = hutchpp_trace(
+                hvp, D, options.directions, distribution=(options.distribution), generator=g
+            ).estimate
         return out
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -222,19 +307,37 @@ def plot_trace(ds: Any, logy: bool = False) -> Any:
     import matplotlib.pyplot as plt
 
     spectral = "density" in ds or "eigenvalues" in ds
-    fig, axes = plt.subplots(1, 2 if spectral else 1, figsize=(11 if spectral else 6, 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if spectral else 1, figsize=(11 if spectral else 6, 4.2), squeeze=False
+    )
     ax = axes[0, 0]
     n = ds["n"].values
     for r in ds["repeat"].values:
         lab = r == ds["repeat"].values[0]
-        ax.plot(n, ds["hutchinson"].sel(repeat=r), color="C0", lw=1,
-                label="Hutchinson (HVPs)" if lab else None)
-        ax.plot(n, ds["curvature"].sel(repeat=r), color="C1", lw=1, ls="--",
-                label="curvature-based (no HVP)" if lab else None)
+        ax.plot(
+            n,
+            ds["hutchinson"].sel(repeat=r),
+            color="C0",
+            lw=1,
+            label="Hutchinson (HVPs)" if lab else None,
+        )
+        ax.plot(
+            n,
+            ds["curvature"].sel(repeat=r),
+            color="C1",
+            lw=1,
+            ls="--",
+            label="curvature-based (no HVP)" if lab else None,
+        )
         if "hutchpp" in ds:
-            ax.plot(n[-1], float(ds["hutchpp"].sel(repeat=r)), "o", color="C2", ms=5,
-                    label=f"Hutch++ ({n[-1]} HVPs)" if lab else None)
+            ax.plot(
+                n[-1],
+                float(ds["hutchpp"].sel(repeat=r)),
+                "o",
+                color="C2",
+                ms=5,
+                label=f"Hutch++ ({n[-1]} HVPs)" if lab else None,
+            )
     exact = float(ds["exact_trace"].values)
     if np.isfinite(exact):
         ax.axhline(exact, color="k", lw=1.2, label=f"exact Tr H = {exact:.4g}")
@@ -247,8 +350,13 @@ def plot_trace(ds: Any, logy: bool = False) -> Any:
         ax = axes[0, 1]
         if "eigenvalues" in ds:
             w = ds["eigenvalues"].values
-            ax.hist(w, bins=min(80, max(10, len(w) // 10)), density=True, color="0.75",
-                    label=f"exact spectrum ({len(w)} eigenvalues)")
+            ax.hist(
+                w,
+                bins=min(80, max(10, len(w) // 10)),
+                density=True,
+                color="0.75",
+                label=f"exact spectrum ({len(w)} eigenvalues)",
+            )
         if "density" in ds:
             ax.plot(ds["grid"], ds["density"], color="C3", label="SLQ density")
         if logy:

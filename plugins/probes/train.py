@@ -44,11 +44,15 @@ MAX_TRAJECTORY_BYTES = 2 * 2**30
 class TrainOptions:
     start: PointRef = field(
         default=PointRef("init"),
-        metadata={"key": "from", "doc": "where training starts: 'init', 'init:SEED' (another "
-                  "initialisation), a step or 'checkpoint:PATH'"},
+        metadata={
+            "key": "from",
+            "doc": "where training starts: 'init', 'init:SEED' (another "
+            "initialisation), a step or 'checkpoint:PATH'",
+        },
     )
     optimizer: Literal["sgd", "adam"] = field(
-        default="sgd", metadata={"doc": "'sgd' (with momentum) or 'adam'"})
+        default="sgd", metadata={"doc": "'sgd' (with momentum) or 'adam'"}
+    )
     lr: float = field(default=0.1, metadata={"doc": "learning rate"})
     momentum: float = field(default=0.0, metadata={"doc": "SGD momentum (0: plain SGD)"})
     weight_decay: float = field(default=0.0, metadata={"doc": "L2 weight decay"})
@@ -56,11 +60,15 @@ class TrainOptions:
     batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
     seed: int = field(default=0, metadata={"doc": "seed of the mini-batch order"})
     record_every: int = field(
-        default=10, metadata={"doc": "record the parameters every k optimizer steps "
-                              "(0: only the start and the end)"})
+        default=10,
+        metadata={
+            "doc": "record the parameters every k optimizer steps (0: only the start and the end)"
+        },
+    )
     max_steps: int = field(default=0, metadata={"doc": "stop after this many steps (0: no cap)"})
     target_loss: float = field(
-        default=0.0, metadata={"doc": "stop once the train loss is ≤ this (0: train all epochs)"})
+        default=0.0, metadata={"doc": "stop once the train loss is ≤ this (0: train all epochs)"}
+    )
 
     def validate(self) -> None:
         if not self.lr > 0:
@@ -124,22 +132,32 @@ class Train(Probe):
         variables = {
             "point": Variable(("param",), "the parameters at the end of training"),
             "initial": Variable(("param",), "the parameters training started from"),
-            "trajectory": Variable(("record", "param"), "parameter snapshots during training",
-                                   dtype=traj_dtype, finite=False),
+            "trajectory": Variable(
+                ("record", "param"),
+                "parameter snapshots during training",
+                dtype=traj_dtype,
+                finite=False,
+            ),
         }
         for split in ("train", "validation"):
             for m in obj.metric_names():
                 variables[f"{split}_{m}"] = Variable(
-                    hist, f"{m} on the whole {split} split at the end of each epoch "
+                    hist,
+                    f"{m} on the whole {split} split at the end of each epoch "
                     "(epoch 0: before training)",
-                    units="fraction" if m == "accuracy" else "loss", finite=False)
-        variables["radius"] = Variable(hist, "‖x‖ over the weight matrices (biases excluded)",
-                                       finite=False)
-        variables["step"] = Variable(hist, "optimizer steps taken by the end of each epoch",
-                                     finite=False)
+                    units="fraction" if m == "accuracy" else "loss",
+                    finite=False,
+                )
+        variables["radius"] = Variable(
+            hist, "‖x‖ over the weight matrices (biases excluded)", finite=False
+        )
+        variables["step"] = Variable(
+            hist, "optimizer steps taken by the end of each epoch", finite=False
+        )
         variables["steps"] = Variable((), "optimizer steps taken", dtype="int64")
-        variables["diverged"] = Variable((), "1 if the loss became NaN/inf and training "
-                                         "stopped", dtype="int64")
+        variables["diverged"] = Variable(
+            (), "1 if the loss became NaN/inf and training stopped", dtype="int64"
+        )
         return Plan(
             coords={
                 "param": np.arange(obj.D),
@@ -150,12 +168,18 @@ class Train(Probe):
             cell_dims=(),
             coord_attrs={
                 "record": {"description": "optimizer step of each snapshot", "units": "steps"},
-                "epoch": {"description": "epochs of training done (0: before training)",
-                          "units": "epochs"},
+                "epoch": {
+                    "description": "epochs of training done (0: before training)",
+                    "units": "epochs",
+                },
                 "param": {"description": "index into the flat parameter vector"},
             },
-            attrs={"from": str(options.start), "steps_per_epoch": per_epoch,
-                   "planned_steps": total, "optimizer": options.optimizer},
+            attrs={
+                "from": str(options.start),
+                "steps_per_epoch": per_epoch,
+                "planned_steps": total,
+                "optimizer": options.optimizer,
+            },
         )
 
     def compute(self, options: TrainOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
@@ -164,10 +188,15 @@ class Train(Probe):
         _per_epoch, total = _steps(options, len(obj.splits["train"]))
         record = planned_record_steps(options.record_every, total)
         res = train(
-            obj, x0,
-            optimizer=options.optimizer, lr=options.lr, momentum=options.momentum,
-            weight_decay=options.weight_decay, epochs=options.epochs,
-            batch_size=options.batch_size or None, seed=options.seed,
+            obj,
+            x0,
+            optimizer=options.optimizer,
+            lr=options.lr,
+            momentum=options.momentum,
+            weight_decay=options.weight_decay,
+            epochs=options.epochs,
+            batch_size=options.batch_size or None,
+            seed=options.seed,
             record_every=options.record_every or max(total, 1),
             max_steps=options.max_steps or None,
             target_loss=options.target_loss or None,
@@ -179,8 +208,11 @@ class Train(Probe):
             vals = res.history[key][:E]
             arr[: len(vals)] = vals
             out[key] = arr
-        traj = np.full((len(record), obj.D), np.nan,
-                       dtype=np.float32 if str(ctx.dtype).endswith("32") else np.float64)
+        traj = np.full(
+            (len(record), obj.D),
+            np.nan,
+            dtype=np.float32 if str(ctx.dtype).endswith("32") else np.float64,
+        )
         where = {int(s): i for i, s in enumerate(record)}
         assert res.trajectory is not None
         for s, row in zip(res.record_steps, res.trajectory, strict=True):
@@ -226,7 +258,8 @@ class Train(Probe):
         ax.set_ylabel("‖x‖ (weights)")
         ax.set_title("radius")
         if int(ds["diverged"]):
-            fig.text(0.5, -0.02, f"diverged after {int(ds['steps'])} steps", ha="center",
-                     color="C3")
+            fig.text(
+                0.5, -0.02, f"diverged after {int(ds['steps'])} steps", ha="center", color="C3"
+            )
         fig.tight_layout()
         return fig

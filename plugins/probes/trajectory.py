@@ -38,16 +38,28 @@ __all__ = ["Trajectory", "project_trajectory"]
 
 @dataclass
 class TrajectoryOptions:
-    of: PointRef = field(default=PointRef("train"), metadata={
-        "doc": "the train step whose recorded trajectory to project ('STEP' or 'RUN/STEP')"})
+    of: PointRef = field(
+        default=PointRef("train"),
+        metadata={
+            "doc": "the train step whose recorded trajectory to project ('STEP' or 'RUN/STEP')"
+        },
+    )
     grid: int = field(default=25, metadata={"doc": "points per axis of the (α, β) surface"})
-    margin: float = field(default=0.25, metadata={
-        "doc": "the surface extends this fraction beyond the trajectory on each side"})
-    surface: Literal["paper", "plane", "none"] = field(default="paper", metadata={
-        "doc": "'paper': parallel 1-D lines through each point (Appendix C); 'plane': one "
-               "fixed residual direction; 'none': no surface"})
-    control: bool = field(default=True, metadata={
-        "doc": "also the random 2-D plane through the solution (Appendix D)"})
+    margin: float = field(
+        default=0.25,
+        metadata={"doc": "the surface extends this fraction beyond the trajectory on each side"},
+    )
+    surface: Literal["paper", "plane", "none"] = field(
+        default="paper",
+        metadata={
+            "doc": "'paper': parallel 1-D lines through each point (Appendix C); 'plane': one "
+            "fixed residual direction; 'none': no surface"
+        },
+    )
+    control: bool = field(
+        default=True,
+        metadata={"doc": "also the random 2-D plane through the solution (Appendix D)"},
+    )
     control_grid: int = field(default=21, metadata={"doc": "points per axis of the control"})
 
     def validate(self) -> None:
@@ -96,31 +108,40 @@ class Trajectory(Probe):
         if missing:
             raise ConfigError(
                 f"step '{ctx.step.name}': '{options.of}' is not a train step (it has no "
-                f"{', '.join(missing)}); point 'of' at a step with probe = \"train\"")
+                f"{', '.join(missing)}); point 'of' at a step with probe = \"train\""
+            )
         traj = np.asarray(ds["trajectory"].values, dtype=np.float64)
         steps = np.asarray(ds["record"].values)
         keep = np.all(np.isfinite(traj), axis=1)
         if keep.sum() < 2:
-            raise ConfigError(f"step '{ctx.step.name}': '{options.of}' recorded fewer than two "
-                              "finite snapshots; train with a smaller record_every")
-        return {"traj": traj[keep], "steps": steps[keep],
-                "start": np.asarray(ds["initial"].values, dtype=np.float64),
-                "end": np.asarray(ds["point"].values, dtype=np.float64)}
+            raise ConfigError(
+                f"step '{ctx.step.name}': '{options.of}' recorded fewer than two "
+                "finite snapshots; train with a smaller record_every"
+            )
+        return {
+            "traj": traj[keep],
+            "steps": steps[keep],
+            "start": np.asarray(ds["initial"].values, dtype=np.float64),
+            "end": np.asarray(ds["point"].values, dtype=np.float64),
+        }
 
     def check(self, options: TrajectoryOptions, ctx: Any) -> None:
         names = [s.name for s in ctx.config.steps]
         earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else names
         ctx.check_ref(str(options.of), earlier)
 
-    def _grids(self, options: TrajectoryOptions, alpha: np.ndarray, beta: np.ndarray,
-               traj: np.ndarray) -> dict[str, np.ndarray]:
+    def _grids(
+        self, options: TrajectoryOptions, alpha: np.ndarray, beta: np.ndarray, traj: np.ndarray
+    ) -> dict[str, np.ndarray]:
         grids: dict[str, np.ndarray] = {}
         if options.surface != "none":
-            grids["alpha"] = _span(float(alpha.min()), float(alpha.max()), options.margin,
-                                   options.grid)
+            grids["alpha"] = _span(
+                float(alpha.min()), float(alpha.max()), options.margin, options.grid
+            )
             bmax = float(beta.max()) or 1.0
-            grids["beta"] = np.linspace(-options.margin * bmax, (1 + options.margin) * bmax,
-                                        options.grid)
+            grids["beta"] = np.linspace(
+                -options.margin * bmax, (1 + options.margin) * bmax, options.grid
+            )
         if options.control:
             grids["c1"] = np.linspace(-1.0, 1.0, options.control_grid)
             grids["c2"] = np.linspace(-1.0, 1.0, options.control_grid)
@@ -136,16 +157,22 @@ class Trajectory(Probe):
         obj = ctx.objective
         data = self._load(options, ctx)
         if data["traj"].shape[1] != obj.D:
-            raise ConfigError(f"step '{ctx.step.name}': '{options.of}' has "
-                              f"{data['traj'].shape[1]} parameters but the model has D={obj.D}")
+            raise ConfigError(
+                f"step '{ctx.step.name}': '{options.of}' has "
+                f"{data['traj'].shape[1]} parameters but the model has D={obj.D}"
+            )
         alpha, beta, _V, _u = project_trajectory(data["traj"], data["start"], data["end"])
         grids = self._grids(options, alpha, beta, data["traj"])
         rec = ("record",)
         v: dict[str, Variable] = {
-            "traj_alpha": Variable(rec, "α(t) = (θ(t) − θ_i)·u, u the unit init→solution "
-                                   "direction", units="parameter norm"),
-            "traj_beta": Variable(rec, "β(t): norm of the residual of θ(t) off the line",
-                                  units="parameter norm"),
+            "traj_alpha": Variable(
+                rec,
+                "α(t) = (θ(t) − θ_i)·u, u the unit init→solution direction",
+                units="parameter norm",
+            ),
+            "traj_beta": Variable(
+                rec, "β(t): norm of the residual of θ(t) off the line", units="parameter norm"
+            ),
             "traj_norm": Variable(rec, "‖θ(t)‖", units="parameter norm"),
             "traj_train_loss": Variable(rec, "train loss at θ(t)"),
             "traj_validation_loss": Variable(rec, "validation loss at θ(t)"),
@@ -156,33 +183,41 @@ class Trajectory(Probe):
         if "alpha" in grids:
             for s in ("train", "validation"):
                 v[f"surface_{s}_loss"] = Variable(
-                    ("alpha", "beta"), f"{s} loss at θ_i + αu + βv ({options.surface})")
+                    ("alpha", "beta"), f"{s} loss at θ_i + αu + βv ({options.surface})"
+                )
         if "c1" in grids:
-            v["control_a"] = Variable(rec, "(θ(t) − θ_f)·d1, d1 the first random direction",
-                                      units="parameter norm")
+            v["control_a"] = Variable(
+                rec, "(θ(t) − θ_f)·d1, d1 the first random direction", units="parameter norm"
+            )
             v["control_b"] = Variable(rec, "(θ(t) − θ_f)·d2", units="parameter norm")
-            v["control_extent"] = Variable((), "half-width e of the control square: "
-                                           "coords c1, c2 are in units of e",
-                                           units="parameter norm")
+            v["control_extent"] = Variable(
+                (),
+                "half-width e of the control square: coords c1, c2 are in units of e",
+                units="parameter norm",
+            )
             for s in ("train", "validation"):
-                v[f"control_{s}_loss"] = Variable(("c1", "c2"),
-                                                  f"{s} loss at θ_f + e·(c1·d1 + c2·d2)")
+                v[f"control_{s}_loss"] = Variable(
+                    ("c1", "c2"), f"{s} loss at θ_f + e·(c1·d1 + c2·d2)"
+                )
         if "w1" in grids:
             v["traj_w1"] = Variable(rec, "first parameter along the trajectory")
             v["traj_w2"] = Variable(rec, "second parameter along the trajectory")
             for s in ("train", "validation"):
-                v[f"weights_{s}_loss"] = Variable(("w1", "w2"),
-                                                  f"{s} loss over the two parameters")
+                v[f"weights_{s}_loss"] = Variable(("w1", "w2"), f"{s} loss over the two parameters")
         return Plan(
             coords={"record": data["steps"], **grids},
             variables=v,
             cell_dims=(),
             coord_attrs={
                 "record": {"description": "optimizer step of the snapshot", "units": "steps"},
-                "alpha": {"description": "coordinate along the init→solution line",
-                          "units": "parameter norm"},
-                "beta": {"description": "coordinate along the residual direction",
-                         "units": "parameter norm"},
+                "alpha": {
+                    "description": "coordinate along the init→solution line",
+                    "units": "parameter norm",
+                },
+                "beta": {
+                    "description": "coordinate along the residual direction",
+                    "units": "parameter norm",
+                },
                 "c1": {"description": "first random direction, × control_extent"},
                 "c2": {"description": "second random direction, × control_extent"},
             },
@@ -204,9 +239,11 @@ class Trajectory(Probe):
 
         at = ev(traj)
         out: dict[str, Any] = {
-            "traj_alpha": alpha, "traj_beta": beta,
+            "traj_alpha": alpha,
+            "traj_beta": beta,
             "traj_norm": np.linalg.norm(traj, axis=1),
-            "traj_train_loss": at["train_loss"], "traj_validation_loss": at["validation_loss"],
+            "traj_train_loss": at["train_loss"],
+            "traj_validation_loss": at["validation_loss"],
             "distance": float(np.linalg.norm(end - start)),
             "max_residual": float(beta.max()),
             "max_norm": float(np.linalg.norm(traj, axis=1).max()),
@@ -223,11 +260,15 @@ class Trajectory(Probe):
                 idx = np.full(len(grids["alpha"]), int(np.argmax(beta)))
             else:
                 cand = np.flatnonzero(has)
-                idx = cand[np.argmin(np.abs(alpha[cand][None, :]
-                                            - grids["alpha"][:, None]), axis=1)]
+                idx = cand[
+                    np.argmin(np.abs(alpha[cand][None, :] - grids["alpha"][:, None]), axis=1)
+                ]
             A, B = grids["alpha"], grids["beta"]
-            X = (start[None, None, :] + A[:, None, None] * u[None, None, :]
-                 + B[None, :, None] * V[idx][:, None, :])
+            X = (
+                start[None, None, :]
+                + A[:, None, None] * u[None, None, :]
+                + B[None, :, None] * V[idx][:, None, :]
+            )
             res = ev(X.reshape(-1, obj.D))
             for s in ("train", "validation"):
                 out[f"surface_{s}_loss"] = res[f"{s}_loss"].reshape(len(A), len(B))
@@ -239,8 +280,11 @@ class Trajectory(Probe):
             a, b = (traj - end) @ d1, (traj - end) @ d2
             e = float(max(np.abs(a).max(), np.abs(b).max()) * (1 + options.margin)) or 1.0
             C1, C2 = grids["c1"] * e, grids["c2"] * e
-            X = (end[None, None, :] + C1[:, None, None] * d1[None, None, :]
-                 + C2[None, :, None] * d2[None, None, :])
+            X = (
+                end[None, None, :]
+                + C1[:, None, None] * d1[None, None, :]
+                + C2[None, :, None] * d2[None, None, :]
+            )
             res = ev(X.reshape(-1, obj.D))
             out.update(control_a=a, control_b=b, control_extent=e)
             for s in ("train", "validation"):
@@ -281,8 +325,7 @@ class Trajectory(Probe):
             finite = z[np.isfinite(z)]
             norm = None
             if logc and finite.size and finite.min() > 0:
-                norm = LogNorm(vmin=max(finite.min(), finite.max() * 1e-6),
-                               vmax=finite.max())
+                norm = LogNorm(vmin=max(finite.min(), finite.max() * 1e-6), vmax=finite.max())
             m = ax.pcolormesh(x, y, z.T, shading="auto", cmap="viridis", norm=norm)
             fig.colorbar(m, ax=ax, label="train loss")
             if finite.size and finite.max() > finite.min():
@@ -296,8 +339,9 @@ class Trajectory(Probe):
                 ax.set_xlabel("α(t): projection on the init → solution line")
                 ax.set_ylabel("norm")
                 ratio = float(ds["max_residual"]) / float(ds["max_norm"])
-                ax.set_title(f"max residual {float(ds['max_residual']):.3g} = "
-                             f"{ratio:.2f} × max ‖θ‖")
+                ax.set_title(
+                    f"max residual {float(ds['max_residual']):.3g} = {ratio:.2f} × max ‖θ‖"
+                )
                 ax.legend(fontsize=7)
             elif name == "surface":
                 heat(ax, ds["alpha"].values, ds["beta"].values, ds["surface_train_loss"].values)
@@ -309,8 +353,7 @@ class Trajectory(Probe):
                 ax.set_title(f"loss over (α, β) ({ds.attrs.get('surface', 'paper')})")
             elif name == "control":
                 e = float(ds["control_extent"])
-                heat(ax, ds["c1"].values * e, ds["c2"].values * e,
-                     ds["control_train_loss"].values)
+                heat(ax, ds["c1"].values * e, ds["c2"].values * e, ds["control_train_loss"].values)
                 ax.plot(ds["control_a"].values, ds["control_b"].values, "r.-", ms=3, lw=1)
                 ax.plot([0], [0], "r*", ms=9)
                 ax.set_xlabel("random direction 1")

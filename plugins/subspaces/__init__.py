@@ -11,5 +11,12 @@ from .random import RandomDirections
 
 @hookimpl
 def lossatlas_register_subspaces() -> list[SubspacePlugin]:
-    return [RandomDirections(), Hyperplane(), Hypersphere(), FilterNormalized(), HessianPlane(),
-            UserDirections(), ThreePoints()]
+    return [
+        RandomDirections(),
+        Hyperplane(),
+        Hypersphere(),
+        FilterNormalized(),
+        HessianPlane(),
+        UserDirections(),
+        ThreePoints(),
+    ]

@@ -65,7 +65,9 @@ def centred_axis(span: float, points: int) -> np.ndarray:
 
 
 def plane_grid(
-    origin: torch.Tensor, directions: torch.Tensor, alpha: float | torch.Tensor,
+    origin: torch.Tensor,
+    directions: torch.Tensor,
+    alpha: float | torch.Tensor,
     beta: np.ndarray | torch.Tensor,
 ) -> torch.Tensor:
     """Points x + α·δ + β_j·η for one α and every β_j: a (len(β), D) block (one grid row)."""
@@ -142,11 +144,12 @@ def normalized_directions(
     does not depend on the device.
     """
     D = layout.D
-    ids_np, info = block_ids(layout, norm, include_bias_and_norm,
-                             min_size=d if orthogonal else 1)
+    ids_np, info = block_ids(layout, norm, include_bias_and_norm, min_size=d if orthogonal else 1)
     if info["blocks"] == 0:
-        raise ConfigError("filter normalisation: the model has no weights to normalise; "
-                          "set include_bias_and_norm = true or norm = 'none'")
+        raise ConfigError(
+            "filter normalisation: the model has no weights to normalise; "
+            "set include_bias_and_norm = true or norm = 'none'"
+        )
     dev = x.device
     mask = torch.from_numpy(ids_np >= 0).to(dev)
     x64 = x.detach().to(torch.float64) * mask  # coordinates outside every block count nowhere
@@ -171,8 +174,13 @@ def normalized_directions(
         factor = torch.where(zn > 0, target / zn.clamp_min(tiny), torch.zeros_like(zn))
         out.append(z * factor[idx] * mask)
     V = torch.stack(out)
-    info = {**info, "norm": norm, "include_bias_and_norm": include_bias_and_norm,
-            "orthogonal": orthogonal, "cosine": unit_cosine(V)}
+    info = {
+        **info,
+        "norm": norm,
+        "include_bias_and_norm": include_bias_and_norm,
+        "orthogonal": orthogonal,
+        "cosine": unit_cosine(V),
+    }
     return V, info
 
 
@@ -206,12 +214,18 @@ def _basis(V: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
 @dataclass
 class FilterNormalizedOptions:
     dim: int = field(default=2, metadata={"doc": "number of directions"})
-    norm: Norm = field(default="filter", metadata={
-        "doc": "'filter' (Li et al. 2018), 'layer', or 'none' (one block: norm ‖x‖)"})
-    include_bias_and_norm: bool = field(default=False, metadata={
-        "doc": "also move biases and norm-layer scales (each tensor one block)"})
-    orthogonal: bool = field(default=True, metadata={
-        "doc": "orthogonalise within each block: exactly orthogonal and normalised"})
+    norm: Norm = field(
+        default="filter",
+        metadata={"doc": "'filter' (Li et al. 2018), 'layer', or 'none' (one block: norm ‖x‖)"},
+    )
+    include_bias_and_norm: bool = field(
+        default=False,
+        metadata={"doc": "also move biases and norm-layer scales (each tensor one block)"},
+    )
+    orthogonal: bool = field(
+        default=True,
+        metadata={"doc": "orthogonalise within each block: exactly orthogonal and normalised"},
+    )
 
     def validate(self) -> None:
         if self.dim < 1:
@@ -223,25 +237,43 @@ class FilterNormalized(SubspacePlugin):
     summary = "Gaussian directions normalised per filter like x (Li et al. 2018), orthogonal"
     Options = FilterNormalizedOptions
 
-    def build(self, options: FilterNormalizedOptions, ctx: Any, origin: torch.Tensor,
-              generator: torch.Generator) -> Subspace:
+    def build(
+        self,
+        options: FilterNormalizedOptions,
+        ctx: Any,
+        origin: torch.Tensor,
+        generator: torch.Generator,
+    ) -> Subspace:
         V, info = normalized_directions(
-            origin, ctx.objective.layout, options.dim, generator, norm=options.norm,
-            include_bias_and_norm=options.include_bias_and_norm, orthogonal=options.orthogonal,
+            origin,
+            ctx.objective.layout,
+            options.dim,
+            generator,
+            norm=options.norm,
+            include_bias_and_norm=options.include_bias_and_norm,
+            orthogonal=options.orthogonal,
         )
-        return Subspace(origin=origin, basis=_basis(V, origin),
-                        attrs={"kind": f"random-{options.norm}-normalized", **info})
+        return Subspace(
+            origin=origin,
+            basis=_basis(V, origin),
+            attrs={"kind": f"random-{options.norm}-normalized", **info},
+        )
 
 
 @dataclass
 class HessianOptions:
     split: Literal["train", "validation"] = field(
-        default="train", metadata={"doc": "the loss whose Hessian is used"})
-    tol: float = field(default=0.0, metadata={
-        "doc": "eigsh relative tolerance (0: 1e-9 in float64, 1e-5 in float32)"})
+        default="train", metadata={"doc": "the loss whose Hessian is used"}
+    )
+    tol: float = field(
+        default=0.0,
+        metadata={"doc": "eigsh relative tolerance (0: 1e-9 in float64, 1e-5 in float32)"},
+    )
     maxiter: int = field(default=0, metadata={"doc": "eigsh restarts (0: ARPACK's default)"})
-    scale: Scale = field(default="relative", metadata={
-        "doc": "'relative': unit eigenvectors × ‖x‖; 'absolute': unit eigenvectors"})
+    scale: Scale = field(
+        default="relative",
+        metadata={"doc": "'relative': unit eigenvectors × ‖x‖; 'absolute': unit eigenvectors"},
+    )
 
 
 class HessianPlane(SubspacePlugin):
@@ -249,43 +281,67 @@ class HessianPlane(SubspacePlugin):
     summary = "the two dominant Hessian directions (λ_max, λ_min), Böttcher & Wheeler App. B"
     Options = HessianOptions
 
-    def build(self, options: HessianOptions, ctx: Any, origin: torch.Tensor,
-              generator: torch.Generator) -> Subspace:
+    def build(
+        self, options: HessianOptions, ctx: Any, origin: torch.Tensor, generator: torch.Generator
+    ) -> Subspace:
         from lossatlas.engine.curvature import hessian_directions, hvp_operator
 
         obj = ctx.objective
         res = hessian_directions(
-            hvp_operator(obj, origin, options.split), obj.D, tol=options.tol or None,
-            maxiter=options.maxiter or None, generator=generator,
+            hvp_operator(obj, origin, options.split),
+            obj.D,
+            tol=options.tol or None,
+            maxiter=options.maxiter or None,
+            generator=generator,
         )
         V = _scaled(res.eigenvectors.to(torch.float64), origin, options.scale)
-        return Subspace(origin=origin, basis=_basis(V, origin), attrs={
-            "kind": "hessian", "eigenvalues": [float(v) for v in res.eigenvalues],
-            "n_hvp": int(res.n_hvp), "tol": float(res.tol), "converged": bool(res.converged),
-            "residuals": [float(r) for r in res.residuals],
-            "opposite_sign_found": bool(res.opposite_sign_found), "scale": options.scale,
-            "cosine": unit_cosine(V)})
+        return Subspace(
+            origin=origin,
+            basis=_basis(V, origin),
+            attrs={
+                "kind": "hessian",
+                "eigenvalues": [float(v) for v in res.eigenvalues],
+                "n_hvp": int(res.n_hvp),
+                "tol": float(res.tol),
+                "converged": bool(res.converged),
+                "residuals": [float(r) for r in res.residuals],
+                "opposite_sign_found": bool(res.opposite_sign_found),
+                "scale": options.scale,
+                "cosine": unit_cosine(V),
+            },
+        )
 
 
 @dataclass
 class UserDirectionsOptions:
-    vectors: list[PointRef] = field(default_factory=list, metadata={
-        "doc": "the directions: 'STEP.VAR', 'RUN/STEP.VAR' or 'checkpoint:PATH' (≥ 1)"})
-    normalize: Literal["none", "unit", "filter", "layer"] = field(default="none", metadata={
-        "doc": "rescale each direction: as given, to unit norm (× ‖x‖ if relative), or "
-               "per filter/layer like x"})
-    orthogonalize: bool = field(default=False, metadata={
-        "doc": "Gram–Schmidt the directions in the order given (before 'unit' scaling)"})
-    scale: Scale = field(default="relative", metadata={
-        "doc": "with normalize = 'unit': × ‖x‖ ('relative') or not ('absolute')"})
+    vectors: list[PointRef] = field(
+        default_factory=list,
+        metadata={"doc": "the directions: 'STEP.VAR', 'RUN/STEP.VAR' or 'checkpoint:PATH' (≥ 1)"},
+    )
+    normalize: Literal["none", "unit", "filter", "layer"] = field(
+        default="none",
+        metadata={
+            "doc": "rescale each direction: as given, to unit norm (× ‖x‖ if relative), or "
+            "per filter/layer like x"
+        },
+    )
+    orthogonalize: bool = field(
+        default=False,
+        metadata={"doc": "Gram–Schmidt the directions in the order given (before 'unit' scaling)"},
+    )
+    scale: Scale = field(
+        default="relative",
+        metadata={"doc": "with normalize = 'unit': × ‖x‖ ('relative') or not ('absolute')"},
+    )
 
     def validate(self) -> None:
         if not self.vectors:
             raise ValueError("option 'vectors' needs at least one direction")
 
 
-def _rescale_blocks(V: torch.Tensor, x: torch.Tensor, layout: ParamLayout,
-                    norm: Norm) -> torch.Tensor:
+def _rescale_blocks(
+    V: torch.Tensor, x: torch.Tensor, layout: ParamLayout, norm: Norm
+) -> torch.Tensor:
     ids_np, info = block_ids(layout, norm, include_bias_and_norm=False)
     idx = torch.from_numpy(np.where(ids_np >= 0, ids_np, 0)).to(V.device)
     mask = torch.from_numpy(ids_np >= 0).to(V.device)
@@ -305,14 +361,21 @@ class UserDirections(SubspacePlugin):
     summary = "directions stored by earlier steps or checkpoints, optionally normalised"
     Options = UserDirectionsOptions
 
-    def build(self, options: UserDirectionsOptions, ctx: Any, origin: torch.Tensor,
-              generator: torch.Generator) -> Subspace:
+    def build(
+        self,
+        options: UserDirectionsOptions,
+        ctx: Any,
+        origin: torch.Tensor,
+        generator: torch.Generator,
+    ) -> Subspace:
         V = torch.stack([ctx.resolve_point(r).to(torch.float64) for r in options.vectors])
         if options.orthogonalize:
             Q, R = torch.linalg.qr(V.T)
             if torch.any(torch.abs(torch.diagonal(R)) < 1e-12 * torch.abs(R).max()):
-                raise ConfigError("subspace 'user-directions': the vectors are linearly "
-                                  "dependent; drop one or set orthogonalize = false")
+                raise ConfigError(
+                    "subspace 'user-directions': the vectors are linearly "
+                    "dependent; drop one or set orthogonalize = false"
+                )
             V = (Q * torch.sign(torch.diagonal(R))).T * torch.linalg.vector_norm(V, dim=1)[:, None]
         if torch.any(torch.linalg.vector_norm(V, dim=1) == 0):
             raise ConfigError("subspace 'user-directions': a direction is zero")
@@ -320,19 +383,33 @@ class UserDirections(SubspacePlugin):
             V = _scaled(V, origin, options.scale)
         elif options.normalize in ("filter", "layer"):
             V = _rescale_blocks(V, origin, ctx.objective.layout, options.normalize)
-        return Subspace(origin=origin, basis=_basis(V, origin), attrs={
-            "kind": "user", "vectors": [str(r) for r in options.vectors],
-            "cosine": unit_cosine(V)})
+        return Subspace(
+            origin=origin,
+            basis=_basis(V, origin),
+            attrs={
+                "kind": "user",
+                "vectors": [str(r) for r in options.vectors],
+                "cosine": unit_cosine(V),
+            },
+        )
 
 
 @dataclass
 class ThreePointsOptions:
-    points: list[PointRef] = field(default_factory=list, metadata={
-        "doc": "2 models (plane through the origin point and them) or 3 (the first is "
-               "the origin)"})
-    basis: Literal["raw", "orthonormal"] = field(default="raw", metadata={
-        "doc": "'raw': columns b − a, c − a (models at (0,0), (1,0), (0,1)); "
-               "'orthonormal': Gram–Schmidt, coordinates are distances"})
+    points: list[PointRef] = field(
+        default_factory=list,
+        metadata={
+            "doc": "2 models (plane through the origin point and them) or 3 (the first is "
+            "the origin)"
+        },
+    )
+    basis: Literal["raw", "orthonormal"] = field(
+        default="raw",
+        metadata={
+            "doc": "'raw': columns b − a, c − a (models at (0,0), (1,0), (0,1)); "
+            "'orthonormal': Gram–Schmidt, coordinates are distances"
+        },
+    )
 
     def validate(self) -> None:
         if len(self.points) not in (2, 3):
@@ -344,15 +421,21 @@ class ThreePoints(SubspacePlugin):
     summary = "the plane through three models (Garipov et al. 2018 style)"
     Options = ThreePointsOptions
 
-    def build(self, options: ThreePointsOptions, ctx: Any, origin: torch.Tensor,
-              generator: torch.Generator) -> Subspace:
+    def build(
+        self,
+        options: ThreePointsOptions,
+        ctx: Any,
+        origin: torch.Tensor,
+        generator: torch.Generator,
+    ) -> Subspace:
         pts = [ctx.resolve_point(r).to(torch.float64) for r in options.points]
         a = pts[0] if len(pts) == 3 else origin.to(torch.float64)
         b, c = pts[-2], pts[-1]
         V = torch.stack([b - a, c - a])
         if torch.linalg.matrix_rank(V) < 2:
-            raise ConfigError("subspace 'three-points': the models are collinear (or equal); "
-                              "they span no plane")
+            raise ConfigError(
+                "subspace 'three-points': the models are collinear (or equal); they span no plane"
+            )
         coords = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
         if options.basis == "orthonormal":
             u = V[0] / V[0].norm()
@@ -360,6 +443,13 @@ class ThreePoints(SubspacePlugin):
             w = w / w.norm()
             coords = [[0.0, 0.0], [float(V[0] @ u), 0.0], [float(V[1] @ u), float(V[1] @ w)]]
             V = torch.stack([u, w])
-        return Subspace(origin=a.to(origin.device, origin.dtype), basis=_basis(V, origin),
-                        attrs={"kind": "three-points", "points": [str(p) for p in options.points],
-                               "model_coords": coords, "cosine": unit_cosine(V)})
+        return Subspace(
+            origin=a.to(origin.device, origin.dtype),
+            basis=_basis(V, origin),
+            attrs={
+                "kind": "three-points",
+                "points": [str(p) for p in options.points],
+                "model_coords": coords,
+                "cosine": unit_cosine(V),
+            },
+        )

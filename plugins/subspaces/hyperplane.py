@@ -71,16 +71,23 @@ def _signs(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randint(0, 2, (n,), generator=generator).to(torch.float64) * 2 - 1
 
 
-def _coo(rows: list[torch.Tensor], vals: list[torch.Tensor], D: int, d: int,
-         dtype: torch.dtype) -> torch.Tensor:
+def _coo(
+    rows: list[torch.Tensor], vals: list[torch.Tensor], D: int, d: int, dtype: torch.dtype
+) -> torch.Tensor:
     cols = [torch.full_like(r, j) for j, r in enumerate(rows)]
     idx = torch.stack([torch.cat(rows), torch.cat(cols)])
-    return torch.sparse_coo_tensor(idx, torch.cat(vals).to(dtype), (D, d),
-                                   check_invariants=False).coalesce()
+    return torch.sparse_coo_tensor(
+        idx, torch.cat(vals).to(dtype), (D, d), check_invariants=False
+    ).coalesce()
 
 
-def sparse_fort(D: int, d: int, generator: torch.Generator, nnz: tuple[int, int] | None = None,
-                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def sparse_fort(
+    D: int,
+    d: int,
+    generator: torch.Generator,
+    nnz: tuple[int, int] | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     """Seed 000's sparse near-orthogonal M (D, d): column j has n_j ~ U{lo..hi} random
     non-zeros, each ±1/√n_j (unit columns). Cost O(d·n), memory O(d·n)."""
     lo, hi = nnz or default_nnz(D)
@@ -94,13 +101,21 @@ def sparse_fort(D: int, d: int, generator: torch.Generator, nnz: tuple[int, int]
     return _coo(rows, vals, D, d, dtype)
 
 
-def sparse_chang(D: int, d: int, generator: torch.Generator, density: float | None = None,
-                 dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def sparse_chang(
+    D: int,
+    d: int,
+    generator: torch.Generator,
+    density: float | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     """Seed 004's sparse M (D, d): each entry ±1 with probability p = 1/√D (about √D
     per column), then columns normalised. Cost O(d√D), memory O(d√D)."""
     p = density if density is not None else 1.0 / math.sqrt(D)
-    counts = torch.binomial(torch.full((d,), float(D), dtype=torch.float64),
-                            torch.full((d,), p, dtype=torch.float64), generator=generator)
+    counts = torch.binomial(
+        torch.full((d,), float(D), dtype=torch.float64),
+        torch.full((d,), p, dtype=torch.float64),
+        generator=generator,
+    )
     rows, vals = [], []
     for j in range(d):
         pos = _positions(D, max(1, int(counts[j])), generator)
@@ -115,10 +130,17 @@ def default_nnz(D: int) -> tuple[int, int]:
     return max(1, math.ceil(s / 2)), max(1, math.ceil(1.5 * s))
 
 
-def make_basis(D: int, d: int, generator: torch.Generator, kind: str = "dense", *,
-               nnz: tuple[int, int] | None = None, eta: torch.Tensor | None = None,
-               dtype: torch.dtype = torch.float64,
-               support: torch.Tensor | None = None) -> torch.Tensor:
+def make_basis(
+    D: int,
+    d: int,
+    generator: torch.Generator,
+    kind: str = "dense",
+    *,
+    nnz: tuple[int, int] | None = None,
+    eta: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float64,
+    support: torch.Tensor | None = None,
+) -> torch.Tensor:
     """M (D, d) by ``kind`` (dense | sparse-fort | sparse-chang), rescaled to ηM when the
     metric ``eta`` (D,) is given. Sparse results are coalesced COO tensors. ``support``
     (a bool (D,) mask, e.g. the weights) confines the directions to those coordinates:
@@ -126,8 +148,7 @@ def make_basis(D: int, d: int, generator: torch.Generator, kind: str = "dense", 
     if support is not None:
         rows = torch.nonzero(support.cpu(), as_tuple=True)[0]
         sub_eta = None if eta is None else eta.cpu()[rows]
-        Ms = make_basis(int(rows.numel()), d, generator, kind, nnz=nnz, eta=sub_eta,
-                        dtype=dtype)
+        Ms = make_basis(int(rows.numel()), d, generator, kind, nnz=nnz, eta=sub_eta, dtype=dtype)
         if Ms.layout == torch.strided:
             M = torch.zeros(D, d, dtype=dtype)
             M[rows] = Ms
@@ -274,18 +295,28 @@ class StackedProjection:
 @dataclass
 class HyperplaneOptions:
     dim: int = field(default=10, metadata={"doc": "dimension d of the hyperplane"})
-    basis: BasisKind = field(default="dense", metadata={
-        "doc": "dense (orthonormal), sparse-fort (seed 000) or sparse-chang (seed 004)"})
-    nnz_min: int = field(default=0, metadata={
-        "doc": "sparse-fort: fewest non-zeros per column (0: ⌈√D/2⌉)"})
-    nnz_max: int = field(default=0, metadata={
-        "doc": "sparse-fort: most non-zeros per column (0: ⌈3√D/2⌉)"})
-    metric: bool = field(default=False, metadata={
-        "doc": "rescale M → ηM with η_ii ∝ 1/r_layer (seed 000 §2.1)"})
-    metric_scheme: Literal["xavier", "he"] = field(default="xavier", metadata={
-        "doc": "initialisation whose layer radii define η"})
-    directions: Literal["all", "weights"] = field(default="all", metadata={
-        "doc": "span all coordinates, or weights only (biases fixed, as seed 000's theory)"})
+    basis: BasisKind = field(
+        default="dense",
+        metadata={"doc": "dense (orthonormal), sparse-fort (seed 000) or sparse-chang (seed 004)"},
+    )
+    nnz_min: int = field(
+        default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column (0: ⌈√D/2⌉)"}
+    )
+    nnz_max: int = field(
+        default=0, metadata={"doc": "sparse-fort: most non-zeros per column (0: ⌈3√D/2⌉)"}
+    )
+    metric: bool = field(
+        default=False, metadata={"doc": "rescale M → ηM with η_ii ∝ 1/r_layer (seed 000 §2.1)"}
+    )
+    metric_scheme: Literal["xavier", "he"] = field(
+        default="xavier", metadata={"doc": "initialisation whose layer radii define η"}
+    )
+    directions: Literal["all", "weights"] = field(
+        default="all",
+        metadata={
+            "doc": "span all coordinates, or weights only (biases fixed, as seed 000's theory)"
+        },
+    )
 
     def validate(self) -> None:
         if self.dim < 1:
@@ -318,21 +349,33 @@ class Hyperplane(SubspacePlugin):
     summary = "random d-dim hyperplane x = P + Mθ: dense orthonormal or sparse (seeds 000/004)"
     Options = HyperplaneOptions
 
-    def build(self, options: HyperplaneOptions, ctx: Any, origin: torch.Tensor,
-              generator: torch.Generator) -> Subspace:
+    def build(
+        self, options: HyperplaneOptions, ctx: Any, origin: torch.Tensor, generator: torch.Generator
+    ) -> Subspace:
         D = int(origin.shape[0])
-        M = make_basis(D, options.dim, generator, options.basis, nnz=_nnz(options, D),
-                       eta=_eta(options, ctx, origin.dtype), dtype=origin.dtype,
-                       support=_support(options, ctx))
-        return Subspace(origin=origin, basis=M.to(origin.device),
-                        attrs={"kind": f"hyperplane-{options.basis}",
-                               "metric": int(options.metric)})
+        M = make_basis(
+            D,
+            options.dim,
+            generator,
+            options.basis,
+            nnz=_nnz(options, D),
+            eta=_eta(options, ctx, origin.dtype),
+            dtype=origin.dtype,
+            support=_support(options, ctx),
+        )
+        return Subspace(
+            origin=origin,
+            basis=M.to(origin.device),
+            attrs={"kind": f"hyperplane-{options.basis}", "metric": int(options.metric)},
+        )
 
 
 @dataclass
 class HypersphereOptions(HyperplaneOptions):
-    radius: float = field(default=0.0, metadata={
-        "doc": "sphere radius r0 (0: the radius of the point it goes through)"})
+    radius: float = field(
+        default=0.0,
+        metadata={"doc": "sphere radius r0 (0: the radius of the point it goes through)"},
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -340,10 +383,17 @@ class HypersphereOptions(HyperplaneOptions):
             raise ValueError(f"option 'radius' must be non-negative, got {self.radius}")
 
 
-def make_sphere(origin: torch.Tensor, d: int, generator: torch.Generator, kind: str = "dense",
-                *, radius: float = 0.0, nnz: tuple[int, int] | None = None,
-                eta: torch.Tensor | None = None,
-                support: torch.Tensor | None = None) -> SphereSubspace:
+def make_sphere(
+    origin: torch.Tensor,
+    d: int,
+    generator: torch.Generator,
+    kind: str = "dense",
+    *,
+    radius: float = 0.0,
+    nnz: tuple[int, int] | None = None,
+    eta: torch.Tensor | None = None,
+    support: torch.Tensor | None = None,
+) -> SphereSubspace:
     """The d-dim hypersphere of radius r0 (default ‖origin‖) through r0·x̂ (x̂ = origin's
     direction): Q = [x̂, M], with M's columns made orthogonal to x̂ when dense."""
     D = int(origin.shape[0])
@@ -351,12 +401,12 @@ def make_sphere(origin: torch.Tensor, d: int, generator: torch.Generator, kind: 
         raise ShapeError(f"a {d}-dim hypersphere needs d+1 ≤ D={D} directions")
     norm = float(origin.norm())
     if norm == 0:
-        raise ConfigError("a hypersphere through the point 0 is undefined; start from a point "
-                          "of non-zero radius")
+        raise ConfigError(
+            "a hypersphere through the point 0 is undefined; start from a point of non-zero radius"
+        )
     r0 = radius or norm
     xhat = origin.detach().to(torch.float64).cpu() / norm
-    M = make_basis(D, d, generator, kind, nnz=nnz, eta=eta, dtype=torch.float64,
-                   support=support)
+    M = make_basis(D, d, generator, kind, nnz=nnz, eta=eta, dtype=torch.float64, support=support)
     if M.layout == torch.strided:
         M = M - xhat.unsqueeze(1) * (xhat @ M).unsqueeze(0)
         if eta is None:
@@ -365,12 +415,18 @@ def make_sphere(origin: torch.Tensor, d: int, generator: torch.Generator, kind: 
     else:
         idx = M.indices()
         head = torch.stack([torch.arange(D), torch.zeros(D, dtype=torch.long)])
-        Q = torch.sparse_coo_tensor(torch.cat([head, idx + torch.tensor([[0], [1]])], dim=1),
-                                    torch.cat([xhat, M.values()]), (D, d + 1)).coalesce()
+        Q = torch.sparse_coo_tensor(
+            torch.cat([head, idx + torch.tensor([[0], [1]])], dim=1),
+            torch.cat([xhat, M.values()]),
+            (D, d + 1),
+        ).coalesce()
     dt, dev = origin.dtype, origin.device
-    return SphereSubspace(origin=torch.zeros(D, dtype=dt, device=dev), basis=Q.to(dev, dt),
-                          attrs={"kind": f"hypersphere-{kind}", "sphere_dim": d,
-                                 "radius": r0}, radius=r0)
+    return SphereSubspace(
+        origin=torch.zeros(D, dtype=dt, device=dev),
+        basis=Q.to(dev, dt),
+        attrs={"kind": f"hypersphere-{kind}", "sphere_dim": d, "radius": r0},
+        radius=r0,
+    )
 
 
 class Hypersphere(SubspacePlugin):
@@ -378,10 +434,21 @@ class Hypersphere(SubspacePlugin):
     summary = "random d-dim hypersphere ‖x‖ = r0 through a point (seed 000 Fig. 2b, seed 004)"
     Options = HypersphereOptions
 
-    def build(self, options: HypersphereOptions, ctx: Any, origin: torch.Tensor,
-              generator: torch.Generator) -> Subspace:
+    def build(
+        self,
+        options: HypersphereOptions,
+        ctx: Any,
+        origin: torch.Tensor,
+        generator: torch.Generator,
+    ) -> Subspace:
         D = int(origin.shape[0])
-        return make_sphere(origin, options.dim, generator, options.basis,
-                           radius=options.radius, nnz=_nnz(options, D),
-                           eta=_eta(options, ctx, origin.dtype),
-                           support=_support(options, ctx))
+        return make_sphere(
+            origin,
+            options.dim,
+            generator,
+            options.basis,
+            radius=options.radius,
+            nnz=_nnz(options, D),
+            eta=_eta(options, ctx, origin.dtype),
+            support=_support(options, ctx),
+        )

@@ -70,8 +70,7 @@ class NaNMidSweep(RandomLine):
     name = "test-nan-mid-sweep"
 
     def compute(self, options: Any, ctx: Any, cell: Cell) -> dict[str, Any]:
-        out = {k: np.array(v, dtype=float) for k, v in super().compute(options, ctx, cell)
-               .items()}
+        out = {k: np.array(v, dtype=float) for k, v in super().compute(options, ctx, cell).items()}
         if cell.index["direction"] == 1:
             out["train_loss"][0] = np.nan
         if cell.index["direction"] == 2:
@@ -138,9 +137,13 @@ BASE: dict[str, Any] = {
 }
 
 
-def cfg(step: dict[str, Any] | None = None, model: dict[str, Any] | None = None,
-        dataset: dict[str, Any] | None = None, drop: tuple[str, ...] = (),
-        **top: Any) -> dict[str, Any]:
+def cfg(
+    step: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+    **top: Any,
+) -> dict[str, Any]:
     """BASE with top-level keys replaced, and the model, dataset, first step updated."""
     import copy
 
@@ -194,25 +197,31 @@ def _ragged_arrays(tmp: Path) -> dict[str, Any]:
 ROWS: dict[str, Row] = {
     # -- the file itself
     "malformed TOML": Row('name = "bad"\n[model\nplugin = "mlp"\n', "not valid TOML"),
-    "a missing config file": Row(lambda tmp: "", "does not exist",
-                                 extra={"config_path": "nowhere.toml"}),
+    "a missing config file": Row(
+        lambda tmp: "", "does not exist", extra={"config_path": "nowhere.toml"}
+    ),
     "no steps": Row(cfg(steps=[]), "no [[steps]]"),
     "no [model] table": Row(cfg(drop=("model",)), "a [model] table is required"),
     # -- unknown keys, with a "did you mean"
     "unknown top-level key": Row(cfg(sed=1), "unknown key 'sed' (did you mean 'seed'?)"),
-    "unknown probe option": Row(cfg(step={"direction": 2}),
-                                "unknown option 'direction' (did you mean 'directions'?)"),
-    "unknown model option": Row(cfg(model={"hiden": [4]}),
-                                "unknown option 'hiden' (did you mean 'hidden'?)"),
+    "unknown probe option": Row(
+        cfg(step={"direction": 2}), "unknown option 'direction' (did you mean 'directions'?)"
+    ),
+    "unknown model option": Row(
+        cfg(model={"hiden": [4]}), "unknown option 'hiden' (did you mean 'hidden'?)"
+    ),
     "unknown plugin": Row(cfg(model={"plugin": "mlpp"}), "unknown model 'mlpp' (did you mean"),
-    "unknown probe": Row(cfg(step={"probe": "random-lin"}),
-                         "unknown probe 'random-lin' (did you mean 'random-line'?)"),
+    "unknown probe": Row(
+        cfg(step={"probe": "random-lin"}),
+        "unknown probe 'random-lin' (did you mean 'random-line'?)",
+    ),
     "unknown executor": Row(cfg(executor="daks"), "unknown executor 'daks' (did you mean"),
     "point naming no earlier step": Row(cfg(step={"at": "trian"}), "names no earlier step"),
     # -- wrong types
     "seed of the wrong type": Row(cfg(seed="zero"), "key 'seed' must be an integer"),
-    "option of the wrong type": Row(cfg(step={"points": "many"}),
-                                    "option 'points': expected an integer"),
+    "option of the wrong type": Row(
+        cfg(step={"points": "many"}), "option 'points': expected an integer"
+    ),
     "list of the wrong type": Row(cfg(model={"hidden": 8}), "option 'hidden': expected a list"),
     "bad literal": Row(cfg(model={"activation": "relu6"}), "'relu6' is not one of"),
     "unsupported dtype": Row(cfg(dtype="float16"), "dtype 'float16' is not supported"),
@@ -223,50 +232,86 @@ ROWS: dict[str, Row] = {
     "negative span": Row(cfg(step={"span": -1.0}), "'span' must be positive"),
     "negative batch size": Row(cfg(batch_size=-1), "'batch_size' must be 0"),
     "zero-width layer": Row(cfg(model={"hidden": [0]}), "hidden"),
-    "negative dask workers": Row(cfg(executor="dask", executor_options={"workers": -2}),
-                                 "'workers' must be 0"),
+    "negative dask workers": Row(
+        cfg(executor="dask", executor_options={"workers": -2}), "'workers' must be 0"
+    ),
     # -- plugins that break
-    "a model plugin that raises": Row({**BASE, "model": {"plugin": "test-raises-on-build"}},
-                                      "model 'test-raises-on-build'"),
-    "a data set plugin that raises": Row({**BASE, "dataset": {"plugin": "test-raises-on-load"}},
-                                         "dataset 'test-raises-on-load'"),
-    "a probe that raises in plan": Row(cfg(step={"probe": "test-raises-in-plan"}),
-                                       "probe 'test-raises-in-plan'", store="earlier"),
-    "a probe that raises in a cell": Row(cfg(step={"probe": "test-raises-in-compute"}),
-                                         "boom in direction 2", store="earlier"),
-    "a probe returning the wrong shape": Row(cfg(step={"probe": "test-wrong-shape"}),
-                                             "a bug in the probe", store="earlier"),
-    "a plugin that fails to load": Row(cfg(step={"probe": "fancy"}),
-                                       "failed to load: ImportError"),
+    "a model plugin that raises": Row(
+        {**BASE, "model": {"plugin": "test-raises-on-build"}}, "model 'test-raises-on-build'"
+    ),
+    "a data set plugin that raises": Row(
+        {**BASE, "dataset": {"plugin": "test-raises-on-load"}}, "dataset 'test-raises-on-load'"
+    ),
+    "a probe that raises in plan": Row(
+        cfg(step={"probe": "test-raises-in-plan"}), "probe 'test-raises-in-plan'", store="earlier"
+    ),
+    "a probe that raises in a cell": Row(
+        cfg(step={"probe": "test-raises-in-compute"}), "boom in direction 2", store="earlier"
+    ),
+    "a probe returning the wrong shape": Row(
+        cfg(step={"probe": "test-wrong-shape"}), "a bug in the probe", store="earlier"
+    ),
+    "a plugin that fails to load": Row(cfg(step={"probe": "fancy"}), "failed to load: ImportError"),
     # -- shapes
-    "checkpoint of another model": Row(_checkpoint_other_model,
-                                       "does not fit model 'mlp': Missing key"),
+    "checkpoint of another model": Row(
+        _checkpoint_other_model, "does not fit model 'mlp': Missing key"
+    ),
     "inputs and targets of different lengths": Row(_ragged_arrays, "tensors"),
     "subspace dim larger than D": Row(
-        cfg(step={"probe": "goldilocks", "dims": [100000], "radii": 1, "samples": 1,
-                  "points": None, "directions": None}), "> D="),
+        cfg(
+            step={
+                "probe": "goldilocks",
+                "dims": [100000],
+                "radii": 1,
+                "samples": 1,
+                "points": None,
+                "directions": None,
+            }
+        ),
+        "> D=",
+    ),
     # -- files
     "a checkpoint that is a pickle with code": Row(_pickle_with_code, "refuses to load"),
-    "a missing checkpoint": Row(cfg(model={"checkpoint": "/nonexistent/model.pt"}),
-                                "does not exist"),
-    "a missing data file": Row(cfg(dataset={"plugin": "tensors", "path": "/nonexistent.npz"}),
-                               "/nonexistent.npz"),
+    "a missing checkpoint": Row(
+        cfg(model={"checkpoint": "/nonexistent/model.pt"}), "does not exist"
+    ),
+    "a missing data file": Row(
+        cfg(dataset={"plugin": "tensors", "path": "/nonexistent.npz"}), "/nonexistent.npz"
+    ),
     # -- the store
     "a read-only store": Row(cfg(), "read-only", extra={"read_only": True}),
     "same run name, other config": Row(cfg(name="tiny"), "already exists", store="untouched"),
     # -- devices
     "CUDA where there is none": Row(
-        cfg(), "CUDA is not available", args=("--device", "cuda"),
-        skip="this machine has CUDA" if torch.cuda.is_available() else ""),
+        cfg(),
+        "CUDA is not available",
+        args=("--device", "cuda"),
+        skip="this machine has CUDA" if torch.cuda.is_available() else "",
+    ),
     "a device that does not exist": Row(cfg(device="tpu"), "device 'tpu'"),
-    "--address without dask": Row(cfg(), "--address and --workers need --executor dask",
-                                  args=("--address", "tcp://127.0.0.1:8786")),
+    "--address without dask": Row(
+        cfg(),
+        "--address and --workers need --executor dask",
+        args=("--address", "tcp://127.0.0.1:8786"),
+    ),
     # -- recorded, not errors
-    "NaN and inf losses mid-sweep": Row(cfg(step={"probe": "test-nan-mid-sweep"}), "",
-                                        store="recorded"),
+    "NaN and inf losses mid-sweep": Row(
+        cfg(step={"probe": "test-nan-mid-sweep"}), "", store="recorded"
+    ),
     "a diverging training run": Row(
-        cfg(step={"probe": "train", "lr": 1e30, "epochs": 2, "batch_size": 0,
-                  "points": None, "directions": None}), "", store="recorded"),
+        cfg(
+            step={
+                "probe": "train",
+                "lr": 1e30,
+                "epochs": 2,
+                "batch_size": 0,
+                "points": None,
+                "directions": None,
+            }
+        ),
+        "",
+        store="recorded",
+    ),
 }
 
 
@@ -284,7 +329,8 @@ def _snapshot(path: Path, under: str = "") -> dict[str, str]:
     root = path / under if under else path
     return {
         str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -304,7 +350,11 @@ def earlier_store(tmp_path_factory: pytest.TempPathFactory, toml: Any) -> Path:
 
 @pytest.mark.parametrize("case", list(ROWS))
 def test_bad_input(
-    case: str, tmp_path: Path, earlier_store: Path, write_config: Any, run_cli: Any,
+    case: str,
+    tmp_path: Path,
+    earlier_store: Path,
+    write_config: Any,
+    run_cli: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     row = ROWS[case]
@@ -312,8 +362,13 @@ def test_bad_input(
         pytest.skip(row.skip)
     import lossatlas.engine.cli as cli_module
 
-    monkeypatch.setattr(cli_module, "make_registry", lambda: make_registry(
-        plugins=[("test-plugins", TestPlugins()), ("fancy", BrokenOnImport())]))
+    monkeypatch.setattr(
+        cli_module,
+        "make_registry",
+        lambda: make_registry(
+            plugins=[("test-plugins", TestPlugins()), ("fancy", BrokenOnImport())]
+        ),
+    )
     store = tmp_path / "store.zarr"
     shutil.copytree(earlier_store, store)
     data = row.config(tmp_path) if callable(row.config) else row.config
@@ -325,9 +380,10 @@ def test_bad_input(
             p.chmod(p.stat().st_mode & ~0o222)
         if os.geteuid() == 0:  # root writes anyway: let the store see what a user would
             real = os.access
-            monkeypatch.setattr("lossatlas.engine.store.os.access",
-                                lambda p, mode, **kw: False if mode & os.W_OK
-                                else real(p, mode, **kw))
+            monkeypatch.setattr(
+                "lossatlas.engine.store.os.access",
+                lambda p, mode, **kw: False if mode & os.W_OK else real(p, mode, **kw),
+            )
     before, earlier = _snapshot(store), _snapshot(store, "tiny")
 
     result = run_cli("run", config, "--store", store, "-q", *row.args)

@@ -71,7 +71,10 @@ def assert_same_store(got: str, want: str, run: str, steps: list[str]) -> None:
 
 
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(
-    tmp_path: Path, write_config: Any, run_cli_subprocess: Any, toml: Any,
+    tmp_path: Path,
+    write_config: Any,
+    run_cli_subprocess: Any,
+    toml: Any,
     lossatlas_command: Any,
 ) -> None:
     want, seconds = reference(tmp_path / "reference.zarr", SLOW, toml)
@@ -81,8 +84,12 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(
     kills: list[float] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for _ in range(3):
-        proc = subprocess.Popen(lossatlas_command("run", config, "--store", store, "-q"),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            lossatlas_command("run", config, "--store", store, "-q"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         # Wait until this run has touched the store, then kill it at a random moment
         # of what an uninterrupted run takes.
         deadline = time.monotonic() + 120
@@ -97,8 +104,10 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(
             kills.append(round(delay, 3))
         proc.wait(timeout=120)
         if proc.returncode not in (0, -signal.SIGKILL):
-            pytest.fail(f"run exited {proc.returncode} after kills at {kills}: "
-                        f"{proc.stderr.read().decode() if proc.stderr else ''}")
+            pytest.fail(
+                f"run exited {proc.returncode} after kills at {kills}: "
+                f"{proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         if proc.stderr:
             proc.stderr.close()
     done = run_cli_subprocess("run", config, "--store", store, "-q", timeout=300)
@@ -118,9 +127,14 @@ def test_two_runs_writing_one_store_at_once_both_complete(
         data = {**small, "name": name, "seed": seed}
         wants[name] = reference(tmp_path / f"{name}-reference.zarr", data, toml)[0]
         cfg = write_config(data, name=f"{name}.toml")
-        procs.append(subprocess.Popen(lossatlas_command("run", cfg, "--store", store, "-q"),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      env=env))
+        procs.append(
+            subprocess.Popen(
+                lossatlas_command("run", cfg, "--store", store, "-q"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        )
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()
@@ -142,7 +156,8 @@ def _snapshot(path: Path) -> dict[str, str]:
         return {"": hashlib.sha256(path.read_bytes()).hexdigest()}
     return {
         str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(path.rglob("*")) if p.is_file()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -181,8 +196,11 @@ def _make_garbled_status(p: Path, tiny: dict[str, Any], toml: Any) -> None:
     g = zarr.open_group(str(p), path="tiny/line", mode="r+", use_consolidated=False)
     g.attrs["status"] = "running"
     g[STATUS_VAR][1] = 0
-    chunk = next(q for q in (p / "tiny" / "line" / STATUS_VAR).rglob("*") if q.is_file()
-                 and q.name != "zarr.json")
+    chunk = next(
+        q
+        for q in (p / "tiny" / "line" / STATUS_VAR).rglob("*")
+        if q.is_file() and q.name != "zarr.json"
+    )
     chunk.write_bytes(b"\xff" * 3)
 
 

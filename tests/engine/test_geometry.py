@@ -56,8 +56,9 @@ def test_draw_rescaled_to_radius_and_biases_zero():
     g = torch.Generator().manual_seed(3)
     x = draw_init(layout, g, radius=7.5, n=3)
     assert torch.allclose(config_radius(x, layout), torch.full((3,), 7.5, dtype=x.dtype))
-    assert torch.allclose(config_radius(x, layout, include_bias=True),
-                          torch.full((3,), 7.5, dtype=x.dtype))
+    assert torch.allclose(
+        config_radius(x, layout, include_bias=True), torch.full((3,), 7.5, dtype=x.dtype)
+    )
     assert float(x[:, ~layout.mask("weight")].abs().max()) == 0.0
     one = draw_init(layout, torch.Generator().manual_seed(3), radius=2.0)
     assert one.shape == (layout.D,)
@@ -67,8 +68,9 @@ def test_layer_radii_and_metric():
     layout = _layout((16, 8))
     radii = layer_init_radii(layout, "xavier")
     w0 = layout.entries[0]
-    assert radii[w0.layer] == pytest.approx(math.sqrt(w0.size) * init_std(w0.fan_in,
-                                                                          w0.fan_out, "xavier"))
+    assert radii[w0.layer] == pytest.approx(
+        math.sqrt(w0.size) * init_std(w0.fan_in, w0.fan_out, "xavier")
+    )
     eta = layer_metric(layout)
     assert eta.shape == (layout.D,)
     assert float((eta**2).mean()) == pytest.approx(1.0)

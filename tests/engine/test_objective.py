@@ -37,8 +37,9 @@ def make(case: str, device: str = "cpu", batch_size: int | None = None) -> Objec
         data = Digits().load(DigitsOptions(limit=120), seed=0)
     else:
         data = regression_data()
-    model = MLPModel().build(MLPOptions(hidden=spec["hidden"], activation=spec["activation"]),
-                             data, seed=3)
+    model = MLPModel().build(
+        MLPOptions(hidden=spec["hidden"], activation=spec["activation"]), data, seed=3
+    )
     return Objective(model, data, device=device, dtype=torch.float64, batch_size=batch_size)
 
 
@@ -150,9 +151,12 @@ def test_layout_knows_layers_and_kinds() -> None:
     obj = make("digits-tanh-deep")
     kinds = [(e.name, e.kind, e.layer) for e in obj.layout.entries]
     assert kinds == [
-        ("1.weight", "weight", 0), ("1.bias", "bias", 0),
-        ("3.weight", "weight", 1), ("3.bias", "bias", 1),
-        ("5.weight", "weight", 2), ("5.bias", "bias", 2),
+        ("1.weight", "weight", 0),
+        ("1.bias", "bias", 0),
+        ("3.weight", "weight", 1),
+        ("3.bias", "bias", 1),
+        ("5.weight", "weight", 2),
+        ("5.bias", "bias", 2),
     ]
     first = obj.layout.entries[0]
     assert (first.fan_in, first.fan_out, first.shape) == (64, 5, (5, 64))

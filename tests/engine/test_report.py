@@ -103,7 +103,7 @@ def test_report_has_every_run_step_and_figure(store: Path, tmp_path: Path) -> No
     assert text.index("figure of alpha/line") < text.index("figure of alpha/cut")
     # provenance and completion
     assert "torch" in text and "2 / 2 computed (100%)" in text
-    assert 'seed = 1' in text and "random-line" in text
+    assert "seed = 1" in text and "random-line" in text
 
 
 def test_report_is_self_contained_and_escaped(store: Path) -> None:
@@ -178,15 +178,25 @@ def test_unreadable_run_shows_error_in_place(tmp_path: Path) -> None:
 
 def test_config_as_toml_round_trips() -> None:
     config = {
-        "name": "r", "seed": 3, "device": "cpu", "dtype": "float64", "executor": "local",
-        "batch_size": 0, "description": 'quote " and \\ back',
+        "name": "r",
+        "seed": 3,
+        "device": "cpu",
+        "dtype": "float64",
+        "executor": "local",
+        "batch_size": 0,
+        "description": 'quote " and \\ back',
         "model": {"plugin": "mlp", "hidden": [4, 4], "seed": 3},
         "dataset": {"plugin": "digits", "seed": 0, "limit": 10, "normalize": True},
         "steps": [
             {"name": "t", "probe": "train", "lr": 0.1},
-            {"name": "l", "probe": "random-line", "at": "t", "span": 0.5,
-             "subspace": {"plugin": "random", "dim": 2},
-             "model": {"plugin": "mlp", "seed": 1, "hidden": [2]}},
+            {
+                "name": "l",
+                "probe": "random-line",
+                "at": "t",
+                "span": 0.5,
+                "subspace": {"plugin": "random", "dim": 2},
+                "model": {"plugin": "mlp", "seed": 1, "hidden": [2]},
+            },
         ],
     }
     assert tomllib.loads(config_as_toml(config)) == config
@@ -200,8 +210,9 @@ def test_cli_report(store: Path, tmp_path: Path) -> None:
     assert "2 figure(s)" in result.output
     assert "figure of alpha/cut" in out.read_text(encoding="utf-8")
     # with the progress bar (not quiet, not CI)
-    shown = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "beta"],
-                          env={"CI": ""})
+    shown = runner.invoke(
+        cli, ["report", str(store), "-o", str(out), "--run", "beta"], env={"CI": ""}
+    )
     assert shown.exit_code == 0, shown.output
     assert "figure of beta/cut" in out.read_text(encoding="utf-8")
     bad = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "nope"])

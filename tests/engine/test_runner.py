@@ -39,7 +39,9 @@ plugin = "digits"
 limit = 150
 """
 
-LINE = BASE + """
+LINE = (
+    BASE
+    + """
 [[steps]]
 name = "line"
 probe = "random-line"
@@ -47,6 +49,7 @@ points = 9
 directions = 4
 span = 0.5
 """
+)
 
 
 def config(text: str):
@@ -77,8 +80,13 @@ class PointProbe(Probe):
             coords={"k": np.arange(5), "param": np.arange(D)},
             cell_dims=("k",),
             variables={"value": Variable(("k",), "a number")},
-            static={"point": (("param",), (ctx.init_point() * options.scale).cpu().numpy(),
-                              {"description": "the point"})},
+            static={
+                "point": (
+                    ("param",),
+                    (ctx.init_point() * options.scale).cpu().numpy(),
+                    {"description": "the point"},
+                )
+            },
         )
 
     def compute(self, options, ctx, cell):
@@ -132,8 +140,18 @@ def test_run_writes_a_labelled_dataset_with_provenance(tmp_path: Path) -> None:
     assert 0.0 in ds["alpha"].values
     for v in ("train_loss", "validation_accuracy"):
         assert ds[v].attrs["description"] and "units" in ds[v].attrs
-    for key in ("config", "torch_version", "python_version", "lossatlas_version", "device",
-                "dtype", "seed", "started", "finished", "status"):
+    for key in (
+        "config",
+        "torch_version",
+        "python_version",
+        "lossatlas_version",
+        "device",
+        "dtype",
+        "seed",
+        "started",
+        "finished",
+        "status",
+    ):
         assert key in ds.attrs, key
     assert ds.attrs["status"] == "complete" and ds.attrs["dtype"] == "float64"
     assert json.loads(ds.attrs["config"])["model"]["hidden"] == [6]
@@ -183,19 +201,22 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path, monkeypatch
     # resuming with the same config (the failure gone) computes only the rest
     report = run_pipeline(config(text), str(broken), registry())
     assert report.steps[0].computed == 2
-    np.testing.assert_array_equal(load_all(whole, "t", "p")["value"],
-                                  load_all(broken, "t", "p")["value"])
+    np.testing.assert_array_equal(
+        load_all(whole, "t", "p")["value"], load_all(broken, "t", "p")["value"]
+    )
 
 
 def test_a_different_config_under_the_same_name_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.zarr"
     run_pipeline(config(LINE), str(path), make_registry())
     with pytest.raises(StoreError, match=r"different config \(differs at steps\[0\]\.points"):
-        run_pipeline(config(LINE.replace("points = 9", "points = 11")), str(path),
-                     make_registry())
+        run_pipeline(config(LINE.replace("points = 9", "points = 11")), str(path), make_registry())
     # a device change is not a different experiment
-    run_pipeline(config(LINE.replace('dtype = "float64"', 'dtype = "float64"\ndevice = "cpu"')),
-                 str(path), make_registry())
+    run_pipeline(
+        config(LINE.replace('dtype = "float64"', 'dtype = "float64"\ndevice = "cpu"')),
+        str(path),
+        make_registry(),
+    )
 
 
 def test_nonfinite_cells_are_recorded_not_lost(tmp_path: Path) -> None:
@@ -209,7 +230,9 @@ def test_nonfinite_cells_are_recorded_not_lost(tmp_path: Path) -> None:
 
 
 def test_later_steps_use_earlier_points(tmp_path: Path) -> None:
-    text = BASE + """
+    text = (
+        BASE
+        + """
 [[steps]]
 name = "p"
 probe = "test-point"
@@ -219,6 +242,7 @@ name = "use"
 probe = "test-use"
 at = "p"
 """
+    )
     path = tmp_path / "s.zarr"
     run_pipeline(config(text), str(path), registry())
     p = load_all(path, "t", "p")["point"].values

@@ -25,8 +25,9 @@ def classification_objective(seed: int = 0) -> Objective:
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(60, 4, generator=g)
     y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
-    data = DataBundle(Split(X[:45], y[:45]), Split(X[45:], y[45:]), task="classification",
-                      n_outputs=3)
+    data = DataBundle(
+        Split(X[:45], y[:45]), Split(X[45:], y[45:]), task="classification", n_outputs=3
+    )
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     return Objective(model, data, dtype=torch.float64)
@@ -73,8 +74,15 @@ def test_history_and_record():
     obj = classification_objective()
     res = train(obj, obj.x0, lr=0.5, epochs=4, batch_size=10, record_every=3)
     h = res.history
-    assert set(h) >= {"train_loss", "validation_loss", "train_accuracy",
-                      "validation_accuracy", "radius", "step", "epoch"}
+    assert set(h) >= {
+        "train_loss",
+        "validation_loss",
+        "train_accuracy",
+        "validation_accuracy",
+        "radius",
+        "step",
+        "epoch",
+    }
     assert all(len(v) == 5 for v in h.values())
     ev = obj.evaluate_both(obj.x0.unsqueeze(0))
     assert h["train_loss"][0] == ev["train_loss"][0]
@@ -109,8 +117,7 @@ def test_max_steps_and_target_loss():
     res = train(obj, obj.x0, lr=0.1, epochs=500, target_loss=target)
     assert res.stopped == "target_loss" and res.steps == 20
     assert res.history["train_loss"][-1] <= target
-    res = train(obj, obj.x0, lr=0.1, epochs=500, batch_size=8, target_loss=target,
-                check_every=1)
+    res = train(obj, obj.x0, lr=0.1, epochs=500, batch_size=8, target_loss=target, check_every=1)
     assert res.stopped == "target_loss"
     assert float(obj.loss(res.x_final)) <= target
 
@@ -123,8 +130,14 @@ def test_sphere_constraint_keeps_the_radius():
         u = x / x.norm()
         return g - (g @ u) * u
 
-    res = train(obj, obj.x0, lr=0.3, epochs=10, grad_transform=tangent,
-                project=lambda x: x * (r0 / x.norm()))
+    res = train(
+        obj,
+        obj.x0,
+        lr=0.3,
+        epochs=10,
+        grad_transform=tangent,
+        project=lambda x: x * (r0 / x.norm()),
+    )
     assert float(res.x_final.norm()) == pytest.approx(r0, rel=1e-12)
     assert res.history["train_loss"][-1] < res.history["train_loss"][0]
 

@@ -48,7 +48,9 @@ def test_the_entry_point_registers_all_three(installed: Path) -> None:
     rec = next(r for r in reg.records if r.name == "spirals")
     assert (rec.distribution, rec.version, rec.status) == ("lossatlas-spirals", "0.1.0", "ok")
     assert rec.registered == {
-        "model": ["softmax-regression"], "dataset": ["spirals"], "probe": ["weight-scaling"]
+        "model": ["softmax-regression"],
+        "dataset": ["spirals"],
+        "probe": ["weight-scaling"],
     }
 
 
@@ -66,16 +68,27 @@ def test_a_config_using_all_three_runs(installed: Path, tmp_path: Path) -> None:
 
 def test_the_cli_sees_the_plugin(installed: Path, tmp_path: Path) -> None:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(installed), str(PACKAGE / "src"),
-                                         env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(installed), str(PACKAGE / "src"), env.get("PYTHONPATH", "")]
+    )
     cli = [sys.executable, "-c", "from lossatlas.engine.cli import main; main()"]
     out = subprocess.run([*cli, "plugins"], env=env, capture_output=True, text=True, check=True)
     assert "spirals  (lossatlas-spirals 0.1.0)" in out.stdout
     assert "weight-scaling" in out.stdout
     store = tmp_path / "cli.zarr"
-    subprocess.run([*cli, "run", str(PACKAGE / "example.toml"), "--store", str(store), "-q"],
-                   env=env, capture_output=True, text=True, check=True)
+    subprocess.run(
+        [*cli, "run", str(PACKAGE / "example.toml"), "--store", str(store), "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     png = tmp_path / "p.png"
-    subprocess.run([*cli, "plot", str(store), "spirals-scaling/scaling", "-o", str(png)],
-                   env=env, capture_output=True, text=True, check=True)
+    subprocess.run(
+        [*cli, "plot", str(store), "spirals-scaling/scaling", "-o", str(png)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert png.stat().st_size > 1000

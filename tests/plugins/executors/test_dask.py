@@ -22,6 +22,7 @@ from lossatlas.engine.store import STATUS_DONE, STATUS_VAR, Store
 
 distributed = pytest.importorskip("distributed")
 
+
 @pytest.fixture(scope="module")
 def cluster() -> Any:
     """A loopback cluster of two single-threaded worker processes for this module."""
@@ -55,8 +56,11 @@ def test_dask_gives_the_numbers_of_the_in_process_run(
 ) -> None:
     data = tiny_config(device=device, step={"directions": 5})
     _run(toml, data, tmp_path / "local.zarr")
-    dask = {**data, "executor": "dask",
-            "executor_options": {"address": cluster.scheduler_address, "block": block}}
+    dask = {
+        **data,
+        "executor": "dask",
+        "executor_options": {"address": cluster.scheduler_address, "block": block},
+    }
     _run(toml, dask, tmp_path / "dask.zarr")
     _assert_equal_steps(tmp_path / "dask.zarr", tmp_path / "local.zarr", "tiny", ["line"])
 
@@ -82,29 +86,41 @@ def test_a_worker_killed_mid_task_loses_nothing(
     cluster: Any, tmp_path: Path, tiny_config: Any, toml: Any
 ) -> None:
     data = tiny_config(step={"directions": 8, "points": 21})
-    data["steps"].append({"name": "line2", "probe": "random-line", "points": 9,
-                          "directions": 4, "span": 0.5})
+    data["steps"].append(
+        {"name": "line2", "probe": "random-line", "points": 9, "directions": 4, "span": 0.5}
+    )
     _run(toml, data, tmp_path / "local.zarr")
-    dask = {**data, "executor": "dask",
-            "executor_options": {"address": cluster.scheduler_address}}
+    dask = {**data, "executor": "dask", "executor_options": {"address": cluster.scheduler_address}}
     with distributed.Client(cluster, set_as_default=False) as client:
         killer = KillAWorker(client)
         _run(toml, dask, tmp_path / "dask.zarr", progress=killer)
         assert killer.killed, "no worker was killed"
         client.wait_for_workers(2, timeout=120)  # the nanny restarts it for the next test
-    _assert_equal_steps(tmp_path / "dask.zarr", tmp_path / "local.zarr", "tiny",
-                        ["line", "line2"])
+    _assert_equal_steps(tmp_path / "dask.zarr", tmp_path / "local.zarr", "tiny", ["line", "line2"])
 
 
 def test_cli_runs_on_a_cluster_by_address(
-    cluster: Any, tmp_path: Path, tiny_config: Any, toml: Any, write_config: Any,
+    cluster: Any,
+    tmp_path: Path,
+    tiny_config: Any,
+    toml: Any,
+    write_config: Any,
     run_cli: Any,
 ) -> None:
     data = tiny_config()
     _run(toml, data, tmp_path / "local.zarr")
     cfg = write_config(data)
-    result = run_cli("run", cfg, "--store", tmp_path / "dask.zarr", "-q",
-                     "--executor", "dask", "--address", cluster.scheduler_address)
+    result = run_cli(
+        "run",
+        cfg,
+        "--store",
+        tmp_path / "dask.zarr",
+        "-q",
+        "--executor",
+        "dask",
+        "--address",
+        cluster.scheduler_address,
+    )
     assert result.exit_code == 0, result.output
     _assert_equal_steps(tmp_path / "dask.zarr", tmp_path / "local.zarr", "tiny", ["line"])
 
@@ -124,8 +140,7 @@ def test_dask_resumes_what_a_local_run_left(
     for i in (1, 3, 4):
         g[STATUS_VAR][i] = 0
         g["train_loss"][i, :] = np.nan
-    dask = {**data, "executor": "dask",
-            "executor_options": {"address": cluster.scheduler_address}}
+    dask = {**data, "executor": "dask", "executor_options": {"address": cluster.scheduler_address}}
     _run(toml, dask, store)
     _assert_equal_steps(store, tmp_path / "local.zarr", "tiny", ["line"])
 
@@ -142,8 +157,7 @@ def test_own_local_cluster_is_loopback_single_threaded_and_closed() -> None:
         assert [w["nthreads"] for w in info["workers"].values()] == [1]
         assert all(a.startswith("tcp://127.0.0.1:") for a in info["workers"])
         # A block of cells runs with torch set to the worker's one thread.
-        assert client.submit(run_block, len, ((0, 1), (2,)), 1).result() == [
-            ((0, 1), 2), ((2,), 1)]
+        assert client.submit(run_block, len, ((0, 1), (2,)), 1).result() == [((0, 1), 2), ((2,), 1)]
         assert set(client.run(torch.get_num_threads).values()) == {1}
     assert cluster.status.name == "closed"
 
@@ -173,8 +187,17 @@ def test_an_unreachable_scheduler_is_a_clear_error(
     tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any
 ) -> None:
     cfg = write_config({**tiny_config(), "executor_options": {"timeout": 1.0}})
-    result = run_cli("run", cfg, "--store", tmp_path / "s.zarr", "-q",
-                     "--executor", "dask", "--address", "tcp://127.0.0.1:9")
+    result = run_cli(
+        "run",
+        cfg,
+        "--store",
+        tmp_path / "s.zarr",
+        "-q",
+        "--executor",
+        "dask",
+        "--address",
+        "tcp://127.0.0.1:9",
+    )
     assert result.exit_code != 0
     line = result.stderr.strip()
     assert "\n" not in line and "cannot reach the scheduler at tcp://127.0.0.1:9" in line

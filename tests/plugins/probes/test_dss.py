@@ -91,7 +91,8 @@ def test_convex_problem_connects_with_length_one_and_no_bead(strategy: str) -> N
     obj = linear_objective()
     best = torch.linalg.lstsq(
         torch.cat([obj.splits["train"].inputs, torch.ones(50, 1, dtype=obj.dtype)], 1),
-        obj.splits["train"].targets).solution.reshape(-1)
+        obj.splits["train"].targets,
+    ).solution.reshape(-1)
     L_best = float(obj.evaluate(best)["loss"][0])
     g = torch.Generator().manual_seed(1)
     # Two points of the sublevel set at 1.5·L_best, far apart.
@@ -145,16 +146,21 @@ def test_step_cap_ends_a_bead_that_cannot_train() -> None:
     a = obj.x0.clone()
     b = a + 3.0
     la = float(obj.evaluate(torch.stack([a, b]))["loss"].max())
-    state = run_string(obj, a, b, StringConfig(threshold=la * 1.01, alpha=0.999,
-                                               bead_steps=5, check_every=1), seed=0)
+    state = run_string(
+        obj,
+        a,
+        b,
+        StringConfig(threshold=la * 1.01, alpha=0.999, bead_steps=5, check_every=1),
+        seed=0,
+    )
     assert state.status in (0, 1)
 
 
-@pytest.mark.parametrize(("option", "value", "reason"), [("max_beads", 0, 4),
-                                                          ("max_depth", 0, 3),
-                                                          ("min_segment", 2.0, 2)])
-def test_budgets_end_the_string_with_their_reason(option: str, value: Any,
-                                                   reason: int) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [("max_beads", 0, 4), ("max_depth", 0, 3), ("min_segment", 2.0, 2)],
+)
+def test_budgets_end_the_string_with_their_reason(option: str, value: Any, reason: int) -> None:
     reg = make_registry()
     from lossatlas.engine.context import StepContext
 
@@ -184,8 +190,7 @@ def test_hyperplane_constraint_and_spring_hold_the_bead_between_its_neighbours()
     cfg = StringConfig(threshold=1e-9, constrain="hyperplane", spring=0.1, bead_steps=50)
     x, *_ = train_beads(obj, start, a, b, cfg, seed=0)
     assert float(((x - mid) * n).sum()) == pytest.approx(0.0, abs=1e-10)
-    free, *_ = train_beads(obj, start, a, b, StringConfig(threshold=1e-9, bead_steps=50),
-                           seed=0)
+    free, *_ = train_beads(obj, start, a, b, StringConfig(threshold=1e-9, bead_steps=50), seed=0)
     assert abs(float(((free - mid) * n).sum())) > 1e-3  # unconstrained: leaves the plane
 
 
@@ -193,8 +198,14 @@ def test_string_measures_against_brute_force() -> None:
     obj = linear_objective()
     g = torch.Generator().manual_seed(3)
     beads = [torch.randn(2, generator=g, dtype=obj.dtype) for _ in range(4)]
-    state = StringState(beads=beads, depth=[0, 1, 1, 0], bead_loss=[0.0] * 4,
-                        bead_steps=[0] * 4, ok=[True] * 3, seg_max=[0.0] * 3)
+    state = StringState(
+        beads=beads,
+        depth=[0, 1, 1, 0],
+        bead_loss=[0.0] * 4,
+        bead_steps=[0] * 4,
+        ok=[True] * 3,
+        seg_max=[0.0] * 3,
+    )
     cfg = StringConfig(threshold=1.0, points=5)
     m = string_measures(obj, state, cfg)
     B = torch.stack(beads).numpy()
@@ -204,8 +215,9 @@ def test_string_measures_against_brute_force() -> None:
     # weights only: the first entry (the 1×1 weight), not the bias
     lw = sum(abs(B[i + 1, 0] - B[i, 0]) for i in range(3))
     assert m["length_norm_weights"] == pytest.approx(lw / abs(B[3, 0] - B[0, 0]), rel=1e-12)
-    pts = np.concatenate([B[i] + np.linspace(0, 1, 5)[:, None] * (B[i + 1] - B[i])
-                          for i in range(3)])
+    pts = np.concatenate(
+        [B[i] + np.linspace(0, 1, 5)[:, None] * (B[i + 1] - B[i]) for i in range(3)]
+    )
     want = obj.evaluate(torch.as_tensor(pts))["loss"].reshape(3, 5)
     np.testing.assert_allclose(m["path_loss"], want, rtol=1e-12)
 
@@ -220,6 +232,7 @@ def test_counterexample_does_not_connect(tmp_path: Path) -> None:
     assert float(sw["loss_before"]) < 1e-8
     # The stored copy is the source with the first hidden layer's units 0 and 1 swapped.
     name, start, stop, shape = sw.attrs["permuted_weight"]
+    assert name.endswith("weight") and sw.attrs["next_weight"][1] == stop
     before = sw["source"].values[start:stop].reshape(shape)
     after = sw["point"].values[start:stop].reshape(shape)
     np.testing.assert_array_equal(after[[1, 0, *range(2, shape[0])]], before)

@@ -49,8 +49,7 @@ def _run(tmp_path, text):
     return cfg, Store(path).open_step(cfg.name, cfg.steps[0].name)
 
 
-@pytest.mark.parametrize(("basis", "directions"), [("dense", "all"),
-                                                   ("sparse-fort", "weights")])
+@pytest.mark.parametrize(("basis", "directions"), [("dense", "all"), ("sparse-fort", "weights")])
 def test_goldilocks_cells_match_brute_force(tmp_path, basis, directions):
     cfg, ds = _run(tmp_path, CONFIG.format(basis=basis, directions=directions))
     from lossatlas.engine.context import StepContext
@@ -62,8 +61,11 @@ def test_goldilocks_cells_match_brute_force(tmp_path, basis, directions):
     np.testing.assert_allclose(ds["radius"].values, np.geomspace(0.1, 10, 3) * rx)
     # recompute one cell from its seed: the point and plane come from cell.generator()
     ir, idim, isample = 2, 1, 1
-    coords = {"radius": ds["radius"].values[ir].item(), "dim": int(ds["dim"].values[idim]),
-              "sample": isample}
+    coords = {
+        "radius": ds["radius"].values[ir].item(),
+        "dim": int(ds["dim"].values[idim]),
+        "sample": isample,
+    }
     g = torch.Generator().manual_seed(cell_seed(cfg.seed, "zone", coords))
     x = draw_init(obj.layout, g, radius=coords["radius"])
     assert float(obj.layout.radius(x)) == pytest.approx(coords["radius"])
@@ -80,8 +82,7 @@ def test_goldilocks_cells_match_brute_force(tmp_path, basis, directions):
     assert float(cell["norm"]) == pytest.approx(float(H.norm()), rel=1e-8)
     assert float(cell["frac_positive"]) == pytest.approx(float((eig > 0).double().mean()))
     assert float(cell["ratio"]) == pytest.approx(float(eig.sum() / H.norm()), rel=1e-8)
-    np.testing.assert_allclose(cell["eigenvalues"].values[:6], eig.numpy(), rtol=1e-7,
-                               atol=1e-12)
+    np.testing.assert_allclose(cell["eigenvalues"].values[:6], eig.numpy(), rtol=1e-7, atol=1e-12)
     assert np.isnan(ds["eigenvalues"].isel(dim=0).values[..., 3:]).all()
     assert float(cell["train_loss"]) == pytest.approx(float(f(x)), rel=1e-10)
     # summaries
@@ -98,15 +99,17 @@ def test_hessian_stats_counts():
 
 
 def test_dim_larger_than_model_is_refused(tmp_path):
-    text = CONFIG.format(basis="dense", directions="all").replace("dims = [3, 6]",
-                                                                  "dims = [100000]")
+    text = CONFIG.format(basis="dense", directions="all").replace(
+        "dims = [3, 6]", "dims = [100000]"
+    )
     with pytest.raises(LossAtlasError, match="dim=100000 > D"):
         _run(tmp_path, text)
 
 
 def test_bad_radii_are_config_errors(tmp_path):
-    text = CONFIG.format(basis="dense", directions="all").replace("radius_min = 0.1",
-                                                                  "radius_min = 20.0")
+    text = CONFIG.format(basis="dense", directions="all").replace(
+        "radius_min = 0.1", "radius_min = 20.0"
+    )
     with pytest.raises(ConfigError, match="radius_min"):
         _run(tmp_path, text)
 
@@ -117,8 +120,9 @@ def test_plot(tmp_path):
     matplotlib.use("Agg")
     from lossatlas.plugins.probes.goldilocks import Goldilocks, plot_compare
 
-    text = CONFIG.format(basis="sparse-chang", directions="all").replace("dims = [3, 6]",
-                                                                         "dims = [3]")
+    text = CONFIG.format(basis="sparse-chang", directions="all").replace(
+        "dims = [3, 6]", "dims = [3]"
+    )
     _, ds = _run(tmp_path, text)  # a single d: finalize must still find the peak
     assert ds["peak_radius"].shape == (1,) and np.isfinite(ds["peak_radius"]).all()
     fig = Goldilocks().plot(ds)

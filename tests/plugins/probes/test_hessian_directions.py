@@ -72,15 +72,18 @@ def test_maps_are_centred_orthogonal_and_summarised(result) -> None:
     assert c[0] == pytest.approx(c[1], rel=1e-12)
     assert float(ds["centre_train_loss"]) == pytest.approx(c[0], rel=1e-12)
     # Hessian map: δ = ‖x‖·v_max
-    np.testing.assert_allclose(ds["direction_norm"].sel(map="hessian").values,
-                               float(ds["point_norm"]), rtol=1e-12)
+    np.testing.assert_allclose(
+        ds["direction_norm"].sel(map="hessian").values, float(ds["point_norm"]), rtol=1e-12
+    )
     for k, m in enumerate(ds["map"].values):
         L = ds["train_loss"].sel(map=m).values
         i, j = np.unravel_index(np.argmin(L), L.shape)
         assert float(ds["min_train_loss"].values[k]) == L[i, j]
         assert float(ds["min_train_loss_alpha"].values[k]) == ds["alpha"].values[i]
-        assert float(ds["at_min_validation_loss"].values[k]) == \
-            ds["validation_loss"].sel(map=m).values[i, j]
+        assert (
+            float(ds["at_min_validation_loss"].values[k])
+            == ds["validation_loss"].sel(map=m).values[i, j]
+        )
         assert int(ds["min_off_centre"].values[k]) == int((i, j) != (2, 2))
 
 
@@ -93,8 +96,7 @@ def test_row_values_equal_single_point_evaluations(result) -> None:
     d = torch.as_tensor(ds["directions"].sel(map="random").values)
     a, b = ds["alpha"].values[0], ds["beta"].values[4]
     want = ctx.objective.evaluate(x + a * d[0] + b * d[1])["loss"][0]
-    assert float(ds["train_loss"].sel(map="random").values[0, 4]) == pytest.approx(want,
-                                                                                    rel=1e-12)
+    assert float(ds["train_loss"].sel(map="random").values[0, 4]) == pytest.approx(want, rel=1e-12)
 
 
 def test_plot(result) -> None:
@@ -110,5 +112,9 @@ def test_plot(result) -> None:
 def test_even_points_is_a_config_error(tmp_path) -> None:
     text = CONFIG.replace("points = 5", "points = 4")
     with pytest.raises(ConfigError, match="odd"):
-        run_pipeline(parse_config(tomllib.loads(text)), str(tmp_path / "s.zarr"),
-                     make_registry(), progress=None)
+        run_pipeline(
+            parse_config(tomllib.loads(text)),
+            str(tmp_path / "s.zarr"),
+            make_registry(),
+            progress=None,
+        )

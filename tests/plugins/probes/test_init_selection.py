@@ -51,8 +51,9 @@ def test_init_selection_end_to_end(tmp_path):
     run_pipeline(cfg, path, make_registry(), progress=None)
     ds = Store(path).open_step("is", "fig6")
     assert ds["validation_accuracy"].dims == ("init", "epoch") and ds.sizes["epoch"] == 3
-    np.testing.assert_allclose(ds["initial_validation_loss"].values,
-                               ds["validation_loss"].isel(epoch=0).values)
+    np.testing.assert_allclose(
+        ds["initial_validation_loss"].values, ds["validation_loss"].isel(epoch=0).values
+    )
     assert ((ds["n_positive"] >= 0) & (ds["n_positive"] <= 5)).all()
     np.testing.assert_allclose(ds["frac_positive"] * 5, ds["n_positive"])
     # Xavier draws at their natural radius: near r_Xavier

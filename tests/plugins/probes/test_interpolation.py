@@ -69,8 +69,11 @@ def test_endpoints_are_the_models_own_losses_exactly(digits_run):
     for theta, alpha in ((init, 0.0), (trained, 1.0)):
         own = obj.evaluate_both(theta.unsqueeze(0))
         for k, v in own.items():
-            for prefix, dim in (("", "alpha"), ("zoom0_", "alpha_zoom0"),
-                                ("zoom1_", "alpha_zoom1")):
+            for prefix, dim in (
+                ("", "alpha"),
+                ("zoom0_", "alpha_zoom0"),
+                ("zoom1_", "alpha_zoom1"),
+            ):
                 if alpha in ds[dim].values:
                     got = float(ds[prefix + k].sel({"pair": 0, dim: alpha}))
                     assert got == v[0], (k, dim, alpha)
@@ -127,8 +130,10 @@ zoom_points = 0
 
 def test_deep_linear_toy_shows_the_barrier_between_two_minima(tmp_path):
     for name, w in (("a", [0.5, 2.0]), ("b", [2.0, 0.5])):
-        torch.save({"layers.0.weight": torch.tensor([[w[0]]]),
-                    "layers.1.weight": torch.tensor([[w[1]]])}, tmp_path / f"{name}.pt")
+        torch.save(
+            {"layers.0.weight": torch.tensor([[w[0]]]), "layers.1.weight": torch.tensor([[w[1]]])},
+            tmp_path / f"{name}.pt",
+        )
     text = f"""
 name = "toy"
 seed = 0
@@ -151,8 +156,9 @@ zoom_points = 0
     ds = store.open_step("toy", "interp").load()
     a = ds["alpha"].values
     w1, w2 = 0.5 + 1.5 * a, 2.0 - 1.5 * a
-    np.testing.assert_allclose(ds["train_loss"].isel(pair=0), (1 - w1 * w2) ** 2,
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        ds["train_loss"].isel(pair=0), (1 - w1 * w2) ** 2, rtol=1e-12, atol=1e-15
+    )
     assert float(ds["train_loss"].isel(pair=0)[0]) == 0.0  # both ends on w2 = 1/w1
     assert float(ds["train_loss"].isel(pair=0)[-1]) == 0.0
     # the hyperbola bends away: the midpoint (1.25, 1.25) costs (1 − 1.5625)²
@@ -176,8 +182,9 @@ def test_recompute_bn_statistics():
     X = torch.randn(50, 4, dtype=torch.float64)
     y = torch.randint(0, 3, (50,))
     data = DataBundle(Split(X, y), Split(X[:10], y[:10]), "classification", 3)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6),
-                                torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 3)
+    )
     obj = Objective(model, data, dtype=torch.float64, batch_size=16)
     x = obj.x0 + 0.3 * torch.randn(obj.D, dtype=torch.float64)
     bufs = bn_buffers(obj, x)
@@ -195,11 +202,13 @@ def test_recompute_bn_statistics():
 
 def test_bad_pairs_are_config_errors(tmp_path):
     text = DIGITS.format(dtype="float64").replace(
-        '["init", "train"], ["random:20", "train"], ["train", "random"]', '["init", "trian"]')
+        '["init", "train"], ["random:20", "train"], ["train", "random"]', '["init", "trian"]'
+    )
     with pytest.raises(ConfigError, match="trian"):
         run(tmp_path, text)
     text = DIGITS.format(dtype="float64").replace(
-        '["init", "train"], ["random:20", "train"], ["train", "random"]', '["random:-1", "init"]')
+        '["init", "train"], ["random:20", "train"], ["train", "random"]', '["random:-1", "init"]'
+    )
     with pytest.raises(ConfigError, match="radius"):
         run(tmp_path, text)
 

@@ -55,11 +55,16 @@ def test_radius_dynamics_end_to_end(tmp_path):
     assert steps[0] == 0 and steps[-1] == 2 * 4  # 160 train samples / 40 = 4 steps per epoch
     rad = ds["radius"]
     assert np.isfinite(rad.values).all()
-    np.testing.assert_allclose(rad.sel(mode="constrained").values,
-                               np.broadcast_to(np.array([0.05, 1.0])[:, None, None] * rx,
-                                               rad.sel(mode="constrained").shape), rtol=1e-10)
-    np.testing.assert_allclose(rad.isel(record=0).values[:, :, 0],
-                               np.array([[0.05, 1.0]] * 2) * rx, rtol=1e-10)
+    np.testing.assert_allclose(
+        rad.sel(mode="constrained").values,
+        np.broadcast_to(
+            np.array([0.05, 1.0])[:, None, None] * rx, rad.sel(mode="constrained").shape
+        ),
+        rtol=1e-10,
+    )
+    np.testing.assert_allclose(
+        rad.isel(record=0).values[:, :, 0], np.array([[0.05, 1.0]] * 2) * rx, rtol=1e-10
+    )
     free_small = rad.sel(mode="free", start=0.05).values[0]
     assert free_small[-1] > free_small[0]  # the radius grows from a small start
     assert ds["exponent"].dims == ("mode", "start", "sample")

@@ -33,8 +33,11 @@ def test_ensemble_equals_one_by_one(obj64, sphere, kind):
     subs = []
     for r in (0.5, 3.0, 9.0):
         x = draw_init(obj64.layout, g, radius=r)
-        subs.append(make_sphere(x, 4, g, kind) if sphere else
-                    Subspace(origin=x, basis=make_basis(obj64.D, 4, g, kind)))
+        subs.append(
+            make_sphere(x, 4, g, kind)
+            if sphere
+            else Subspace(origin=x, basis=make_basis(obj64.D, 4, g, kind))
+        )
     kw = dict(sphere=sphere, lr=0.05, epochs=2, batch_size=32)
     together = train_ensemble(obj64, subs, seeds=[1, 2, 3], **kw)
     for i, s in enumerate(subs):
@@ -59,7 +62,8 @@ def test_intrinsic_dimension():
     dims = np.array([1, 10, 100])
     assert intrinsic_dimension(dims, np.array([0.1, 0.5, 0.9]), 0.9) == pytest.approx(100)
     assert intrinsic_dimension(dims, np.array([0.1, 0.5, 0.9]), 0.7) == pytest.approx(
-        np.sqrt(10 * 100))
+        np.sqrt(10 * 100)
+    )
     assert intrinsic_dimension(dims, np.array([0.95, 0.5, 0.9]), 0.9) == 1
     assert np.isnan(intrinsic_dimension(dims, np.array([0.1, 0.2, 0.3]), 0.9))
 

@@ -58,16 +58,23 @@ def test_stored_result_is_the_engine_training(trained):
     ctx = StepContext(make_registry(), cfg, cfg.steps[0], store)
     x0 = ctx.resolve_point("init:3")
     assert not np.allclose(x0.numpy(), ctx.resolve_point("init").numpy())
-    res = train(ctx.objective, x0, lr=0.1, momentum=0.9, epochs=3, batch_size=50, seed=4,
-                record_every=4)
+    res = train(
+        ctx.objective, x0, lr=0.1, momentum=0.9, epochs=3, batch_size=50, seed=4, record_every=4
+    )
     np.testing.assert_array_equal(ds["initial"].values, x0.numpy())
     np.testing.assert_array_equal(ds["point"].values, res.x_final.numpy())
     # 240 train samples / 50 = 5 steps per epoch, 15 steps; records at 0, 4, 8, 12, 15
     assert list(ds["record"].values) == [0, 4, 8, 12, 15]
     np.testing.assert_array_equal(ds["trajectory"].values, res.trajectory)
     assert list(ds["epoch"].values) == [0, 1, 2, 3]
-    for k in ("train_loss", "validation_loss", "train_accuracy", "validation_accuracy",
-              "radius", "step"):
+    for k in (
+        "train_loss",
+        "validation_loss",
+        "train_accuracy",
+        "validation_accuracy",
+        "radius",
+        "step",
+    ):
         np.testing.assert_array_equal(ds[k].values, res.history[k])
     assert ds["train_loss"][-1] < ds["train_loss"][0]
     assert int(ds["steps"]) == 15 and int(ds["diverged"]) == 0
@@ -78,21 +85,20 @@ def test_trained_point_is_reused_by_name(trained, tmp_path):
     path, _cfg, store, _rep = trained
     _c, _s, report = run(path, CONFIG.format(name="a", start="init:3", lr=0.1))
     assert report.steps[0].skipped  # trained once, never again
-    text = CONFIG.format(name="b", start="a/train", lr=0.1).replace(
-        "epochs = 3", "epochs = 0")
+    text = CONFIG.format(name="b", start="a/train", lr=0.1).replace("epochs = 3", "epochs = 0")
     cfg_b, store, _r = run(path, text)
     ds_b = store.open_step("b", "train").load()
     ds_a = store.open_step("a", "train").load()
     np.testing.assert_array_equal(ds_b["initial"].values, ds_a["point"].values)
     np.testing.assert_array_equal(ds_b["point"].values, ds_a["point"].values)
     ctx = StepContext(make_registry(), cfg_b, cfg_b.steps[0], store)
-    np.testing.assert_array_equal(ctx.resolve_point("a/train.initial").numpy(),
-                                  ds_a["initial"].values)
+    np.testing.assert_array_equal(
+        ctx.resolve_point("a/train.initial").numpy(), ds_a["initial"].values
+    )
 
 
 def test_divergence_is_recorded(tmp_path):
-    _cfg, store, _report = run(tmp_path / "s.zarr",
-                              CONFIG.format(name="d", start="init", lr=1e200))
+    _cfg, store, _report = run(tmp_path / "s.zarr", CONFIG.format(name="d", start="init", lr=1e200))
     ds = store.open_step("d", "train").load()
     assert int(ds["diverged"]) == 1
     assert int(ds["steps"]) < 15

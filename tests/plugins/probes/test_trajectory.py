@@ -69,8 +69,9 @@ def test_deep_linear_toy(tmp_path, surface):
     assert w[0] * w[1] == pytest.approx(1.0, abs=1e-3)
     # the real surface over (w1, w2) is (1 − w1·w2)²
     W1, W2 = np.meshgrid(ds["w1"].values, ds["w2"].values, indexing="ij")
-    np.testing.assert_allclose(ds["weights_train_loss"].values, (1 - W1 * W2) ** 2,
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        ds["weights_train_loss"].values, (1 - W1 * W2) ** 2, rtol=1e-12, atol=1e-14
+    )
     np.testing.assert_array_equal(ds["traj_w1"].values, tr["trajectory"].values[:, 0])
     # α runs from 0 to ‖θ_f − θ_i‖, β starts and ends at 0
     assert ds["traj_alpha"].values[0] == 0
@@ -78,16 +79,18 @@ def test_deep_linear_toy(tmp_path, surface):
     assert ds["traj_beta"].values[-1] == pytest.approx(0, abs=1e-12)
     assert float(ds["max_residual"]) == ds["traj_beta"].values.max()
     assert 0 < float(ds["max_residual"]) < float(ds["max_norm"])
-    np.testing.assert_allclose(ds["traj_train_loss"].values,
-                               (1 - tr["trajectory"].values.prod(axis=1)) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(
+        ds["traj_train_loss"].values, (1 - tr["trajectory"].values.prod(axis=1)) ** 2, rtol=1e-12
+    )
     # the surface on the β = 0 line is the interpolation init → solution
     a = ds["alpha"].values
     u = (w - tr["initial"].values) / float(ds["distance"])
     on_line = tr["initial"].values[None, :] + a[:, None] * u[None, :]
     b0 = np.argmin(np.abs(ds["beta"].values))
     if ds["beta"].values[b0] == 0:
-        np.testing.assert_allclose(ds["surface_train_loss"].values[:, b0],
-                                   (1 - on_line.prod(axis=1)) ** 2, rtol=1e-10)
+        np.testing.assert_allclose(
+            ds["surface_train_loss"].values[:, b0], (1 - on_line.prod(axis=1)) ** 2, rtol=1e-10
+        )
     # the control plane passes through the solution
     assert ds["control_a"].values[-1] == 0 and ds["control_b"].values[-1] == 0
     assert ds["control_train_loss"].shape == (7, 7)

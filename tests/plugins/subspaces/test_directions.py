@@ -36,7 +36,7 @@ def _filter_norms(v: torch.Tensor, layout: ParamLayout) -> list[np.ndarray]:
     out = []
     for e in layout.entries:
         if e.kind == "weight":
-            out.append(v[e.start:e.stop].reshape(e.shape[0], -1).norm(dim=1).numpy())
+            out.append(v[e.start : e.stop].reshape(e.shape[0], -1).norm(dim=1).numpy())
     return out
 
 
@@ -57,8 +57,9 @@ def test_filter_normalized_is_orthogonal_and_normalised_per_filter(seed: int) ->
 
 def test_without_orthogonalisation_the_cosine_is_not_zero() -> None:
     m = _model()
-    _, info = normalized_directions(_flat(m), ParamLayout(m), 2, torch.Generator().manual_seed(0),
-                                    orthogonal=False)
+    _, info = normalized_directions(
+        _flat(m), ParamLayout(m), 2, torch.Generator().manual_seed(0), orthogonal=False
+    )
     assert abs(info["cosine"][0]) > 1e-6
 
 
@@ -70,24 +71,27 @@ def test_one_input_filters_are_pooled_and_still_orthogonal() -> None:
     assert abs(info["cosine"][0]) < 1e-12
     first = layout.entries[0]
     for row in V:  # the pooled tensor is normalised as a whole (layer)
-        np.testing.assert_allclose(row[first.start:first.stop].norm(),
-                                   x[first.start:first.stop].norm(), rtol=1e-12)
+        np.testing.assert_allclose(
+            row[first.start : first.stop].norm(), x[first.start : first.stop].norm(), rtol=1e-12
+        )
 
 
 @pytest.mark.parametrize("norm", ["layer", "none"])
 def test_layer_and_none_normalisation(norm: str) -> None:
     m = _model()
     layout, x = ParamLayout(m), _flat(m)
-    V, info = normalized_directions(x, layout, 3, torch.Generator().manual_seed(0), norm=norm,
-                                    include_bias_and_norm=True)
+    V, info = normalized_directions(
+        x, layout, 3, torch.Generator().manual_seed(0), norm=norm, include_bias_and_norm=True
+    )
     assert max(abs(c) for c in info["cosine"]) < 1e-12
     if norm == "none":
         np.testing.assert_allclose(V.norm(dim=1).numpy(), float(x.norm()), rtol=1e-12)
     else:
         for row in V:
             for e in layout.entries:
-                np.testing.assert_allclose(row[e.start:e.stop].norm(), x[e.start:e.stop].norm(),
-                                           rtol=1e-12)
+                np.testing.assert_allclose(
+                    row[e.start : e.stop].norm(), x[e.start : e.stop].norm(), rtol=1e-12
+                )
 
 
 def test_block_ids_exclude_biases_by_default() -> None:
@@ -135,8 +139,7 @@ def test_three_points_plane_puts_the_models_at_their_coordinates() -> None:
         opts = parse_options(plugin.Options, {"points": ["a", "b", "c"], "basis": basis}, "t")
         sub = plugin.build(opts, ctx, pts["a"], g)
         for name, xy in zip("abc", sub.attrs["model_coords"], strict=True):
-            torch.testing.assert_close(sub.embed(torch.tensor(xy, dtype=torch.float64)),
-                                       pts[name])
+            torch.testing.assert_close(sub.embed(torch.tensor(xy, dtype=torch.float64)), pts[name])
         if basis == "orthonormal":
             assert abs(sub.attrs["cosine"][0]) < 1e-12
     same = {"a": pts["a"], "b": pts["b"], "c": 2 * pts["b"] - pts["a"]}
@@ -147,12 +150,17 @@ def test_three_points_plane_puts_the_models_at_their_coordinates() -> None:
 
 def test_user_directions_unit_and_orthogonalised() -> None:
     g = torch.Generator().manual_seed(0)
-    pts = {"u": torch.randn(9, generator=g, dtype=torch.float64),
-           "v": torch.randn(9, generator=g, dtype=torch.float64)}
+    pts = {
+        "u": torch.randn(9, generator=g, dtype=torch.float64),
+        "v": torch.randn(9, generator=g, dtype=torch.float64),
+    }
     x = torch.ones(9, dtype=torch.float64)
     plugin = UserDirections()
-    opts = parse_options(plugin.Options, {"vectors": ["u", "v"], "normalize": "unit",
-                                          "orthogonalize": True, "scale": "absolute"}, "t")
+    opts = parse_options(
+        plugin.Options,
+        {"vectors": ["u", "v"], "normalize": "unit", "orthogonalize": True, "scale": "absolute"},
+        "t",
+    )
     sub = plugin.build(opts, _Ctx(pts, None), x, g)  # type: ignore[arg-type]
     B = sub.basis
     torch.testing.assert_close(B.T @ B, torch.eye(2, dtype=torch.float64))

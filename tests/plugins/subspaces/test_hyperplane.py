@@ -111,8 +111,12 @@ def test_remove_radial_is_tangent():
 def test_stacked_projection_equals_each(kind):
     D, d = 300, 4
     g = torch.Generator().manual_seed(0)
-    subs = [Subspace(origin=torch.randn(D, generator=g, dtype=torch.float64),
-                     basis=make_basis(D, d, g, kind)) for _ in range(3)]
+    subs = [
+        Subspace(
+            origin=torch.randn(D, generator=g, dtype=torch.float64), basis=make_basis(D, d, g, kind)
+        )
+        for _ in range(3)
+    ]
     stack = StackedProjection(subs)
     theta = torch.randn(3, d, generator=g, dtype=torch.float64)
     X = stack.embed(theta)

@@ -61,8 +61,13 @@ class Spirals(DatasetPlugin):
         order = torch.tensor(rng.permutation(len(X)))
         X, y = X[order], y[order]
         cut = int(0.8 * len(X))
-        return DataBundle(Split(X[:cut], y[:cut]), Split(X[cut:], y[cut:]),
-                          "classification", options.arms, description="spirals")
+        return DataBundle(
+            Split(X[:cut], y[:cut]),
+            Split(X[cut:], y[cut:]),
+            "classification",
+            options.arms,
+            description="spirals",
+        )
 
 
 # ----------------------------------------------------------------------- model
@@ -99,8 +104,10 @@ class SoftmaxRegression(ModelPlugin):
 @dataclass
 class ScalingOptions:
     at: PointRef = field(default=PointRef("init"), metadata={"doc": "the point x"})
-    factors: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0],
-                                 metadata={"doc": "scale factors c: loss at c·x"})
+    factors: list[float] = field(
+        default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0],
+        metadata={"doc": "scale factors c: loss at c·x"},
+    )
 
 
 class WeightScaling(Probe):

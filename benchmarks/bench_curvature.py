@@ -8,9 +8,9 @@
 (c) The d = 500 subspace Hessian MᵀHM: ``Objective.subspace_hessian`` (batched HVPs) vs
     d sequential ``Objective.hvp`` calls.
 
-Run: ``python benchmarks/bench_curvature.py [--pyhessian-path DIR] [--steps 200]``.
-PyHessian is GPL and not a dependency; install it apart, e.g.
-``pip install --no-deps --target /tmp/pyhessian_pkg pyhessian``.
+Run: ``benchmarks/.peers/bin/python benchmarks/bench_curvature.py [--steps 200]``.
+PyHessian is GPL and not a dependency: ``bash benchmarks/peers.sh`` installs it in the
+benchmarks' own venv (or point ``--pyhessian-path DIR`` at a ``pip install --target``).
 """
 
 from __future__ import annotations

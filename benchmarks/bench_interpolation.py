@@ -8,15 +8,10 @@ forward pass per point. Also reported: which of the two evaluates α = 0 and α 
 exactly (loss-landscapes adds (θ1−θ0)/steps before its first evaluation, so it never
 evaluates α = 0, and reaches α = 1 by repeated addition).
 
-Run it in its own environment (the peer is not a lossatlas dependency)::
+Run it in the peers' environment (the peer is not a lossatlas dependency;
+``bash benchmarks/peers.sh`` makes it)::
 
-    python3 -m venv /tmp/peers-interp
-    # reuse the project's torch and lossatlas instead of downloading torch again:
-    echo "import site; site.addsitedir('$(/work/main/.venv/bin/python -c \
-        'import site; print(site.getsitepackages()[0])')')" \
-        > /tmp/peers-interp/lib/python3.11/site-packages/main_venv.pth
-    /tmp/peers-interp/bin/pip install --no-deps loss-landscapes==3.0.6
-    /tmp/peers-interp/bin/python benchmarks/bench_interpolation.py [--device cuda]
+    benchmarks/.peers/bin/python benchmarks/bench_interpolation.py [--device cuda]
 
 Prints a markdown table; ratio = loss-landscapes time / lossatlas time (> 1: lossatlas
 is faster).

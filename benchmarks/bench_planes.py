@@ -9,14 +9,13 @@ each point's weights into the module and runs one forward pass per point. (Its
 for a 1-element bias filter — so the peer runs with ``"layer"``; normalisation costs
 microseconds either way, the 625 evaluations are what is timed.)
 
-loss-landscapes is never a project dependency; install it in a separate venv::
+loss-landscapes is never a project dependency; ``bash benchmarks/peers.sh`` installs it
+in its own venv, then (from the repository root)::
 
-    python3 -m venv /tmp/peers
-    /tmp/peers/bin/pip install loss-landscapes torch==2.13.0 numpy
+    benchmarks/.peers/bin/python benchmarks/bench_planes.py
 
-then run (from the repository root, with the project venv active)::
-
-    python benchmarks/bench_planes.py --peer-python /tmp/peers/bin/python
+(the peer runs in a subprocess of ``--peer-python``, default: this interpreter when it
+imports loss_landscapes, else ``benchmarks/.peers/bin/python``).
 
 Prints a markdown table with times and the ratio (peer / lossatlas; > 1: lossatlas faster).
 """
@@ -42,7 +41,7 @@ PEER = textwrap.dedent(
     import loss_landscapes
     import loss_landscapes.metrics
     torch.set_num_threads(int(sys.argv[3]))
-    blob = torch.load(sys.argv[1])
+    blob = torch.load(sys.argv[1], weights_only=True)
     nn = torch.nn
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 100), nn.ReLU(), nn.Linear(100, 100),
                           nn.ReLU(), nn.Linear(100, 10))
@@ -104,9 +103,18 @@ def ours(points: int, repeats: int, rows: int = 1) -> tuple[list[float], dict]:
     }
 
 
+def default_peer_python() -> str:
+    """This interpreter if it has loss-landscapes, else the venv of benchmarks/peers.sh."""
+    import importlib.util
+
+    if importlib.util.find_spec("loss_landscapes") is not None:
+        return sys.executable
+    return str(Path(__file__).resolve().parent / ".peers" / "bin" / "python")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--peer-python", default="/tmp/peers/bin/python")
+    ap.add_argument("--peer-python", default=default_peer_python())
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()

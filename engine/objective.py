@@ -559,10 +559,16 @@ class Objective:
         """Summed loss and correct count per point from outputs (B, N, out)."""
         B = out.shape[0]
         if classify:
-            logp = torch.log_softmax(out, dim=-1)
-            picked = logp.gather(2, targets.view(1, -1, 1).expand(B, -1, 1)).squeeze(2)
-            correct = (out.argmax(dim=-1) == targets.unsqueeze(0)).sum(dim=1)
-            return -picked.sum(dim=1), correct
+            # Cross-entropy as logsumexp − picked logit, from one max reduction that gives
+            # both the stabiliser and the predicted class: on CPU, argmax and
+            # log_softmax over a short class dim cost far more than the matmuls here.
+            N, C = out.shape[1], out.shape[2]
+            top, predicted = out.max(dim=-1)
+            lse = top + (out - top.unsqueeze(-1)).exp_().sum(dim=-1).log_()
+            flat = torch.arange(N, device=out.device) * C + targets
+            picked = out.reshape(B, N * C)[:, flat]
+            correct = (predicted == targets.unsqueeze(0)).sum(dim=1)
+            return (lse - picked).sum(dim=1), correct
         diff = out.reshape(B, *targets.shape) - targets.unsqueeze(0)
         per = (diff**2).reshape(B, targets.shape[0], -1).mean(dim=2)
         return per.sum(dim=1), torch.zeros(B, device=out.device)

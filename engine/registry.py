@@ -84,6 +84,9 @@ class Registry:
         msg = f"unknown {kind} '{name}'{suggest(name, table)}; known {KINDS[kind][2]}: {known}"
         if broken:
             msg += "; failed to load: " + "; ".join(f"{r.describe()}: {r.error}" for r in broken)
+        off = [r.name for r in self.records if r.status == "disabled"]
+        if off:
+            msg += f"; plugins disabled by {DISABLE_ENV} (they may provide it): " + ", ".join(off)
         raise PluginError(msg)
 
     def provider(self, kind: str, name: str) -> PluginRecord:

@@ -120,8 +120,10 @@ def test_plugins_can_be_disabled(monkeypatch) -> None:
     status = {r.name: r.status for r in reg.records}
     assert status["probes"] == "disabled" and status["executors"] == "disabled"
     assert reg.names("probe") == []
-    with pytest.raises(PluginError, match="unknown probe 'random-line'"):
+    with pytest.raises(PluginError, match="unknown probe 'random-line'") as err:
         reg.get("probe", "random-line")
+    assert "disabled by LOSSATLAS_DISABLE_PLUGINS (they may provide it): " in str(err.value)
+    assert "executors" in str(err.value) and "probes" in str(err.value)
 
 
 def test_unknown_names_suggest_the_closest() -> None:

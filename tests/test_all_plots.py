@@ -15,11 +15,13 @@ from pathlib import Path
 import matplotlib
 import pytest
 from click.testing import CliRunner
+from conftest import DEVICES
 
 from lossatlas.engine import make_registry
 from lossatlas.engine.cli import cli
 from lossatlas.engine.config import parse_config
 from lossatlas.engine.runner import run_pipeline
+from lossatlas.engine.store import Store
 
 matplotlib.use("Agg")
 
@@ -208,3 +210,25 @@ def test_probe_plot_renders_from_store(probe: str, tmp_path: Path) -> None:
     image = matplotlib.image.imread(str(out))
     assert image.shape[0] > 20 and image.shape[1] > 20
     assert image[..., :3].std() > 0.01, "the figure is blank"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("probe", PROBES)
+def test_probe_honours_device_and_dtype(
+    probe: str, device: str, dtype: str, tmp_path: Path
+) -> None:
+    """Every probe runs on every available device in both precisions, and says so."""
+    text = (
+        f'name = "{probe}"\ndevice = "{device}"\n'
+        + HEADER.replace('dtype = "float64"', f'dtype = "{dtype}"')
+        + TINY[probe]
+    )
+    config = parse_config(tomllib.loads(text), source=f"<tiny {probe} {device} {dtype}>")
+    store = tmp_path / "s.zarr"
+    run_pipeline(config, str(store), make_registry(), progress=None)
+    st = Store(str(store))
+    for step in config.steps:
+        ds = st.open_step(probe, step.name)
+        assert ds.attrs["device"].startswith(device) and ds.attrs["dtype"] == dtype
+        assert ds.atlas.completion == 1.0, f"step {step.name} on {device}/{dtype} incomplete"

@@ -333,6 +333,9 @@ def inspect(store: str, run_name: str | None) -> None:
             f"python {prov.get('python_version')}; device {prov.get('device')}, "
             f"dtype {prov.get('dtype')}, seed {prov.get('seed')}"
         )
+        if attrs.get("error"):
+            click.echo(f"  stopped {attrs.get('stopped', '?')}: {attrs['error']}")
+            click.echo("  (run the same command again to resume)")
         for s in st.steps(r):
             g = st.step_group(r, s)
             if g is None or not g.attrs.get("template_complete"):
@@ -348,6 +351,8 @@ def inspect(store: str, run_name: str | None) -> None:
                 f"  step {s}  probe {g.attrs.get('probe')}  [{g.attrs.get('status')}] "
                 f"cells {done}/{total}" + (f" ({bad} with NaN/inf)" if bad else "")
             )
+            if g.attrs.get("error"):
+                click.echo(f"    error: {g.attrs['error']}")
             click.echo(f"    dims: {dims}")
             names = [v for v in ds.data_vars if v != STATUS_VAR]
             click.echo(f"    variables: {', '.join(names)}")
@@ -410,6 +415,9 @@ def draw(store: str, group: str, output: str, **kwargs: Any) -> Path:
     suffix = Path(output).suffix.lower()
     if suffix not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
         raise ConfigError(f"output '{output}': use a .png, .svg or .pdf file name")
+    folder = Path(output).resolve().parent
+    if not folder.is_dir():
+        raise ConfigError(f"output '{output}': folder '{folder}' does not exist; create it first")
     probe = make_registry().get("probe", ds.attrs["probe"])
     fig = probe.plot(ds.load(), **{k: v for k, v in kwargs.items() if k != "dpi"})
     title_figure(fig, f"{run_name}/{step}")

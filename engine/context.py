@@ -226,7 +226,7 @@ class StepContext:
         ds = self.load_step(step, run=run)
         name = var or "point"
         if name not in ds:
-            vars_ = [v for v in ds.data_vars if "param" in ds[v].dims]
+            vars_ = [v for v in ds.data_vars if ds[v].dims == ("param",)]
             raise ConfigError(
                 f"point '{ref}': step '{step}' has no variable '{name}'{suggest(name, vars_)}; "
                 f"its points are: {', '.join(vars_) or 'none'}"

@@ -8,6 +8,7 @@ skipped; a step with unfinished cells computes only those.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import platform
@@ -168,17 +169,38 @@ def run_pipeline(
     for ctx in contexts:
         if steps and ctx.step.name not in steps:
             continue
-        report.steps.append(_run_step(ctx, store, executor, exec_opts, progress))
+        try:
+            report.steps.append(_run_step(ctx, store, executor, exec_opts, progress))
+        except BaseException as exc:
+            # Say in the store why the run stopped ("running" would claim it still runs);
+            # the cells already written stay, and the same command resumes them.
+            with contextlib.suppress(Exception):  # never mask the error itself
+                store.set_run_attrs(
+                    config.name,
+                    {"status": _stopped_status(exc), "stopped": _now(), "error": _one_line(exc)},
+                )
+            raise
     all_done = all(
         store.step_ready(config.name, c.step.name)
         and store.step_group(config.name, c.step.name).attrs.get("status") == "complete"
         for c in contexts
     )
     store.set_run_attrs(
-        config.name, {"status": "complete" if all_done else "partial", "finished": _now()}
+        config.name,
+        {"status": "complete" if all_done else "partial", "finished": _now(), "error": ""},
     )
     store.consolidate()
     return report
+
+
+def _stopped_status(exc: BaseException) -> str:
+    """``interrupted`` (Ctrl-C, a signal) or ``failed`` (an error): a stopped run's status."""
+    return "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _diff(old: Any, new: Any, path: str = "") -> str:
@@ -249,28 +271,38 @@ def _run_step(
         progress.cell_done(name, st)
 
     try:
-        executor.run(exec_opts, job, pending, on_done)
-    finally:
-        job.forget()
-    status = np.asarray(runtime.group[STATUS_VAR][...])
-    left = int(np.sum(status == STATUS_PENDING))
-    if left:
-        raise LossAtlasError(
-            f"step '{name}': {left} cell(s) did not finish; run the same command again to "
-            "resume them"
-        )
-    rep.nonfinite = int(np.sum(status == STATUS_NONFINITE))
-    ds = store.open_step(run, name)
-    with blame(f"step '{name}': probe '{ctx.probe.name}' (finalize)"):
-        extra = ctx.probe.finalize(ctx.options, ctx, ds)
-    if extra is not None and len(extra.data_vars):
-        store.write_variables(run, name, extra)
+        try:
+            executor.run(exec_opts, job, pending, on_done)
+        finally:
+            job.forget()
+        status = np.asarray(runtime.group[STATUS_VAR][...])
+        left = int(np.sum(status == STATUS_PENDING))
+        if left:
+            raise LossAtlasError(
+                f"step '{name}': {left} cell(s) did not finish; run the same command again "
+                "to resume them"
+            )
+        rep.nonfinite = int(np.sum(status == STATUS_NONFINITE))
+        ds = store.open_step(run, name)
+        with blame(f"step '{name}': probe '{ctx.probe.name}' (finalize)"):
+            extra = ctx.probe.finalize(ctx.options, ctx, ds)
+        if extra is not None and len(extra.data_vars):
+            store.write_variables(run, name, extra)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # never mask the error itself
+            store.set_step_attrs(
+                run,
+                name,
+                {"status": _stopped_status(exc), "stopped": _now(), "error": _one_line(exc)},
+            )
+        raise
     store.set_step_attrs(
         run,
         name,
         {
             "status": "complete",
             "finished": _now(),
+            "error": "",
             "cells_nonfinite": rep.nonfinite,
             "seconds": round(time.perf_counter() - t0, 3),
         },

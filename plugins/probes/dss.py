@@ -254,7 +254,10 @@ class DSS(Probe):
                 pt, "optimizer steps spent on accepted beads and endpoints", dtype="int64"
             ),
             "length_norm": Variable(
-                pt, "path length / ‖θ1−θ2‖ over all parameters (normalised geodesic length)"
+                pt,
+                "path length / ‖θ1−θ2‖ over all parameters of the final string (the "
+                "normalised geodesic length where connected == 1; for an unconnected pair "
+                "the string it stopped at — length_norm_mean averages connected pairs only)",
             ),
             "length_norm_weights": Variable(
                 pt, "path length / ‖θ1−θ2‖ over weight matrices only (biases excluded)"

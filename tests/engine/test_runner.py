@@ -193,7 +193,11 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path, monkeypatch
     monkeypatch.setattr(PointProbe, "fail_at", -1)
     ds = Store(broken).open_step("t", "p").load()
     assert list(ds["cell_status"].values) == [1, 1, 1, 0, 0]
-    assert ds.attrs["status"] == "running"
+    # the store says the step stopped and why, not that it still runs
+    stopped = "interrupted" if issubclass(Interrupt, KeyboardInterrupt) else "failed"
+    assert ds.attrs["status"] == stopped and "Interrupt" in ds.attrs["error"]
+    run_attrs = Store(broken).run_attrs("t")
+    assert run_attrs["status"] == stopped and run_attrs["error"] == ds.attrs["error"]
     # a half-written chunk of a pending cell is overwritten on resume
     chunk = broken / "t" / "p" / "value" / "c" / "3"
     chunk.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +205,10 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path, monkeypatch
     # resuming with the same config (the failure gone) computes only the rest
     report = run_pipeline(config(text), str(broken), registry())
     assert report.steps[0].computed == 2
+    resumed = Store(broken)
+    assert resumed.open_step("t", "p").attrs["status"] == "complete"
+    assert resumed.open_step("t", "p").attrs["error"] == ""
+    assert resumed.run_attrs("t")["status"] == "complete" and not resumed.run_attrs("t")["error"]
     np.testing.assert_array_equal(
         load_all(whole, "t", "p")["value"], load_all(broken, "t", "p")["value"]
     )

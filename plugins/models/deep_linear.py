@@ -53,7 +53,7 @@ class DeepLinearOptions:
         default_factory=list,
         metadata={
             "doc": "explicit initial parameters (all D of them, in order), e.g. "
-            "[0.1, 0.05] for the 2-parameter toy; empty: random"
+            "[0.1, 0.05] for the 2-parameter toy, exact in a float64 run; empty: random"
         },
     )
 
@@ -88,7 +88,11 @@ class DeepLinearModel(ModelPlugin):
                         f"model 'deep-linear': option 'init' has "
                         f"{len(options.init)} values but the model has D={D}"
                     )
-                flat = torch.as_tensor(options.init, dtype=torch.float32)
+                # float64 parameters, so a float64 run starts exactly at the given
+                # values (0.1, not float32's 0.10000000149); the objective casts them to
+                # the run's dtype
+                model.double()
+                flat = torch.as_tensor(options.init, dtype=torch.float64)
                 start = 0
                 for p in model.parameters():
                     p.copy_(flat[start : start + p.numel()].reshape(p.shape))

@@ -19,8 +19,10 @@ max, ``barrier`` = max_α L(α) − max(L(0), L(1)) (≥ 0), and the α and valu
 minimum over the whole grid.
 
 Point forms in ``pairs``: every PointRef (``init``, ``init:SEED``, ``STEP``,
-``STEP.VAR``, ``RUN/STEP``, ``checkpoint:PATH``) and ``random:R`` (a Gaussian point of
-norm R, drawn from the cell's seed) or ``random`` (same, at the norm of the other end).
+``STEP.VAR``, ``RUN/STEP``, ``checkpoint:PATH``), ``STEP@N`` or ``RUN/STEP@N`` (the
+snapshot θ(t = N) a ``train`` step recorded at optimizer step N: any two checkpoints
+of a training run) and ``random:R`` (a Gaussian point of norm R, drawn from the cell's
+seed) or ``random`` (same, at the norm of the other end).
 
 BatchNorm: the stored running statistics belong to the endpoints, not to the points
 in between; ``recompute_bn = true`` recomputes them on the training data at every α
@@ -50,7 +52,8 @@ class InterpolationOptions:
         default_factory=lambda: [[PointRef("init"), PointRef("train")]],
         metadata={
             "doc": "pairs [θ0, θ1] of points to join: 'init', 'init:SEED', a step, "
-            "'STEP.VAR', 'RUN/STEP', 'checkpoint:PATH', 'random:R' or 'random'"
+            "'STEP.VAR', 'RUN/STEP', 'STEP@N' (the snapshot a train step recorded at "
+            "optimizer step N), 'checkpoint:PATH', 'random:R' or 'random'"
         },
     )
     labels: list[str] = field(
@@ -94,8 +97,12 @@ class InterpolationOptions:
 
 def alpha_grid(lo: float, hi: float, n: int) -> np.ndarray:
     """``n`` evenly spaced α in [lo, hi], plus 0 and 1 exactly (the endpoints are on
-    every grid), sorted."""
+    every grid), sorted. Grid values within rounding of 0 or 1 (``np.linspace`` can give
+    5.6e-17 for 0) are snapped to them, so no near-duplicate of an endpoint remains."""
     a = np.linspace(lo, hi, n)
+    tol = 1e-9 * (hi - lo) / max(n - 1, 1)
+    for edge in (0.0, 1.0):
+        a[np.abs(a - edge) <= tol] = edge
     return np.unique(np.concatenate([a, [0.0, 1.0]]))
 
 
@@ -128,21 +135,40 @@ def _is_random(ref: str) -> bool:
     return ref == "random" or ref.startswith("random:")
 
 
+def _snapshot(ref: str) -> tuple[str, str] | None:
+    """``[RUN/]STEP@N`` as (``[RUN/]STEP``, ``N``), else None."""
+    if "@" not in ref or ref.startswith("checkpoint:"):
+        return None
+    base, _, n = ref.rpartition("@")
+    return base, n
+
+
 def _earlier_steps(ctx: Any) -> list[str]:
     names = [s.name for s in ctx.config.steps]
     return names[: names.index(ctx.step.name)] if ctx.step.name in names else names
 
 
 def _bn_modules(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    """BatchNorm layers with running statistics (``track_running_stats=False`` layers
+    always normalise with the batch's own statistics: nothing to recompute)."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
 
 
 @torch.no_grad()
 def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The model's buffers with BatchNorm running statistics recomputed at ``x`` on the
-    whole train split: per mini-batch statistics averaged with weights ∝ batch size
-    (the running mean is the split's mean; the variance is exact when the split is one
-    batch, else the size-weighted mean of the batch variances)."""
+    whole train split, in batches of ``obj.batch_size``: each BN layer normalises a
+    batch with the batch's own statistics (train mode) and its running mean and
+    (unbiased) variance become the size-weighted averages of the batch statistics —
+    Ioffe & Szegedy (2015), Algorithm 2, as ``torch.optim.swa_utils.update_bn``. The
+    mean is the split's mean; the variance is the split's exact variance when the split
+    is one batch. Only the BN layers run in train mode (dropout and the rest stay in
+    eval mode, so the result is deterministic). Cost: one forward pass over the train
+    split."""
     model = copy.deepcopy(obj.model)
     state = obj.layout.unflatten(x)
     for name, p in model.named_parameters():
@@ -150,7 +176,9 @@ def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     bns = _bn_modules(model)
     for m in bns:
         m.reset_running_stats()
-    model.train()
+    model.eval()
+    for m in bns:
+        m.train()
     seen = 0
     for inputs, _t, _w in obj.batches("train"):
         size = int(inputs.shape[0])
@@ -189,10 +217,21 @@ class Interpolation(Probe):
                             "norm of the other point; give one of them a radius ('random:R')"
                         )
                     continue
+                snap = _snapshot(ref)
+                if snap is not None:
+                    base, n = snap
+                    if not n.isdigit() or not base or "." in base.rpartition("/")[2]:
+                        raise ConfigError(
+                            f"step '{ctx.step.name}': point '{ref}': a recorded snapshot is "
+                            "'STEP@N' or 'RUN/STEP@N', N the optimizer step of a snapshot "
+                            "the train step STEP recorded (record_every)"
+                        )
+                    ref = base
                 ctx.check_ref(ref, earlier)
         if options.recompute_bn and not _bn_modules(ctx.objective.model):
             raise ConfigError(
-                f"step '{ctx.step.name}': recompute_bn = true but the model has no BatchNorm layers"
+                f"step '{ctx.step.name}': recompute_bn = true but the model has no BatchNorm "
+                "layers with running statistics; remove recompute_bn"
             )
 
     # -------------------------------------------------------------- planning
@@ -244,14 +283,49 @@ class Interpolation(Probe):
 
     def _endpoint(self, ref: str, other: str, ctx: Any, g: torch.Generator) -> torch.Tensor:
         obj = ctx.objective
+        snap = _snapshot(ref)
+        if snap is not None:
+            return self._recorded(ref, *snap, ctx)
         if not _is_random(ref):
             return ctx.resolve_point(ref)
         if ref == "random":
-            r = float(ctx.resolve_point(other).norm())
+            r = float(self._endpoint(other, ref, ctx, g).double().norm())
         else:
             r = float(ref.split(":", 1)[1])
         u = torch.randn(obj.D, generator=g, dtype=torch.float64)
         return (u * (r / u.norm())).to(obj.device, obj.dtype)
+
+    @staticmethod
+    def _recorded(ref: str, base: str, n: str, ctx: Any) -> torch.Tensor:
+        """The snapshot θ(t = N) a ``train`` step recorded in its ``trajectory``."""
+        obj = ctx.objective
+        run, step, _var = ctx.parse_ref(base)
+        ds = ctx.load_step(step, run=run)
+        if "trajectory" not in ds or "record" not in ds.coords:
+            raise ConfigError(
+                f"point '{ref}': step '{base}' recorded no trajectory; 'STEP@N' needs a "
+                'step with probe = "train"'
+            )
+        steps = np.asarray(ds["record"].values)
+        if "recorded_step" in ds:  # where a run that stopped early really ended
+            actual = np.asarray(ds["recorded_step"].values, dtype=np.float64)
+            steps = np.where(np.isfinite(actual), actual, steps).astype(np.int64)
+        hit = np.flatnonzero(steps == int(n))
+        row = None if not len(hit) else np.asarray(ds["trajectory"].values[hit[0]])
+        if row is None or not np.all(np.isfinite(row)):
+            finite = np.all(np.isfinite(np.asarray(ds["trajectory"].values)), axis=1)
+            have = steps[finite]
+            near = have[np.argsort(np.abs(have - int(n)), kind="stable")[:3]]
+            raise ConfigError(
+                f"point '{ref}': step '{base}' has no snapshot at optimizer step {n}; the "
+                f"nearest recorded steps are {', '.join(str(int(k)) for k in sorted(near))} "
+                f"({len(have)} snapshots, steps {int(have.min())}…{int(have.max())})"
+            )
+        if row.shape[0] != obj.D:
+            raise ConfigError(
+                f"point '{ref}' has {row.shape[0]} parameters but the model has D={obj.D}"
+            )
+        return torch.as_tensor(row).to(obj.device, obj.dtype)
 
     def compute(self, options: InterpolationOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective

@@ -9,8 +9,11 @@ It runs :func:`lossatlas.engine.training.train` once (a single cell) and stores
   runs ``"RUN/train"``; ``initial`` (param): where training started
   (``"train.initial"``);
 - ``trajectory`` (record, param): snapshots every ``record_every`` optimizer steps,
-  coord ``record`` = the step numbers (NaN rows for steps a run that stopped early
-  never reached);
+  coord ``record`` = the planned step numbers; ``recorded_step`` (record) = the step
+  each row actually holds. They agree except for a run that stopped early
+  (``target_loss``, ``max_steps`` reached by the loss, divergence): its last point goes
+  into the first slot after it, with its own step in ``recorded_step``, and the rows it
+  never reached are NaN (``recorded_step`` NaN too);
 - per epoch (coord ``epoch``, 0 = before training): ``train_loss``,
   ``validation_loss``, ``train_accuracy``, ``validation_accuracy`` (classification),
   ``radius`` (‖x‖ over weight matrices, seed 000's radius) and ``step``;
@@ -55,6 +58,11 @@ class TrainOptions:
     )
     lr: float = field(default=0.1, metadata={"doc": "learning rate"})
     momentum: float = field(default=0.0, metadata={"doc": "SGD momentum (0: plain SGD)"})
+    nesterov: bool = field(default=False, metadata={"doc": "Nesterov momentum (SGD)"})
+    betas: list[float] = field(
+        default_factory=lambda: [0.9, 0.999],
+        metadata={"doc": "Adam's (β1, β2): decay rates of the gradient's moment estimates"},
+    )
     weight_decay: float = field(default=0.0, metadata={"doc": "L2 weight decay"})
     epochs: int = field(default=10, metadata={"doc": "passes over the train split"})
     batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
@@ -75,6 +83,10 @@ class TrainOptions:
             raise ValueError(f"option 'lr' must be positive, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"option 'momentum' must be in [0, 1), got {self.momentum}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"option 'betas' must be two numbers in [0, 1), got {self.betas}")
+        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
+            raise ValueError("option 'nesterov' needs a positive 'momentum'")
         if self.weight_decay < 0:
             raise ValueError(f"option 'weight_decay' must be ≥ 0, got {self.weight_decay}")
         if self.epochs < 0:
@@ -154,6 +166,13 @@ class Train(Probe):
         variables["step"] = Variable(
             hist, "optimizer steps taken by the end of each epoch", finite=False
         )
+        variables["recorded_step"] = Variable(
+            ("record",),
+            "optimizer step of each stored snapshot (the planned step, or where a run "
+            "that stopped early ended; NaN: never reached)",
+            units="steps",
+            finite=False,
+        )
         variables["steps"] = Variable((), "optimizer steps taken", dtype="int64")
         variables["diverged"] = Variable(
             (), "1 if the loss became NaN/inf and training stopped", dtype="int64"
@@ -193,6 +212,8 @@ class Train(Probe):
             optimizer=options.optimizer,
             lr=options.lr,
             momentum=options.momentum,
+            nesterov=options.nesterov,
+            betas=(float(options.betas[0]), float(options.betas[1])),
             weight_decay=options.weight_decay,
             epochs=options.epochs,
             batch_size=options.batch_size or None,
@@ -213,12 +234,17 @@ class Train(Probe):
             np.nan,
             dtype=np.float32 if str(ctx.dtype).endswith("32") else np.float64,
         )
+        actual = np.full(len(record), np.nan)
         where = {int(s): i for i, s in enumerate(record)}
         assert res.trajectory is not None
         for s, row in zip(res.record_steps, res.trajectory, strict=True):
-            if int(s) in where:
-                traj[where[int(s)]] = row
+            # a run that stopped between two planned snapshots keeps its last point in
+            # the next slot (never reached otherwise), marked by its own step
+            i = where.get(int(s), int(np.searchsorted(record, int(s))))
+            if i < len(record):
+                traj[i], actual[i] = row, float(s)
         out["trajectory"] = traj
+        out["recorded_step"] = actual
         out["point"] = res.x_final.detach().cpu().double().numpy()
         out["initial"] = x0.detach().cpu().double().numpy()
         out["steps"] = np.int64(res.steps)

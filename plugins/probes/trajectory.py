@@ -8,8 +8,9 @@ Goodfellow, Vinyals & Saxe (ICLR 2015, seed 003), Appendices B–D, on the traje
   ‖θ(t)‖ says how much of the parameter vector the 1-D line misses.
 - Appendix C (Fig. 15–20): the loss over (α, β). As in the paper the picture is a stack
   of 1-D lines rotated to be parallel, not a plane: at each α of the grid the β axis
-  is the residual direction v(t) = residual/β(t) of the recorded point whose α(t) is
-  nearest, so the trajectory lies on the surface (``surface = "paper"``).
+  is the residual direction v(t) = residual/β(t) of the recorded point off the line
+  (β(t) > 0) whose α(t) is nearest, so the trajectory lies on the surface
+  (``surface = "paper"``).
   ``surface = "plane"`` uses one fixed v (of the point with the largest residual): a
   true 2-D plane θ_i + αu + βv.
 - Appendix D (Fig. 21): the control — a random 2-D plane through θ_f (two orthonormal
@@ -73,8 +74,10 @@ def project_trajectory(
     traj: np.ndarray, start: np.ndarray, end: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(α(t), β(t), V, u) of seed 003 Appendix B, in float64: α(t) = (θ(t) − θ_i)·u,
-    β(t) = ‖θ(t) − θ_i − α(t)u‖, rows of V the unit residual directions (0 where
-    β = 0), u = (θ_f − θ_i)/‖θ_f − θ_i‖."""
+    β(t) = ‖θ(t) − θ_i − α(t)u‖, rows of V the unit residual directions,
+    u = (θ_f − θ_i)/‖θ_f − θ_i‖. A row of V is 0 where the point is on the line to
+    rounding, β ≤ 1e-7·max(‖θ_f − θ_i‖, ‖θ_i‖, ‖θ_f‖) (its residual is then mostly
+    rounding error and has no trustworthy direction) — always at θ_i and θ_f."""
     T = np.asarray(traj, dtype=np.float64) - np.asarray(start, dtype=np.float64)
     delta = np.asarray(end, dtype=np.float64) - np.asarray(start, dtype=np.float64)
     dist = float(np.linalg.norm(delta))
@@ -84,7 +87,8 @@ def project_trajectory(
     alpha = T @ u
     R = T - alpha[:, None] * u[None, :]
     beta = np.linalg.norm(R, axis=1)
-    scale = np.where(beta > 1e-12 * max(dist, 1.0), beta, np.inf)
+    size = max(dist, float(np.linalg.norm(start)), float(np.linalg.norm(end)))
+    scale = np.where(beta > 1e-7 * size, beta, np.inf)
     V = R / scale[:, None]
     return alpha, beta, V, u
 
@@ -111,8 +115,17 @@ class Trajectory(Probe):
                 f"{', '.join(missing)}); point 'of' at a step with probe = \"train\""
             )
         traj = np.asarray(ds["trajectory"].values, dtype=np.float64)
+        # the step each row holds (a run that stopped early ends between planned steps)
         steps = np.asarray(ds["record"].values)
+        if "recorded_step" in ds:
+            actual = np.asarray(ds["recorded_step"].values, dtype=np.float64)
+            steps = np.where(np.isfinite(actual), actual, steps).astype(np.int64)
         keep = np.all(np.isfinite(traj), axis=1)
+        if "steps" in ds and int(ds["steps"]) == 0:
+            raise ConfigError(
+                f"step '{ctx.step.name}': '{options.of}' took no optimizer steps (epochs = 0 "
+                "or max_steps = 0?): there is no trajectory to project"
+            )
         if keep.sum() < 2:
             raise ConfigError(
                 f"step '{ctx.step.name}': '{options.of}' recorded fewer than two "
@@ -128,6 +141,12 @@ class Trajectory(Probe):
     def check(self, options: TrajectoryOptions, ctx: Any) -> None:
         names = [s.name for s in ctx.config.steps]
         earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else names
+        _run, step, var = ctx.parse_ref(str(options.of))
+        if var is not None:
+            raise ConfigError(
+                f"step '{ctx.step.name}': option 'of' = '{options.of}' names a variable; "
+                f"'of' takes a train step ('{step}' or 'RUN/{step}'), whose trajectory is used"
+            )
         ctx.check_ref(str(options.of), earlier)
 
     def _grids(
@@ -250,7 +269,8 @@ class Trajectory(Probe):
         }
         g = cell.generator()
         if "alpha" in grids:
-            has = beta > 0
+            # points with a residual direction (V ≠ 0; the ends have β ≈ 0 and V = 0)
+            has = np.any(V != 0, axis=1)
             if not has.any():  # a straight trajectory: any direction orthogonal to u
                 r = torch.randn(obj.D, generator=g, dtype=torch.float64).numpy()
                 r -= (r @ u) * u

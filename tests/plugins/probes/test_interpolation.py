@@ -14,7 +14,7 @@ from lossatlas.engine.config import parse_config
 from lossatlas.engine.context import StepContext
 from lossatlas.engine.runner import run_pipeline
 from lossatlas.engine.store import Store
-from lossatlas.plugins.probes.interpolation import bn_buffers, curve_summary
+from lossatlas.plugins.probes.interpolation import alpha_grid, bn_buffers, curve_summary
 
 DIGITS = """
 name = "r"
@@ -33,13 +33,17 @@ lr = 0.2
 momentum = 0.9
 epochs = 3
 batch_size = 32
-record_every = 0
+record_every = 2
 [[steps]]
 name = "interp"
 probe = "interpolation"
-pairs = [["init", "train"], ["random:20", "train"], ["train", "random"]]
+pairs = [{pairs}]
 points = 11
 zoom_points = 5
+"""
+PAIRS = """
+    ["init", "train"], ["random:20", "train"], ["train", "random"], ["train@6", "train@0"],
+    ["random", "train@6"],
 """
 
 
@@ -57,7 +61,9 @@ def context(cfg, step, store):
 
 @pytest.fixture(scope="module", params=["float64", "float32"])
 def digits_run(request, tmp_path_factory):
-    return run(tmp_path_factory.mktemp(request.param), DIGITS.format(dtype=request.param))
+    return run(
+        tmp_path_factory.mktemp(request.param), DIGITS.format(dtype=request.param, pairs=PAIRS)
+    )
 
 
 def test_endpoints_are_the_models_own_losses_exactly(digits_run):
@@ -84,6 +90,19 @@ def test_endpoints_are_the_models_own_losses_exactly(digits_run):
     # random:R has norm R; 'random' takes the other end's norm
     assert float(ds["norm0"][1]) == pytest.approx(20.0, rel=1e-6)
     assert float(ds["norm1"][2]) == pytest.approx(float(ds["norm0"][2]), rel=1e-6)
+    # 'STEP@N' is the snapshot the train step recorded at optimizer step N
+    tr = store.open_step("r", "train").load()
+    snap6 = tr["trajectory"].sel(record=6).values
+    np.testing.assert_array_equal(tr["trajectory"].sel(record=0).values, init.numpy())
+    assert float(ds["distance"][3]) == pytest.approx(
+        float(np.linalg.norm(snap6.astype(np.float64) - init.double().numpy())), rel=1e-6
+    )
+    for theta, alpha in ((torch.as_tensor(snap6), 0.0), (init, 1.0)):
+        own = obj.evaluate(theta.to(obj.dtype).unsqueeze(0))["loss"][0]
+        assert float(ds["train_loss"].sel(pair=3, alpha=alpha)) == own
+    # 'random' next to a snapshot takes the snapshot's norm
+    assert float(ds["norm0"][4]) == pytest.approx(float(np.linalg.norm(snap6)), rel=1e-6)
+    assert float(ds["norm1"][4]) == float(ds["norm0"][3])
     # grids hold α = 0 and 1 exactly; the main grid reaches beyond [0, 1]
     assert {0.0, 1.0} <= set(ds["alpha"].values)
     assert ds["alpha"].min() == -0.5 and ds["alpha"].max() == 1.5
@@ -201,14 +220,10 @@ def test_recompute_bn_statistics():
 
 
 def test_bad_pairs_are_config_errors(tmp_path):
-    text = DIGITS.format(dtype="float64").replace(
-        '["init", "train"], ["random:20", "train"], ["train", "random"]', '["init", "trian"]'
-    )
+    text = DIGITS.format(dtype="float64", pairs='["init", "trian"]')
     with pytest.raises(ConfigError, match="trian"):
         run(tmp_path, text)
-    text = DIGITS.format(dtype="float64").replace(
-        '["init", "train"], ["random:20", "train"], ["train", "random"]', '["random:-1", "init"]'
-    )
+    text = DIGITS.format(dtype="float64", pairs='["random:-1", "init"]')
     with pytest.raises(ConfigError, match="radius"):
         run(tmp_path, text)
 
@@ -220,4 +235,128 @@ def test_plot(digits_run, tmp_path):
 
     fig = Interpolation().plot(ds, logy=True)
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 4
-    fig.savefig(tmp_path / "i.png")
+    assert fig.axes[0].get_yscale() == "log"
+    # every pair on the main axis, train and validation
+    assert len(fig.axes[0].get_lines()) == 2 * ds.sizes["pair"] + 2
+    for suffix in ("png", "svg", "pdf"):
+        fig.savefig(tmp_path / f"i.{suffix}")
+        assert (tmp_path / f"i.{suffix}").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "lo, hi, n",
+    [
+        (-0.5, 1.5, 41),
+        (-0.5, 1.5, 11),
+        (-0.3, 1.3, 17),
+        (-1.0, 2.0, 31),
+        (0.0, 1.0, 2),
+        (0.2, 0.8, 7),
+    ],
+)
+def test_alpha_grid_has_exact_endpoints_and_no_near_duplicates(lo, hi, n):
+    a = alpha_grid(lo, hi, n)
+    assert 0.0 in a and 1.0 in a and a[0] == min(lo, 0.0) and a[-1] == max(hi, 1.0)
+    assert np.all(np.diff(a) > 1e-6 * (hi - lo) / n)  # sorted, no 5.6e-17 next to 0
+    # every linspace value is on the grid (up to the snap onto 0 and 1)
+    near = np.abs(np.linspace(lo, hi, n)[:, None] - a[None, :]).min(axis=1)
+    assert near.max() <= 1e-12
+    assert len(a) == n + sum(not np.isclose(np.linspace(lo, hi, n), e).any() for e in (0, 1))
+
+
+def test_bad_snapshot_references(tmp_path):
+    base = DIGITS.format(dtype="float64", pairs="{pairs}")
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    with pytest.raises(ConfigError, match="STEP@N"):
+        run(tmp_path / "a", base.format(pairs='["train@six", "init"]'))
+    with pytest.raises(ConfigError, match="names no earlier step"):
+        run(tmp_path / "b", base.format(pairs='["trian@2", "init"]'))
+    # step 3 was never recorded (record_every = 2): the error names the nearest ones
+    with pytest.raises(ConfigError, match=r"no snapshot at optimizer step 3; .* 2, 4"):
+        run(tmp_path / "c", base.format(pairs='["train@3", "init"]'))
+
+
+BN_FACTORY = """
+import math
+import torch
+
+
+def make(data):
+    n = math.prod(data.input_shape)
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(n, 6),
+        torch.nn.BatchNorm1d(6),
+        torch.nn.ReLU(),
+        torch.nn.Linear(6, data.n_outputs),
+    )
+"""
+
+BN_RUN = """
+name = "bn"
+seed = 0
+dtype = "float64"
+[model]
+plugin = "python"
+factory = "bn_factory_interp:make"
+search_path = ["{path}"]
+[dataset]
+plugin = "digits"
+limit = 150
+[[steps]]
+name = "fixed"
+probe = "interpolation"
+pairs = [["init", "init:1"]]
+alpha_min = -0.5
+alpha_max = 1.5
+points = 9
+zoom_points = 0
+[[steps]]
+name = "recomputed"
+probe = "interpolation"
+pairs = [["init", "init:1"]]
+alpha_min = -0.5
+alpha_max = 1.5
+points = 9
+zoom_points = 0
+recompute_bn = true
+"""
+
+
+def test_recompute_bn_end_to_end_against_brute_force(tmp_path):
+    (tmp_path / "bn_factory_interp.py").write_text(BN_FACTORY)
+    cfg, store = run(tmp_path, BN_RUN.format(path=tmp_path))
+    fixed = store.open_step("bn", "fixed").load()
+    ds = store.open_step("bn", "recomputed").load()
+    ctx = context(cfg, "recomputed", store)
+    obj = ctx.objective
+    x0, x1 = ctx.resolve_point("init"), ctx.resolve_point("init:1")
+    Xt, yt = obj.splits["train"].inputs.double(), obj.splits["train"].targets
+    Xv, yv = obj.splits["validation"].inputs.double(), obj.splits["validation"].targets
+    Xt, Xv = Xt.reshape(len(Xt), -1), Xv.reshape(len(Xv), -1)
+    for alpha in ds["alpha"].values:
+        W = obj.layout.unflatten((1 - alpha) * x0 + alpha * x1)
+
+        def hidden(X, W=W):
+            return X @ W["2.weight"].T + W["2.bias"]  # dropout off (eval mode)
+
+        h = hidden(Xt)
+        mean, var = h.mean(0), h.var(0, unbiased=True)  # one batch: the split's statistics
+
+        def loss(X, y, W=W, mean=mean, var=var):
+            z = (hidden(X) - mean) / torch.sqrt(var + 1e-5) * W["3.weight"] + W["3.bias"]
+            logits = torch.relu(z) @ W["5.weight"].T + W["5.bias"]
+            return float(torch.nn.functional.cross_entropy(logits, y))
+
+        got = ds.sel(pair=0, alpha=alpha)
+        assert float(got["train_loss"]) == pytest.approx(loss(Xt, yt), rel=1e-10)
+        assert float(got["validation_loss"]) == pytest.approx(loss(Xv, yv), rel=1e-10)
+    # without the option the stored statistics (the initialisation's) are used: the
+    # curve differs, and its ends are the models' own losses exactly
+    mid = {"pair": 0, "alpha": 0.5}
+    assert abs(float(fixed["train_loss"].sel(mid)) - float(ds["train_loss"].sel(mid))) > 1e-3
+    for x, a in ((x0, 0.0), (x1, 1.0)):
+        own = obj.evaluate(x.unsqueeze(0))["loss"][0]
+        assert float(fixed["train_loss"].sel(pair=0, alpha=a)) == own

@@ -66,6 +66,7 @@ def test_stored_result_is_the_engine_training(trained):
     # 240 train samples / 50 = 5 steps per epoch, 15 steps; records at 0, 4, 8, 12, 15
     assert list(ds["record"].values) == [0, 4, 8, 12, 15]
     np.testing.assert_array_equal(ds["trajectory"].values, res.trajectory)
+    np.testing.assert_array_equal(ds["recorded_step"].values, [0, 4, 8, 12, 15])
     assert list(ds["epoch"].values) == [0, 1, 2, 3]
     for k in (
         "train_loss",
@@ -114,6 +115,10 @@ def test_options():
     assert o.start == "train2" and o.lr == 0.5
     with pytest.raises(ConfigError, match="momentum"):
         parse_options(Train.Options, {"momentum": 1.5}, "t")
+    with pytest.raises(ConfigError, match="betas"):
+        parse_options(Train.Options, {"optimizer": "adam", "betas": [0.9]}, "t")
+    with pytest.raises(ConfigError, match="nesterov"):
+        parse_options(Train.Options, {"nesterov": True}, "t")
     with pytest.raises(ConfigError, match="unknown option 'start'"):
         parse_options(Train.Options, {"start": "init"}, "t")
 
@@ -123,3 +128,53 @@ def test_plot(trained, tmp_path):
     fig = Train().plot(store.open_step("a", "train").load())
     assert len(fig.axes) == 3
     fig.savefig(tmp_path / "t.png")
+
+
+def test_early_stop_keeps_the_last_point_in_the_trajectory(trained, tmp_path):
+    _path, _cfg, store, _rep = trained
+    full = store.open_step("a", "train").load()
+    # stop at the end of epoch 1 (step 5), between the planned snapshots 4 and 8
+    target = float(full["train_loss"][1]) * (1 + 1e-9)
+    text = CONFIG.format(name="e", start="init:3", lr=0.1) + f"target_loss = {target!r}\n"
+    _c, store, _r = run(tmp_path / "s.zarr", text)
+    ds = store.open_step("e", "train").load()
+    assert int(ds["steps"]) == 5
+    assert list(ds["record"].values) == [0, 4, 8, 12, 15]  # the planned steps
+    np.testing.assert_array_equal(ds["recorded_step"].values, [0, 4, 5, np.nan, np.nan])
+    np.testing.assert_array_equal(ds["trajectory"].values[2], ds["point"].values)
+    np.testing.assert_array_equal(ds["trajectory"].values[:2], full["trajectory"].values[:2])
+    assert np.isnan(ds["trajectory"].values[3:]).all()
+
+
+@pytest.mark.parametrize(
+    "extra, kwargs",
+    [
+        ('optimizer = "adam"\nbetas = [0.8, 0.99]', {"optimizer": "adam", "betas": (0.8, 0.99)}),
+        ("nesterov = true", {"nesterov": True, "momentum": 0.9}),
+    ],
+)
+def test_adam_betas_and_nesterov_reach_the_optimizer(tmp_path, extra, kwargs):
+    text = (
+        CONFIG.format(name="o", start="init", lr=0.01).replace('optimizer = "sgd"\n', "")
+        + extra
+        + "\n"
+    )
+    cfg, store, _r = run(tmp_path / "s.zarr", text)
+    ds = store.open_step("o", "train").load()
+    ctx = StepContext(make_registry(), cfg, cfg.steps[0], store)
+    opts = {"momentum": 0.9, **kwargs}
+    res = train(
+        ctx.objective, ctx.resolve_point("init"), lr=0.01, epochs=3, batch_size=50, seed=4, **opts
+    )
+    np.testing.assert_array_equal(ds["point"].values, res.x_final.numpy())
+    plain = train(
+        ctx.objective,
+        ctx.resolve_point("init"),
+        lr=0.01,
+        epochs=3,
+        batch_size=50,
+        seed=4,
+        momentum=0.9,
+        optimizer=kwargs.get("optimizer", "sgd"),
+    )
+    assert not np.array_equal(ds["point"].values, plain.x_final.numpy())

@@ -64,6 +64,15 @@ def test_deep_linear_toy(tmp_path, surface):
     store = Store(path)
     ds = store.open_step("toy", "traj").load()
     tr = store.open_step("toy", "train").load()
+    # the start is exactly the configured one (not float32-rounded), and training is
+    # plain gradient descent on (1 − w1·w2)², by hand
+    assert tr["initial"].values.tolist() == [0.1, 0.05]
+    hand = [np.array([0.1, 0.05])]
+    for _ in range(40):
+        w1, w2 = hand[-1]
+        r = 1 - w1 * w2
+        hand.append(hand[-1] - 0.1 * np.array([-2 * r * w2, -2 * r * w1]))
+    np.testing.assert_allclose(tr["trajectory"].values, np.stack(hand[::2]), rtol=1e-12)
     # trained to the hyperbola w1·w2 = 1
     w = tr["point"].values
     assert w[0] * w[1] == pytest.approx(1.0, abs=1e-3)
@@ -97,3 +106,83 @@ def test_deep_linear_toy(tmp_path, surface):
     fig = Trajectory().plot(ds, logy=True)
     assert len([ax for ax in fig.axes if ax.get_visible()]) >= 4
     fig.savefig(tmp_path / "t.png")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("surface", ["paper", "plane"])
+def test_surface_against_brute_force(tmp_path, surface, dtype):
+    text = TOY.format(surface=surface).replace('"float64"', f'"{dtype}"')
+    cfg = parse_config(tomllib.loads(text))
+    path = tmp_path / "s.zarr"
+    run_pipeline(cfg, str(path), make_registry(), progress=None)
+    store = Store(path)
+    ds = store.open_step("toy", "traj").load()
+    tr = store.open_step("toy", "train").load()
+    T, start, end = (tr[k].values.astype(np.float64) for k in ("trajectory", "initial", "point"))
+    dist = np.linalg.norm(end - start)
+    u = (end - start) / dist
+    alpha = [(t - start) @ u for t in T]
+    resid = [t - start - a * u for t, a in zip(T, alpha, strict=True)]
+    beta = [np.linalg.norm(r) for r in resid]
+    # points off the line, beyond rounding (the ends, and the last steps of gradient
+    # descent whose residual is ~1e-12, have no trustworthy direction); the directions
+    # of the others agree to ~1e-16/(1e-7) between two ways of computing them
+    size = max(dist, np.linalg.norm(start), np.linalg.norm(end))
+    off = [j for j in range(len(T)) if beta[j] > 1e-7 * size]
+    assert off and 0 not in off and len(T) - 1 not in off
+    A, B = ds["alpha"].values, ds["beta"].values
+    expected = np.empty((len(A), len(B)))
+    for k, a in enumerate(A):
+        if surface == "paper":  # the residual direction of the nearest point in α
+            j = min(off, key=lambda j: abs(alpha[j] - a))
+        else:  # one plane: the direction of the largest residual
+            j = max(off, key=lambda j: beta[j])
+        v = resid[j] / beta[j]
+        for m, b in enumerate(B):
+            w = start + a * u + b * v
+            expected[k, m] = (1 - w[0] * w[1]) ** 2
+    tol = {"float64": 1e-8, "float32": 1e-5}[dtype]
+    np.testing.assert_allclose(ds["surface_train_loss"].values, expected, rtol=tol, atol=tol**1.5)
+    # every α column is a line in a real direction: the loss changes along β
+    assert np.all(np.ptp(ds["surface_train_loss"].values, axis=1) > 0)
+
+
+def test_bad_trajectory_sources(tmp_path):
+    from lossatlas.engine import ConfigError
+
+    def go(text, sub):
+        (tmp_path / sub).mkdir()
+        cfg = parse_config(tomllib.loads(text))
+        run_pipeline(cfg, str(tmp_path / sub / "s.zarr"), make_registry(), progress=None)
+
+    text = TOY.format(surface="paper")
+    with pytest.raises(ConfigError, match="took no optimizer steps"):
+        go(text.replace("epochs = 40", "epochs = 0"), "a")
+    with pytest.raises(ConfigError, match="names a variable"):
+        go(text.replace('probe = "trajectory"', 'probe = "trajectory"\nof = "train.point"'), "b")
+    with pytest.raises(ConfigError, match="not a train step"):
+        go(
+            text.replace(
+                'probe = "trajectory"',
+                'probe = "interpolation"\nzoom_points = 0\n[[steps]]\nname = "t2"\n'
+                'probe = "trajectory"\nof = "traj"',
+            ).replace('grid = 9\ncontrol_grid = 7\nsurface = "paper"\n', ""),
+            "c",
+        )
+
+
+def test_a_run_that_stopped_early_ends_at_its_solution(tmp_path):
+    text = TOY.format(surface="paper").replace(
+        "record_every = 2", "record_every = 4\ntarget_loss = 1e-5"
+    )
+    cfg = parse_config(tomllib.loads(text))
+    run_pipeline(cfg, str(tmp_path / "s.zarr"), make_registry(), progress=None)
+    store = Store(tmp_path / "s.zarr")
+    tr = store.open_step("toy", "train").load()
+    ds = store.open_step("toy", "traj").load()
+    steps = int(tr["steps"])
+    assert steps < 40 and steps % 4  # stopped between two planned snapshots
+    assert int(ds["record"].values[-1]) == steps
+    np.testing.assert_array_equal(ds["traj_w1"].values[-1], tr["point"].values[0])
+    assert ds["traj_alpha"].values[-1] == pytest.approx(float(ds["distance"]), rel=1e-12)
+    assert ds["traj_beta"].values[-1] == pytest.approx(0, abs=1e-12)

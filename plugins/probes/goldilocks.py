@@ -76,13 +76,37 @@ def _validate_radii(o: Any) -> None:
         raise ValueError(f"option 'radii' must be at least 1, got {o.radii}")
 
 
-def _check_dims(dims: list[int], D: int, where: str, extra: int = 0) -> None:
+def _validate_basis(o: Any) -> None:
+    """The sparse-fort count range of a probe's options (0 = the default of each end)."""
+    if o.nnz_min < 0 or o.nnz_max < 0:
+        raise ValueError(
+            f"options 'nnz_min'/'nnz_max' must be ≥ 0 (0: default), got {o.nnz_min}, {o.nnz_max}"
+        )
+    if o.nnz_min and o.nnz_max and o.nnz_min > o.nnz_max:
+        raise ValueError(f"need nnz_min ≤ nnz_max, got nnz_min={o.nnz_min} > nnz_max={o.nnz_max}")
+
+
+def _span(options: Any, ctx: Any) -> int:
+    """How many coordinates a probe's subspaces may use: D, or the weights only."""
+    layout = ctx.objective.layout
+    if getattr(options, "directions", "all") == "weights":
+        return int(layout.mask("weight").sum())
+    return int(ctx.objective.D)
+
+
+def _check_dims(dims: list[int], options: Any, ctx: Any, where: str, extra: int = 0) -> None:
+    """Refuse, before anything is written, a d that does not fit: d + ``extra`` (1 for a
+    hypersphere's radial direction) must be ≤ the coordinates the subspaces span."""
+    n = _span(options, ctx)
+    D = int(ctx.objective.D)
     for d in dims:
-        if d + extra > D:
-            raise ShapeError(
-                f"{where}: subspace dim={d} > D={D - extra} (the model has "
-                f"{D:,} parameters); use smaller dims"
-            )
+        if d + extra > n:
+            need = f"dim={d} + 1 (a hypersphere's radial direction)" if extra else f"dim={d}"
+            if n < D:
+                has = f"{n:,}, the model's weight coordinates (of D={D:,}; directions = 'weights')"
+            else:
+                has = f"D={D} (the model has {D:,} parameters)"
+            raise ShapeError(f"{where}: subspace {need} > {has}; use dims ≤ {n - extra}")
 
 
 @dataclass
@@ -136,6 +160,7 @@ class GoldilocksOptions:
             raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
         if self.samples < 1:
             raise ValueError(f"option 'samples' must be at least 1, got {self.samples}")
+        _validate_basis(self)
 
 
 STAT_VARS = {
@@ -149,19 +174,31 @@ STAT_VARS = {
 }
 
 
+def _basis_kwargs(options: Any, ctx: Any) -> dict[str, Any]:
+    """``make_basis`` keywords from a probe's options: the sparse-fort count range (None:
+    the recipe's default for the spanned coordinates), the metric η of the draws'
+    scheme, and the support (weights only, or None for all coordinates)."""
+    from lossatlas.plugins.subspaces.hyperplane import default_nnz
+
+    layout = ctx.objective.layout
+    nnz = None
+    if options.nnz_min or options.nnz_max:
+        lo, hi = default_nnz(_span(options, ctx))
+        lo = options.nnz_min or min(lo, options.nnz_max)
+        nnz = (lo, max(lo, options.nnz_max or hi))
+    scheme = getattr(options, "init", "xavier")
+    eta = layer_metric(layout, scheme) if options.metric else None
+    support = layout.mask("weight") if options.directions == "weights" else None
+    return {"nnz": nnz, "eta": eta, "support": support}
+
+
 def _hyperplane(
     options: Any, ctx: Any, x: torch.Tensor, d: int, g: torch.Generator
 ) -> torch.Tensor:
-    from lossatlas.plugins.subspaces.hyperplane import default_nnz, make_basis
+    from lossatlas.plugins.subspaces.hyperplane import make_basis
 
-    D = ctx.objective.D
-    lo, hi = default_nnz(D)
-    nnz = (options.nnz_min or lo, max(options.nnz_min or lo, options.nnz_max or hi))
-    eta = layer_metric(ctx.objective.layout) if options.metric else None
-    support = ctx.objective.layout.mask("weight") if options.directions == "weights" else None
-    return make_basis(D, d, g, options.basis, nnz=nnz, eta=eta, dtype=x.dtype, support=support).to(
-        x.device
-    )
+    kw = _basis_kwargs(options, ctx)
+    return make_basis(ctx.objective.D, d, g, options.basis, dtype=x.dtype, **kw).to(x.device)
 
 
 class Goldilocks(Probe):
@@ -170,7 +207,7 @@ class Goldilocks(Probe):
     Options = GoldilocksOptions
 
     def check(self, options: GoldilocksOptions, ctx: Any) -> None:
-        _check_dims(options.dims, ctx.objective.D, f"probe 'goldilocks' (step '{ctx.step.name}')")
+        _check_dims(options.dims, options, ctx, f"probe 'goldilocks' (step '{ctx.step.name}')")
 
     def plan(self, options: GoldilocksOptions, ctx: Any) -> Plan:
         obj = ctx.objective

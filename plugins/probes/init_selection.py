@@ -22,7 +22,7 @@ import numpy as np
 from lossatlas.engine import Cell, Plan, Probe, Variable
 from lossatlas.engine.geometry import draw_init, init_radius
 
-from .goldilocks import _check_dims, _hyperplane, hessian_stats
+from .goldilocks import _check_dims, _hyperplane, _validate_basis, hessian_stats
 
 __all__ = ["MEASURES", "InitSelection", "InitSelectionOptions"]
 
@@ -65,6 +65,7 @@ class InitSelectionOptions:
             raise ValueError(f"option 'inits' must be at least 2 (correlations), got {self.inits}")
         if self.dim < 1 or self.epochs < 1 or self.batch_size < 0 or not self.lr > 0:
             raise ValueError("need dim ≥ 1, epochs ≥ 1, batch_size ≥ 0 and lr > 0")
+        _validate_basis(self)
 
 
 def _pad(v: np.ndarray, n: int) -> np.ndarray:
@@ -90,9 +91,7 @@ class InitSelection(Probe):
     Options = InitSelectionOptions
 
     def check(self, options: InitSelectionOptions, ctx: Any) -> None:
-        _check_dims(
-            [options.dim], ctx.objective.D, f"probe 'init-selection' (step '{ctx.step.name}')"
-        )
+        _check_dims([options.dim], options, ctx, f"probe 'init-selection' (step '{ctx.step.name}')")
 
     def plan(self, options: InitSelectionOptions, ctx: Any) -> Plan:
         obj = ctx.objective
@@ -193,6 +192,15 @@ class InitSelection(Probe):
                 "positive eigenvalues (Fig. 6d)"
             },
         )
+        for m in ("n_positive", "trace", "ratio"):
+            out[f"loss_correlation_{m}"] = (
+                (),
+                fit_line(ds[m].values, ds["initial_validation_loss"].values)[2],
+                {
+                    "description": f"Pearson correlation of the initial validation loss with "
+                    f"{MEASURES[m]} (seed 000 Fig. 6d, §2.6: negative in the zone)"
+                },
+            )
         return out
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:

@@ -9,9 +9,13 @@ Fort & Scherlis 2019 (seed 000), Fig. 5 and §2.5–2.6.
   5× its small-radius value) and stores it with n_L for comparison.
 - Fig. 5b: Tr(H_d)/r and ‖H_d‖/r on random d-dim hyperplanes for several d; the
   radii where the two curves cross (Tr/‖H‖ = 1) mark the zone's inner and outer edges.
-  The Laplacian (Stokes) relation, eq. 4, ⟨Tr H⟩ = ∂²⟨L⟩/∂r² + (D−1)/r·∂⟨L⟩/∂r, is
-  stored too, as the prediction (d/D)·⟨Tr H⟩ for Tr(H_d) on an orthonormal d-plane,
-  from finite differences of the measured ⟨L⟩(r).
+  The Laplacian (Stokes) relation, eq. 4, ⟨Tr H⟩ = ∂²⟨L⟩/∂r² + (n−1)/r·∂⟨L⟩/∂r in
+  the n-dim weight space the points are drawn in, is stored too, as the prediction
+  (d/n)·⟨Tr H⟩ for Tr(H_d) on an orthonormal d-plane of weights
+  (``directions = "weights"``), from log-log derivatives of the measured ⟨L⟩(r)
+  (:func:`stokes_laplacian`). Eq. 4 averages over the uniform sphere; Xavier-shaped
+  points are uniform only when every layer has the same σ, so it is a prediction, not
+  an identity. ``plot_compare`` draws Fig. 5a for several architectures.
 
 One cell per radius: ``samples`` points evaluated in one vmapped pass, and
 ``hessian_samples`` × len(dims) subspace Hessians (d batched HVPs each).
@@ -30,13 +34,21 @@ from lossatlas.engine.geometry import draw_init, init_radius
 from .goldilocks import (
     _check_dims,
     _hyperplane,
+    _validate_basis,
     _validate_radii,
     hessian_stats,
     mark_reference,
     radius_grid,
 )
 
-__all__ = ["RadialProfile", "RadialProfileOptions", "find_crossings", "fit_power_law"]
+__all__ = [
+    "RadialProfile",
+    "RadialProfileOptions",
+    "find_crossings",
+    "fit_power_law",
+    "plot_compare",
+    "stokes_laplacian",
+]
 
 
 @dataclass
@@ -92,6 +104,7 @@ class RadialProfileOptions:
             raise ValueError("option 'hessian_samples' must be ≥ 0")
         if not self.dims or min(self.dims) < 1:
             raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
+        _validate_basis(self)
 
 
 def fit_power_law(r: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -127,15 +140,36 @@ def find_crossings(r: np.ndarray, f: np.ndarray) -> tuple[float, float]:
     return inner, outer
 
 
+def stokes_laplacian(r: np.ndarray, mean_loss: np.ndarray, n: int) -> np.ndarray:
+    """The spherical-mean Laplacian of seed 000 eq. 4, ∂²⟨L⟩/∂r² + (n−1)/r·∂⟨L⟩/∂r, in
+    R^n from ⟨L⟩ sampled at the (log-spaced) radii ``r``.
+
+    Derivatives are taken in log-log space, where ⟨L⟩ is flat or a power law: with
+    s = d ln⟨L⟩/d ln r (central differences, ``np.gradient``), ∂⟨L⟩/∂r = ⟨L⟩ s/r and
+    ∂²⟨L⟩/∂r² = ⟨L⟩(s² − s + ds/d ln r)/r², so the Laplacian is
+    ⟨L⟩/r² · (s² + (n−2)s + ds/d ln r) — exact for a power law on any grid (plain finite
+    differences in r are off by a factor sinh(p h)/(p h) at a log step h). Needs ⟨L⟩ > 0
+    (cross-entropy); NaN elsewhere. Cost O(len(r)).
+    """
+    r = np.asarray(r, float)
+    L = np.asarray(mean_loss, float)
+    if len(r) < 3:
+        return np.full(len(r), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lnL = np.where(L > 0, np.log(np.where(L > 0, L, 1.0)), np.nan)
+        lr = np.log(r)
+        s = np.gradient(lnL, lr, edge_order=2)
+        ds = np.gradient(s, lr, edge_order=2)
+        return L / r**2 * (s**2 + (n - 2) * s + ds)
+
+
 class RadialProfile(Probe):
     name = "radial-profile"
     summary = "mean loss (power law) and Tr(H)/r, ‖H‖/r versus radius (seed 000 Fig. 5)"
     Options = RadialProfileOptions
 
     def check(self, options: RadialProfileOptions, ctx: Any) -> None:
-        _check_dims(
-            options.dims, ctx.objective.D, f"probe 'radial-profile' (step '{ctx.step.name}')"
-        )
+        _check_dims(options.dims, options, ctx, f"probe 'radial-profile' (step '{ctx.step.name}')")
 
     def plan(self, options: RadialProfileOptions, ctx: Any) -> Plan:
         obj = ctx.objective
@@ -186,6 +220,7 @@ class RadialProfile(Probe):
                 "r_reference": ref,
                 "split": options.split,
                 "n_params": obj.D,
+                "n_weights": int(obj.layout.mask("weight").sum()),
                 "directions": options.directions,
             },
         )
@@ -285,18 +320,16 @@ class RadialProfile(Probe):
                         "units": "‖x‖",
                     },
                 )
-            D = int(ds.attrs.get("n_params", 0)) or 1
-            lr = np.log(r)
-            dL = np.gradient(mean, lr) / r
-            d2L = np.gradient(dL, lr) / r
-            lap = d2L + (D - 1) / r * dL
+            n = int(ds.attrs.get("n_weights", 0) or ds.attrs.get("n_params", 0)) or 1
+            lap = stokes_laplacian(r, mean, n)
             dims = ds["dim"].values.astype(float)
             out["trace_stokes"] = (
                 ("radius", "dim"),
-                lap[:, None] * dims[None, :] / D,
+                lap[:, None] * dims[None, :] / n,
                 {
-                    "description": "(d/D)·[∂²⟨L⟩/∂r² + (D−1)/r·∂⟨L⟩/∂r], the "
-                    "Stokes prediction of ⟨Tr H_d⟩ (eq. 4)"
+                    "description": "(d/n)·[∂²⟨L⟩/∂r² + (n−1)/r·∂⟨L⟩/∂r] (n = weight "
+                    "coordinates): the Stokes prediction of ⟨Tr H_d⟩ on weight-space planes "
+                    "(eq. 4)"
                 },
             )
         return out
@@ -308,63 +341,82 @@ class RadialProfile(Probe):
         fig, axes = plt.subplots(
             1, 2 if has_h else 1, figsize=(11 if has_h else 5.5, 4.2), squeeze=False
         )
-        r = ds["radius"].values
         ax = axes[0, 0]
-        split = ds.attrs.get("split", "train")
-        mean = (
-            ds["loss_mean"].values
-            if "loss_mean" in ds
-            else ds[f"{split}_loss"].mean("sample").values
-        )
-        std = (
-            ds["loss_std"].values if "loss_std" in ds else ds[f"{split}_loss"].std("sample").values
-        )
-        ax.plot(r, mean, "o-", ms=3, color="C0", label="⟨L⟩ at random points")
-        ax.fill_between(
-            r, np.maximum(mean - std, mean * 0.05), mean + std, alpha=0.2, color="C0", lw=0
-        )
-        if "exponent" in ds and np.isfinite(float(ds["exponent"])):
-            use = ds["fit_mask"].values.astype(bool)
-            p, c = float(ds["exponent"]), float(ds["prefactor"])
-            rr = r[use]
-            n_l = int(ds["n_layers"]) if "n_layers" in ds else None
-            ax.plot(
-                rr,
-                c * rr**p,
-                "k--",
-                lw=1,
-                label=f"fit ∝ r^{p:.2f}" + (f" (n_L = {n_l})" if n_l else ""),
-            )
+        _loss_panel(ax, ds, ds["radius"].values, "C0", "⟨L⟩ at random points")
         mark_reference(ax, ds)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("radius r")
-        ax.set_ylabel(f"mean {split} loss")
+        ax.set_xlabel(f"radius r ({ds.attrs.get('radius_over', 'weights')})")
         ax.set_title("(a) loss at random points vs radius")
         ax.legend(fontsize=7)
         if has_h:
-            ax = axes[0, 1]
-            for k, d in enumerate(ds["dim"].values):
-                t = ds["trace_mean"].sel(dim=d).values / r
-                n = ds["norm_mean"].sel(dim=d).values / r
-                ax.plot(
-                    r,
-                    np.where(t > 0, t, np.nan),
-                    "o-",
-                    ms=3,
-                    color=f"C{k}",
-                    label=f"Tr(H)/r, d={int(d)}",
-                )
-                ax.plot(r, n, "s--", ms=3, color=f"C{k}", alpha=0.8, label=f"‖H‖/r, d={int(d)}")
-                for e in (float(ds["zone_inner"].sel(dim=d)), float(ds["zone_outer"].sel(dim=d))):
-                    if np.isfinite(e):
-                        ax.axvline(e, color=f"C{k}", lw=0.6, alpha=0.6)
-            mark_reference(ax, ds, label=False)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("radius r")
-            ax.set_ylabel("per unit radius")
-            ax.set_title("(b) Tr(H)/r (solid) and ‖H‖/r (dashed); crossings = zone edges")
-            ax.legend(fontsize=6, ncol=2)
+            _curvature_panel(axes[0, 1], ds)
         fig.tight_layout()
         return fig
+
+
+def _loss_panel(ax: Any, ds: Any, x: np.ndarray, color: str, label: str) -> None:
+    """⟨L⟩ ± σ over samples against ``x`` on log-log axes, with the power-law fit."""
+    r = ds["radius"].values
+    split = ds.attrs.get("split", "train")
+    loss = ds[f"{split}_loss"]
+    mean = ds["loss_mean"].values if "loss_mean" in ds else loss.mean("sample").values
+    std = ds["loss_std"].values if "loss_std" in ds else loss.std("sample").values
+    ax.plot(x, mean, "o-", ms=3, color=color, label=label)
+    lo = np.maximum(mean - std, mean * 0.05)  # a log axis: keep the band's floor positive
+    ax.fill_between(x, lo, mean + std, alpha=0.2, color=color, lw=0)
+    if "exponent" in ds and np.isfinite(float(ds["exponent"])):
+        use = ds["fit_mask"].values.astype(bool)
+        p, c = float(ds["exponent"]), float(ds["prefactor"])
+        n_l = int(ds["n_layers"]) if "n_layers" in ds else None
+        ax.plot(
+            x[use],
+            c * r[use] ** p,
+            "--",
+            color="k" if color == "C0" else color,
+            lw=1,
+            label=f"fit ∝ r^{p:.2f}" + (f" (n_L = {n_l})" if n_l else ""),
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylabel(f"mean {split} loss")
+
+
+def _curvature_panel(ax: Any, ds: Any) -> None:
+    """Seed 000 Fig. 5b: Tr(H_d)/r and ‖H_d‖/r ± σ per d, crossings marked."""
+    r = ds["radius"].values
+    for k, d in enumerate(ds["dim"].values):
+        for var, mk, ls, name in (("trace", "o", "-", "Tr(H)/r"), ("norm", "s", "--", "‖H‖/r")):
+            m = ds[f"{var}_mean"].sel(dim=d).values / r
+            sd = ds[f"{var}_std"].sel(dim=d).values / r if f"{var}_std" in ds else 0 * m
+            m = np.where(m > 0, m, np.nan)  # Tr(H_d) < 0 cannot be drawn on a log axis
+            ax.plot(r, m, marker=mk, ls=ls, ms=3, color=f"C{k}", label=f"{name}, d={int(d)}")
+            ax.fill_between(
+                r, np.maximum(m - sd, m * 0.05), m + sd, color=f"C{k}", alpha=0.15, lw=0
+            )
+        for e in (float(ds["zone_inner"].sel(dim=d)), float(ds["zone_outer"].sel(dim=d))):
+            if np.isfinite(e):
+                ax.axvline(e, color=f"C{k}", lw=0.6, alpha=0.6)
+    mark_reference(ax, ds, label=False)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("radius r")
+    ax.set_ylabel("per unit radius")
+    ax.set_title("(b) Tr(H)/r (solid) and ‖H‖/r (dashed) ± σ; crossings = zone edges")
+    ax.legend(fontsize=6, ncol=2)
+
+
+def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
+    """Seed 000 Fig. 5a for several architectures (``{label: dataset}``): ⟨L⟩ ± σ at
+    random points against r / r_Xavier (each architecture's own), with each power-law
+    fit and its exponent next to the architecture's number of layers n_L."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    for k, (label, ds) in enumerate(datasets.items()):
+        rel = ds["radius"].values / float(ds["r_xavier"])
+        _loss_panel(ax, ds, rel, f"C{(k + 1) % 10}", label)
+    ax.axvline(1.0, color="k", ls="--", lw=1, label="r_Xavier")
+    ax.set_xlabel("radius r / r_Xavier (each architecture's own)")
+    ax.set_title("(a) loss at random points vs radius, several architectures")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig

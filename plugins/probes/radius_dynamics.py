@@ -207,12 +207,16 @@ class RadiusDynamics(Probe):
         ax = axes[0]
         for j, st in enumerate(ds["start"].values):
             for mode in ds["mode"].values:
-                r = ds["radius"].sel(start=st, mode=mode).mean("sample").values
+                rs = ds["radius"].sel(start=st, mode=mode)
+                r, sd = rs.mean("sample").values, rs.std("sample").values
                 ls = "-" if mode == "free" else "--"
                 lab = f"r0 = {st:g} r_X ({mode})"
                 if "exponent" in ds and mode == "free":
                     lab += f", p = {float(ds['exponent'].sel(start=st, mode=mode).mean()):.2f}"
-                ax.plot(np.maximum(steps, 1), r, ls, color=f"C{j}", label=lab)
+                t = np.maximum(steps, 1)
+                ax.plot(t, r, ls, color=f"C{j}", label=lab)
+                if rs.sizes["sample"] > 1:  # ±σ over samples
+                    ax.fill_between(t, r - sd, r + sd, color=f"C{j}", alpha=0.2, lw=0)
         ax.axhline(float(ds["r_xavier"]), color="k", ls=":", lw=1, label="r_Xavier")
         ax.set_xscale("log")
         ax.set_yscale("log")

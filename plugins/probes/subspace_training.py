@@ -18,9 +18,10 @@ independent; ``ensemble = false`` trains them one after another with identical r
 
 ``finalize`` gives the final accuracies and the intrinsic dimension d_int90 at each
 radius: the smallest d (interpolated in log d) whose mean validation accuracy reaches
-90% of the reference accuracy (``reference_accuracy``, or by default the best mean
-accuracy of the grid). Cost per run and step: one forward+backward pass over a
-mini-batch; per epoch one evaluation of both splits.
+90% of the reference accuracy (``reference_accuracy``; else ``reference = "full"``: the
+mean of full-space trainings from Xavier points, Li et al.'s baseline, trained in
+``finalize``; by default the best mean accuracy of the grid). Cost per run and step:
+one forward+backward pass over a mini-batch; per epoch one evaluation of both splits.
 """
 
 from __future__ import annotations
@@ -33,11 +34,24 @@ import torch
 from torch.func import vmap
 
 from lossatlas.engine import Cell, Plan, Probe, Subspace, Variable
-from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
+from lossatlas.engine.geometry import draw_init, init_radius
 
-from .goldilocks import _check_dims, _validate_radii, mark_reference, radius_grid
+from .goldilocks import (
+    _basis_kwargs,
+    _check_dims,
+    _validate_basis,
+    _validate_radii,
+    mark_reference,
+    radius_grid,
+)
 
-__all__ = ["SubspaceTraining", "SubspaceTrainingOptions", "intrinsic_dimension", "train_ensemble"]
+__all__ = [
+    "SubspaceTraining",
+    "SubspaceTrainingOptions",
+    "full_space_baseline",
+    "intrinsic_dimension",
+    "train_ensemble",
+]
 
 
 def train_ensemble(
@@ -145,6 +159,38 @@ def intrinsic_dimension(dims: np.ndarray, acc: np.ndarray, threshold: float) -> 
     return np.nan
 
 
+def full_space_baseline(options: Any, ctx: Any) -> np.ndarray:
+    """Final validation accuracy of ``options.samples`` full-space trainings (all D
+    parameters) from ``options.init`` draws at their natural radius, with the probe's
+    optimiser, lr, momentum, epochs and batch size: the baseline of Li et al. 2018's
+    d_int90. Seeds come from the run seed and step name only. Cost: samples × epochs of
+    full-space training."""
+    import hashlib
+    import json
+
+    from lossatlas.engine.training import train
+
+    obj = ctx.objective
+    acc = np.full(options.samples, np.nan)
+    for s in range(options.samples):
+        key = json.dumps([int(ctx.config.seed), ctx.step.name, "full-space baseline", s])
+        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
+        g = torch.Generator().manual_seed(seed)
+        x = draw_init(obj.layout, g, scheme=options.init, dtype=obj.dtype, device=obj.device)
+        res = train(
+            obj,
+            x,
+            optimizer=options.optimizer,
+            lr=options.lr,
+            momentum=options.momentum,
+            epochs=options.epochs,
+            batch_size=options.batch_size or None,
+            seed=int(torch.randint(0, 2**62, (1,), generator=g)),
+        )
+        acc[s] = float(res.history["validation_accuracy"][-1])
+    return acc
+
+
 @dataclass
 class SubspaceTrainingOptions:
     radius_min: float = field(default=0.1, metadata={"doc": "smallest radius (radius_unit)"})
@@ -188,7 +234,15 @@ class SubspaceTrainingOptions:
     )
     reference_accuracy: float = field(
         default=0.0,
-        metadata={"doc": "reference validation accuracy (0: the best mean accuracy of the grid)"},
+        metadata={"doc": "reference validation accuracy (0: from option 'reference')"},
+    )
+    reference: Literal["grid", "full"] = field(
+        default="grid",
+        metadata={
+            "doc": "d_int's reference when reference_accuracy = 0: the best mean accuracy of "
+            "the grid, or the mean of `samples` full-space trainings from Xavier points "
+            "(same optimiser, lr, epochs, batches; Li et al. 2018's baseline)"
+        },
     )
 
     def validate(self) -> None:
@@ -206,6 +260,7 @@ class SubspaceTrainingOptions:
             raise ValueError(f"option 'lr' must be positive, got {self.lr}")
         if not 0 < self.accuracy_fraction <= 1:
             raise ValueError("option 'accuracy_fraction' must be in (0, 1]")
+        _validate_basis(self)
 
 
 class SubspaceTraining(Probe):
@@ -217,7 +272,8 @@ class SubspaceTraining(Probe):
         extra = 1 if "hypersphere" in options.surfaces else 0
         _check_dims(
             options.dims,
-            ctx.objective.D + extra,
+            options,
+            ctx,
             f"probe 'subspace-training' (step '{ctx.step.name}')",
             extra=extra,
         )
@@ -275,17 +331,14 @@ class SubspaceTraining(Probe):
         )
 
     def compute(self, options: SubspaceTrainingOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
-        from lossatlas.plugins.subspaces.hyperplane import default_nnz, make_basis, make_sphere
+        from lossatlas.plugins.subspaces.hyperplane import make_basis, make_sphere
 
         obj = ctx.objective
         sphere = cell.coords["surface"] == "hypersphere"
         d = int(cell.coords["dim"])
         radii, _rel, _ref = radius_grid(options, ctx)
         g = cell.generator()
-        lo, hi = default_nnz(obj.D)
-        nnz = (options.nnz_min or lo, max(options.nnz_min or lo, options.nnz_max or hi))
-        eta = layer_metric(obj.layout) if options.metric else None
-        support = obj.layout.mask("weight") if options.directions == "weights" else None
+        bkw = _basis_kwargs(options, ctx)
         subs, seeds = [], []
         for r in radii:
             for _s in range(options.samples):
@@ -293,11 +346,9 @@ class SubspaceTraining(Probe):
                     obj.layout, g, scheme=options.init, radius=float(r), dtype=torch.float64
                 )
                 if sphere:
-                    subs.append(
-                        make_sphere(x, d, g, options.basis, nnz=nnz, eta=eta, support=support)
-                    )
+                    subs.append(make_sphere(x, d, g, options.basis, **bkw))
                 else:
-                    M = make_basis(obj.D, d, g, options.basis, nnz=nnz, eta=eta, support=support)
+                    M = make_basis(obj.D, d, g, options.basis, **bkw)
                     subs.append(Subspace(origin=x, basis=M))
                 seeds.append(int(torch.randint(0, 2**62, (1,), generator=g)))
         kw = dict(
@@ -334,7 +385,22 @@ class SubspaceTraining(Probe):
         out["final_mean"] = mean
         out["final_mean"].attrs = {"description": f"mean over samples of the final {metric}"}
         if metric == "validation_accuracy":
-            ref = options.reference_accuracy or float(mean.max())
+            if options.reference_accuracy:
+                ref = options.reference_accuracy
+            elif options.reference == "full":
+                base = full_space_baseline(options, ctx)
+                out["baseline_validation_accuracy"] = (
+                    ("baseline",),
+                    base,
+                    {
+                        "description": "final validation accuracy of full-space training from "
+                        f"a {options.init} point (the d_int reference)",
+                        "units": "fraction",
+                    },
+                )
+                ref = float(np.nanmean(base))
+            else:
+                ref = float(mean.max())
             thr = options.accuracy_fraction * ref
             dint = np.full((ds.sizes["surface"], ds.sizes["radius"]), np.nan)
             for i in range(ds.sizes["surface"]):

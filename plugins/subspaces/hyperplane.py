@@ -327,11 +327,14 @@ class HyperplaneOptions:
             raise ValueError(f"nnz_min={self.nnz_min} > nnz_max={self.nnz_max}")
 
 
-def _nnz(options: Any, D: int) -> tuple[int, int]:
+def _nnz(options: Any, D: int) -> tuple[int, int] | None:
+    """The sparse-fort count range of ``options`` for ``D`` spanned coordinates; None
+    (the recipe's own default) when neither end is set."""
+    if not (options.nnz_min or options.nnz_max):
+        return None
     lo, hi = default_nnz(D)
-    lo = options.nnz_min or lo
-    hi = options.nnz_max or max(hi, lo)
-    return lo, max(lo, hi)
+    lo = options.nnz_min or min(lo, options.nnz_max)
+    return lo, max(lo, options.nnz_max or hi)
 
 
 def _eta(options: Any, ctx: Any, dtype: torch.dtype) -> torch.Tensor | None:
@@ -342,6 +345,11 @@ def _eta(options: Any, ctx: Any, dtype: torch.dtype) -> torch.Tensor | None:
 
 def _support(options: Any, ctx: Any) -> torch.Tensor | None:
     return ctx.objective.layout.mask("weight") if options.directions == "weights" else None
+
+
+def _spanned(options: Any, ctx: Any, D: int) -> int:
+    sup = _support(options, ctx)
+    return D if sup is None else int(sup.sum())
 
 
 class Hyperplane(SubspacePlugin):
@@ -358,7 +366,7 @@ class Hyperplane(SubspacePlugin):
             options.dim,
             generator,
             options.basis,
-            nnz=_nnz(options, D),
+            nnz=_nnz(options, _spanned(options, ctx, D)),
             eta=_eta(options, ctx, origin.dtype),
             dtype=origin.dtype,
             support=_support(options, ctx),
@@ -397,8 +405,12 @@ def make_sphere(
     """The d-dim hypersphere of radius r0 (default ‖origin‖) through r0·x̂ (x̂ = origin's
     direction): Q = [x̂, M], with M's columns made orthogonal to x̂ when dense."""
     D = int(origin.shape[0])
-    if d + 1 > D:
-        raise ShapeError(f"a {d}-dim hypersphere needs d+1 ≤ D={D} directions")
+    n = D if support is None else int(support.sum())
+    if d + 1 > n:
+        raise ShapeError(
+            f"a {d}-dim hypersphere needs d+1 ≤ {n} directions (its radial one and d more); "
+            f"use dim ≤ {n - 1}"
+        )
     norm = float(origin.norm())
     if norm == 0:
         raise ConfigError(
@@ -448,7 +460,7 @@ class Hypersphere(SubspacePlugin):
             generator,
             options.basis,
             radius=options.radius,
-            nnz=_nnz(options, D),
+            nnz=_nnz(options, _spanned(options, ctx, D)),
             eta=_eta(options, ctx, origin.dtype),
             support=_support(options, ctx),
         )

@@ -11,12 +11,12 @@ from torch.func import hessian
 
 from lossatlas.engine import ConfigError, LossAtlasError, make_registry
 from lossatlas.engine.config import parse_config
-from lossatlas.engine.geometry import draw_init, init_radius
+from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
 from lossatlas.engine.runner import run_pipeline
 from lossatlas.engine.store import Store
 from lossatlas.engine.sweep import cell_seed
 from lossatlas.plugins.probes.goldilocks import hessian_stats
-from lossatlas.plugins.subspaces.hyperplane import default_nnz, make_basis
+from lossatlas.plugins.subspaces.hyperplane import make_basis
 
 CONFIG = """
 name = "g"
@@ -49,9 +49,18 @@ def _run(tmp_path, text):
     return cfg, Store(path).open_step(cfg.name, cfg.steps[0].name)
 
 
-@pytest.mark.parametrize(("basis", "directions"), [("dense", "all"), ("sparse-fort", "weights")])
-def test_goldilocks_cells_match_brute_force(tmp_path, basis, directions):
-    cfg, ds = _run(tmp_path, CONFIG.format(basis=basis, directions=directions))
+@pytest.mark.parametrize(
+    ("basis", "directions", "metric", "init"),
+    [
+        ("dense", "all", False, "xavier"),
+        ("sparse-fort", "weights", False, "xavier"),
+        ("sparse-chang", "all", True, "he"),
+    ],
+)
+def test_goldilocks_cells_match_brute_force(tmp_path, basis, directions, metric, init):
+    text = CONFIG.format(basis=basis, directions=directions)
+    text += f'metric = {str(metric).lower()}\ninit = "{init}"\n'
+    cfg, ds = _run(tmp_path, text)
     from lossatlas.engine.context import StepContext
 
     ctx = StepContext(make_registry(), cfg, cfg.steps[0])
@@ -67,10 +76,11 @@ def test_goldilocks_cells_match_brute_force(tmp_path, basis, directions):
         "sample": isample,
     }
     g = torch.Generator().manual_seed(cell_seed(cfg.seed, "zone", coords))
-    x = draw_init(obj.layout, g, radius=coords["radius"])
+    x = draw_init(obj.layout, g, scheme=init, radius=coords["radius"])
     assert float(obj.layout.radius(x)) == pytest.approx(coords["radius"])
     support = obj.layout.mask("weight") if directions == "weights" else None
-    M = make_basis(obj.D, 6, g, basis, nnz=default_nnz(obj.D), support=support)
+    eta = layer_metric(obj.layout, init) if metric else None
+    M = make_basis(obj.D, 6, g, basis, eta=eta, support=support)
     Md = M.to_dense() if M.layout != torch.strided else M
     if support is not None:
         assert float(Md[~support].abs().max()) == 0.0
@@ -104,6 +114,25 @@ def test_dim_larger_than_model_is_refused(tmp_path):
     )
     with pytest.raises(LossAtlasError, match="dim=100000 > D"):
         _run(tmp_path, text)
+
+
+def test_dim_larger_than_the_weights_is_refused_before_writing(tmp_path):
+    # hidden = [8]: 64·8 + 8·10 = 592 weights of D = 610 parameters
+    text = CONFIG.format(basis="dense", directions="weights").replace(
+        "dims = [3, 6]", "dims = [3, 600]"
+    )
+    with pytest.raises(
+        LossAtlasError, match=r"dim=600 > 592, the model's weight coordinates \(of D=610"
+    ):
+        _run(tmp_path, text)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_inverted_nnz_range_is_a_config_error(tmp_path):
+    text = CONFIG.format(basis="sparse-fort", directions="all") + "nnz_min = 50\nnnz_max = 10\n"
+    with pytest.raises(ConfigError, match="nnz_min=50 > nnz_max=10"):
+        _run(tmp_path, text)
+    assert not (tmp_path / "s.zarr").exists()
 
 
 def test_bad_radii_are_config_errors(tmp_path):

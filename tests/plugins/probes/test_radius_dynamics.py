@@ -6,11 +6,15 @@ import tomllib
 
 import numpy as np
 import pytest
+import torch
 
 from lossatlas.engine import make_registry
 from lossatlas.engine.config import parse_config
+from lossatlas.engine.context import StepContext
+from lossatlas.engine.geometry import draw_init, init_radius
 from lossatlas.engine.runner import run_pipeline
 from lossatlas.engine.store import Store
+from lossatlas.engine.sweep import cell_seed
 from lossatlas.plugins.probes.radius_dynamics import growth_exponent
 
 CONFIG = """
@@ -31,6 +35,7 @@ epochs = 2
 lr = 0.01
 batch_size = 40
 record_every = 2
+samples = 2
 """
 
 
@@ -68,4 +73,60 @@ def test_radius_dynamics_end_to_end(tmp_path):
     free_small = rad.sel(mode="free", start=0.05).values[0]
     assert free_small[-1] > free_small[0]  # the radius grows from a small start
     assert ds["exponent"].dims == ("mode", "start", "sample")
-    assert len(RadiusDynamics().plot(ds).axes) == 2
+    fig = RadiusDynamics().plot(ds)
+    assert len(fig.axes) == 2
+    assert fig.axes[0].collections  # ±σ bands over the 2 samples
+
+
+ONE_STEP = """
+name = "rd1"
+seed = 5
+dtype = "float64"
+[model]
+plugin = "mlp"
+hidden = [8]
+[dataset]
+plugin = "digits"
+limit = 200
+[[steps]]
+name = "radius"
+probe = "radius-dynamics"
+starts = [0.3, 3.0]
+optimizer = "sgd"
+lr = 0.5
+epochs = 1
+batch_size = 0
+record_every = 1
+"""
+
+
+@pytest.mark.parametrize("mode", ["free", "constrained"])
+def test_one_full_batch_step_matches_brute_force(tmp_path, mode):
+    # x1 = x0 − lr·g (free), or with g's radial part (weights only) removed and the
+    # weights rescaled back to r0 afterwards (constrained, seed 004)
+    cfg = parse_config(tomllib.loads(ONE_STEP))
+    path = str(tmp_path / "s.zarr")
+    run_pipeline(cfg, path, make_registry(), progress=None)
+    ds = Store(path).open_step("rd1", "radius")
+    obj = StepContext(make_registry(), cfg, cfg.steps[0]).objective
+    w = obj.layout.mask("weight")
+    for start in (0.3, 3.0):
+        coords = {"mode": mode, "start": start}
+        g = torch.Generator().manual_seed(cell_seed(cfg.seed, "radius", coords))
+        r0 = start * init_radius(obj.layout)
+        x0 = draw_init(obj.layout, g, radius=r0)
+        grad = torch.func.grad(obj.function())(x0)
+        if mode == "constrained":
+            u = torch.where(w, x0, torch.zeros_like(x0))
+            u = u / u.norm()
+            grad = grad - (grad @ u) * u
+        x1 = x0 - 0.5 * grad
+        if mode == "constrained":
+            x1[w] = x1[w] * (r0 / x1[w].norm())
+        cell = ds.sel(mode=mode, start=start).isel(sample=0)
+        assert float(cell["train_loss"].isel(epoch=1)) == pytest.approx(
+            float(obj.loss(x1)), rel=1e-10
+        )
+        np.testing.assert_allclose(
+            cell["radius"].values, [r0, float(obj.layout.radius(x1))], rtol=1e-12
+        )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossatlas.engine import Objective, Subspace, make_registry
+from lossatlas.engine import LossAtlasError, Objective, Subspace, make_registry
 from lossatlas.engine.config import parse_config
 from lossatlas.engine.geometry import draw_init
 from lossatlas.engine.runner import run_pipeline
@@ -58,6 +58,34 @@ def test_ensemble_equals_one_by_one(obj64, sphere, kind):
         torch.testing.assert_close(M @ theta, delta)
 
 
+@pytest.mark.parametrize("sphere", [False, True])
+def test_one_full_batch_sgd_step_matches_brute_force(obj64, sphere):
+    # θ1 = θ0 − lr·∇_θ L(x(θ0)) by torch.func.grad; on the sphere the x-gradient loses
+    # its radial part first and θ is rescaled so that ‖Qθ‖ = r0 afterwards (seed 004)
+    g = torch.Generator().manual_seed(4)
+    x = draw_init(obj64.layout, g, radius=2.0)
+    sub = make_sphere(x, 5, g, "dense") if sphere else Subspace(x, make_basis(obj64.D, 5, g))
+    lr = 0.3
+    res = train_ensemble(
+        obj64, [sub], sphere=sphere, optimizer="sgd", lr=lr, epochs=1, batch_size=None
+    )
+    f = obj64.function()
+    M = sub.basis
+    theta0 = sub.theta0 if sphere else torch.zeros(5, dtype=torch.float64)
+    x0 = sub.origin + M @ theta0
+    gx = torch.func.grad(f)(x0)
+    if sphere:
+        u = x0 / x0.norm()
+        gx = gx - (gx @ u) * u
+    theta1 = theta0 - lr * (M.T @ gx)
+    x1 = sub.origin + M @ theta1
+    if sphere:
+        x1 = x1 * (2.0 / x1.norm())
+    np.testing.assert_allclose(res["x"][0], x1.numpy(), rtol=1e-10, atol=1e-13)
+    assert res["train_loss"][0, 0] == pytest.approx(float(f(x0)), rel=1e-10)
+    assert res["train_loss"][0, 1] == pytest.approx(float(f(x1)), rel=1e-10)
+
+
 def test_intrinsic_dimension():
     dims = np.array([1, 10, 100])
     assert intrinsic_dimension(dims, np.array([0.1, 0.5, 0.9]), 0.9) == pytest.approx(100)
@@ -105,3 +133,29 @@ def test_subspace_training_end_to_end(tmp_path):
     assert ds["final_mean"].dims == ("surface", "dim", "radius")
     fig = SubspaceTraining().plot(ds)
     assert len(fig.axes) >= 3
+
+
+def test_full_space_reference(tmp_path):
+    text = CONFIG.replace("radii = 2", 'radii = 2\nreference = "full"')
+    cfg = parse_config(tomllib.loads(text))
+    path = str(tmp_path / "s.zarr")
+    run_pipeline(cfg, path, make_registry(), progress=None)
+    ds = Store(path).open_step("st", "fig2")
+    base = ds["baseline_validation_accuracy"].values
+    assert base.shape == (2,) and ((base > 0) & (base <= 1)).all()
+    assert ds["d_int"].attrs["reference"] == pytest.approx(base.mean())
+    assert ds["d_int"].attrs["threshold"] == pytest.approx(0.9 * base.mean())
+    # the baseline is deterministic: the same numbers from a second store
+    run_pipeline(cfg, str(tmp_path / "t.zarr"), make_registry(), progress=None)
+    again = Store(str(tmp_path / "t.zarr")).open_step("st", "fig2")
+    np.testing.assert_array_equal(again["baseline_validation_accuracy"].values, base)
+
+
+def test_hypersphere_of_full_dimension_is_refused_before_writing(tmp_path):
+    # hidden = [8]: D = 64·8 + 8 + 8·10 + 10 = 610; a 610-dim sphere needs 611 directions
+    text = CONFIG.replace("dims = [2, 8]", "dims = [2, 610]")
+    cfg = parse_config(tomllib.loads(text))
+    path = tmp_path / "s.zarr"
+    with pytest.raises(LossAtlasError, match=r"dim=610 \+ 1 .* > D=610.*use dims ≤ 609"):
+        run_pipeline(cfg, str(path), make_registry(), progress=None)
+    assert not path.exists()

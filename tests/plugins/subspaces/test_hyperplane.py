@@ -13,7 +13,10 @@ from lossatlas.engine.geometry import draw_init, layer_metric
 from lossatlas.plugins.datasets.digits import Digits, DigitsOptions
 from lossatlas.plugins.models.mlp import MLP
 from lossatlas.plugins.subspaces.hyperplane import (
+    HyperplaneOptions,
     StackedProjection,
+    _nnz,
+    default_nnz,
     make_basis,
     make_sphere,
     remove_radial,
@@ -126,3 +129,22 @@ def test_stacked_projection_equals_each(kind):
     P = stack.pullback(G)
     for r, s in enumerate(subs):
         torch.testing.assert_close(P[r], _dense(s.basis).T @ G[r])
+
+
+def test_sphere_confined_to_weights_counts_only_the_weights(obj64):
+    w = obj64.layout.mask("weight")
+    n_w = int(w.sum())
+    x0 = draw_init(obj64.layout, torch.Generator().manual_seed(0), radius=1.0)
+    with pytest.raises(ShapeError, match=f"d\\+1 ≤ {n_w} .*use dim ≤ {n_w - 1}"):
+        make_sphere(x0, n_w, torch.Generator().manual_seed(0), support=w)
+    sph = make_sphere(x0, 4, torch.Generator().manual_seed(0), "sparse-fort", support=w)
+    Q = sph.basis.to_dense()
+    assert float(Q[~w].abs().max()) == 0.0  # biases stay 0, so ‖x‖ is the weights' radius
+
+
+def test_sparse_fort_count_range_follows_the_spanned_coordinates():
+    assert _nnz(HyperplaneOptions(basis="sparse-fort"), 10_000) is None  # recipe default
+    lo, hi = _nnz(HyperplaneOptions(basis="sparse-fort", nnz_max=20), 10_000)
+    assert (lo, hi) == (20, 20)  # default low end ⌈√D/2⌉ = 50 clipped to the high end
+    lo, hi = _nnz(HyperplaneOptions(basis="sparse-fort", nnz_min=7), 10_000)
+    assert (lo, hi) == (7, default_nnz(10_000)[1])

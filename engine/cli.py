@@ -361,9 +361,9 @@ def inspect(store: str, run_name: str | None) -> None:
 # -------------------------------------------------------------------------- plot
 
 
-@cli.command(context_settings=CONTEXT, short_help="Draw one stored result to an image.")
+@cli.command(context_settings=CONTEXT, short_help="Draw stored results to an image.")
 @click.argument("store", type=click.Path())
-@click.argument("group", metavar="RUN/STEP")
+@click.argument("groups", metavar="RUN/STEP [RUN/STEP ...]", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
@@ -380,23 +380,26 @@ def inspect(store: str, run_name: str | None) -> None:
     help="Resolution of raster images (.png, .jpg).",
 )
 @friendly
-def plot(store: str, group: str, output: str, logy: bool, dpi: int) -> None:
+def plot(store: str, groups: tuple[str, ...], output: str, logy: bool, dpi: int) -> None:
     """Draw the stored result RUN/STEP of STORE with its probe's plot.
 
     RUN/STEP names a run and one of its steps, as 'lossatlas inspect STORE' lists
     them. The figure is the probe's picture of the paper it implements, drawn from
-    the stored result alone (nothing is recomputed).
+    the stored result alone (nothing is recomputed). Several RUN/STEP of one probe
+    go on one figure where the probe compares results (goldilocks: seed 000 Fig. 4;
+    radial-profile: Fig. 5a), each labelled by its RUN/STEP.
 
     \b
-    Example:
+    Examples:
       lossatlas plot atlas.zarr quickstart/line -o line.png --logy
+      lossatlas plot atlas.zarr fig4/relu-100 fig4/tanh-100 fig4/cnn -o fig4.png
     """
-    path = draw(store, group, output, logy=logy, dpi=dpi)
+    path = draw(store, groups, output, logy=logy, dpi=dpi)
     click.echo(f"wrote {path}")
 
 
-def draw(store: str, group: str, output: str, **kwargs: Any) -> Path:
-    """Render ``RUN/STEP`` of ``store`` to ``output`` with the probe's plot."""
+def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) -> Path:
+    """Render ``RUN/STEP`` (one or several of one probe) of ``store`` to ``output``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -405,22 +408,35 @@ def draw(store: str, group: str, output: str, **kwargs: Any) -> Path:
     from .accessor import title_figure
     from .store import Store
 
-    if "/" not in group:
-        raise ConfigError(f"group '{group}' must be RUN/STEP (see lossatlas inspect {store})")
-    run_name, step = group.split("/", 1)
-    st = Store(store)
-    if run_name not in st.runs():
-        raise StoreError(f"store '{store}' has no run '{run_name}'")
-    ds = st.open_step(run_name, step)
+    groups = (groups,) if isinstance(groups, str) else tuple(groups)
     suffix = Path(output).suffix.lower()
     if suffix not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
         raise ConfigError(f"output '{output}': use a .png, .svg or .pdf file name")
     folder = Path(output).resolve().parent
     if not folder.is_dir():
         raise ConfigError(f"output '{output}': folder '{folder}' does not exist; create it first")
-    probe = make_registry().get("probe", ds.attrs["probe"])
-    fig = probe.plot(ds.load(), **{k: v for k, v in kwargs.items() if k != "dpi"})
-    title_figure(fig, f"{run_name}/{step}")
+    st = Store(store)
+    datasets = {}
+    for group in groups:
+        if "/" not in group:
+            raise ConfigError(f"group '{group}' must be RUN/STEP (see lossatlas inspect {store})")
+        run_name, step = group.split("/", 1)
+        if run_name not in st.runs():
+            raise StoreError(f"store '{store}' has no run '{run_name}'")
+        datasets[group] = st.open_step(run_name, step)
+    probes = sorted({str(ds.attrs["probe"]) for ds in datasets.values()})
+    if len(probes) > 1:
+        raise ConfigError(
+            f"groups {', '.join(groups)} are results of different probes ({', '.join(probes)}); "
+            "one figure compares results of one probe"
+        )
+    probe = make_registry().get("probe", probes[0])
+    opts = {k: v for k, v in kwargs.items() if k != "dpi"}
+    if len(datasets) == 1:
+        fig = probe.plot(next(iter(datasets.values())).load(), **opts)
+    else:
+        fig = probe.plot_many({g: ds.load() for g, ds in datasets.items()}, **opts)
+    title_figure(fig, ", ".join(groups))
     fig.savefig(output, dpi=kwargs.get("dpi", 130), bbox_inches="tight")
     plt.close(fig)
     return Path(output)

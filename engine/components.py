@@ -266,6 +266,16 @@ class Probe(Component):
         """Draw the stored result as the paper does; return the figure."""
         raise NotImplementedError(f"probe '{self.name}' has no plot")
 
+    def plot_many(self, datasets: Mapping[str, xr.Dataset], **kwargs: Any) -> Figure:
+        """Draw several stored results of this probe on one figure (``{label: ds}``;
+        e.g. several architectures, as in seed 000 Fig. 4). Optional: the default
+        refuses with a ConfigError, so ``lossatlas plot`` says to draw them one by one."""
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"probe '{self.name}' draws one result at a time; plot its steps one by one"
+        )
+
 
 # ----------------------------------------------------------------------- executors
 

@@ -334,6 +334,10 @@ class Goldilocks(Probe):
     def plot(self, ds: Any, **kwargs: Any) -> Any:
         return plot_compare({"": ds}, **kwargs)
 
+    def plot_many(self, datasets: Any, **kwargs: Any) -> Any:
+        """Seed 000 Fig. 4: Tr/‖H‖ vs r / r_Xavier of several results on one figure."""
+        return plot_compare(dict(datasets), **kwargs)
+
 
 def _band(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, **kw: Any) -> None:
     ax.plot(x, mean, **kw)

@@ -334,6 +334,10 @@ class RadialProfile(Probe):
             )
         return out
 
+    def plot_many(self, datasets: Any, **kwargs: Any) -> Any:
+        """Seed 000 Fig. 5a: ⟨L⟩ vs r / r_Xavier of several architectures, with fits."""
+        return plot_compare(dict(datasets), **kwargs)
+
     def plot(self, ds: Any, **kwargs: Any) -> Any:
         import matplotlib.pyplot as plt
 

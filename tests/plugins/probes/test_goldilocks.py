@@ -158,3 +158,33 @@ def test_plot(tmp_path):
     assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
     fig = plot_compare({"a": ds, "b": ds})
     np.testing.assert_allclose(fig.axes[1].lines[0].get_xdata(), ds["radius_relative"].values)
+
+
+def test_cli_plots_several_results_on_one_figure(tmp_path):
+    """``lossatlas plot STORE A B`` draws seed 000 Fig. 4 from two architectures."""
+    from click.testing import CliRunner
+
+    from lossatlas.engine.cli import cli
+
+    text = CONFIG.format(basis="dense", directions="all").replace("dims = [3, 6]", "dims = [3]")
+    store = tmp_path / "s.zarr"
+    for name, hidden in (("narrow", "[8]"), ("deep", "[8, 8]")):
+        t = text.replace('name = "g"', f'name = "{name}"').replace(
+            "hidden = [8]", f"hidden = {hidden}"
+        )
+        run_pipeline(parse_config(tomllib.loads(t)), str(store), make_registry(), progress=None)
+    out = tmp_path / "fig4.png"
+    result = CliRunner().invoke(
+        cli, ["plot", str(store), "narrow/zone", "deep/zone", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000
+    # A probe that draws one result at a time says so in one line.
+    for name in ("line", "line2"):
+        header = text.split("[[steps]]")[0].replace('"g"', f'"{name}"')
+        t = header + '[[steps]]\nname = "l"\nprobe = "random-line"\n'
+        run_pipeline(parse_config(tomllib.loads(t)), str(store), make_registry(), progress=None)
+    result = CliRunner().invoke(cli, ["plot", str(store), "line/l", "line2/l", "-o", str(out)])
+    assert result.exit_code == 2 and "draws one result at a time" in result.output
+    result = CliRunner().invoke(cli, ["plot", str(store), "line/l", "deep/zone", "-o", str(out)])
+    assert result.exit_code == 2 and "results of different probes" in result.output

@@ -15,7 +15,6 @@ from pathlib import Path
 import matplotlib
 import pytest
 from click.testing import CliRunner
-from conftest import DEVICES
 
 from lossatlas.engine import make_registry
 from lossatlas.engine.cli import cli
@@ -213,7 +212,6 @@ def test_probe_plot_renders_from_store(probe: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("probe", PROBES)
 def test_probe_honours_device_and_dtype(
     probe: str, device: str, dtype: str, tmp_path: Path

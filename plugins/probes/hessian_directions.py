@@ -12,6 +12,10 @@ At a point x* (usually a trained model) the probe
    ‖Hv − λv‖/|λ| in their attrs;
 2. draws two Gaussian directions normalised per filter like x* (Li et al. 2018), exactly
    orthogonal (see ``docs/probes/hessian-directions.md``);
+   Any other plane can be added as a map through ``planes``: a subspace table per map
+   name (``three-points``: the plane through three models, centred on the first;
+   ``user-directions``: any two stored directions; ``hessian``/``filter-normalized``
+   with other options), built by :meth:`StepContext.subspace`;
 3. evaluates train and validation loss and accuracy on a centred ``points × points``
    grid x* + α·δ + β·η for each pair of directions — one cell per grid row (map, α),
    the whole row in one batched :meth:`Objective.evaluate_both` call;
@@ -21,11 +25,12 @@ At a point x* (usually a trained model) the probe
    train-loss minimum.
 
 Cost: the HVPs of two eigsh runs (tens to hundreds; see attrs ``n_hvp``) plus
-2 × points² loss evaluations per split, batched per row.
+points² loss evaluations per map and split, batched per row.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -87,6 +92,13 @@ class HessianDirectionsOptions:
         metadata={"doc": "eigsh relative tolerance (0: 1e-9 in float64, 1e-5 in float32)"},
     )
     maxiter: int = field(default=0, metadata={"doc": "eigsh restarts (0: ARPACK default)"})
+    planes: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "more maps, each a subspace table by map name: {plugin = 'three-points' | "
+            "'user-directions' | 'hessian' | 'filter-normalized', ...} (2 directions each)"
+        },
+    )
 
     def validate(self) -> None:
         if self.points < 3 or self.points % 2 == 0:
@@ -97,21 +109,50 @@ class HessianDirectionsOptions:
         if not self.span > 0:
             raise ValueError(f"option 'span' must be positive, got {self.span}")
         bad = [m for m in self.maps if m not in MAPS]
-        if bad or not self.maps or len(set(self.maps)) != len(self.maps):
+        if bad or len(set(self.maps)) != len(self.maps):
             raise ValueError(
                 f"option 'maps' must list distinct entries of {list(MAPS)}, got {self.maps}"
             )
+        if not self.maps and not self.planes:
+            raise ValueError("options 'maps' and 'planes' are both empty: there is no map to draw")
+        for name, spec in self.planes.items():
+            if name in MAPS:
+                raise ValueError(
+                    f"option 'planes': the name '{name}' is taken by a built-in map; rename it"
+                )
+            if not isinstance(spec, dict) or not isinstance(spec.get("plugin"), str):
+                raise ValueError(
+                    f"option 'planes': plane '{name}' must be a table with plugin = \"...\" "
+                    "(e.g. 'three-points', 'user-directions')"
+                )
         if self.tol < 0 or self.maxiter < 0:
             raise ValueError("options 'tol' and 'maxiter' must be ≥ 0")
 
 
 def _cache(ctx: Any, options: HessianDirectionsOptions) -> tuple[torch.Tensor, np.ndarray]:
-    """(x*, directions (map, axis, D)) read back once per context."""
+    """(origins (map, D) in x*'s dtype, directions (map, axis, D)) read once per context."""
     key = ("hessian-directions", ctx.step.name)
     store = ctx.__dict__.setdefault("_probe_cache", {})
     if key not in store:
-        store[key] = (ctx.resolve_point(options.at), ctx.static("directions"))
+        x = ctx.resolve_point(options.at)
+        origins = torch.as_tensor(ctx.static("origin"), dtype=torch.float64)
+        store[key] = (origins.to(x.device), ctx.static("directions"), x.dtype)
     return store[key]
+
+
+def _plane_units(attrs: dict[str, Any]) -> str:
+    """What a step of 1 along a plane's axes means, from its subspace attrs."""
+    kind = str(attrs.get("kind", ""))
+    if kind == "three-points":
+        raw = attrs.get("model_coords", [[0, 0], [1, 0]])[1] == [1.0, 0.0]
+        return "× (b − a), × (c − a)" if raw else "parameter distance"
+    if kind == "hessian":
+        return "× ‖x*‖" if attrs.get("scale") == "relative" else "absolute"
+    if kind.startswith("random-"):
+        return "per filter" if "filter" in kind else kind.removeprefix("random-")
+    if kind == "user":
+        return "× the given directions"
+    return kind or "basis units"
 
 
 class HessianDirectionsProbe(Probe):
@@ -125,6 +166,20 @@ class HessianDirectionsProbe(Probe):
                 f"step '{ctx.step.name}': the model has D={ctx.objective.D} "
                 "parameters; Hessian directions need D ≥ 3"
             )
+        names = [s.name for s in ctx.config.steps]
+        earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else []
+        for name, spec in options.planes.items():
+            ctx.check_subspace(spec)
+            n = len(spec["vectors"]) if isinstance(spec.get("vectors"), list) else spec.get("dim")
+            if n is not None and n != 2:
+                raise ConfigError(
+                    f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}') "
+                    f"has {n} directions; a 2-D map needs exactly 2"
+                )
+            for value in spec.values():
+                for ref in value if isinstance(value, list) else []:
+                    if isinstance(ref, str):
+                        ctx.check_ref(ref, earlier)
 
     def plan(self, options: HessianDirectionsOptions, ctx: Any) -> Plan:
         from lossatlas.engine.curvature import hessian_directions, hvp_operator
@@ -147,13 +202,16 @@ class HessianDirectionsProbe(Probe):
         }
         cosines = []
         if "hessian" in maps:
-            res = hessian_directions(
-                hvp_operator(obj, x, options.split),
-                obj.D,
-                tol=options.tol or None,
-                maxiter=options.maxiter or None,
-                generator=ctx.generator("eigen"),
-            )
+            try:
+                res = hessian_directions(
+                    hvp_operator(obj, x, options.split),
+                    obj.D,
+                    tol=options.tol or None,
+                    maxiter=options.maxiter or None,
+                    generator=ctx.generator("eigen"),
+                )
+            except ConfigError as exc:
+                raise ConfigError(f"step '{ctx.step.name}': Hessian directions: {exc}") from None
             V = res.eigenvectors.detach().to("cpu", torch.float64)
             eig_attrs = {
                 "description": "dominant Hessian eigenvalues (λ_max, λ_min): the largest-"
@@ -205,6 +263,53 @@ class HessianDirectionsProbe(Probe):
                 random_pooled_filters=info["pooled_filters"],
                 random_norm=options.norm,
             )
+        x_np = x.detach().to("cpu", torch.float64).numpy()
+        origins = np.tile(x_np, (len(maps), 1))
+        kinds = ["hessian" if m == "hessian" else f"random-{options.norm}-normalized" for m in maps]
+        rel = options.scale == "relative"
+        units = [
+            ("× ‖x*‖" if m == "hessian" else "per filter") if rel else "absolute" for m in maps
+        ]
+        for name, spec in options.planes.items():
+            sub = ctx.subspace(spec, x, ctx.seed_for("plane", name))
+            where = f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}')"
+            if sub.dim != 2:
+                raise ConfigError(f"{where} has {sub.dim} directions; a 2-D map needs exactly 2")
+            if sub.origin.shape != x.shape:
+                raise ConfigError(
+                    f"{where}: its origin has {sub.origin.numel()} entries, D={obj.D}"
+                )
+            W = sub.columns().detach().to("cpu", torch.float64)
+            if not torch.all(torch.isfinite(W)) or torch.any(
+                torch.linalg.vector_norm(W, dim=1) == 0
+            ):
+                raise ConfigError(f"{where}: a direction is zero or not finite")
+            maps.append(name)
+            dirs = np.concatenate([dirs, W.numpy()[None]])
+            origins = np.concatenate(
+                [origins, sub.origin.detach().to("cpu", torch.float64).numpy()[None]]
+            )
+            cosines.append(unit_cosine(W)[0])
+            kinds.append(str(sub.attrs.get("kind", spec["plugin"])))
+            units.append(_plane_units(sub.attrs))
+            if "model_coords" in sub.attrs:
+                attrs[f"plane_{name}_model_coords"] = [
+                    float(c) for xy in sub.attrs["model_coords"] for c in xy
+                ]
+            attrs[f"plane_{name}"] = json.dumps(sub.attrs, default=str, sort_keys=True)
+        attrs["map_kinds"] = kinds
+        attrs["map_units"] = units
+        at_point = [bool(np.array_equal(o, x_np)) for o in origins]
+        static["origin"] = (
+            ("map", "param"),
+            origins,
+            {"description": "the centre of each map (x* unless a plane has its own)", "units": ""},
+        )
+        static["origin_is_point"] = (
+            ("map",),
+            np.asarray(at_point, dtype=np.int8),
+            {"description": "1 where the map is centred on x* itself", "units": ""},
+        )
         static["directions"] = (
             ("map", "axis", "param"),
             dirs,
@@ -250,12 +355,12 @@ class HessianDirectionsProbe(Probe):
         )
 
     def compute(self, options: HessianDirectionsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
-        x, dirs = _cache(ctx, options)
+        origins, dirs, dtype = _cache(ctx, options)
         m = cell.index["map"]
         beta = centred_axis(options.span, options.points)
         d = torch.as_tensor(dirs[m], dtype=torch.float64)
-        pts = plane_grid(x.to(torch.float64), d, float(cell.coords["alpha"]), beta)
-        return ctx.objective.evaluate_both(pts.to(x.dtype))
+        pts = plane_grid(origins[m], d, float(cell.coords["alpha"]), beta)
+        return ctx.objective.evaluate_both(pts.to(dtype))
 
     def finalize(
         self, options: HessianDirectionsOptions, ctx: Any, ds: xr.Dataset
@@ -271,9 +376,9 @@ def table2(ds: xr.Dataset) -> xr.Dataset:
 
     ``min_{split}_loss`` and its location ``min_{split}_loss_alpha/_beta``;
     ``at_min_{metric}``: every metric at the train-loss minimum;
-    ``centre_{metric}``: the metrics at x* itself; ``min_off_centre``: 1 where the
-    train-loss minimum is not at the centre (along a Hessian direction of negative
-    curvature: x* is a saddle).
+    ``centre_{metric}``: the metrics at x* itself (NaN if no map is centred on x*);
+    ``min_off_centre``: 1 where the train-loss minimum is not at the map's centre (along
+    a Hessian direction of negative curvature: x* is a saddle).
     """
     metrics = [
         v
@@ -320,6 +425,12 @@ def table2(ds: xr.Dataset) -> xr.Dataset:
                 "units": ds["beta"].attrs.get("units", ""),
             },
         )
+    at_point = (
+        [int(v) for v in ds["origin_is_point"].values]
+        if "origin_is_point" in ds
+        else [1] * len(maps)
+    )
+    centre_map = at_point.index(1) if 1 in at_point else None
     for metric in metrics:
         vals = [
             float(ds[metric].sel(map=m).values[i, j])
@@ -333,9 +444,10 @@ def table2(ds: xr.Dataset) -> xr.Dataset:
                 "units": ds[metric].attrs.get("units", ""),
             },
         )
+        centre = np.nan if centre_map is None else ds[metric].isel(map=centre_map).values[a0, b0]
         out[f"centre_{metric}"] = (
             (),
-            np.float64(ds[metric].isel(map=0).values[a0, b0]),
+            np.float64(centre),
             {
                 "description": f"{metric} at x* (the centre of every map)",
                 "units": ds[metric].attrs.get("units", ""),
@@ -365,6 +477,14 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
     fig, axes = plt.subplots(2, len(maps), figsize=(5.2 * len(maps), 9.0), squeeze=False)
     alpha, beta = ds["alpha"].values, ds["beta"].values
     A, B = np.meshgrid(alpha, beta, indexing="ij")
+    rel = ds.attrs.get("scale", "relative") == "relative"
+    default_units = {
+        "hessian": "× ‖x*‖" if rel else "absolute",
+        "random": "per filter" if rel else "absolute",
+    }
+    units = list(ds.attrs.get("map_units", [default_units.get(m, "") for m in maps]))
+    kinds = list(ds.attrs.get("map_kinds", maps))
+    at_point = [int(v) for v in ds["origin_is_point"].values] if "origin_is_point" in ds else []
     for col, m in enumerate(maps):
         for row, split in enumerate(("train", "validation")):
             ax = axes[row, col]
@@ -388,21 +508,35 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
                 label=f"{'max' if metric == 'accuracy' else 'min'} {Z[i, j]:.4g} at "
                 f"({alpha[i]:.3g}, {beta[j]:.3g})",
             )
-            ax.plot(0, 0, "+", color="white", ms=11, mew=2, label="x*")
+            centred = at_point[col] if col < len(at_point) else True
+            ax.plot(0, 0, "+", color="white", ms=11, mew=2, label="x*" if centred else "origin")
+            coords = ds.attrs.get(f"plane_{m}_model_coords")
+            if coords is not None:
+                xy = np.asarray(coords, dtype=float).reshape(-1, 2)
+                ax.plot(
+                    xy[:, 0], xy[:, 1], "o", mfc="none", mec="white", ms=9, mew=1.8, label="models"
+                )
             ax.legend(fontsize=7, loc="upper right")
             if m == "hessian":
                 lab = ("α (v_max", "β (v_min")
                 if "eigenvalues" in ds:
                     lam = ds["eigenvalues"].values
                     lab = (f"α (v_max, λ={lam[0]:.3g}", f"β (v_min, λ={lam[1]:.3g}")
-            else:
+            elif m == "random":
                 lab = ("α (random δ", "β (random η")
-            rel = ds.attrs.get("scale", "relative") == "relative"
-            unit = ("× ‖x*‖" if m == "hessian" else "per filter") if rel else "absolute"
-            ax.set_xlabel(f"{lab[0]}; {unit})")
-            ax.set_ylabel(f"{lab[1]}; {unit})")
+            else:
+                lab = (f"α ({kinds[col]} δ", f"β ({kinds[col]} η")
+                lam = json.loads(ds.attrs.get(f"plane_{m}", "{}")).get("eigenvalues")
+                if kinds[col] == "hessian" and lam:
+                    lab = (f"α (v_max, λ={lam[0]:.3g}", f"β (v_min, λ={lam[1]:.3g}")
+            ax.set_xlabel(f"{lab[0]}; {units[col]})")
+            ax.set_ylabel(f"{lab[1]}; {units[col]})")
             ax.set_title(f"{split} {metric}: {m} directions")
-    title = "seed 001: Hessian vs random directions"
+    title = (
+        "seed 001: Hessian vs random directions"
+        if set(MAPS) <= set(maps)
+        else "loss maps along " + ", ".join(f"{m} ({k})" for m, k in zip(maps, kinds, strict=False))
+    )
     if "eigenvalues" in ds:
         a = ds["eigenvalues"].attrs
         res = a.get("residuals", [])

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from lossatlas.engine import Cell, Plan, PointRef, Probe, Variable
-from lossatlas.plugins.probes.trace import landscape_for
+from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.plugins.probes.trace import DENSE_LIMIT, check_landscape, landscape_for
 
 __all__ = ["ProjectionCurvatureOptions", "ProjectionCurvatureProbe", "projected_hessians"]
 
@@ -68,6 +68,13 @@ class ProjectionCurvatureOptions:
     split: Literal["train", "validation"] = field(
         default="train",
         metadata={"doc": "the loss whose Hessian is projected (landscape = 'model')"},
+    )
+    exact: Literal["auto", "dense", "none"] = field(
+        default="auto",
+        metadata={
+            "doc": f"landscape = 'model': Tr H from the dense Hessian, 'auto' (D ≤ "
+            f"{DENSE_LIMIT}), 'dense' or 'none'"
+        },
     )
 
     def validate(self) -> None:
@@ -125,29 +132,39 @@ class ProjectionCurvatureProbe(Probe):
 
     def check(self, options: ProjectionCurvatureOptions, ctx: Any) -> None:
         if options.landscape != "model":
-            from lossatlas.plugins.models.quadratic import make_landscape
-
-            make_landscape(options.landscape, options.n_params, options.n_negative)
+            check_landscape(options, ctx)
+        elif options.exact == "dense" and ctx.objective.D > 20000:
+            raise ConfigError(
+                f"step '{ctx.step.name}': exact = 'dense' with D={ctx.objective.D:,} would "
+                f"form a {ctx.objective.D:,}² Hessian; use exact = 'none'"
+            )
 
     def plan(self, options: ProjectionCurvatureOptions, ctx: Any) -> Plan:
-        hvp, _loss, _x, D, desc = landscape_for(options, ctx)
+        hvp, _loss, x, D, desc = landscape_for(options, ctx)
         scale = 1.0 if options.normalize == "none" else 1.0 / D
         if options.landscape == "model":
             from lossatlas.engine.curvature import hessian_directions
 
-            res = hessian_directions(hvp, D, generator=ctx.generator("eigen"))
+            try:
+                res = hessian_directions(hvp, D, generator=ctx.generator("eigen"))
+            except ConfigError as exc:
+                raise ConfigError(f"step '{ctx.step.name}': Hessian directions: {exc}") from None
             lam = np.asarray(res.eigenvalues, float)
-            trace = float("nan")
+            trace, trace_method = float("nan"), "none"
+            if options.exact == "dense" or (options.exact == "auto" and D <= DENSE_LIMIT):
+                H = ctx.objective.hessian(x, options.split).detach().to("cpu", torch.float64)
+                trace, trace_method = float(torch.trace(H)), f"dense Hessian ({D} HVPs)"
             info = {
                 "n_hvp": int(res.n_hvp),
                 "tol": float(res.tol),
+                "converged": int(res.converged),
                 "residuals": [float(r) for r in res.residuals],
-                "method": "eigsh",
+                "method": "eigsh + annihilation (seed 001 App. B)",
             }
         else:
             w = hvp.eigenvalues
             lam = np.asarray([w[-1], w[0]], float)
-            trace = hvp.trace
+            trace, trace_method = hvp.trace, "analytic"
             info = {"method": "analytic"}
         n_blocks = options.projections // options.block
         dims = ("block", "projection")
@@ -185,8 +202,9 @@ class ProjectionCurvatureProbe(Probe):
                     (),
                     np.float64(trace),
                     {
-                        "description": "Tr H (NaN: not computed for a model; see the trace probe)",
+                        "description": "Tr H (NaN: not computed; see option 'exact')",
                         "units": "loss / parameter²",
+                        "method": trace_method,
                     },
                 ),
                 "expected_scale": (
@@ -195,7 +213,13 @@ class ProjectionCurvatureProbe(Probe):
                     {"description": "E[H̃] = expected_scale · Tr H · I (eq. 22)", "units": ""},
                 ),
             },
-            attrs={"landscape": desc, "D": int(D), "normalize": options.normalize},
+            attrs={
+                "landscape": desc,
+                "D": int(D),
+                "normalize": options.normalize,
+                "n_hvp_per_projection": 2,
+                "n_hvp": 2 * options.projections,
+            },
         )
 
     def compute(self, options: ProjectionCurvatureOptions, ctx: Any, cell: Cell) -> dict[str, Any]:

@@ -287,13 +287,18 @@ class HessianPlane(SubspacePlugin):
         from lossatlas.engine.curvature import hessian_directions, hvp_operator
 
         obj = ctx.objective
-        res = hessian_directions(
-            hvp_operator(obj, origin, options.split),
-            obj.D,
-            tol=options.tol or None,
-            maxiter=options.maxiter or None,
-            generator=generator,
-        )
+        try:
+            res = hessian_directions(
+                hvp_operator(obj, origin, options.split),
+                obj.D,
+                tol=options.tol or None,
+                maxiter=options.maxiter or None,
+                generator=generator,
+            )
+        except ConfigError as exc:
+            step = getattr(getattr(ctx, "step", None), "name", None)
+            where = f"step '{step}': " if step else ""
+            raise ConfigError(f"{where}subspace 'hessian': {exc}") from None
         V = _scaled(res.eigenvectors.to(torch.float64), origin, options.scale)
         return Subspace(
             origin=origin,

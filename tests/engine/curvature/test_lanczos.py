@@ -7,7 +7,7 @@ import pytest
 import torch
 from curvature_cases import DEVICES, MatrixHVP, ModelCase, matrix_with_spectrum
 
-from lossatlas.engine import ConfigError
+from lossatlas.engine import ConfigError, DataBundle, Objective
 from lossatlas.engine.curvature import (
     HessianOperator,
     extreme_eigenpairs,
@@ -49,6 +49,66 @@ def test_hvp_operator_matches_dense_and_counts(model_case: ModelCase) -> None:
     torch.testing.assert_close(hvp(V), V @ model_case.H, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(hvp(V[:1]), V[:1] @ model_case.H, rtol=1e-9, atol=1e-12)
     assert hvp.n_hvp == 4 and hvp.n_calls == 2
+
+
+@pytest.mark.parametrize("method", ["auto", "forward", "reverse"])
+def test_hvp_methods_agree_with_dense(model_case: ModelCase, method: str) -> None:
+    hvp = hvp_operator(model_case.objective, model_case.x, method=method)
+    V = torch.randn(
+        5, model_case.D, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    torch.testing.assert_close(hvp(V), V @ model_case.H, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(hvp(V[:3]), V[:3] @ model_case.H, rtol=1e-9, atol=1e-12)
+    assert hvp.n_hvp == 8
+    if method == "auto":
+        # measured once, on the first block: both timed, the faster kept
+        assert set(hvp.timings) == {"forward", "reverse"} and hvp.fallback is None
+        assert hvp.chosen == min(hvp.timings, key=hvp.timings.__getitem__)
+        assert hvp.n_trial_hvp == 2 * 2 * hvp.TRIAL_ROWS
+    else:
+        assert hvp.chosen == method and hvp.n_trial_hvp == 0
+
+
+@pytest.mark.parametrize("method", ["forward", "reverse"])
+def test_hvp_over_unequal_mini_batches_weights_by_batch_size(
+    model_case: ModelCase, method: str
+) -> None:
+    """Batches of 47 over N samples (the last one smaller): the same H as one full batch."""
+    obj = model_case.objective
+    batched = Objective(obj.model, _bundle(obj), dtype=torch.float64, batch_size=47)
+    assert len(obj.splits["train"]) % 47 != 0
+    V = torch.randn(3, obj.D, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    hvp = hvp_operator(batched, model_case.x, method=method)
+    torch.testing.assert_close(hvp(V), V @ model_case.H, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(hvp(V[:1]), V[:1] @ model_case.H, rtol=1e-9, atol=1e-12)
+
+
+def _bundle(obj: Objective) -> DataBundle:
+    return DataBundle(
+        train=obj.splits["train"],
+        validation=obj.splits["validation"],
+        task=obj.task,
+        n_outputs=obj.n_outputs,
+    )
+
+
+def test_auto_hvp_falls_back_to_double_backward(
+    model_case: ModelCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    obj = model_case.objective
+
+    def no_forward_ad(*args: object, **kwargs: object) -> torch.Tensor:
+        raise NotImplementedError("Trying to use forward AD with a layer that does not support it")
+
+    monkeypatch.setattr(obj, "_hvp_forward", no_forward_ad)
+    hvp = hvp_operator(obj, model_case.x)
+    V = torch.randn(
+        4, model_case.D, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
+    torch.testing.assert_close(hvp(V), V @ model_case.H, rtol=1e-9, atol=1e-12)
+    assert hvp.chosen == "reverse" and "forward AD" in (hvp.fallback or "")
+    with pytest.raises(NotImplementedError):
+        hvp_operator(obj, model_case.x, method="forward")(V)
 
 
 # --------------------------------------------------------- extreme eigenpairs

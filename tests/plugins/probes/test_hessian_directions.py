@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossatlas.engine import ConfigError, make_registry
+from lossatlas.engine import ConfigError, LossAtlasError, make_registry
 from lossatlas.engine.config import parse_config
 from lossatlas.engine.runner import run_pipeline
 from lossatlas.engine.store import Store
@@ -112,6 +112,150 @@ def test_plot(result) -> None:
 def test_even_points_is_a_config_error(tmp_path) -> None:
     text = CONFIG.replace("points = 5", "points = 4")
     with pytest.raises(ConfigError, match="odd"):
+        run_pipeline(
+            parse_config(tomllib.loads(text)),
+            str(tmp_path / "s.zarr"),
+            make_registry(),
+            progress=None,
+        )
+
+
+PLANES = """
+name = "pl"
+seed = 0
+dtype = "float64"
+[model]
+plugin = "mlp"
+hidden = [4]
+[dataset]
+plugin = "digits"
+limit = 120
+[[steps]]
+name = "a"
+probe = "train"
+epochs = 3
+batch_size = 0
+lr = 0.5
+record_every = 0
+[[steps]]
+name = "b"
+probe = "train"
+from = "init:1"
+epochs = 3
+batch_size = 0
+lr = 0.5
+record_every = 0
+[[steps]]
+name = "c"
+probe = "train"
+from = "init:2"
+epochs = 3
+batch_size = 0
+lr = 0.5
+record_every = 0
+[[steps]]
+name = "maps"
+probe = "hessian-directions"
+at = "b"
+points = 7
+span = 1.5
+maps = ["random"]
+[steps.planes.models]
+plugin = "three-points"
+points = ["a", "b", "c"]
+[steps.planes.mine]
+plugin = "user-directions"
+vectors = ["b.point", "c.point"]
+normalize = "unit"
+orthogonalize = true
+"""
+
+
+@pytest.fixture(scope="module")
+def planes(tmp_path_factory: pytest.TempPathFactory):
+    path = str(tmp_path_factory.mktemp("pl") / "s.zarr")
+    cfg = parse_config(tomllib.loads(PLANES))
+    run_pipeline(cfg, path, make_registry(), progress=None)
+    return cfg, path, Store(path).open_step("pl", "maps").load()
+
+
+def test_three_points_plane_passes_through_the_models(planes) -> None:
+    _cfg, path, ds = planes
+    store = Store(path)
+    # raw basis: a at (0, 0), b at (1, 0), c at (0, 1); the axis is −1.5, −1, …, 1.5
+    L = ds["train_loss"].sel(map="models").values
+    for step, (i, j) in {"a": (3, 3), "b": (5, 3), "c": (3, 5)}.items():
+        trained = float(store.open_step("pl", step).load()["train_loss"].values[-1])
+        assert L[i, j] == pytest.approx(trained, rel=1e-10)
+    # the plane is centred on a, not on x* = b; the other maps are centred on x*
+    assert list(ds["origin_is_point"].values) == [1, 0, 1]
+    assert ds.attrs["plane_models_model_coords"] == [0.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+    assert ds.attrs["map_kinds"] == ["random-filter-normalized", "three-points", "user"]
+    centre = ds["train_loss"].sel(map="random").values[3, 3]
+    assert float(ds["centre_train_loss"]) == centre
+    assert float(ds["train_loss"].sel(map="mine").values[3, 3]) == centre
+
+
+def test_user_directions_plane_is_the_orthonormalised_vectors(planes) -> None:
+    cfg, path, ds = planes
+    from lossatlas.engine.context import StepContext
+
+    ctx = StepContext(make_registry(), cfg, cfg.step("maps"), Store(path))
+    x, b, c = (ctx.resolve_point(r).double() for r in ("b", "b.point", "c.point"))
+    d = torch.as_tensor(ds["directions"].sel(map="mine").values)
+    u = b / b.norm()
+    w = c - (c @ u) * u
+    w = w / w.norm()
+    torch.testing.assert_close(d, torch.stack([u, w]) * x.norm(), rtol=1e-10, atol=1e-12)
+    assert abs(float(ds["direction_cosine"].sel(map="mine"))) < 1e-12
+    a, be = ds["alpha"].values[1], ds["beta"].values[6]
+    want = ctx.objective.evaluate(x + a * d[0] + be * d[1])["loss"][0]
+    assert float(ds["train_loss"].sel(map="mine").values[1, 6]) == pytest.approx(want, rel=1e-12)
+
+
+def test_planes_plot_marks_the_models(planes) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lossatlas.plugins.probes.hessian_directions import HessianDirectionsProbe
+
+    fig = HessianDirectionsProbe().plot(planes[2])
+    assert len(fig.axes) == 2 * 3 * 2  # 2 splits × 3 maps, each with a colour bar
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert labels.count("models") == 2 and labels.count("origin") == 2
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        ('"c.point"]', '"c.point", "a.point"]', "has 3 directions; a 2-D map needs exactly 2"),
+        ('plugin = "three-points"', 'plugin = "three-pts"', "three-pts"),
+        ('points = ["a", "b", "c"]', 'points = ["a", "b", "zz"]', "'zz' names no earlier step"),
+        ("[steps.planes.mine]", "[steps.planes.random]", "taken by a built-in map"),
+        ('maps = ["random"]', "maps = []\nplanes = {}", "no map to draw"),
+    ],
+    ids=["three-directions", "unknown-plugin", "unknown-point", "name-clash", "no-maps"],
+)
+def test_bad_planes_are_one_config_error(tmp_path, old: str, new: str, match: str) -> None:
+    text = PLANES.replace(old, new)
+    if "planes = {}" in text:
+        text = text[: text.index("[steps.planes.models]")]
+    with pytest.raises(LossAtlasError, match=match):
+        run_pipeline(
+            parse_config(tomllib.loads(text)),
+            str(tmp_path / "s.zarr"),
+            make_registry(),
+            progress=None,
+        )
+
+
+def test_eigsh_without_any_converged_pair_is_one_config_error(tmp_path) -> None:
+    text = CONFIG.replace(
+        "span = 0.05", "span = 0.05\nmaxiter = 1\ntol = 1e-14\nmaps = ['hessian']"
+    )
+    with pytest.raises(
+        ConfigError, match="step 'hd': Hessian directions: eigsh found no eigenpair"
+    ):
         run_pipeline(
             parse_config(tomllib.loads(text)),
             str(tmp_path / "s.zarr"),

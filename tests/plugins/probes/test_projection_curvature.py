@@ -100,8 +100,17 @@ def test_model_landscape(run) -> None:
 
     ds = _open(run, "model")
     ctx = StepContext(make_registry(), cfg, cfg.step("model"), Store(path))
-    w = np.linalg.eigvalsh(ctx.objective.hessian(ctx.resolve_point("init")).numpy())
+    H = ctx.objective.hessian(ctx.resolve_point("init")).numpy()
+    w = np.linalg.eigvalsh(H)
     np.testing.assert_allclose(ds["hessian_eigenvalues"].values, [w[-1], w[0]], rtol=1e-7)
+    assert ds["hessian_eigenvalues"].attrs["converged"] == 1
+    # exact = "auto": Tr H of the dense Hessian (D = 270 here)
+    assert float(ds["exact_trace"]) == pytest.approx(np.trace(H), rel=1e-10)
+    assert ds["exact_trace"].attrs["method"].startswith("dense")
+    assert ds.attrs["n_hvp"] == 2 * 40
+    # E[δᵀHδ] = Tr H for Gaussian δ; sd of one sample √(2‖H‖_F²), 80 samples, 5 sd
+    h = np.r_[ds["h11"].values.ravel(), ds["h22"].values.ravel()]
+    assert abs(h.mean() - np.trace(H)) < 5 * np.sqrt(2 * np.sum(H * H) / h.size)
     assert np.all(ds["kappa_min"].values <= ds["kappa_max"].values)
 
 

@@ -70,6 +70,9 @@ def test_quadratic_exact_trace_and_identical_estimates(run) -> None:
     # curvature fit recovers Hutchinson's samples exactly.
     np.testing.assert_allclose(ds["curvature_sample"], ds["hutchinson_sample"], rtol=1e-8)
     np.testing.assert_allclose(ds["fit_rms"], 0, atol=1e-10)
+    assert np.all(ds["curvature_rel_diff_median"].values < 1e-8)
+    diff = ds["curvature_sample"].values - ds["hutchinson_sample"].values
+    np.testing.assert_allclose(ds["curvature_bias"].values, diff.mean(axis=1), atol=1e-12)
     last = ds["hutchinson"].values[:, -1]
     se = ds["hutchinson_stderr"].values[:, -1]
     assert np.all(np.abs(last - 600) < 6 * se + 1e-9)
@@ -93,10 +96,18 @@ def test_model_exact_trace_is_the_dense_trace(run) -> None:
     ctx = StepContext(make_registry(), cfg, cfg.step("model"), Store(path))
     H = ctx.objective.hessian(ctx.resolve_point("init")).numpy()
     assert float(ds["exact_trace"]) == pytest.approx(np.trace(H), rel=1e-10)
+    # the cost of each estimate, per repeat
+    D = H.shape[0]
+    assert (ds.attrs["hutchinson_n_hvp"], ds.attrs["hutchpp_n_hvp"]) == (30, 30)
+    assert (ds.attrs["curvature_n_forward"], ds.attrs["curvature_n_hvp"]) == (30 * 50, 0)
+    assert ds.attrs["exact_n_hvp"] == D
     np.testing.assert_allclose(ds["eigenvalues"].values, np.linalg.eigvalsh(H), atol=1e-10)
     # per direction, the HVP-free curvature matches zᵀHz up to the fit's bias
     h, c = ds["hutchinson_sample"].values[0], ds["curvature_sample"].values[0]
     assert np.median(np.abs(c - h) / np.abs(h)) < 0.05
+    assert float(ds["curvature_rel_diff_median"][0]) == pytest.approx(
+        np.median(np.abs(c - h) / np.abs(h)), rel=1e-12
+    )
 
 
 def test_plot(run) -> None:
@@ -107,3 +118,16 @@ def test_plot(run) -> None:
 
     fig = TraceProbe().plot(_open(run, "eq31"), logy=True)
     assert len(fig.axes) == 2
+
+
+def test_bad_landscape_names_the_step(tmp_path) -> None:
+    from lossatlas.engine import ConfigError
+
+    text = CONFIG.replace('landscape = "eq31"', 'landscape = "eq31"\nn_negative = 600')
+    with pytest.raises(ConfigError, match="step 'eq31': landscape 'eq31' needs 0 < n_negative"):
+        run_pipeline(
+            parse_config(tomllib.loads(text)),
+            str(tmp_path / "s.zarr"),
+            make_registry(),
+            progress=None,
+        )

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from lossatlas.engine import ConfigError, ParamLayout, parse_options
+from lossatlas.engine import ConfigError, DataBundle, Objective, ParamLayout, Split, parse_options
 from lossatlas.plugins.models.mlp import MLP
 from lossatlas.plugins.subspaces.directions import (
+    HessianPlane,
     ThreePoints,
     UserDirections,
     block_ids,
@@ -53,6 +54,43 @@ def test_filter_normalized_is_orthogonal_and_normalised_per_filter(seed: int) ->
     bias = layout.mask("bias")
     assert torch.all(V[:, bias] == 0)
     assert info["pooled_filters"] == 0
+
+
+@pytest.mark.parametrize("include_bias_and_norm", [False, True])
+def test_conv_filters_are_output_channels_and_norm_layers_follow_the_option(
+    include_bias_and_norm: bool,
+) -> None:
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 4 * 4, 5),
+    ).double()
+    with torch.no_grad():
+        m[1].weight.add_(0.3 * torch.randn(4, dtype=torch.float64))
+    layout, x = ParamLayout(m), _flat(m)
+    V, info = normalized_directions(
+        x, layout, 2, torch.Generator().manual_seed(1), include_bias_and_norm=include_bias_and_norm
+    )
+    assert abs(info["cosine"][0]) < 1e-12
+    conv = layout.entries[0]
+    assert conv.kind == "weight" and conv.shape == (4, 3, 3, 3)
+    for row in V:  # one filter = one output channel of 27 weights
+        got = row[conv.start : conv.stop].reshape(4, -1).norm(dim=1)
+        want = x[conv.start : conv.stop].reshape(4, -1).norm(dim=1)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)
+    others = [e for e in layout.entries if e.kind != "weight"]
+    assert {e.kind for e in others} == {"bias", "norm"}
+    for e in others:
+        block = V[:, e.start : e.stop]
+        if include_bias_and_norm:  # each such tensor is one block, normalised like x
+            np.testing.assert_allclose(
+                block.norm(dim=1).numpy(), float(x[e.start : e.stop].norm()), rtol=1e-12
+            )
+        else:
+            assert torch.all(block == 0)
 
 
 def test_without_orthogonalisation_the_cosine_is_not_zero() -> None:
@@ -165,3 +203,30 @@ def test_user_directions_unit_and_orthogonalised() -> None:
     B = sub.basis
     torch.testing.assert_close(B.T @ B, torch.eye(2, dtype=torch.float64))
     assert abs(float(B[:, 0] @ pts["u"]) - float(pts["u"].norm())) < 1e-12
+
+
+@pytest.mark.parametrize("scale", ["relative", "absolute"])
+def test_hessian_plane_is_the_dense_extreme_eigenvectors(scale: str) -> None:
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    Y = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    data = DataBundle(
+        train=Split(X, Y), validation=Split(X[:5], Y[:5]), task="regression", n_outputs=2
+    )
+    obj = Objective(MLP(3, [5], 2, activation="tanh").double(), data, dtype=torch.float64)
+    x = obj.x0 + 0.3 * torch.randn(obj.D, generator=g, dtype=torch.float64)
+    w, U = torch.linalg.eigh(obj.hessian(x))
+    assert w[0] < 0 < w[-1]
+
+    class Ctx:
+        objective = obj
+
+    plugin = HessianPlane()
+    opts = parse_options(plugin.Options, {"scale": scale}, "t")
+    sub = plugin.build(opts, Ctx(), x, torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(sub.attrs["eigenvalues"], [w[-1], w[0]], rtol=1e-6)
+    assert sub.attrs["converged"] and max(sub.attrs["residuals"]) < 1e-6 and sub.attrs["n_hvp"] > 0
+    B = sub.basis.T
+    r = float(x.norm()) if scale == "relative" else 1.0
+    np.testing.assert_allclose(B.norm(dim=1).numpy(), r, rtol=1e-12)
+    assert abs(float(B[0] @ U[:, -1])) / r > 0.9999 and abs(float(B[1] @ U[:, 0])) / r > 0.9999

@@ -271,11 +271,19 @@ class AtlasTreeAccessor:
         return sorted(self._tree.children)
 
     def steps(self, run: str) -> list[str]:
-        """The steps of ``run`` that hold a result."""
+        """The steps of ``run`` that hold a result, in the order of the run config's
+        [[steps]] (the pipeline's order; any others after them, sorted)."""
         if run not in self._tree.children:
             raise StoreError(f"the store has no run '{run}'; runs: {', '.join(self.runs)}")
         node = self._tree[run]
-        return sorted(n for n, child in node.children.items() if "probe" in child.attrs)
+        stored = sorted(n for n, child in node.children.items() if "probe" in child.attrs)
+        try:
+            config = _json_attr(dict(node.attrs), "config")
+        except StoreError:
+            config = {}
+        listed = [s.get("name") for s in config.get("steps", []) if isinstance(s, dict)]
+        first = [s for s in listed if s in stored]
+        return first + [s for s in stored if s not in first]
 
     def run_config(self, run: str) -> dict[str, Any]:
         """The config of ``run`` as a dict."""

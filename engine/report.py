@@ -2,7 +2,8 @@
 
 The page holds, per run: its status, provenance (versions, device, dtype, seed,
 times), its config, and per step the probe, completion (cells done / all, cells with
-NaN or inf), the variables with their units and descriptions, and the probe's figure
+NaN or inf, trainings that diverged; steps of the config with no result yet are listed
+as "not started"), the variables with their units and descriptions, and the probe's figure
 as a PNG embedded as a base64 ``data:`` URI. There is no external CSS, script, font
 or image, so the file opens in any browser without a server and can be mailed or
 archived as it is. All text from the store is HTML-escaped. A step whose figure fails
@@ -146,7 +147,9 @@ def _step_links(run: str, steps: Sequence[str]) -> str:
 
 
 def _badge(status: str) -> str:
-    cls = {"complete": "ok", "running": "warn", "partial": "warn"}.get(status, "bad")
+    cls = {"complete": "ok", "running": "warn", "partial": "warn", "not started": "warn"}.get(
+        status, "bad"
+    )
     return f'<span class="badge {cls}">{esc(status)}</span>'
 
 
@@ -226,8 +229,13 @@ def _step_section(
         facts.insert(0, ("options", opts or "(defaults)"))
     except (TypeError, ValueError):
         pass
+    diverged = _diverged(ds)
+    if diverged:
+        facts.insert(2, ("diverged", diverged))
     parts.append(f'<div class="meter"><div style="width:{pct:.1f}%"></div></div>')
     parts.append(_dl(facts))
+    if diverged:
+        parts.append(f'<p class="error">diverged: {esc(diverged)}</p>')
 
     rows = []
     for name, var in ds.data_vars.items():
@@ -256,6 +264,37 @@ def _step_section(
         summary.failed.append(label)
         parts.append(_error_block("the figure could not be drawn", exc))
     return "".join(parts) + "</section>"
+
+
+def _diverged(ds: Any) -> str:
+    """A line saying how many runs of a step diverged (its ``diverged`` variable is
+    non-zero: the loss became NaN or inf and training stopped), or ``""``."""
+    if "diverged" not in ds.data_vars:
+        return ""
+    try:
+        flags = np.asarray(ds["diverged"].values, dtype=float)
+    except (TypeError, ValueError):
+        return ""
+    hit = int(np.sum(np.nan_to_num(flags) != 0))
+    if not hit:
+        return ""
+    return (
+        f"{hit} of {flags.size} trainings diverged (the loss became NaN or inf and "
+        "training stopped); a lower learning rate usually helps"
+    )
+
+
+def _not_started(run: str, step: dict[str, Any]) -> str:
+    name = str(step.get("name", "?"))
+    return (
+        f'<section class="step" id="{_anchor(run, name)}"><h3>{esc(run)}/{esc(name)} '
+        f'<span class="probe">probe {esc(step.get("probe", "?"))}</span> '
+        + _badge("not started")
+        + '</h3><p class="muted">The config lists this step but the store holds no result '
+        "for it: the run stopped before it (see the run's status), or it was left out "
+        "with <code>lossatlas run --step</code>. Running the same config again computes "
+        "it.</p></section>"
+    )
 
 
 def _pipeline_order(steps: Sequence[str], config: dict[str, Any]) -> list[str]:
@@ -294,7 +333,16 @@ def _run_section(
         device=prov.get("device", ""),
         description=config.get("description", ""),
     )
+    listed = [x for x in config.get("steps", []) if isinstance(x, dict)]
+    missing = [x for x in listed if x.get("name") not in steps]
+    row["missing"] = [str(x.get("name")) for x in missing]
     out.append(_badge(status) + "</h2>")
+    if status == "running":
+        out.append(
+            '<p class="muted">This run has not finished: it is still running, or it '
+            "stopped early (an error or an interruption). Running the same command again "
+            "resumes it where it stopped.</p>"
+        )
     if config.get("description"):
         out.append(f"<p>{esc(config['description'])}</p>")
     out.append('<div class="cols"><div>')
@@ -335,7 +383,11 @@ def _run_section(
             total_cells += int(st.size)
         if progress is not None:
             progress.advance(f"{run}/{step}")
+    for x in missing:
+        out.append(_not_started(run, x))
     row["cells"] = f"{done_cells} / {total_cells}"
+    if missing:
+        row["cells"] += f" ({len(missing)} step(s) not started)"
     out.append("</section>")
     return "".join(out), row
 
@@ -422,7 +474,8 @@ def build_report(
         table.append(
             f'<tr><td><a href="#{_anchor(row["run"])}">{esc(row["run"])}</a></td>'
             f"<td>{_badge(row['status'])}</td>"
-            f"<td>{_step_links(row['run'], row.get('steps', []))}</td>"
+            f"<td>{_step_links(row['run'], [*row.get('steps', []), *row.get('missing', [])])}"
+            "</td>"
             f"<td>{esc(row.get('cells', ''))}</td><td>{esc(row.get('device', ''))}</td>"
             f"<td>{esc(row.get('started', ''))}</td><td>{esc(row.get('finished', ''))}</td></tr>"
         )

@@ -6,6 +6,12 @@ class); it is called with the ``kwargs`` table as keyword arguments, plus ``data
 declares parameters of those names. The call runs under ``torch.manual_seed(seed)``
 (in a forked RNG state, so the caller's random stream is untouched), so a factory
 that initialises with torch's global generator is deterministic by the model seed.
+
+BatchNorm: a module whose BN layers never saw data (``num_batches_tracked == 0``) gets
+its running statistics from the first ``bn_samples`` training samples (one forward pass
+in train mode, :func:`~lossatlas.plugins.models.resnet.calibrate_batchnorm`), because
+the engine evaluates in eval mode and BN's defaults (mean 0, variance 1) normalise
+nothing. Statistics the factory computed or loaded are kept.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from torch import nn
 
 from lossatlas.engine import ConfigError, DataBundle, ModelPlugin
 from lossatlas.plugins.datasets.importpath import call_with, check_import_path, load_object
+
+from .resnet import calibrate_batchnorm, uncalibrated_batchnorm
 
 __all__ = ["PythonModel", "PythonModelOptions"]
 
@@ -37,9 +45,18 @@ class PythonModelOptions:
         default_factory=list,
         metadata={"doc": 'directories to import from first (e.g. ["."]), besides sys.path'},
     )
+    bn_samples: int = field(
+        default=512,
+        metadata={
+            "doc": "BatchNorm layers whose running statistics were never computed get "
+            "them from the first N training samples, then frozen (0: leave them)"
+        },
+    )
 
     def validate(self) -> None:
         check_import_path(self.factory, "factory")
+        if self.bn_samples < 0:
+            raise ValueError(f"option 'bn_samples' must be ≥ 0, got {self.bn_samples}")
 
 
 class PythonModel(ModelPlugin):
@@ -60,4 +77,11 @@ class PythonModel(ModelPlugin):
             raise ConfigError(
                 f"{where}: '{text}' returned a {type(model).__name__}, not a torch.nn.Module"
             )
+        if options.bn_samples and uncalibrated_batchnorm(model):
+            p0 = next(iter(model.parameters()), None)
+            inputs = data.train.inputs[: options.bn_samples]
+            if p0 is not None:
+                inputs = inputs.to(p0.device, p0.dtype)
+            with torch.random.fork_rng(devices=[]):  # dropout etc. must not touch the RNG
+                calibrate_batchnorm(model, inputs)
         return model

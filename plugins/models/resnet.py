@@ -13,11 +13,17 @@ conv3×3-BN-ReLU-conv3×3-BN, plus the shortcut, then ReLU.
   uses a strided 1×1 convolution (+ BN) projection (option B).
 - ``batchnorm = false`` drops the BN layers (convolutions then have biases).
 
-BatchNorm: lossatlas evaluates every model in eval mode, so BN layers normalise with
-their *running statistics* (buffers), which are the same at every parameter point of a
-landscape; a freshly built model has mean 0 / variance 1. How those statistics are
-obtained for a trained or moved point (recomputed, frozen, or loaded from a
-checkpoint) is handled by the engine and probes, not by this model.
+BatchNorm: lossatlas evaluates (and trains) every model in eval mode, so BN layers
+normalise with their *running statistics* (buffers). Buffers are not parameters: they
+are not part of the flat vector x ∈ R^D, so no direction, subspace or optimiser moves
+them, and they are the same at every parameter point of a landscape. With BN's
+defaults (running mean 0, variance 1) an eval-mode BN layer would normalise nothing and
+a He-initialised ResNet-20 would start with a loss of ~27 on CIFAR-10 and diverge when
+trained; so :meth:`ResNetModel.build` sets the running statistics from the first
+``bn_samples`` training samples at the initialisation (:func:`calibrate_batchnorm`,
+one forward pass in train mode) and then freezes them. A ``checkpoint`` loaded into the
+model brings its own statistics instead (they replace these). The interpolation probe
+can recompute them at every point (``recompute_bn = true``).
 """
 
 from __future__ import annotations
@@ -34,7 +40,15 @@ from lossatlas.engine import DataBundle, ModelPlugin
 from .cnn import Reshape, image_shape
 from .mlp import init_weights
 
-__all__ = ["BasicBlock", "ResNet", "ResNetModel", "ResNetOptions"]
+__all__ = [
+    "BasicBlock",
+    "ResNet",
+    "ResNetModel",
+    "ResNetOptions",
+    "batchnorm_layers",
+    "calibrate_batchnorm",
+    "uncalibrated_batchnorm",
+]
 
 
 class PadShortcut(nn.Module):
@@ -134,6 +148,53 @@ class ResNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers of ``model`` that keep running statistics, in module order."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+
+
+def uncalibrated_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm layers whose running statistics were never
+    computed (``num_batches_tracked == 0``: still BN's defaults, mean 0 / variance 1)."""
+    return any(
+        m.num_batches_tracked is not None and int(m.num_batches_tracked) == 0
+        for m in batchnorm_layers(model)
+    )
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> int:
+    """Set every BatchNorm layer's running mean and variance to the statistics of
+    ``inputs`` at the model's current parameters; return the number of BN layers.
+
+    The statistics are the cumulative average (``momentum=None``) of the per-batch
+    statistics over batches of ``batch_size`` (exact when ``inputs`` is one batch).
+    Parameters are untouched and the model is left in eval mode. Cost: one forward
+    pass over ``inputs``.
+    """
+    bns = batchnorm_layers(model)
+    if not bns or len(inputs) == 0:
+        model.eval()
+        return len(bns)
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for start in range(0, len(inputs), batch_size):
+            model(inputs[start : start + batch_size])
+    finally:
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
+        model.eval()
+    return len(bns)
+
+
 @dataclass
 class ResNetOptions:
     depth: int = field(default=20, metadata={"doc": "6n+2: 20, 32, 44, 56, 110 ..."})
@@ -162,6 +223,13 @@ class ResNetOptions:
             "CIFAR); empty: from the data's shape"
         },
     )
+    bn_samples: int = field(
+        default=512,
+        metadata={
+            "doc": "BatchNorm running statistics are set from the first N training "
+            "samples at the initialisation, then frozen (0: mean 0, variance 1)"
+        },
+    )
 
     def validate(self) -> None:
         if self.depth < 8 or (self.depth - 2) % 6:
@@ -171,6 +239,8 @@ class ResNetOptions:
             )
         if self.width < 1:
             raise ValueError(f"option 'width' must be at least 1, got {self.width}")
+        if self.bn_samples < 0:
+            raise ValueError(f"option 'bn_samples' must be ≥ 0, got {self.bn_samples}")
 
 
 class ResNetModel(ModelPlugin):
@@ -190,4 +260,7 @@ class ResNetModel(ModelPlugin):
             options.shortcut,
         )
         init_weights(model, options.init, torch.Generator().manual_seed(seed))
-        return model
+        if options.batchnorm and options.bn_samples:
+            inputs = data.train.inputs[: options.bn_samples]
+            calibrate_batchnorm(model, inputs.to(next(model.parameters()).dtype))
+        return model.eval()

@@ -141,3 +141,13 @@ def test_datatree_accessor(store: Path) -> None:
         tree.atlas.step("a/nope")
     with pytest.raises(StoreError, match="RUN/STEP"):
         tree.atlas.step("a")
+
+
+def test_tree_steps_follow_the_pipeline_order(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    text = CONFIG.format(name="c", seed=0).replace('name = "line"', 'name = "zeta"')
+    text += '\n[[steps]]\nname = "alpha"\nprobe = "random-line"\npoints = 3\ndirections = 1\n'
+    run_pipeline(parse_config(tomllib.loads(text)), str(path), make_registry(), progress=None)
+    tree = xr.open_datatree(str(path), engine="zarr")
+    assert tree.atlas.steps("c") == ["zeta", "alpha"]  # the config's order, not sorted
+    assert list(tree.atlas.results()) == ["c/zeta", "c/alpha"]

@@ -218,3 +218,34 @@ def test_cli_report(store: Path, tmp_path: Path) -> None:
     bad = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "nope"])
     assert bad.exit_code != 0
     assert "no run 'nope'" in bad.output and "Traceback" not in bad.output
+
+
+def test_steps_not_run_are_listed_as_not_started(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    cfg = parse_config(tomllib.loads(CONFIG.format(name="delta", seed=0)))
+    run_pipeline(cfg, str(path), make_registry(), progress=None, steps=["line"])
+    text, summary = build_report(path)
+    parse(text)
+    assert summary.figures == 1
+    section = text[text.index('id="delta-cut"') :]
+    assert "delta/cut" in section[:200] and "not started" in section[:400]
+    assert "1 step(s) not started" in text
+    # a complete run says nothing of the kind
+    run_pipeline(cfg, str(path), make_registry(), progress=None)
+    text, summary = build_report(path)
+    assert summary.figures == 2 and "not started" not in text
+
+
+def test_diverged_training_is_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    table = tomllib.loads(CONFIG.format(name="eps", seed=0))
+    table["steps"] = [
+        {"name": "ok", "probe": "train", "epochs": 1, "lr": 0.01},
+        {"name": "boom", "probe": "train", "epochs": 3, "lr": 1e30, "batch_size": 0},
+    ]
+    run_pipeline(parse_config(table), str(path), make_registry(), progress=None)
+    text, _ = build_report(path)
+    boom = text[text.index('id="eps-boom"') :]
+    ok = text[text.index('id="eps-ok"') : text.index('id="eps-boom"')]
+    assert "1 of 1 trainings diverged" in boom
+    assert "diverged</th>" not in ok and "trainings diverged" not in ok

@@ -40,6 +40,14 @@ class Net(nn.Module):
     def forward(self, x):
         return self.fc(x)
 
+def with_bn(data, calibrated=False):
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    if calibrated:
+        with torch.no_grad():
+            net.train()(data.train.inputs * 10 + 5)
+        net.eval()
+    return net
+
 def not_a_model():
     return 42
 
@@ -116,3 +124,25 @@ def test_module_failing_at_import(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match=r"'la_user_model_bad:f'.*needs foo"):
         build(data, factory="la_user_model_bad:f")
+
+
+def test_batchnorm_statistics_set_from_data_when_never_computed(
+    user_module: str, data: DataBundle
+) -> None:
+    x = data.train.inputs
+    net = build(data, factory=f"{user_module}:with_bn", bn_samples=8)
+    bn = net[1]
+    assert int(bn.num_batches_tracked) > 0 and not net.training
+    with torch.no_grad():
+        pre = net[0](x[:8])
+    torch.testing.assert_close(bn.running_mean, pre.mean(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(bn.running_var, pre.var(0, unbiased=True), atol=1e-5, rtol=1e-4)
+    # statistics the factory computed itself are kept
+    own = build(data, factory=f"{user_module}:with_bn", kwargs={"calibrated": True})
+    with torch.no_grad():
+        expected = 0.1 * own[0](x * 10 + 5).mean(0)  # one update with momentum 0.1
+    torch.testing.assert_close(own[1].running_mean, expected, atol=1e-4, rtol=0)
+    # bn_samples = 0 leaves BN's defaults
+    raw = build(data, factory=f"{user_module}:with_bn", bn_samples=0)
+    assert torch.equal(raw[1].running_mean, torch.zeros(6))
+    assert int(raw[1].num_batches_tracked) == 0

@@ -9,7 +9,13 @@ from torch import nn
 
 from lossatlas.engine import ConfigError, DataBundle, Objective, Split, parse_options
 from lossatlas.plugins.datasets.digits import Digits, DigitsOptions
-from lossatlas.plugins.models.resnet import BasicBlock, PadShortcut, ResNetModel, ResNetOptions
+from lossatlas.plugins.models.resnet import (
+    BasicBlock,
+    PadShortcut,
+    ResNetModel,
+    ResNetOptions,
+    calibrate_batchnorm,
+)
 
 
 def build(data: DataBundle, seed: int = 0, **table) -> nn.Module:
@@ -105,3 +111,61 @@ def test_digits_as_images_and_determinism() -> None:
 def test_depth_must_be_6n_plus_2() -> None:
     with pytest.raises(ConfigError, match=r"6n\+2"):
         parse_options(ResNetOptions, {"depth": 21}, "model 'resnet'")
+
+
+def test_batchnorm_statistics_come_from_the_training_data(cifar_like: DataBundle) -> None:
+    x = cifar_like.train.inputs
+    model = build(cifar_like, depth=8, bn_samples=4)
+    assert not model.training
+    # The first BN layer's running statistics are those of its input on the first
+    # bn_samples training samples (mean, and unbiased variance as torch keeps it).
+    with torch.no_grad():
+        pre = model.conv(model.reshape(x[:4]))
+    np.testing.assert_allclose(model.bn.running_mean, pre.mean((0, 2, 3)), atol=1e-5)
+    np.testing.assert_allclose(
+        model.bn.running_var, pre.var((0, 2, 3), unbiased=True), rtol=1e-4, atol=1e-6
+    )
+    # so in eval mode that layer normalises its calibration inputs: mean 0, variance ≈ 1
+    with torch.no_grad():
+        out = model.bn(pre)
+    np.testing.assert_allclose(out.mean((0, 2, 3)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.var((0, 2, 3)), 1.0, rtol=1e-3)
+    # every BN layer was calibrated (none is left at BN's default mean 0 / variance 1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert not torch.equal(m.running_var, torch.ones_like(m.running_var))
+            assert m.momentum == 0.1  # restored after calibration
+    # bn_samples = 0 keeps BN's defaults; the parameters do not depend on it
+    raw = build(cifar_like, depth=8, bn_samples=0)
+    assert torch.equal(raw.bn.running_mean, torch.zeros(16))
+    assert torch.equal(raw.bn.running_var, torch.ones(16))
+    for pa, pb in zip(model.parameters(), raw.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_calibrate_batchnorm_batches_average_and_no_bn_is_a_no_op(cifar_like: DataBundle) -> None:
+    x = cifar_like.train.inputs
+    one = build(cifar_like, depth=8, bn_samples=0)
+    two = build(cifar_like, depth=8, bn_samples=0)
+    assert calibrate_batchnorm(one, x[:6], batch_size=6) == 7  # depth 8: stem + 3 blocks × 2
+    calibrate_batchnorm(two, x[:6], batch_size=3)
+    # the running mean is the average of the batch means: exact for equal batches
+    torch.testing.assert_close(one.bn.running_mean, two.bn.running_mean, atol=1e-5, rtol=0)
+    plain = build(cifar_like, depth=8, batchnorm=False)
+    assert calibrate_batchnorm(plain, x) == 0 and not plain.training
+
+
+def test_calibrated_resnet20_starts_with_a_sane_loss() -> None:
+    # He-initialised ResNet-20 on images: with BN left at mean 0 / variance 1 the
+    # eval-mode activations grow through the 19 layers and the loss is far above
+    # log(10); calibrated, the logits have the scale of the normalised features.
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(32, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (32,), generator=g)
+    data = DataBundle(Split(x, y), Split(x[:8], y[:8]), "classification", 10)
+    loss = {}
+    for n in (0, 32):
+        model = build(data, bn_samples=n)
+        with torch.no_grad():
+            loss[n] = float(torch.nn.functional.cross_entropy(model(x), y))
+    assert loss[0] > 10.0 > 5.0 > loss[32]

@@ -9,7 +9,6 @@ to SciPy as a :class:`scipy.sparse.linalg.LinearOperator`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
@@ -34,17 +33,13 @@ class ObjectiveHVP:
     the batched calls. Cost per call: k HVPs (about 2k gradients), batched.
 
     A single vector always takes the double-backward :meth:`Objective.hvp` (no vmap).
-    For blocks, ``method="auto"`` measures once which is faster here: on the first block
-    of two or more rows, forward-over-reverse (``jvp`` of ``grad``, vmapped) and double
-    backward are each run on up to :attr:`TRIAL_ROWS` rows, once to warm up and once
-    timed; the faster is used from then on (``chosen``, with the ``timings`` in
-    seconds). Where a layer lacks forward-mode AD, forward-over-reverse fails and
-    double backward is chosen (``fallback`` holds the error). The trial's products are
-    counted in ``n_trial_hvp``, not in ``n_hvp``.
+    For blocks, ``method="auto"`` takes forward-over-reverse (``jvp`` of ``grad``,
+    vmapped over the rows), the faster for blocks in ``benchmarks/bench_curvature.py``;
+    where a layer lacks forward-mode AD it falls back to double backward
+    (``chosen`` says which ran, ``fallback`` holds the error). The choice is a rule, not
+    a timing: a measured choice could differ between the cells of one run, or between
+    a run and its resumption, and change the last bits of the results.
     """
-
-    #: Rows per method in the one-off timing trial of ``method="auto"``.
-    TRIAL_ROWS = 4
 
     def __init__(
         self,
@@ -62,9 +57,7 @@ class ObjectiveHVP:
         self.device: torch.device = objective.device
         self.n_hvp = 0
         self.n_calls = 0
-        self.n_trial_hvp = 0
         self.chosen: str | None = None if method == "auto" else method
-        self.timings: dict[str, float] = {}
         self.fallback: str | None = None
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
@@ -75,25 +68,14 @@ class ObjectiveHVP:
             # One vector: double backward, no vmap overhead.
             return self.objective.hvp(self.x, V[0], self.split).unsqueeze(0)
         if self.chosen is None:
-            self.chosen = self._choose(V[: self.TRIAL_ROWS])
-        return self.objective.hvp_many(self.x, V, self.split, method=self.chosen)  # type: ignore[arg-type]
-
-    def _choose(self, T: torch.Tensor) -> str:
-        """Time both methods on the rows of T (warm-up, then one timed call each)."""
-        for method in ("forward", "reverse"):
             try:
-                for _ in range(2):
-                    t0 = time.perf_counter()
-                    self.objective.hvp_many(self.x, T, self.split, method=method)  # type: ignore[arg-type]
-                    if self.device.type == "cuda":
-                        torch.cuda.synchronize(self.device)
-                    self.n_trial_hvp += int(T.shape[0])
-                self.timings[method] = time.perf_counter() - t0
+                out = self.objective.hvp_many(self.x, V, self.split, method="forward")
+                self.chosen = "forward"
+                return out
             except (RuntimeError, NotImplementedError) as exc:
-                if method == "reverse":
-                    raise
                 self.fallback = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        return min(self.timings, key=self.timings.__getitem__)
+                self.chosen = "reverse"
+        return self.objective.hvp_many(self.x, V, self.split, method=self.chosen)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return (
@@ -112,8 +94,8 @@ def hvp_operator(
 
     ``method`` selects how blocks of more than one vector are multiplied
     (single vectors use :meth:`Objective.hvp`): ``forward`` (forward-over-reverse,
-    vmapped: good on GPUs), ``reverse`` (double backward: fast on CPUs) or ``auto`` (the
-    faster of the two, measured once; see :class:`ObjectiveHVP`). Cost: one HVP per row.
+    vmapped: good on GPUs), ``reverse`` (double backward: fast on CPUs) or ``auto``
+    (forward, falling back to reverse; see :class:`ObjectiveHVP`). Cost: one HVP per row.
     """
     return ObjectiveHVP(objective, x, split, method)
 

@@ -369,6 +369,10 @@ def train(
             stopped = "diverged"
         if diverged or steps != logged_at:
             log(x, steps)
+        last_loss = hist.get("train_loss") or [0.0]
+        if not diverged and not math.isfinite(last_loss[-1]):
+            # finite parameters whose full-split loss overflowed (e.g. on the last step)
+            diverged, stopped = True, "diverged"
 
     snap(x, steps)
     final_theta = leaf.detach().clone() if sub is not None else None

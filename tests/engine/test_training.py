@@ -105,6 +105,12 @@ def test_divergence_is_a_result():
     assert res.diverged and res.stopped == "diverged"
     assert res.steps < 200
     assert not np.isfinite(res.history["train_loss"][-1])
+    # A blow-up on the very last step (finite parameters, loss overflowed) is divergence
+    # too, although no later step sees it.
+    last = train(obj, obj.x0, lr=1e6, epochs=res.steps)
+    assert np.isfinite(last.x_final.numpy()).all()
+    assert not np.isfinite(last.history["train_loss"][-1])
+    assert last.diverged and last.stopped == "diverged"
 
 
 def test_max_steps_and_target_loss():

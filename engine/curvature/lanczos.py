@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
 from ..errors import ConfigError
 from .operator import HVP, HessianOperator, resolve_hvp_target
@@ -158,6 +158,13 @@ def _solve(
                 f"maxiter={maxiter} restarts ({op.n_hvp} HVPs); raise maxiter or tol"
             ) from None
         return exc.eigenvalues, exc.eigenvectors, False
+    except ArpackError as exc:
+        if "Starting vector is zero" in str(exc):
+            raise ConfigError(
+                "the Hessian is zero here (H·v = 0 for a random v): every eigenvalue is 0 and "
+                "no direction dominates (all ReLU units dead? a diverged training?)"
+            ) from None
+        raise ConfigError(f"eigsh failed ({exc}); the Hessian may hold NaN/inf values") from None
 
 
 def extreme_eigenpairs(

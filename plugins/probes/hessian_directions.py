@@ -186,6 +186,13 @@ class HessianDirectionsProbe(Probe):
 
         obj = ctx.objective
         x = ctx.resolve_point(options.at)
+        loss = float(obj.evaluate(x, options.split)["loss"][0])
+        if not (bool(torch.isfinite(x).all()) and np.isfinite(loss)):
+            what = "has NaN/inf parameters" if not torch.isfinite(x).all() else f"has loss {loss}"
+            raise ConfigError(
+                f"step '{ctx.step.name}': the point '{options.at}' {what}, so it has no "
+                "Hessian (did its training diverge? see its 'diverged' variable)"
+            )
         r = float(x.norm())
         if options.scale == "relative" and r == 0:
             raise ConfigError(

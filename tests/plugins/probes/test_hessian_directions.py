@@ -120,6 +120,28 @@ def test_even_points_is_a_config_error(tmp_path) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("lr", "match"),
+    [
+        ("1e12", "Hessian is zero here .*ReLU units dead"),  # a huge step kills every unit
+        ("1e300", "the point 'train' has .*did its training diverge"),  # NaN/inf
+    ],
+)
+def test_a_diverged_point_is_one_config_error_not_an_arpack_failure(
+    tmp_path, lr: str, match: str
+) -> None:
+    text = CONFIG.replace("lr = 0.5", f"lr = {lr}")
+    with pytest.raises(ConfigError, match=match):
+        run_pipeline(
+            parse_config(tomllib.loads(text)),
+            str(tmp_path / "s.zarr"),
+            make_registry(),
+            progress=None,
+        )
+    train = Store(str(tmp_path / "s.zarr")).open_step("hd", "train")
+    assert int(train["diverged"]) == (lr == "1e300")
+
+
 PLANES = """
 name = "pl"
 seed = 0

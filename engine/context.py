@@ -98,10 +98,21 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             ) from None
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise DataError(f"checkpoint '{p}' cannot be loaded as plain weights: {first}") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
+    # Training scripts often save {"state_dict": ..., "epoch": ...} or {"model": ...}.
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise DataError(f"checkpoint '{p}' is not a state dict of tensors")
+        keys = ", ".join(map(repr, list(obj)[:6])) if isinstance(obj, dict) else type(obj).__name__
+        raise DataError(
+            f"checkpoint '{p}' is not a state dict of tensors (found {keys}); save "
+            "torch.save(model.state_dict(), path)"
+        )
+    # DataParallel saves 'module.' before every name, torch.compile '_orig_mod.'.
+    for prefix in ("module.", "_orig_mod."):
+        if obj and all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix) :]: v for k, v in obj.items()}
     return obj
 
 

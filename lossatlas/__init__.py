@@ -8,3 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["__version__"]
+
+# `import lossatlas` is enough for `ds.atlas` / `tree.atlas` on datasets opened with
+# plain xarray: importing the engine registers the accessors.
+from . import engine as _engine  # noqa: F401

@@ -151,3 +151,18 @@ def test_tree_steps_follow_the_pipeline_order(tmp_path: Path) -> None:
     tree = xr.open_datatree(str(path), engine="zarr")
     assert tree.atlas.steps("c") == ["zeta", "alpha"]  # the config's order, not sorted
     assert list(tree.atlas.results()) == ["c/zeta", "c/alpha"]
+
+
+def test_import_lossatlas_alone_registers_the_accessor(store: Path) -> None:
+    """In a fresh interpreter: plain xarray + `import lossatlas` gives ds.atlas."""
+    import subprocess
+    import sys
+
+    code = (
+        "import xarray as xr, lossatlas;"
+        f"tree = xr.open_datatree({str(store)!r}, engine='zarr');"
+        "print(sorted(tree.atlas.runs))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("[")

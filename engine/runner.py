@@ -68,6 +68,35 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+def problem_facts(ctx: StepContext) -> dict[str, Any]:
+    """What the step computed on: model size and kind, data, splits and BatchNorm."""
+    obj, data = ctx.objective, ctx.data
+    bn = [
+        m
+        for m in obj.model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    facts: dict[str, Any] = {
+        "model_class": type(obj.model).__name__,
+        "n_params": int(obj.D),
+        "task": data.task,
+        "n_outputs": int(data.n_outputs),
+        "input_shape": list(data.input_shape),
+        "n_train": len(data.train),
+        "n_validation": len(data.validation),
+        "dataset_description": data.description,
+        "dataset_attrs": json.dumps(data.attrs, sort_keys=True, default=str),
+        "batchnorm": (
+            f"{len(bn)} layer(s); running statistics are buffers, set when the model was "
+            "built (or loaded) and fixed during this step: points and directions move "
+            "the parameters only (the interpolation probe can recompute them per α)"
+            if bn
+            else "none"
+        ),
+    }
+    return facts
+
+
 def provenance(config: RunConfig) -> dict[str, Any]:
     """Versions and settings that make a result reproducible."""
     import xarray
@@ -248,6 +277,7 @@ def _run_step(
             "step_config": options_json,
             "config": ctx.config.to_json(),
             **provenance(ctx.config),
+            **problem_facts(ctx),
             "started": _now(),
             "status": "running",
         }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,9 @@ import click
 
 import lossatlas
 
-from .errors import ConfigError, LossAtlasError, StoreError
-from .registry import make_registry
+from .errors import ConfigError, LossAtlasError, PluginError, StoreError
+from .options import PointRef, describe_options, suggest
+from .registry import KINDS, make_registry
 from .runner import Progress, RunReport, StepReport
 
 __all__ = ["main"]
@@ -23,9 +26,60 @@ __all__ = ["main"]
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+#: Exit status when stdout is a pipe closed by its reader (``lossatlas plugins | head -1``):
+#: 128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+#: Image formats ``plot -o`` accepts (by suffix).
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+DEBUG_KEY = "lossatlas.debug"
+
+
+def _under_ci() -> bool:
+    """CI is set and stderr is not a terminal: no progress bars (they would flood the log)."""
+    return not sys.stderr.isatty() and bool(os.environ.get("CI"))
+
+
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"lossatlas: error: {message}", err=True)
     sys.exit(code)
+
+
+def _pipe_closed() -> None:
+    """Stdout's reader went away: exit quietly with :data:`EXIT_BROKEN_PIPE`.
+
+    Stdout is pointed at devnull so that Python's final flush does not fail again
+    (the idiom of the Python docs, "Note on SIGPIPE").
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. under CliRunner)
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
+def _debug_requested() -> bool:
+    """``--debug`` was given, before the command (``lossatlas --debug run``) or after it."""
+    root = click.get_current_context().find_root()
+    return bool(root.params.get("debug") or root.meta.get(DEBUG_KEY))
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().meta[DEBUG_KEY] = True
+
+
+def debug_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--debug`` on a command: the same as ``lossatlas --debug COMMAND``."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_debug,
+        help="Show tracebacks instead of one-line errors.",
+    )(func)
 
 
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,9 +87,11 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = click.get_current_context().find_root().params.get("debug", False)
+        debug = _debug_requested()
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            _pipe_closed()
         except LossAtlasError as exc:
             if debug:
                 raise
@@ -69,7 +125,11 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(lossatlas.__version__, prog_name="lossatlas")
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show tracebacks instead of one-line errors (also accepted after COMMAND).",
+)
 def cli(debug: bool) -> None:
     """lossatlas: loss-landscape experiments on your own models and data.
 
@@ -93,13 +153,16 @@ def cli(debug: bool) -> None:
 
 
 class RichProgress(Progress):
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    """A rich progress bar per step (``bar``) and a line when a step ends (``lines``)."""
+
+    def __init__(self, bar: bool = True, lines: bool = True) -> None:
+        self.show_bar = bar
+        self.lines = lines
         self.bar: Any = None
         self.task: Any = None
 
     def step_started(self, step: str, total: int, pending: int) -> None:
-        if self.quiet:
+        if not self.show_bar:
             return
         from rich.progress import (
             BarColumn,
@@ -134,7 +197,7 @@ class RichProgress(Progress):
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
-        if self.quiet:
+        if not self.lines:
             return
         if report.skipped:
             click.echo(f"step {step}: already complete in the store ({report.cells} cells)")
@@ -190,7 +253,11 @@ class RichProgress(Progress):
     help="Dask LocalCluster workers (with --executor dask and no --address).",
 )
 @click.option(
-    "--step", "steps", multiple=True, metavar="STEP", help="Run only this step (repeatable)."
+    "--step",
+    "steps",
+    multiple=True,
+    metavar="STEP",
+    help="Run only this step (repeatable); the earlier steps it uses must be in the store.",
 )
 @click.option(
     "--resume/--no-resume",
@@ -198,7 +265,8 @@ class RichProgress(Progress):
     show_default=True,
     help="Resume an unfinished run of the same name (with --no-resume, refuse).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-step lines.")
+@debug_option
 @friendly
 def run(
     config_file: str,
@@ -219,14 +287,26 @@ def run(
     Everything is checked before the store is touched (plugins, options, point
     references, shapes). Each step's result goes to the group RUN/STEP of the store.
     Steps already complete in the store are skipped; an interrupted run continues
-    where it stopped when the same command is run again. The progress bar is off
-    with --quiet, and when CI is set and stderr is not a terminal.
+    where it stopped when the same command is run again.
+
+    --step runs only the steps named; the earlier steps whose results they use (a
+    point such as at = "train") must already be in the store under the same run
+    name, or be named with --step too, else the run stops before it starts.
+
+    Each step prints a line when it ends ("step line: 123 cell(s) computed in
+    4.5 s"). The progress bar is off when CI is set and stderr is not a terminal
+    (the per-step lines still print); --quiet turns off both.
+
+    The config format is in docs/config.md; examples/ holds a config for each
+    probe; 'lossatlas plugins' lists the models, data sets, probes ... a config
+    can name, and 'lossatlas plugins NAME' one's options.
 
     \b
     Examples:
       lossatlas run examples/quickstart.toml
       lossatlas run my.toml --store results.zarr --name wide --device cuda
       lossatlas run my.toml --executor dask --workers 4
+      lossatlas run my.toml --step line --debug
     """
     from .config import load_config
     from .runner import run_pipeline
@@ -246,10 +326,16 @@ def run(
     config.executor_options = opts
     if not resume and Store(store).exists() and config.name in Store(store).runs():
         raise StoreError(f"run '{config.name}' exists in '{store}' and --no-resume was given")
-    quiet = quiet or (not sys.stderr.isatty() and bool(os.environ.get("CI")))
-    report: RunReport = run_pipeline(
-        config, store, make_registry(), progress=RichProgress(quiet), steps=list(steps) or None
-    )
+    registry = make_registry()
+    if steps:
+        _check_earlier_steps(config, registry, store, steps)
+    progress = RichProgress(bar=not (quiet or _under_ci()), lines=not quiet)
+    try:
+        report: RunReport = run_pipeline(
+            config, store, registry, progress=progress, steps=list(steps) or None
+        )
+    except StoreError as exc:
+        raise StoreError(_explain_missing_step(str(exc), config, store, steps)) from None
     click.echo(f"\nResults of run '{report.run}' are in {report.store}")
     click.echo("Open them with:")
     click.echo("  import xarray as xr")
@@ -261,21 +347,101 @@ def run(
     click.echo(f"or all of them on one page: lossatlas report {report.store} -o report.html")
 
 
+def _point_refs(value: Any) -> list[str]:
+    """Every :class:`PointRef` in an options value (nested in lists and tables)."""
+    if isinstance(value, PointRef):
+        return [str(value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = vars(value)
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _point_refs(v)]
+    if isinstance(value, (list, tuple)):
+        return [r for v in value for r in _point_refs(v)]
+    return []
+
+
+def _missing_earlier(config: Any, store: str, steps: tuple[str, ...]) -> list[str]:
+    """The config's steps left out by --step that have no result in ``store``."""
+    from .store import Store
+
+    st = Store(store)
+    have = st.runs() if st.exists() else []
+    ready = set(st.steps(config.name)) if config.name in have else set()
+    ready = {s for s in ready if st.step_ready(config.name, s)}
+    return [s.name for s in config.steps if s.name not in steps and s.name not in ready]
+
+
+def _needs_hint(config: Any, store: str, steps: tuple[str, ...], needed: str) -> str:
+    names = [s.name for s in config.steps]
+    wanted = [n for n in names if n in steps or n == needed]
+    again = " ".join(f"--step {n}" for n in wanted)
+    return (
+        f"name it with --step too (lossatlas run {config.source or 'CONFIG.toml'} "
+        f"--store {store} {again}), or run the whole config without --step"
+    )
+
+
+def _check_earlier_steps(config: Any, registry: Any, store: str, steps: tuple[str, ...]) -> None:
+    """Refuse ``--step`` when a step named uses a point of an earlier step not in the store."""
+    from .context import StepContext
+
+    missing = set(_missing_earlier(config, store, steps))
+    if not missing:
+        return
+    for step in config.steps:
+        if step.name not in steps:
+            continue
+        ctx = StepContext(registry, config, step)
+        for ref in _point_refs(ctx.options):
+            run, needed, _var = StepContext.parse_ref(ref)
+            needed = needed.split("@", 1)[0]  # STEP@N: a snapshot of a train step
+            if run is None and needed in missing:
+                raise StoreError(
+                    f"--step {step.name}: it uses point '{ref}' of step '{needed}', which has "
+                    f"no result in store '{store}' for run '{config.name}'; "
+                    + _needs_hint(config, store, steps, needed)
+                )
+
+
+def _explain_missing_step(message: str, config: Any, store: str, steps: tuple[str, ...]) -> str:
+    """Add to a store error about a step left out by --step how to get its result."""
+    if not steps:
+        return message
+    for needed in _missing_earlier(config, store, steps):
+        if f"step '{needed}' of run '{config.name}'" in message:
+            return f"{message} (left out by --step); " + _needs_hint(config, store, steps, needed)
+    return message
+
+
 # ----------------------------------------------------------------------- plugins
 
 
 @cli.command(context_settings=CONTEXT, short_help="List the installed plugins.")
+@click.argument("name", required=False, metavar="[NAME]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@debug_option
 @friendly
-def plugins(as_json: bool) -> None:
+def plugins(name: str | None, as_json: bool) -> None:
     """List every plugin, its distribution and what it registers; broken ones marked.
 
     The names shown are what a config uses: [model] plugin = NAME,
     [dataset] plugin = NAME, probe = NAME in [[steps]], subspace tables
     {plugin = NAME}, executor = NAME. Set LOSSATLAS_DISABLE_PLUGINS=a,b to
     switch plugins off by name.
+
+    With NAME, show the options of the model, data set, subspace, probe or
+    executor of that name (each of them if several kinds use the name): each
+    option's TOML key, type, default and what it does.
+
+    \b
+    Examples:
+      lossatlas plugins
+      lossatlas plugins random-line
     """
     registry = make_registry()
+    if name is not None:
+        _show_component(registry, name, as_json)
+        return
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in registry.records], indent=2))
         return
@@ -291,12 +457,86 @@ def plugins(as_json: bool) -> None:
                 click.echo(f"    {kind:<9} {n:<22} {summary}")
 
 
+#: kind -> how a config names a component of that kind (for ``lossatlas plugins NAME``).
+USED_AS = {
+    "model": '[model] plugin = "{name}"',
+    "dataset": '[dataset] plugin = "{name}"',
+    "subspace": 'a subspace table {{plugin = "{name}", ...}}',
+    "probe": '[[steps]] probe = "{name}"',
+    "executor": 'executor = "{name}", options in [executor_options]',
+}
+
+
+def _show_component(registry: Any, name: str, as_json: bool) -> None:
+    """Print the options of every component called ``name``, or fail with a suggestion."""
+    found = [
+        (kind, *registry.components[kind][name])
+        for kind in KINDS
+        if name in registry.components[kind]
+    ]
+    if not found:
+        for kind in KINDS:  # a component of a plugin that failed to load or is disabled
+            try:
+                registry.get(kind, name)
+            except PluginError as exc:
+                if not str(exc).startswith("unknown "):
+                    raise
+        every = sorted({n for table in registry.components.values() for n in table})
+        raise PluginError(
+            f"no model, dataset, subspace, probe or executor is named '{name}'"
+            f"{suggest(name, every)}; 'lossatlas plugins' lists them"
+        )
+    rows = []
+    for kind, comp, record in found:
+        options = [
+            {"name": n, "type": t, "default": d, "doc": doc}
+            for n, t, d, doc in describe_options(comp.Options)
+        ]
+        rows.append(
+            {
+                "kind": kind,
+                "name": name,
+                "summary": comp.summary,
+                "plugin": record.name,
+                "distribution": record.distribution,
+                "version": record.version,
+                "options": options,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for i, row in enumerate(rows):
+        if i:
+            click.echo("")
+        click.echo(
+            f"{row['kind']} '{name}'  (plugin {row['plugin']}, "
+            f"{row['distribution']} {row['version']})"
+        )
+        if row["summary"]:
+            click.echo(f"  {row['summary']}")
+        click.echo(f"  used as: {USED_AS[row['kind']].format(name=name)}")
+        if not row["options"]:
+            click.echo("  options: none")
+            continue
+        click.echo("  options:")
+        for opt in row["options"]:
+            default = "required" if opt["default"] == "required" else f"default {opt['default']}"
+            click.echo(f"    {opt['name']}  ({opt['type']}; {default})")
+            if opt["doc"]:
+                wrapped = textwrap.fill(
+                    opt["doc"], width=96, initial_indent=" " * 8, subsequent_indent=" " * 8
+                )
+                click.echo(wrapped)
+
+
 # ----------------------------------------------------------------------- inspect
 
 
 @cli.command(context_settings=CONTEXT, short_help="Show what a store holds.")
 @click.argument("store", type=click.Path())
 @click.option("--run", "run_name", default=None, metavar="RUN", help="Only this run.")
+@debug_option
 @friendly
 def inspect(store: str, run_name: str | None) -> None:
     """Show the runs and steps in STORE: dims, completion and provenance.
@@ -315,8 +555,7 @@ def inspect(store: str, run_name: str | None) -> None:
     st = Store(store)
     runs = st.runs()
     if run_name:
-        if run_name not in runs:
-            raise StoreError(f"store '{store}' has no run '{run_name}'; runs: {', '.join(runs)}")
+        _check_run(st, store, run_name)
         runs = [run_name]
     if not runs:
         click.echo(f"{store}: no runs yet")
@@ -358,6 +597,21 @@ def inspect(store: str, run_name: str | None) -> None:
             click.echo(f"    variables: {', '.join(names)}")
 
 
+def _check_run(st: Any, store: str, run_name: str) -> None:
+    """Refuse a run the store does not hold, listing the runs it does."""
+    runs = st.runs()
+    if run_name not in runs:
+        raise StoreError(
+            f"store '{store}' has no run '{run_name}'{suggest(run_name, runs)}; "
+            f"runs: {', '.join(runs) or 'none yet'}"
+        )
+
+
+def _results(st: Any, run_name: str) -> list[str]:
+    """The steps of ``run_name`` that have a result (``lossatlas inspect`` lists them)."""
+    return [s for s in st.steps(run_name) if st.step_ready(run_name, s)]
+
+
 # -------------------------------------------------------------------------- plot
 
 
@@ -369,7 +623,7 @@ def inspect(store: str, run_name: str | None) -> None:
     "--output",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Image file; the format follows the suffix (.png, .svg, .pdf).",
+    help=f"Image file; the format follows the suffix ({', '.join(IMAGE_SUFFIXES)}).",
 )
 @click.option("--logy", is_flag=True, help="Logarithmic loss axis, where the plot has one.")
 @click.option(
@@ -377,8 +631,9 @@ def inspect(store: str, run_name: str | None) -> None:
     type=int,
     default=130,
     show_default=True,
-    help="Resolution of raster images (.png, .jpg).",
+    help="Resolution of raster images (.png, .jpg, .jpeg).",
 )
+@debug_option
 @friendly
 def plot(store: str, groups: tuple[str, ...], output: str, logy: bool, dpi: int) -> None:
     """Draw the stored result RUN/STEP of STORE with its probe's plot.
@@ -410,8 +665,11 @@ def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) 
 
     groups = (groups,) if isinstance(groups, str) else tuple(groups)
     suffix = Path(output).suffix.lower()
-    if suffix not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
-        raise ConfigError(f"output '{output}': use a .png, .svg or .pdf file name")
+    if suffix not in IMAGE_SUFFIXES:
+        raise ConfigError(
+            f"output '{output}': use a {', '.join(IMAGE_SUFFIXES[:-1])} or "
+            f"{IMAGE_SUFFIXES[-1]} file name"
+        )
     folder = Path(output).resolve().parent
     if not folder.is_dir():
         raise ConfigError(f"output '{output}': folder '{folder}' does not exist; create it first")
@@ -419,10 +677,21 @@ def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) 
     datasets = {}
     for group in groups:
         if "/" not in group:
-            raise ConfigError(f"group '{group}' must be RUN/STEP (see lossatlas inspect {store})")
+            results = [f"{r}/{s}" for r in st.runs() for s in _results(st, r)]
+            raise ConfigError(
+                f"group '{group}' must be RUN/STEP{suggest(group, results)}; results in "
+                f"'{store}': {', '.join(results) or 'none yet'}"
+            )
         run_name, step = group.split("/", 1)
-        if run_name not in st.runs():
-            raise StoreError(f"store '{store}' has no run '{run_name}'")
+        _check_run(st, store, run_name)
+        if not st.step_ready(run_name, step):
+            ready = _results(st, run_name)
+            started = " (it has not started or its template is incomplete; resume the run)"
+            raise StoreError(
+                f"store '{store}' has no result for step '{step}' of run '{run_name}'"
+                + (started if step in st.steps(run_name) else suggest(step, ready))
+                + f"; steps of run '{run_name}' with results: {', '.join(ready) or 'none yet'}"
+            )
         datasets[group] = st.open_step(run_name, step)
     probes = sorted({str(ds.attrs["probe"]) for ds in datasets.values()})
     if len(probes) > 1:
@@ -501,6 +770,7 @@ class RichReportProgress:
     "--dpi", type=int, default=100, show_default=True, help="Resolution of the embedded figures."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@debug_option
 @friendly
 def report(
     store: str, output: str, runs: tuple[str, ...], logy: bool, dpi: int, quiet: bool
@@ -524,7 +794,7 @@ def report(
     matplotlib.use("Agg")
     from .report import write_report
 
-    quiet = quiet or (not sys.stderr.isatty() and bool(os.environ.get("CI")))
+    quiet = quiet or _under_ci()
     summary = write_report(
         store,
         output,
@@ -542,7 +812,13 @@ def report(
 
 
 def main() -> None:
-    cli(prog_name="lossatlas")
+    try:
+        cli(prog_name="lossatlas")
+    finally:
+        try:  # a reader that closed the pipe after the last write: exit quietly too
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _pipe_closed()
 
 
 if __name__ == "__main__":

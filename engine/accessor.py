@@ -130,7 +130,9 @@ class AtlasAccessor:
 
     @property
     def status(self) -> str:
-        """``complete``, or ``running`` for a step not finished (yet)."""
+        """``complete``; ``running`` for a step not finished (yet); ``failed`` or
+        ``interrupted`` (with the one-line error in ``attrs["error"]``) for one that
+        stopped — the same ``lossatlas run`` resumes it."""
         return str(self._ds.attrs.get("status", "unknown"))
 
     # -------------------------------------------------------------- config

@@ -109,7 +109,8 @@ def alpha_grid(lo: float, hi: float, n: int) -> np.ndarray:
 def interpolate(theta0: torch.Tensor, theta1: torch.Tensor, alpha: np.ndarray) -> torch.Tensor:
     """Rows (1−α)·θ0 + α·θ1 (exactly θ0 at α = 0 and θ1 at α = 1)."""
     a = torch.as_tensor(np.asarray(alpha, dtype=np.float64)).to(theta0.device, theta0.dtype)
-    return (1 - a).unsqueeze(1) * theta0.unsqueeze(0) + a.unsqueeze(1) * theta1.unsqueeze(0)
+    # Two passes over the (points, D) block, no temporaries of its size.
+    return torch.outer(1 - a, theta0).addr_(a, theta1)
 
 
 def curve_summary(alpha: np.ndarray, loss: np.ndarray) -> dict[str, float]:

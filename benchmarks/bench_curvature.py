@@ -245,6 +245,8 @@ def main() -> None:
     V32 = torch.randn(32, D, generator=g)
     t_grad = timed(lambda: obj.grad(x))
     t_hvp = timed(lambda: obj.hvp(x, v))
+    at = obj.hvp_at(x)
+    t_at = timed(lambda: at(v))
     t_many = timed(lambda: obj.hvp_many(x, V32), reps=3) / 32
     op = HessianOperator(hvp, D)
     vn = v.double().numpy()
@@ -255,6 +257,7 @@ def main() -> None:
     for name, t in (
         ("gradient (forward + backward)", t_grad),
         ("HVP, double backward (Objective.hvp)", t_hvp),
+        ("HVP at a fixed point, gradient graph kept (Objective.hvp_at)", t_at),
         ("HVP through HessianOperator.matvec", t_op),
         ("HVP, batched 32 (hvp_many) per vector", t_many),
     ):

@@ -373,6 +373,35 @@ class Objective:
             out += hv
         return out
 
+    def hvp_at(
+        self, x: torch.Tensor, split: SplitName = "train"
+    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """``v ↦ H(x)·v`` at a fixed ``x`` that keeps the gradient's graph, or None.
+
+        The gradient ∇L(x) is built once with ``create_graph=True``; each product is
+        then one backward pass through it (cost ≈ one gradient, instead of the
+        forward + two backwards of :meth:`hvp`). Only for full-batch splits (one graph;
+        None when the split is processed in mini-batches, where the graphs of every
+        batch would have to be held at once) — use :meth:`hvp` there.
+        """
+        n = len(self.splits[split])
+        if (self.batch_size or n) < n:
+            return None
+        inputs, targets = self.splits[split].inputs, self.splits[split].targets
+        xi = self.as_tensor(x).detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            term = self._sum_loss(self._forward(xi, inputs), targets) / n
+            (g,) = torch.autograd.grad(term, xi, create_graph=True)
+
+        def product(v: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                (hv,) = torch.autograd.grad(
+                    g, xi, grad_outputs=self.as_tensor(v).detach(), retain_graph=True
+                )
+            return hv
+
+        return product
+
     def hvp_many(
         self,
         x: torch.Tensor,

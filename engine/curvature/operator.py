@@ -10,7 +10,7 @@ to SciPy as a :class:`scipy.sparse.linalg.LinearOperator`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,9 @@ class ObjectiveHVP:
     vectors must look like; ``n_hvp`` counts Hessian-vector products (rows), ``n_calls``
     the batched calls. Cost per call: k HVPs (about 2k gradients), batched.
 
-    A single vector always takes the double-backward :meth:`Objective.hvp` (no vmap).
+    A single vector takes one backward pass through the gradient's graph, built once at
+    ``x`` and kept (:meth:`Objective.hvp_at`; the double-backward :meth:`Objective.hvp`
+    where the split is mini-batched).
     For blocks, ``method="auto"`` takes forward-over-reverse (``jvp`` of ``grad``,
     vmapped over the rows), the faster for blocks in ``benchmarks/bench_curvature.py``;
     where a layer lacks forward-mode AD it falls back to double backward
@@ -59,13 +61,20 @@ class ObjectiveHVP:
         self.n_calls = 0
         self.chosen: str | None = None if method == "auto" else method
         self.fallback: str | None = None
+        self._at: Any = None  # the kept-graph product of Objective.hvp_at (or False)
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
         V = V.reshape(-1, self.D).to(self.device, self.dtype)
         self.n_hvp += int(V.shape[0])
         self.n_calls += 1
         if V.shape[0] == 1:
-            # One vector: double backward, no vmap overhead.
+            # One vector (every Lanczos matvec): one backward through the gradient's
+            # graph, built once at x and kept (about half the cost of a fresh double
+            # backward); mini-batched splits take Objective.hvp.
+            if self._at is None:
+                self._at = self.objective.hvp_at(self.x, self.split) or False
+            if self._at:
+                return self._at(V[0]).unsqueeze(0)
             return self.objective.hvp(self.x, V[0], self.split).unsqueeze(0)
         if self.chosen is None:
             try:

@@ -82,6 +82,10 @@ def test_loss_grad_hvp_match_brute_force(case: str, device: str) -> None:
     v = torch.randn(obj.D, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     v = v.to(device)
     assert torch.allclose(obj.hvp(x, v), H @ v, rtol=1e-9, atol=1e-11)
+    at = obj.hvp_at(x)  # the gradient's graph kept: the same products, again and again
+    for _ in range(2):
+        assert torch.allclose(at(v), H @ v, rtol=1e-9, atol=1e-11)
+    assert torch.allclose(at(2 * v + 1), H @ (2 * v + 1), rtol=1e-9, atol=1e-11)
     V = torch.randn(4, obj.D, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     V = V.to(device)
     for method in ("forward", "reverse"):
@@ -98,6 +102,7 @@ def test_minibatches_are_weighted_by_size(case: str) -> None:
     x = point(full)
     assert torch.allclose(mini.loss(x), full.loss(x), rtol=1e-12)
     assert torch.allclose(mini.grad(x), full.grad(x), rtol=1e-10, atol=1e-13)
+    assert mini.hvp_at(x) is None  # one graph per batch would be held: not offered
     v = torch.randn(full.D, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     assert torch.allclose(mini.hvp(x, v), full.hvp(x, v), rtol=1e-9, atol=1e-12)
     X = torch.stack([x, full.x0, 0 * x])

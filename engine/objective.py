@@ -367,11 +367,19 @@ class Objective:
         out = torch.zeros_like(x)
         for inputs, targets, _w in self.batches(split):
             xi = x.clone().requires_grad_(True)
-            term = self._sum_loss(self._forward(xi, inputs), targets) / n
-            (gi,) = torch.autograd.grad(term, xi, create_graph=True)
-            (hv,) = torch.autograd.grad(gi, xi, grad_outputs=v)
+            (hv,) = torch.autograd.grad(self._grad_graph(xi, inputs, targets, n), xi, v)
             out += hv
         return out
+
+    def _grad_graph(
+        self, xi: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, n: int
+    ) -> torch.Tensor:
+        """This batch's share of ∇L at ``xi`` (requires grad), with its graph kept for
+        a second backward (the first half of an HVP)."""
+        with torch.enable_grad():
+            term = self._sum_loss(self._forward(xi, inputs), targets) / n
+            (g,) = torch.autograd.grad(term, xi, create_graph=True)
+        return g
 
     def hvp_at(
         self, x: torch.Tensor, split: SplitName = "train"
@@ -387,11 +395,9 @@ class Objective:
         n = len(self.splits[split])
         if (self.batch_size or n) < n:
             return None
-        inputs, targets = self.splits[split].inputs, self.splits[split].targets
+        s = self.splits[split]
         xi = self.as_tensor(x).detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            term = self._sum_loss(self._forward(xi, inputs), targets) / n
-            (g,) = torch.autograd.grad(term, xi, create_graph=True)
+        g = self._grad_graph(xi, s.inputs, s.targets, n)
 
         def product(v: torch.Tensor) -> torch.Tensor:
             with torch.enable_grad():

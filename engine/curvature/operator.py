@@ -10,7 +10,7 @@ to SciPy as a :class:`scipy.sparse.linalg.LinearOperator`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -61,7 +61,8 @@ class ObjectiveHVP:
         self.n_calls = 0
         self.chosen: str | None = None if method == "auto" else method
         self.fallback: str | None = None
-        self._at: Any = None  # the kept-graph product of Objective.hvp_at (or False)
+        self._at: Callable[[torch.Tensor], torch.Tensor] | None = None  # Objective.hvp_at
+        self._at_tried = False
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
         V = V.reshape(-1, self.D).to(self.device, self.dtype)
@@ -71,9 +72,9 @@ class ObjectiveHVP:
             # One vector (every Lanczos matvec): one backward through the gradient's
             # graph, built once at x and kept (about half the cost of a fresh double
             # backward); mini-batched splits take Objective.hvp.
-            if self._at is None:
-                self._at = self.objective.hvp_at(self.x, self.split) or False
-            if self._at:
+            if not self._at_tried:
+                self._at, self._at_tried = self.objective.hvp_at(self.x, self.split), True
+            if self._at is not None:
                 return self._at(V[0]).unsqueeze(0)
             return self.objective.hvp(self.x, V[0], self.split).unsqueeze(0)
         if self.chosen is None:

@@ -208,6 +208,30 @@ def test_mlp_fast_path_equals_the_vmapped_forward(case: str) -> None:
         np.testing.assert_allclose(fast[k], slow[k], rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("hidden", "bias", "task"),
+    [([], True, "digits"), ([6, 5], False, "digits"), ([], False, "regression")],
+)
+def test_mlp_fast_path_edges(hidden: list[int], bias: bool, task: str) -> None:
+    """No hidden layer, no biases, forward blocks smaller than a chunk, and a point
+    where every logit ties (accuracy then counts class 0, the first maximum, as
+    argmax does): the fast path still equals the vmapped forward."""
+    data = Digits().load(DigitsOptions(limit=90), seed=0) if task == "digits" else regression_data()
+    model = MLPModel().build(MLPOptions(hidden=hidden, bias=bias), data, seed=1)
+    obj = Objective(model, data, dtype=torch.float64)
+    obj.CPU_CACHE_BYTES = 1  # one point per forward block, inside chunks of 4
+    assert obj._stack is not None and obj._cache_chunk(len(obj.splits["train"])) == 1
+    X = torch.stack([point(obj, s) for s in range(6)] + [0 * obj.x0])
+    fast = obj.evaluate_both(X, chunk=4)
+    obj._stack = None
+    slow = obj.evaluate_both(X, chunk=4)
+    for k in fast:
+        np.testing.assert_allclose(fast[k], slow[k], rtol=1e-12)
+    if task == "digits":
+        s = obj.splits["train"]
+        assert fast["train_accuracy"][-1] == pytest.approx((s.targets == 0).double().mean().item())
+
+
 def test_other_models_take_the_vmapped_path() -> None:
     data = Digits().load(DigitsOptions(limit=50), seed=0)
 

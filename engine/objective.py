@@ -662,20 +662,21 @@ class Objective:
     def _batched_loss(
         self, out: torch.Tensor, targets: torch.Tensor, classify: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed loss and correct count per point from class-major outputs (B, out, N)."""
+        """Summed loss and correct count per point from class-major outputs (B, out, N),
+        which it overwrites (they are the fast path's own buffer)."""
         B, _C, N = out.shape
         if classify:
             # Cross-entropy as logsumexp − picked logit, from one max reduction that gives
             # both the stabiliser and the predicted class (the first of tied maxima, as
             # argmax): on CPU, argmax and log_softmax over a short class dim cost more
-            # than the matrix products here.
+            # than the matrix products here. exp runs in place: no fresh block.
             top, predicted = out.max(dim=1)
-            lse = top + (out - top.unsqueeze(1)).exp_().sum(dim=1).log_()
             picked = out.gather(1, targets.view(1, 1, N).expand(B, 1, N)).squeeze(1)
             correct = (predicted == targets.unsqueeze(0)).sum(dim=1)
+            lse = out.sub_(top.unsqueeze(1)).exp_().sum(dim=1).log_().add_(top)
             return (lse - picked).sum(dim=1), correct
-        diff = out - targets.reshape(N, -1).T.unsqueeze(0)
-        return (diff**2).mean(dim=1).sum(dim=1), torch.zeros(B, device=out.device)
+        diff = out.sub_(targets.reshape(N, -1).T.unsqueeze(0))
+        return diff.square_().mean(dim=1).sum(dim=1), torch.zeros(B, device=out.device)
 
     def evaluate_both(
         self, points: torch.Tensor | np.ndarray, chunk: int | None = None

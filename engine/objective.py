@@ -527,8 +527,9 @@ class Objective:
     ) -> dict[str, np.ndarray]:
         """Loss (and accuracy, for classification) at each row of ``points`` (B, D).
 
-        One vmapped forward pass per chunk of points and mini-batch of data; memory is
-        bounded by the chunk, not by B. Returns float64 arrays of shape (B,).
+        One vmapped forward pass per chunk of points and mini-batch of data (plain
+        MLPs take a fused, cache-blocked path instead, :meth:`_stack_evaluate`); memory
+        is bounded by the chunk, not by B. Returns float64 arrays of shape (B,).
         """
         X = self.as_tensor(points)
         single = X.ndim == 1

@@ -182,7 +182,13 @@ at = "train"
 """,
 }
 
-PROBES = sorted(make_registry().names("probe"))
+#: The built-in probes (a third-party plugin installed beside lossatlas is not covered).
+_REGISTRY = make_registry()
+PROBES = [
+    n
+    for n in _REGISTRY.names("probe")
+    if _REGISTRY.provider("probe", n).distribution == "lossatlas"
+]
 
 
 def test_every_entry_names_a_registered_probe() -> None:

@@ -56,13 +56,32 @@ def fake_eps(monkeypatch):
     return install
 
 
+#: The engine's own entry points (pyproject.toml); third-party plugins installed in the
+#: same environment (``pip install ./examples/plugin-package``) come on top of them.
+BUILTINS = {"models", "datasets", "subspaces", "probes", "executors"}
+
+
+def builtin_names(reg, kind: str) -> list[str]:
+    """The components of ``kind`` that the lossatlas distribution itself registers."""
+    return [n for n in reg.names(kind) if reg.provider(kind, n).distribution == "lossatlas"]
+
+
 def test_builtins_register_through_entry_points() -> None:
     reg = make_registry()
-    names = {r.name for r in reg.records}
-    assert {"models", "datasets", "subspaces", "probes", "executors"} <= names
-    assert all(r.distribution == "lossatlas" for r in reg.records if r.name in names)
-    assert "mlp" in reg.names("model") and "digits" in reg.names("dataset")
-    assert "random-line" in reg.names("probe") and "local" in reg.names("executor")
+    ours = {r.name: r for r in reg.records if r.distribution == "lossatlas"}
+    assert set(ours) == BUILTINS  # whatever else is installed
+    assert all(r.status == "ok" for r in ours.values())
+    assert "mlp" in builtin_names(reg, "model") and "digits" in builtin_names(reg, "dataset")
+    assert "random-line" in builtin_names(reg, "probe")
+    assert "local" in builtin_names(reg, "executor")
+
+
+def test_builtins_are_found_beside_a_third_party_plugin(fake_eps) -> None:
+    fake_eps(FakeEP("extra", lambda: plugin_module("extra-probe"), dist="lossatlas-extra"))
+    reg = make_registry()
+    assert {r.name for r in reg.records if r.distribution == "lossatlas"} == BUILTINS
+    assert "extra-probe" in reg.names("probe") and "extra-probe" not in builtin_names(reg, "probe")
+    assert "random-line" in builtin_names(reg, "probe")
 
 
 def test_a_plugin_that_fails_to_import_is_recorded_and_others_load(fake_eps) -> None:
@@ -119,7 +138,9 @@ def test_plugins_can_be_disabled(monkeypatch) -> None:
     reg = make_registry()
     status = {r.name: r.status for r in reg.records}
     assert status["probes"] == "disabled" and status["executors"] == "disabled"
-    assert reg.names("probe") == []
+    assert builtin_names(reg, "probe") == [] and builtin_names(reg, "executor") == []
+    assert "random-line" not in reg.names("probe")  # nor from another distribution
+    assert "mlp" in builtin_names(reg, "model")  # the others still load
     with pytest.raises(PluginError, match="unknown probe 'random-line'") as err:
         reg.get("probe", "random-line")
     assert "disabled by LOSSATLAS_DISABLE_PLUGINS (they may provide it): " in str(err.value)

@@ -245,8 +245,10 @@ class Probe(Component):
     ``finalize`` once every cell is done, and ``plot`` to draw a stored result.
     """
 
-    #: Variables with a ``param`` dim that later steps may reference as points.
-    exports_points: ClassVar[bool] = False
+    #: Names of the (param,) variables a result holds that later steps may reference
+    #: as points (``STEP`` means ``STEP.point``). Declared, references to them are
+    #: checked before anything runs; None: not declared, checked when resolved.
+    points: ClassVar[tuple[str, ...] | None] = None
 
     def check(self, options: Any, ctx: StepContext) -> None:
         """Raise ConfigError/ShapeError for impossible options (cheap; store untouched)."""
@@ -284,6 +286,10 @@ class Executor(Component):
     """Runs the cells of a sweep. ``run`` calls ``job(cell_index)`` for each index
     (a picklable callable that computes the cell and writes it into the store itself)
     and ``on_done(cell_index, status)`` in the driver as each one finishes."""
+
+    def check(self, options: Any) -> None:
+        """Raise ConfigError if the executor cannot run with ``options`` (its cluster is
+        unreachable, a package is missing). Called before the store is touched."""
 
     def run(
         self,

@@ -259,28 +259,66 @@ class StepContext:
         step, _, var = ref.partition(".")
         return run, step, var or None
 
-    def check_ref(self, ref: str, earlier: list[str]) -> None:
-        """Fail early if a reference names no earlier step of this run."""
+    def check_ref(self, ref: str, earlier: list[str], point: bool = True) -> None:
+        """Fail before anything runs if a reference cannot resolve: an earlier step of
+        this run that does not exist or (by its probe's :attr:`Probe.points`) has no such
+        point, a stored step of another run without it, a malformed ``init:N``, a
+        missing checkpoint or one that does not fit the model. ``point=False``: the
+        reference names a step, not a point (no variable is checked)."""
         ref = str(ref)
-        if ref == "init" or ref.startswith(("init:", "checkpoint:")):
-            if ref.startswith("checkpoint:"):
-                path = Path(ref.split(":", 1)[1]).expanduser()
-                if not path.is_file():
-                    raise DataError(f"step '{self.step.name}': checkpoint '{path}' does not exist")
+        where = f"step '{self.step.name}': point '{ref}'"
+        if ref == "init":
             return
-        run, step, _var = self.parse_ref(ref)
+        if ref.startswith("init:"):
+            seed = ref.split(":", 1)[1]
+            if not seed.isdigit():
+                raise ConfigError(f"{where}: 'init:N' needs a non-negative integer seed N")
+            return
+        if ref.startswith("checkpoint:"):
+            path = Path(ref.split(":", 1)[1]).expanduser()
+            if not path.is_file():
+                raise DataError(f"step '{self.step.name}': checkpoint '{path}' does not exist")
+            state = load_checkpoint(path)
+            try:
+                self.build_model().load_state_dict(state)
+            except RuntimeError as exc:
+                raise ShapeError(
+                    f"{where} does not fit the model: {_state_dict_problem(exc)}"
+                ) from None
+            return
+        run, step, var = self.parse_ref(ref)
         if run is None and step not in earlier:
             raise ConfigError(
                 f"step '{self.step.name}': point '{ref}' names no earlier step"
                 f"{suggest(step, earlier)}; earlier steps: {', '.join(earlier) or 'none'}; "
                 "other forms: 'init', 'init:SEED', 'checkpoint:PATH', 'RUN/STEP'"
             )
-        if run is not None:
-            if self.store is None or not self.store.step_ready(run, step):
-                raise ConfigError(
-                    f"step '{self.step.name}': point '{ref}': the store has no step '{step}' "
-                    f"of run '{run}'"
-                )
+        if run is not None and (self.store is None or not self.store.step_ready(run, step)):
+            raise ConfigError(
+                f"step '{self.step.name}': point '{ref}': the store has no step '{step}' "
+                f"of run '{run}'"
+            )
+        if not point:
+            return
+        name = var or "point"
+        if run is None:
+            source = next(s for s in self.config.steps if s.name == step)
+            probe = self.registry.get("probe", source.probe)
+            if probe.points is None:  # a probe that does not declare its points
+                return
+            points = list(probe.points)
+            what = f"step '{step}' (probe '{source.probe}')"
+        else:
+            assert self.store is not None
+            ds = self.store.open_step(run, step)
+            points = [v for v in ds.data_vars if ds[v].dims == ("param",)]
+            what = f"step '{step}' of run '{run}'"
+        if name not in points:
+            raise ConfigError(
+                f"{where}: {what} has no point '{name}'{suggest(name, points)}; "
+                f"its points are: {', '.join(points) or 'none'}"
+                + ("" if points else "; points come from steps like train")
+            )
 
     def load_step(self, step: str, run: str | None = None) -> xr.Dataset:
         """An earlier step's stored result (of this run, or of ``run``)."""

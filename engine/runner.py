@@ -126,18 +126,13 @@ def provenance(config: RunConfig) -> dict[str, Any]:
 def validate(config: RunConfig, registry: Registry, store: Store | None) -> list[StepContext]:
     """Check the whole pipeline without writing; return each step's context."""
     executor = registry.get("executor", config.executor)
-    parse_options(executor.Options, config.executor_options, f"executor '{config.executor}'")
-    contexts: list[StepContext] = []
-    earlier: list[str] = []
-    for step in config.steps:
-        ctx = StepContext(registry, config, step, store)
-        for ref in ctx.point_refs():
-            ctx.check_ref(ref, earlier)
-        contexts.append(ctx)
-        earlier.append(step.name)
+    exec_opts = parse_options(
+        executor.Options, config.executor_options, f"executor '{config.executor}'"
+    )
+    contexts = [StepContext(registry, config, step, store) for step in config.steps]
     # Build the model and data once per distinct pair (catches shape mismatches).
     built: dict[str, Any] = {}
-    for ctx in contexts:
+    for i, ctx in enumerate(contexts):
         key = json.dumps([ctx.model_config.to_dict(), ctx.dataset_config.to_dict()], sort_keys=True)
         if key in built:
             ctx.__dict__["data"] = built[key].data
@@ -147,6 +142,12 @@ def validate(config: RunConfig, registry: Registry, store: Store | None) -> list
             built[key] = ctx
         with blame(f"step '{ctx.step.name}': probe '{ctx.probe.name}' (check)"):
             ctx.probe.check(ctx.options, ctx)
+        # After the probe's own check, which knows better what its options name.
+        earlier = [c.step.name for c in contexts[:i]]
+        for ref in ctx.point_refs():
+            ctx.check_ref(ref, earlier)
+    # Last, as it may connect to a cluster: everything cheap is refused first.
+    executor.check(exec_opts)
     return contexts
 
 
@@ -183,6 +184,7 @@ def run_pipeline(
         "status": "running",
         "started": _now(),
     }
+    store.remove_leftovers(config.name)
     existing = store.ensure_run(config.name, run_attrs)
     if existing is not None:
         if existing.get("config_science") != science:
@@ -268,10 +270,16 @@ def _run_step(
     else:
         with blame(f"step '{name}': probe '{ctx.probe.name}' (plan)"):
             plan = ctx.probe.plan(ctx.options, ctx)
-        record = ctx.registry.provider("probe", ctx.probe.name)
+
+        def plugin_of(kind: str, component: str) -> str:
+            record = ctx.registry.provider(kind, component)
+            return f"{record.name} ({record.distribution} {record.version})"
+
         attrs = {
             "probe": ctx.probe.name,
-            "probe_plugin": f"{record.name} ({record.distribution} {record.version})",
+            "probe_plugin": plugin_of("probe", ctx.probe.name),
+            "model_plugin": plugin_of("model", ctx.model_config.plugin),
+            "dataset_plugin": plugin_of("dataset", ctx.dataset_config.plugin),
             "step": name,
             "run": run,
             "step_config": options_json,

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,8 @@ __all__ = [
 STATUS_PENDING, STATUS_DONE, STATUS_NONFINITE = 0, 1, 2
 MARKER = "lossatlas_store"
 STATUS_VAR = "cell_status"
+#: the tail of zarr's temporary file names (LocalStore writes NAME.<uuid hex>.partial)
+_PARTIAL = re.compile(r".+\.[0-9a-f]{32}\.partial")
 
 
 def _fill(dtype: str) -> Any:
@@ -173,11 +176,33 @@ class Store:
             if run in root:
                 return dict(root[run].attrs)
             root.create_group(run, attributes=attrs)  # one write, attrs included
+            zarr.consolidate_metadata(str(self.path))
         return None
 
     def set_run_attrs(self, run: str, attrs: dict[str, Any]) -> None:
+        # Consolidated too: xr.open_datatree reads the consolidated metadata, and a run
+        # that failed must not show "running" there.
         with self.lock():
             zarr.open_group(str(self.path), path=run, mode="r+").attrs.update(attrs)
+            zarr.consolidate_metadata(str(self.path))
+
+    def remove_leftovers(self, run: str) -> list[Path]:
+        """Delete the temporary files of writes killed midway (zarr writes
+        ``NAME.<uuid>.partial`` and renames it): at the root, whose metadata is only
+        written under the lock, and in this run's folder, which only this run writes.
+        Left in place, every later open warns about them."""
+        removed: list[Path] = []
+        if not self.path.is_dir():
+            return removed
+        with self.lock():
+            candidates = list(self.path.glob("*.partial"))
+            if (self.path / run).is_dir():
+                candidates += (self.path / run).rglob("*.partial")
+            for f in candidates:
+                if _PARTIAL.fullmatch(f.name) and f.is_file():
+                    f.unlink(missing_ok=True)
+                    removed.append(f)
+        return removed
 
     # --------------------------------------------------------------- steps
 

@@ -134,6 +134,13 @@ def _import_distributed() -> Any:
     return distributed
 
 
+def _unreachable(address: str, exc: BaseException) -> str:
+    return (
+        f"executor 'dask': cannot reach the scheduler at {address} ({type(exc).__name__}); "
+        "start one with 'dask scheduler' or check the address"
+    )
+
+
 class DaskExecutor(Executor):
     name = "dask"
     summary = "runs cells as tasks on a Dask cluster (a LocalCluster, or --address)"
@@ -149,11 +156,7 @@ class DaskExecutor(Executor):
                     options.address, timeout=options.timeout, set_as_default=False
                 )
             except (OSError, TimeoutError) as exc:
-                raise ConfigError(
-                    f"executor 'dask': cannot reach the scheduler at {options.address} "
-                    f"({type(exc).__name__}); start one with 'dask scheduler' or check the "
-                    "address"
-                ) from None
+                raise ConfigError(_unreachable(options.address, exc)) from None
             try:
                 try:
                     client.wait_for_workers(1, timeout=options.timeout)
@@ -176,6 +179,18 @@ class DaskExecutor(Executor):
                 client.close()
         finally:
             cluster.close()
+
+    def check(self, options: DaskOptions) -> None:
+        """distributed must import, and a given scheduler must answer (store untouched)."""
+        distributed = _import_distributed()
+        if options.address:
+            try:
+                client = distributed.Client(
+                    options.address, timeout=options.timeout, set_as_default=False
+                )
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(_unreachable(options.address, exc)) from None
+            client.close()
 
     def run(
         self,

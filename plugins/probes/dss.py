@@ -212,6 +212,7 @@ def _fingerprint(options: DSSOptions, cell: Cell, D: int) -> int:
 
 class DSS(Probe):
     name = "dss"
+    points = ()  # no (param,) results for later steps
     summary = (
         "Dynamic String Sampling (Freeman & Bruna 2017): are two models connected "
         "below L0, normalised geodesic length and beads"

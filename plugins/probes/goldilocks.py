@@ -203,6 +203,7 @@ def _hyperplane(
 
 class Goldilocks(Probe):
     name = "goldilocks"
+    points = ()  # no (param,) results for later steps
     summary = "Tr(H)/‖H‖ and positive eigenvalues on random hyperplanes vs radius (seed 000)"
     Options = GoldilocksOptions
 

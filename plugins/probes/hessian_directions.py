@@ -157,6 +157,7 @@ def _plane_units(attrs: dict[str, Any]) -> str:
 
 class HessianDirectionsProbe(Probe):
     name = "hessian-directions"
+    points = ()  # no (param,) results for later steps
     summary = "2-D loss maps along the dominant Hessian directions vs filter-normalised random"
     Options = HessianDirectionsOptions
 

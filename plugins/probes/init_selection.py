@@ -87,6 +87,7 @@ def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 
 class InitSelection(Probe):
     name = "init-selection"
+    points = ()  # no (param,) results for later steps
     summary = "Hessian measures of many inits vs their training speed (seed 000 Fig. 6)"
     Options = InitSelectionOptions
 

@@ -192,6 +192,7 @@ def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 class Interpolation(Probe):
     name = "interpolation"
+    points = ()  # no (param,) results for later steps
     summary = "loss and accuracy on the line (1−α)θ0 + αθ1 between pairs of points, with zooms"
     Options = InterpolationOptions
 

@@ -102,7 +102,7 @@ class PermuteUnits(Probe):
     name = "permute-units"
     summary = "copy of a point with hidden units swapped (same function; Freeman & Bruna)"
     Options = PermuteUnitsOptions
-    exports_points = True
+    points = ("point", "source")
 
     def check(self, options: PermuteUnitsOptions, ctx: Any) -> None:
         _entries(ctx.objective.layout, options.layer, list(options.units))

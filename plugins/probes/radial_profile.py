@@ -165,6 +165,7 @@ def stokes_laplacian(r: np.ndarray, mean_loss: np.ndarray, n: int) -> np.ndarray
 
 class RadialProfile(Probe):
     name = "radial-profile"
+    points = ()  # no (param,) results for later steps
     summary = "mean loss (power law) and Tr(H)/r, ‖H‖/r versus radius (seed 000 Fig. 5)"
     Options = RadialProfileOptions
 

@@ -83,6 +83,7 @@ def _record_steps(options: RadiusDynamicsOptions, n_train: int) -> np.ndarray:
 
 class RadiusDynamics(Probe):
     name = "radius-dynamics"
+    points = ()  # no (param,) results for later steps
     summary = "radius vs training step from r0 below/at/above r_Xavier, free or constrained"
     Options = RadiusDynamicsOptions
 

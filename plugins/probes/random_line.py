@@ -42,6 +42,7 @@ class RandomLineOptions:
 
 class RandomLine(Probe):
     name = "random-line"
+    points = ()  # no (param,) results for later steps
     summary = "loss and accuracy along random unit directions through a point"
     Options = RandomLineOptions
 

@@ -265,6 +265,7 @@ class SubspaceTrainingOptions:
 
 class SubspaceTraining(Probe):
     name = "subspace-training"
+    points = ()  # no (param,) results for later steps
     summary = "train on random hyperplanes/hyperspheres over (radius, d): d_int90 per radius"
     Options = SubspaceTrainingOptions
 

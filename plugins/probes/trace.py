@@ -151,6 +151,7 @@ def check_landscape(options: Any, ctx: Any) -> None:
 
 class TraceProbe(Probe):
     name = "trace"
+    points = ()  # no (param,) results for later steps
     summary = "Hutchinson vs curvature-based (HVP-free) vs exact trace of H, and its density"
     Options = TraceOptions
 

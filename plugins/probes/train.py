@@ -122,7 +122,7 @@ class Train(Probe):
     name = "train"
     summary = "train the model (SGD/Adam) and record its trajectory, losses and radius"
     Options = TrainOptions
-    exports_points = True
+    points = ("point", "initial")
 
     def check(self, options: TrainOptions, ctx: Any) -> None:
         obj = ctx.objective

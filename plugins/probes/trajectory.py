@@ -100,6 +100,7 @@ def _span(lo: float, hi: float, margin: float, n: int) -> np.ndarray:
 
 class Trajectory(Probe):
     name = "trajectory"
+    points = ()  # no (param,) results for later steps
     summary = "SGD trajectory vs the init→solution line: α(t), β(t), (α, β) surface, control"
     Options = TrajectoryOptions
 
@@ -147,7 +148,13 @@ class Trajectory(Probe):
                 f"step '{ctx.step.name}': option 'of' = '{options.of}' names a variable; "
                 f"'of' takes a train step ('{step}' or 'RUN/{step}'), whose trajectory is used"
             )
-        ctx.check_ref(str(options.of), earlier)
+        ctx.check_ref(str(options.of), earlier, point=False)
+        source = next((s for s in ctx.config.steps if s.name == step and _run is None), None)
+        if source is not None and source.probe != "train":
+            raise ConfigError(
+                f"step '{ctx.step.name}': '{options.of}' is not a train step (its probe is "
+                f"'{source.probe}'); point 'of' at a step with probe = \"train\""
+            )
 
     def _grids(
         self, options: TrajectoryOptions, alpha: np.ndarray, beta: np.ndarray, traj: np.ndarray

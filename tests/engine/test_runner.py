@@ -71,6 +71,7 @@ class PointProbe(Probe):
 
     name = "test-point"
     Options = PointOptions
+    points = ("point",)
     #: A cell index at which compute raises, as if the process were killed there.
     fail_at = -1
 
@@ -270,12 +271,22 @@ at = "p"
         ('others = ["p", 3]', r"others'\[1\]: expected a point reference"),
         ('at = "checkpoint:/no/such.pt"', "does not exist"),
         ("bogus = 1", "unknown option 'bogus'"),
+        ('at = "init:x"', "'init:N' needs a non-negative integer seed"),
+        # earlier steps that exist but do not hold the point: refused before they run
+        ('at = "p.bogus"', r"step 'p' \(probe 'test-point'\) has no point 'bogus'"),
+        ('at = "line"', r"step 'line' \(probe 'random-line'\) has no point 'point'.*none"),
+        ('at = "checkpoint:{wrong}"', "does not fit the model: .*size mismatch"),
     ],
 )
 def test_bad_references_fail_before_the_store_is_touched(
     tmp_path: Path, extra: str, message: str
 ) -> None:
-    text = BASE + f'[[steps]]\nname = "use"\nprobe = "test-use"\n{extra}\n'
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"1.weight": torch.zeros(3, 3)}, wrong)
+    earlier = '[[steps]]\nname = "p"\nprobe = "test-point"\n'
+    earlier += '[[steps]]\nname = "line"\nprobe = "random-line"\npoints = 3\n'
+    extra = extra.replace("{wrong}", str(wrong))
+    text = BASE + earlier + f'[[steps]]\nname = "use"\nprobe = "test-use"\n{extra}\n'
     path = tmp_path / "s.zarr"
     with pytest.raises((ConfigError, StoreError, Exception), match=message):
         run_pipeline(config(text), str(path), registry())
@@ -289,3 +300,37 @@ def test_a_foreign_directory_is_never_written(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a Zarr store"):
         run_pipeline(config(LINE), str(foreign), make_registry())
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+
+
+def test_a_failed_run_shows_failed_in_the_consolidated_view(tmp_path: Path, monkeypatch) -> None:
+    """xr.open_datatree reads the consolidated metadata: it must say why the run stopped."""
+    text = BASE + '[[steps]]\nname = "p"\nprobe = "test-point"\n'
+    path = tmp_path / "s.zarr"
+    monkeypatch.setattr(PointProbe, "fail_at", 2)
+    with pytest.raises(Interrupt):
+        run_pipeline(config(text), str(path), registry())
+    tree = xr.open_datatree(path, engine="zarr")
+    assert tree["t"].attrs["status"] == "failed" and "Interrupt" in tree["t"].attrs["error"]
+    assert tree["t/p"].attrs["status"] == "failed"
+
+
+@pytest.mark.filterwarnings("ignore:Object at notes.partial is not recognized")
+def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path: Path, monkeypatch) -> None:
+    text = BASE + '[[steps]]\nname = "p"\nprobe = "test-point"\n'
+    path = tmp_path / "s.zarr"
+    monkeypatch.setattr(PointProbe, "fail_at", 2)
+    with pytest.raises(Interrupt):
+        run_pipeline(config(text), str(path), registry())
+    monkeypatch.setattr(PointProbe, "fail_at", -1)
+    # what zarr's atomic writes leave behind when the process dies between write and rename
+    hexa = "0123456789abcdef" * 2
+    chunk_tmp = path / "t" / "p" / "value" / "c" / f"2.{hexa}.partial"
+    chunk_tmp.parent.mkdir(parents=True, exist_ok=True)
+    chunk_tmp.write_bytes(b"half")
+    root_tmp = path / f"zarr.{hexa}.partial"
+    root_tmp.write_bytes(b"{")
+    mine = path / "t" / "notes.partial"  # not zarr's pattern: not ours to delete
+    mine.write_text("keep")
+    run_pipeline(config(text), str(path), registry())
+    assert not chunk_tmp.exists() and not root_tmp.exists() and mine.exists()
+    assert load_all(path, "t", "p").attrs["status"] == "complete"

@@ -201,4 +201,5 @@ def test_an_unreachable_scheduler_is_a_clear_error(
     assert result.exit_code != 0
     line = result.stderr.strip()
     assert "\n" not in line and "cannot reach the scheduler at tcp://127.0.0.1:9" in line
+    assert not (tmp_path / "s.zarr").exists()  # refused before the store is made
     assert "Traceback" not in result.output

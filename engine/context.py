@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from functools import cached_property
@@ -96,6 +97,15 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
                 f"to load (weights_only=True; {first}); save a state dict instead: "
                 "torch.save(model.state_dict(), path)"
             ) from None
+        if (
+            "enforce fail" in text
+            or isinstance(exc, KeyError | EOFError | ValueError)
+            or ("invalid load key" in text or "PytorchStreamReader" in text)
+        ):
+            raise DataError(
+                f"checkpoint '{p}' is not a file written by torch.save; save the weights "
+                "with torch.save(model.state_dict(), path)"
+            ) from None
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise DataError(f"checkpoint '{p}' cannot be loaded as plain weights: {first}") from None
     # Training scripts often save {"state_dict": ..., "epoch": ...} or {"model": ...}.
@@ -117,10 +127,30 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _state_dict_problem(exc: Exception) -> str:
-    """torch's load_state_dict error in one line ("Missing key(s) ...; size mismatch ...")."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    text = "; ".join(lines[1:] or lines)
-    return text if len(text) <= 300 else text[:297] + "..."
+    """torch's load_state_dict error in one short line: how many names are missing or
+    unexpected (the first few of each) and the first shape mismatches."""
+    text = str(exc)
+    parts = []
+    for label, pattern in (("missing", "Missing key(s)"), ("unexpected", "Unexpected key(s)")):
+        m = re.search(re.escape(pattern) + r" in state_dict: (.*?)\.\s*(?:\n|$)", text)
+        if m:
+            names = re.findall(r'"([^"]+)"', m.group(1))
+            more = f", … ({len(names)} in all)" if len(names) > 3 else ""
+            parts.append(f"{label} {', '.join(names[:3])}{more}")
+    sizes = re.findall(
+        r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) "
+        r"from checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)",
+        text,
+    )
+    for name, theirs, ours in sizes[:2]:
+        parts.append(f"{name} is {theirs} in the checkpoint but {ours} in the model")
+    if len(sizes) > 2:
+        parts.append(f"{len(sizes) - 2} more shape mismatch(es)")
+    if parts:
+        return "; ".join(parts)
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    line = "; ".join(lines[1:] or lines)
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 class StepContext:

@@ -254,7 +254,7 @@ ROWS: dict[str, Row] = {
     "a plugin that fails to load": Row(cfg(step={"probe": "fancy"}), "failed to load: ImportError"),
     # -- shapes
     "checkpoint of another model": Row(
-        _checkpoint_other_model, "does not fit model 'mlp': Missing key"
+        _checkpoint_other_model, "does not fit model 'mlp': missing "
     ),
     "inputs and targets of different lengths": Row(_ragged_arrays, "tensors"),
     "subspace dim larger than D": Row(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,15 @@ def test_non_tensor_content_names_what_it_found(tmp_path: Path) -> None:
     raw.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(DataError):
         load_checkpoint(raw)
+
+
+@pytest.mark.parametrize("kind", ["npz", "text"])
+def test_a_file_torch_did_not_write_is_named_as_such(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"weights.{kind}"
+    if kind == "npz":
+        np.savez(path, w=np.zeros(3))
+    else:
+        path.write_text("hello")
+    with pytest.raises(DataError, match="is not a file written by torch.save") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value) and "enforce" not in str(err.value)

@@ -275,7 +275,10 @@ at = "p"
         # earlier steps that exist but do not hold the point: refused before they run
         ('at = "p.bogus"', r"step 'p' \(probe 'test-point'\) has no point 'bogus'"),
         ('at = "line"', r"step 'line' \(probe 'random-line'\) has no point 'point'.*none"),
-        ('at = "checkpoint:{wrong}"', "does not fit the model: .*size mismatch"),
+        (
+            'at = "checkpoint:{wrong}"',
+            r"does not fit the model: .*1.weight is \[3, 3\] in the checkpoint but \[6, 64\]",
+        ),
     ],
 )
 def test_bad_references_fail_before_the_store_is_touched(

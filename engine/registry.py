@@ -3,7 +3,9 @@
 Each entry point is loaded on its own. One that fails to import, registers something
 that is not a component, raises in a hook, or registers a name that another plugin
 already took, is recorded with its name, distribution and error, and the other
-plugins load as usual. ``LOSSATLAS_DISABLE_PLUGINS=a,b`` blocks plugins by name.
+plugins load as usual; each error is kept as one line. ``LOSSATLAS_DISABLE_PLUGINS=a,b``
+blocks plugins by name; a name there that no plugin has is a warning in
+:attr:`Registry.warnings` (the CLI prints them), not an error.
 """
 
 from __future__ import annotations
@@ -51,7 +53,11 @@ class PluginRecord:
     registered: dict[str, list[str]] = field(default_factory=dict)
 
     def describe(self) -> str:
-        return f"plugin '{self.name}' (distribution {self.distribution} {self.version})"
+        return f"plugin '{self.name}' (distribution {self.short()})"
+
+    def short(self) -> str:
+        """The distribution and version, e.g. ``lossatlas-spirals 0.1.0``."""
+        return f"{self.distribution} {self.version}".strip()
 
 
 @dataclass
@@ -61,6 +67,9 @@ class Registry:
     pm: pluggy.PluginManager
     records: list[PluginRecord]
     components: dict[str, dict[str, tuple[Component, PluginRecord]]]
+    #: One line each, about the environment rather than a plugin (an unknown name in
+    #: ``LOSSATLAS_DISABLE_PLUGINS``); the CLI prints them as ``lossatlas: warning: ...``.
+    warnings: list[str] = field(default_factory=list)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -83,7 +92,11 @@ class Registry:
         known = ", ".join(sorted(table)) or "none"
         msg = f"unknown {kind} '{name}'{suggest(name, table)}; known {KINDS[kind][2]}: {known}"
         if broken:
-            msg += "; failed to load: " + "; ".join(f"{r.describe()}: {r.error}" for r in broken)
+            # Only their names: the errors are one line each in 'lossatlas plugins', and
+            # are about those plugins, not about the name asked for.
+            failed = ", ".join(f"'{r.name}' ({r.short()})" for r in broken)
+            msg += f"; plugins that failed to load (they may provide it): {failed}"
+            msg += " ('lossatlas plugins' shows why)"
         off = [r.name for r in self.records if r.status == "disabled"]
         if off:
             msg += f"; plugins disabled by {DISABLE_ENV} (they may provide it): " + ", ".join(off)
@@ -100,6 +113,19 @@ def _all_names(record: PluginRecord) -> list[str]:
 def _disabled() -> set[str]:
     raw = os.environ.get(DISABLE_ENV, "")
     return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line: its type (not for a :class:`PluginError`, whose message says
+    it all) and its message with line breaks joined by ``"; "``.
+
+    pluggy's ``PluginValidationError``, for one, is three lines (plugin and hook, the
+    hookimpl's signature, the arguments the hookspec lacks).
+    """
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if isinstance(exc, PluginError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _entry_points() -> list[Any]:
@@ -154,7 +180,7 @@ def make_registry(
             pm.register(obj, name=f"{dist}:{name}")
         except Exception as exc:  # any import error of a third party must be contained
             record.status = "failed"
-            record.error = f"{type(exc).__name__}: {exc}"
+            record.error = one_line(exc)
             continue
         loaded.append((record, obj))
 
@@ -185,9 +211,7 @@ def make_registry(
                     seen.add(item.name)
         except Exception as exc:
             record.status = "failed"
-            record.error = (
-                str(exc) if isinstance(exc, PluginError) else (f"{type(exc).__name__}: {exc}")
-            )
+            record.error = one_line(exc)
             record.registered = {k: [i.name for i in v] for k, v in found.items()}
             pm.unregister(obj)
             continue
@@ -195,4 +219,16 @@ def make_registry(
             for item in items:
                 components[kind][item.name] = (item, record)
         record.registered = {k: [i.name for i in v] for k, v in found.items()}
-    return Registry(pm=pm, records=records, components=components)
+    return Registry(
+        pm=pm, records=records, components=components, warnings=_unknown_disabled(disabled, records)
+    )
+
+
+def _unknown_disabled(disabled: set[str], records: list[PluginRecord]) -> list[str]:
+    """A warning for each name in ``LOSSATLAS_DISABLE_PLUGINS`` that no plugin has."""
+    names = sorted({r.name for r in records})
+    return [
+        f"{DISABLE_ENV} names no plugin '{name}'{suggest(name, names)}; "
+        f"the plugins are: {', '.join(names) or 'none'}"
+        for name in sorted(disabled - set(names))
+    ]

@@ -141,6 +141,7 @@ def test_plugins_can_be_disabled(monkeypatch) -> None:
     assert builtin_names(reg, "probe") == [] and builtin_names(reg, "executor") == []
     assert "random-line" not in reg.names("probe")  # nor from another distribution
     assert "mlp" in builtin_names(reg, "model")  # the others still load
+    assert reg.warnings == []
     with pytest.raises(PluginError, match="unknown probe 'random-line'") as err:
         reg.get("probe", "random-line")
     assert "disabled by LOSSATLAS_DISABLE_PLUGINS (they may provide it): " in str(err.value)
@@ -156,3 +157,56 @@ def test_unknown_names_suggest_the_closest() -> None:
 def test_in_process_plugins() -> None:
     reg = make_registry(plugins=[("mine", plugin_module("mine-probe"))])
     assert reg.provider("probe", "mine-probe").distribution == "(in-process)"
+    assert reg.provider("probe", "mine-probe").describe() == (
+        "plugin 'mine' (distribution (in-process))"
+    )
+
+
+def test_an_unknown_name_to_disable_is_a_warning(monkeypatch) -> None:
+    monkeypatch.setenv("LOSSATLAS_DISABLE_PLUGINS", "probe, bogus")
+    reg = make_registry()
+    assert "random-line" in reg.names("probe")  # nothing is disabled
+    assert len(reg.warnings) == 2
+    bogus, probe = reg.warnings
+    assert bogus.startswith("LOSSATLAS_DISABLE_PLUGINS names no plugin 'bogus'; the plugins are: ")
+    assert BUILTINS <= set(bogus.split("the plugins are: ")[1].split(", "))
+    assert "names no plugin 'probe' (did you mean 'probes'?)" in probe
+
+
+def bad_signature() -> types.ModuleType:
+    """A plugin whose hookimpl takes an argument the hookspec does not have."""
+    mod = types.ModuleType("bad_signature")
+
+    @hookimpl
+    def lossatlas_register_probes(registry):
+        return []
+
+    mod.lossatlas_register_probes = lossatlas_register_probes
+    return mod
+
+
+def test_a_hookimpl_pluggy_refuses_is_one_line(fake_eps) -> None:
+    fake_eps(FakeEP("badsig", bad_signature))
+    reg = make_registry()
+    rec = next(r for r in reg.records if r.name == "badsig")
+    assert rec.status == "failed" and "\n" not in rec.error
+    assert rec.error.startswith("PluginValidationError: ")
+    assert "lossatlas_register_probes(registry)" in rec.error
+    assert "{'registry'} are declared in the hookimpl but can not be found" in rec.error
+
+
+def test_unknown_names_list_failed_plugins_without_their_errors(fake_eps) -> None:
+    fake_eps(FakeEP("visionstuff", boom), FakeEP("badsig", bad_signature))
+    reg = make_registry()
+    with pytest.raises(PluginError) as err:
+        reg.get("model", "mlpp")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("unknown model 'mlpp' (did you mean 'mlp'?)")
+    assert (
+        "plugins that failed to load (they may provide it): 'visionstuff' (thirdparty 1.0), "
+        "'badsig' (thirdparty 1.0) ('lossatlas plugins' shows why)"
+    ) in msg
+    assert "torchvision" not in msg and "hookimpl" not in msg
+    # the plugin known to provide the name still gets its full (one-line) error
+    with pytest.raises(PluginError, match="plugin 'badsig'.*failed to load: PluginValidation"):
+        reg.get("probe", "badsig")

@@ -17,6 +17,10 @@ from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, metric_va
 
 __all__ = ["RandomLine"]
 
+#: Up to this many directions get a legend entry each; more are coloured along a
+#: colour map with a colour bar (a legend of 24 directions would not fit the axes).
+LEGEND_DIRECTIONS = 8
+
 
 @dataclass
 class RandomLineOptions:
@@ -68,11 +72,16 @@ class RandomLine(Probe):
                 )
             },
             coord_attrs={
+                "direction": {
+                    "description": "index of the random unit direction u (each its own "
+                    "Gaussian draw, seeded by the cell)",
+                    "units": "",
+                },
                 "alpha": {
                     "description": "step along the direction, "
                     + ("× ‖x‖" if options.scale == "relative" else "absolute"),
                     "units": "‖x‖" if options.scale == "relative" else "",
-                }
+                },
             },
             attrs={"at": str(options.at)},
         )
@@ -90,43 +99,59 @@ class RandomLine(Probe):
         return obj.evaluate_both(points)
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
+        """Loss (and accuracy) against α, one colour per direction; solid: train,
+        dashed: validation. Up to :data:`LEGEND_DIRECTIONS` directions are named in the
+        legend; more are coloured along a colour map with a colour bar."""
         import matplotlib.pyplot as plt
+        from matplotlib.colors import Normalize
+        from matplotlib.lines import Line2D
 
         has_acc = "train_accuracy" in ds
         fig, axes = plt.subplots(
             1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 4), squeeze=False
         )
+        directions = list(ds["direction"].values)
+        many = len(directions) > LEGEND_DIRECTIONS
+        cmap, norm = plt.get_cmap("viridis"), Normalize(0, max(len(directions) - 1, 1))
+
+        def color(k: int) -> Any:
+            return cmap(norm(k)) if many else f"C{k}"
+
         ax = axes[0, 0]
-        for k, d in enumerate(ds["direction"].values):
+        for k, d in enumerate(directions):
             ax.plot(
                 ds["alpha"],
                 ds["train_loss"].sel(direction=d),
-                color=f"C{k}",
-                label=f"direction {d} (train)",
+                color=color(k),
+                label=None if many else f"direction {d}",
             )
             ax.plot(
                 ds["alpha"],
                 ds["validation_loss"].sel(direction=d),
-                color=f"C{k}",
+                color=color(k),
                 ls="--",
                 alpha=0.7,
-                label=f"direction {d} (validation)",
             )
         ax.axvline(0, color="k", lw=0.5)
         ax.set_xlabel(f"α ({ds['alpha'].attrs.get('units') or 'absolute'})")
         ax.set_ylabel("loss")
         if kwargs.get("logy"):
             ax.set_yscale("log")
-        ax.legend(fontsize=7)
-        ax.set_title("loss along random directions")
+        styles = [
+            Line2D([], [], color="0.3", label="train"),
+            Line2D([], [], color="0.3", ls="--", alpha=0.7, label="validation"),
+        ]
+        handles = styles if many else [*ax.get_legend_handles_labels()[0], *styles]
+        ax.legend(handles=handles, fontsize=7, ncol=2 if len(handles) > 5 else 1)
+        ax.set_title(f"loss along {len(directions)} random directions")
         if has_acc:
             ax = axes[0, 1]
-            for k, d in enumerate(ds["direction"].values):
-                ax.plot(ds["alpha"], ds["train_accuracy"].sel(direction=d), color=f"C{k}")
+            for k, d in enumerate(directions):
+                ax.plot(ds["alpha"], ds["train_accuracy"].sel(direction=d), color=color(k))
                 ax.plot(
                     ds["alpha"],
                     ds["validation_accuracy"].sel(direction=d),
-                    color=f"C{k}",
+                    color=color(k),
                     ls="--",
                     alpha=0.7,
                 )
@@ -134,5 +159,12 @@ class RandomLine(Probe):
             ax.set_xlabel("α")
             ax.set_ylabel("accuracy")
             ax.set_title("accuracy (solid: train, dashed: validation)")
+        if many:
+            fig.colorbar(
+                plt.cm.ScalarMappable(norm=norm, cmap=cmap),
+                ax=axes[0, -1],
+                label="direction",
+                fraction=0.05,
+            )
         fig.tight_layout()
         return fig

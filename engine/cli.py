@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import functools
 import json
 import os
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,9 @@ import click
 
 import lossatlas
 
-from .errors import ConfigError, LossAtlasError, PluginError, StoreError
+from .errors import ConfigError, DataError, LossAtlasError, PluginError, ShapeError, StoreError
 from .options import PointRef, describe_options, suggest
-from .registry import KINDS, make_registry
+from .registry import KINDS, Registry, make_registry
 from .runner import Progress, RunReport, StepReport
 
 __all__ = ["main"]
@@ -41,9 +43,27 @@ def _under_ci() -> bool:
     return not sys.stderr.isatty() and bool(os.environ.get("CI"))
 
 
+def _line(message: str) -> str:
+    """``message`` on one line (its line breaks joined by "; ")."""
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"lossatlas: error: {message}", err=True)
+    click.echo(f"lossatlas: error: {_line(message)}", err=True)
     sys.exit(code)
+
+
+def _warn(message: str) -> None:
+    """One line on stderr; the command goes on."""
+    click.echo(f"lossatlas: warning: {_line(message)}", err=True)
+
+
+def _registry() -> Registry:
+    """The plugin registry, its warnings (an unknown name to disable ...) printed."""
+    registry = make_registry()
+    for warning in registry.warnings:
+        _warn(warning)
+    return registry
 
 
 def _pipe_closed() -> None:
@@ -123,7 +143,140 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings=CONTEXT)
+# ------------------------------------------------------------ usage errors
+
+
+class OneLineError(click.ClickException):
+    """A click error (bad option value, unknown option, missing argument ...) shown as
+    one ``lossatlas: error: ...`` line instead of click's Usage/Try/Error block."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"lossatlas: error: {self.message}", err=True)
+
+
+class AtLeast(click.types.IntParamType):
+    """An integer option that must be ``minimum`` or more, said as a config key is."""
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        number = int(super().convert(value, param, ctx))
+        if number < self.minimum:
+            bound = "non-negative" if self.minimum == 0 else f"at least {self.minimum}"
+            self.fail(f"must be {bound}, got {number}", param, ctx)
+        return number
+
+
+def _usage_message(exc: click.ClickException, command: str) -> str:
+    """``--dtype: 'float16' is not one of 'float32', 'float64' (see lossatlas run --help)``.
+
+    ``command`` is the command path the help is on, for errors click raises without a
+    context (an option that lacks its value).
+    """
+    if isinstance(exc, click.NoSuchOption):
+        # click's candidates, judged without the dashes they all share
+        bare = {opt.lstrip("-"): opt for opt in exc.possibilities or []}
+        close = difflib.get_close_matches(exc.option_name.lstrip("-"), list(bare), n=1)
+        text = f"no such option '{exc.option_name}'"
+        if close:
+            text += f" (did you mean '{bare[close[0]]}'?)"
+    elif isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        param, hint = exc.param, exc.param_hint
+        if isinstance(hint, str):
+            name = hint
+        elif isinstance(param, click.Option):
+            name = max(param.opts, key=len)  # --output rather than -o
+        elif param is not None:
+            name = param.human_readable_name
+        else:
+            name = ""
+        text = f"{name}: {exc.message}" if name else exc.message
+    else:
+        text = exc.format_message()
+    text = _line(text).rstrip(".")
+    if len(text) > 1 and text[0].isupper() and text[1].islower():  # "Missing argument ..."
+        text = text[0].lower() + text[1:]
+    if isinstance(exc, click.UsageError):
+        ctx = exc.ctx
+        text += f" (see {ctx.command_path if ctx is not None else command} --help)"
+    return text
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors(command: str) -> Iterator[None]:
+    try:
+        yield
+    except (click.exceptions.NoArgsIsHelpError, OneLineError):
+        raise  # bare 'lossatlas' shows its help
+    except click.ClickException as exc:
+        raise OneLineError(_usage_message(exc, command), exc.exit_code) from None
+
+
+def _command_path(info_name: str | None, parent: click.Context | None) -> str:
+    name = info_name or "lossatlas"
+    return f"{parent.command_path} {name}" if parent is not None else name
+
+
+class LossAtlasCommand(click.Command):
+    """A ``lossatlas`` command: errors in its options and arguments as one line."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _one_line_usage_errors(_command_path(info_name, parent)):
+            return super().make_context(info_name, args, parent, **extra)
+
+
+class LossAtlasGroup(click.Group):
+    """The ``lossatlas`` group: click's errors, for every command, as one line.
+
+    The group's options are parsed in :meth:`make_context`, a command's in its own
+    (:class:`LossAtlasCommand`); the command's body runs inside :meth:`invoke`.
+    """
+
+    command_class = LossAtlasCommand
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _one_line_usage_errors(_command_path(info_name, parent)):
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_usage_errors(ctx.command_path):
+            return super().invoke(ctx)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.NoSuchOption:
+            raise
+        except click.UsageError:  # "No such command 'x'.": say which there are
+            name = click.utils.make_str(args[0]) if args else ""
+            commands = self.list_commands(ctx)
+            raise click.UsageError(
+                f"no such command '{name}'{suggest(name, commands)}; commands: "
+                + ", ".join(commands),
+                ctx,
+            ) from None
+
+
+@click.group("lossatlas", cls=LossAtlasGroup, context_settings=CONTEXT)
 @click.version_option(lossatlas.__version__, prog_name="lossatlas")
 @click.option(
     "--debug",
@@ -234,7 +387,11 @@ class RichProgress(Progress):
     help="Floating-point precision (overrides the config).",
 )
 @click.option(
-    "--seed", type=int, default=None, metavar="N", help="Run seed (overrides the config)."
+    "--seed",
+    type=AtLeast(0),
+    default=None,
+    metavar="N",
+    help="Run seed, 0 or more (overrides the config).",
 )
 @click.option(
     "--executor", default=None, metavar="NAME", help="Executor plugin: local (default) or dask."
@@ -247,7 +404,7 @@ class RichProgress(Progress):
 )
 @click.option(
     "--workers",
-    type=int,
+    type=AtLeast(1),
     default=None,
     metavar="N",
     help="Dask LocalCluster workers (with --executor dask and no --address).",
@@ -265,7 +422,12 @@ class RichProgress(Progress):
     show_default=True,
     help="Resume an unfinished run of the same name (with --no-resume, refuse).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-step lines.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress bar, no per-step lines; at the end one line: where the results are.",
+)
 @debug_option
 @friendly
 def run(
@@ -295,7 +457,11 @@ def run(
 
     Each step prints a line when it ends ("step line: 123 cell(s) computed in
     4.5 s"). The progress bar is off when CI is set and stderr is not a terminal
-    (the per-step lines still print); --quiet turns off both.
+    (the per-step lines still print); --quiet turns off both, and of the closing
+    lines (how to open the results) keeps only the first, where the results are.
+
+    An error in the config, or in what it names (plugins, options, checkpoints),
+    starts with the config file's name.
 
     The config format is in docs/config.md; examples/ holds a config for each
     probe; 'lossatlas plugins' lists the models, data sets, probes ... a config
@@ -312,30 +478,34 @@ def run(
     from .runner import run_pipeline
     from .store import Store
 
-    config = load_config(config_file)
-    config = config.with_overrides(
-        name=name, device=device, dtype=dtype, seed=seed, executor=executor
-    )
-    opts = dict(config.executor_options)
-    if address:
-        opts["address"] = address
-    if workers is not None:
-        opts["workers"] = workers
-    if (address or workers is not None) and config.executor == "local":
-        raise ConfigError("--address and --workers need --executor dask")
-    config.executor_options = opts
-    if not resume and Store(store).exists() and config.name in Store(store).runs():
-        raise StoreError(f"run '{config.name}' exists in '{store}' and --no-resume was given")
-    registry = make_registry()
-    if steps:
-        _check_earlier_steps(config, registry, store, steps)
-    progress = RichProgress(bar=not (quiet or _under_ci()), lines=not quiet)
-    try:
-        report: RunReport = run_pipeline(
-            config, store, registry, progress=progress, steps=list(steps) or None
+    with _naming_config(str(Path(config_file))):
+        config = load_config(config_file)
+        config = config.with_overrides(
+            name=name, device=device, dtype=dtype, seed=seed, executor=executor
         )
-    except StoreError as exc:
-        raise StoreError(_explain_missing_step(str(exc), config, store, steps)) from None
+        opts = dict(config.executor_options)
+        if address:
+            opts["address"] = address
+        if workers is not None:
+            opts["workers"] = workers
+        if (address or workers is not None) and config.executor == "local":
+            raise click.UsageError("--address and --workers need --executor dask")
+        config.executor_options = opts
+        if not resume and Store(store).exists() and config.name in Store(store).runs():
+            raise StoreError(f"run '{config.name}' exists in '{store}' and --no-resume was given")
+        registry = _registry()
+        if steps:
+            _check_earlier_steps(config, registry, store, steps)
+        progress = RichProgress(bar=not (quiet or _under_ci()), lines=not quiet)
+        try:
+            report: RunReport = run_pipeline(
+                config, store, registry, progress=progress, steps=list(steps) or None
+            )
+        except StoreError as exc:
+            raise StoreError(_explain_missing_step(str(exc), config, store, steps)) from None
+    if quiet:
+        click.echo(f"Results of run '{report.run}' are in {report.store}")
+        return
     click.echo(f"\nResults of run '{report.run}' are in {report.store}")
     click.echo("Open them with:")
     click.echo("  import xarray as xr")
@@ -345,6 +515,23 @@ def run(
     first = report.steps[0].name if report.steps else ""
     click.echo(f"or draw one: lossatlas plot {report.store} {report.run}/{first} -o plot.png")
     click.echo(f"or all of them on one page: lossatlas report {report.store} -o report.html")
+
+
+#: Errors about what a config says (not about the store); ``run`` starts them with the
+#: config file's name.
+CONFIG_ERRORS = (ConfigError, PluginError, DataError, ShapeError)
+
+
+@contextlib.contextmanager
+def _naming_config(source: str) -> Iterator[None]:
+    """Start a config error's message with ``source:`` unless it names the file already."""
+    try:
+        yield
+    except CONFIG_ERRORS as exc:
+        message = str(exc)
+        if not message.startswith(f"{source}:") and f"'{source}'" not in message:
+            exc.args = (f"{source}: {message}",)
+        raise
 
 
 def _point_refs(value: Any) -> list[str]:
@@ -438,7 +625,7 @@ def plugins(name: str | None, as_json: bool) -> None:
       lossatlas plugins
       lossatlas plugins random-line
     """
-    registry = make_registry()
+    registry = _registry()
     if name is not None:
         _show_component(registry, name, as_json)
         return
@@ -550,9 +737,9 @@ def inspect(store: str, run_name: str | None) -> None:
     """
     import numpy as np
 
-    from .store import STATUS_NONFINITE, STATUS_VAR, Store
+    from .store import STATUS_NONFINITE, STATUS_VAR
 
-    st = Store(store)
+    st = _store_to_read(store)
     runs = st.runs()
     if run_name:
         _check_run(st, store, run_name)
@@ -595,6 +782,32 @@ def inspect(store: str, run_name: str | None) -> None:
             click.echo(f"    dims: {dims}")
             names = [v for v in ds.data_vars if v != STATUS_VAR]
             click.echo(f"    variables: {', '.join(names)}")
+
+
+def _store_to_read(store: str) -> Any:
+    """The :class:`~lossatlas.engine.store.Store` at ``store`` for a command that only
+    reads it (inspect, plot, report): a path that is not a lossatlas store is refused
+    with what to give instead (the store's own checks speak of writing into it)."""
+    import zarr
+
+    from .store import MARKER, Store
+
+    st = Store(store)
+    path = st.path
+    hint = "give the path of a store written by lossatlas run"
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"'{store}' is a file, not a lossatlas store; {hint}")
+    if path.is_dir() and not (path / "zarr.json").exists() and not (path / ".zgroup").exists():
+        empty = "" if any(path.iterdir()) else "; the folder is empty"
+        raise StoreError(f"'{store}' is not a lossatlas store (no Zarr metadata{empty}); {hint}")
+    if path.is_dir():
+        try:
+            marker = zarr.open_group(str(path), mode="r").attrs.get(MARKER)
+        except Exception:  # unreadable: the store's own check says how
+            return st
+        if marker != 1:
+            raise StoreError(f"'{store}' is a Zarr store that lossatlas did not make; {hint}")
+    return st
 
 
 def _check_run(st: Any, store: str, run_name: str) -> None:
@@ -644,6 +857,10 @@ def plot(store: str, groups: tuple[str, ...], output: str, logy: bool, dpi: int)
     go on one figure where the probe compares results (goldilocks: seed 000 Fig. 4;
     radial-profile: Fig. 5a), each labelled by its RUN/STEP.
 
+    A step that is not complete (its run was interrupted, failed or is still
+    running) is drawn from the cells done so far, with a warning and
+    "(partial: N/M cells)" in the title.
+
     \b
     Examples:
       lossatlas plot atlas.zarr quickstart/line -o line.png --logy
@@ -661,7 +878,7 @@ def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) 
     import matplotlib.pyplot as plt
 
     from .accessor import title_figure
-    from .store import Store
+    from .store import STATUS_VAR
 
     groups = (groups,) if isinstance(groups, str) else tuple(groups)
     suffix = Path(output).suffix.lower()
@@ -673,8 +890,9 @@ def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) 
     folder = Path(output).resolve().parent
     if not folder.is_dir():
         raise ConfigError(f"output '{output}': folder '{folder}' does not exist; create it first")
-    st = Store(store)
+    st = _store_to_read(store)
     datasets = {}
+    labels = []
     for group in groups:
         if "/" not in group:
             results = [f"{r}/{s}" for r in st.runs() for s in _results(st, r)]
@@ -692,20 +910,30 @@ def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) 
                 + (started if step in st.steps(run_name) else suggest(step, ready))
                 + f"; steps of run '{run_name}' with results: {', '.join(ready) or 'none yet'}"
             )
-        datasets[group] = st.open_step(run_name, step)
+        ds = st.open_step(run_name, step)
+        datasets[group] = ds
+        labels.append(group)
+        if ds.attrs.get("status") != "complete":
+            cells = ds[STATUS_VAR].values
+            done, total = int((cells > 0).sum()), int(cells.size)
+            _warn(
+                f"step '{step}' of run '{run_name}' is partial ({done}/{total} cells done); "
+                "the plot shows what exists"
+            )
+            labels[-1] += f" (partial: {done}/{total} cells)"
     probes = sorted({str(ds.attrs["probe"]) for ds in datasets.values()})
     if len(probes) > 1:
         raise ConfigError(
             f"groups {', '.join(groups)} are results of different probes ({', '.join(probes)}); "
             "one figure compares results of one probe"
         )
-    probe = make_registry().get("probe", probes[0])
+    probe = _registry().get("probe", probes[0])
     opts = {k: v for k, v in kwargs.items() if k != "dpi"}
     if len(datasets) == 1:
         fig = probe.plot(next(iter(datasets.values())).load(), **opts)
     else:
         fig = probe.plot_many({g: ds.load() for g, ds in datasets.items()}, **opts)
-    title_figure(fig, ", ".join(groups))
+    title_figure(fig, ", ".join(labels))
     fig.savefig(output, dpi=kwargs.get("dpi", 130), bbox_inches="tight")
     plt.close(fig)
     return Path(output)
@@ -795,10 +1023,12 @@ def report(
     from .report import write_report
 
     quiet = quiet or _under_ci()
+    _store_to_read(store)
     summary = write_report(
         store,
         output,
         list(runs) or None,
+        registry=_registry(),
         dpi=dpi,
         progress=RichReportProgress(quiet),
         plot_kwargs={"logy": True} if logy else None,

@@ -249,3 +249,288 @@ def test_plugins_unknown_name_is_one_line_with_a_suggestion(run_cli: Any) -> Non
     assert result.exit_code == 2
     line = result.stderr.strip()
     assert "\n" not in line and "(did you mean 'random-line'?)" in line
+
+
+# ------------------------------------------------------------ usage errors
+
+
+def _one_error_line(result: Any) -> str:
+    """The single ``lossatlas: error: ...`` line of a failed command (exit 2)."""
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert line.startswith("lossatlas: error: ") and "\n" not in line, result.stderr
+    assert "Usage:" not in line and "Try '" not in line
+    return line.removeprefix("lossatlas: error: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--dtype", "float16"),
+            "--dtype: 'float16' is not one of 'float32', 'float64' (see lossatlas run --help)",
+        ),
+        (("--seed", "abc"), "--seed: 'abc' is not a valid integer (see lossatlas run --help)"),
+        (("--seed", "-1"), "--seed: must be non-negative, got -1 (see lossatlas run --help)"),
+        (
+            ("--executor", "dask", "--workers", "0"),
+            "--workers: must be at least 1, got 0 (see lossatlas run --help)",
+        ),
+        (("--bogus",), "no such option '--bogus' (see lossatlas run --help)"),
+        (("--sed", "1"), "no such option '--sed' (did you mean '--seed'?)"),
+        (("--seed",), "option '--seed' requires an argument (see lossatlas run --help)"),
+        (("--workers", "2"), "--address and --workers need --executor dask"),
+    ],
+    ids=[
+        "choice",
+        "not-int",
+        "negative-seed",
+        "zero-workers",
+        "unknown",
+        "close",
+        "no-value",
+        "no-dask",
+    ],
+)
+def test_run_option_errors_are_one_line_before_the_store(
+    tmp_path: Path,
+    tiny_config: Any,
+    write_config: Any,
+    run_cli: Any,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    path = tmp_path / "s.zarr"
+    result = run_cli("run", write_config(tiny_config()), "--store", path, *args)
+    assert message in _one_error_line(result)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run",), "missing argument 'CONFIG.toml' (see lossatlas run --help)"),
+        (("inspect",), "missing argument 'STORE' (see lossatlas inspect --help)"),
+        (("plot", "s.zarr", "x/y", "-o"), "option '-o' requires an argument (see lossatlas plot"),
+        (("report", "s.zarr", "--dpi", "x"), "--dpi: 'x' is not a valid integer"),
+        (("bogus",), "no such command 'bogus'; commands: inspect, plot, plugins, report, run"),
+        (("runn", "x.toml"), "no such command 'runn' (did you mean 'run'?)"),
+        (("--bogus",), "no such option '--bogus' (see lossatlas --help)"),
+    ],
+)
+def test_usage_errors_of_every_command_are_one_line(
+    run_cli: Any, args: tuple[str, ...], message: str
+) -> None:
+    assert message in _one_error_line(run_cli(*args))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unknown_option_names_the_command_help(run_cli: Any, command: str) -> None:
+    line = _one_error_line(run_cli(command, "--nope"))
+    assert line == f"no such option '--nope' (see lossatlas {command} --help)"
+
+
+def test_quiet_run_prints_one_line(
+    tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any
+) -> None:
+    path = tmp_path / "s.zarr"
+    result = run_cli("run", write_config(tiny_config()), "--store", path, "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"Results of run 'tiny' are in {path}"]
+    assert result.stderr == ""
+    loud = run_cli("run", write_config(tiny_config()), "--store", path)
+    assert "Open them with:" in loud.stdout and "lossatlas report" in loud.stdout
+
+
+# ------------------------------------------------- config errors name the file
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": {"plugin": "mlp", "hiden": [16]}}, "[model] 'mlp': unknown option 'hiden'"),
+        ({"model": {"plugin": "mlpp"}}, "unknown model 'mlpp' (did you mean 'mlp'?)"),
+        ({"step": {"at": "checkpoint:nope.pt"}}, "checkpoint 'nope.pt' does not exist"),
+        ({"step": {"probe": "random-lin"}}, "unknown probe 'random-lin'"),
+        ({"sed": 1}, "unknown key 'sed' (did you mean 'seed'?)"),
+        ({"seed": -1}, "key 'seed' must be non-negative, got -1"),
+    ],
+    ids=["option", "model", "checkpoint", "probe", "key", "seed"],
+)
+def test_every_config_error_starts_with_the_file(
+    tmp_path: Path,
+    tiny_config: Any,
+    write_config: Any,
+    run_cli: Any,
+    monkeypatch: Any,
+    change: dict[str, Any],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_config(tiny_config(**change), name="bad.toml")
+    line = _one_error_line(run_cli("run", "bad.toml", "--store", "s.zarr"))
+    assert line.startswith(f"bad.toml: {message}") or line.startswith("bad.toml: step 'line': ")
+    assert message in line and line.count("bad.toml") == 1
+
+
+def test_a_missing_config_file_is_named_once(tmp_path: Path, run_cli: Any) -> None:
+    missing = tmp_path / "missing.toml"
+    assert _one_error_line(run_cli("run", missing)) == f"config file '{missing}' does not exist"
+
+
+def test_a_store_error_of_run_does_not_blame_the_config(
+    store: Path, tiny_config: Any, write_config: Any, run_cli: Any
+) -> None:
+    config = write_config(tiny_config())
+    line = _one_error_line(run_cli("run", config, "--store", store, "--no-resume"))
+    assert line == f"run 'tiny' exists in '{store}' and --no-resume was given"
+
+
+# ---------------------------------------------------- reading what is no store
+
+
+@pytest.mark.parametrize("command", ["inspect", "plot", "report"])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("empty", "is not a lossatlas store (no Zarr metadata; the folder is empty)"),
+        ("files", "is not a lossatlas store (no Zarr metadata)"),
+        ("file", "is a file, not a lossatlas store"),
+        ("zarr", "is a Zarr store that lossatlas did not make"),
+    ],
+)
+def test_reading_commands_refuse_what_is_not_a_store(
+    tmp_path: Path, run_cli: Any, command: str, make: str, message: str
+) -> None:
+    import zarr
+
+    path = tmp_path / "notstore"
+    if make == "file":
+        path.write_text("x")
+    else:
+        path.mkdir()
+    if make == "files":
+        (path / "notes.txt").write_text("x")
+    if make == "zarr":
+        zarr.open_group(str(path), mode="w")
+    extra = {"plot": ("a/b", "-o", tmp_path / "x.png"), "report": ("-o", tmp_path / "r.html")}
+    line = _one_error_line(run_cli(command, path, *extra.get(command, ())))
+    assert line == f"'{path}' {message}; give the path of a store written by lossatlas run"
+
+
+def test_run_still_writes_into_an_empty_folder(
+    tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any
+) -> None:
+    path = tmp_path / "empty"
+    path.mkdir()
+    result = run_cli("run", write_config(tiny_config()), "--store", path, "-q")
+    assert result.exit_code == 0, result.output
+    assert run_cli("inspect", path).exit_code == 0
+
+
+# ------------------------------------------------------------------ plugins
+
+
+def test_an_unknown_plugin_to_disable_is_a_warning(run_cli: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("LOSSATLAS_DISABLE_PLUGINS", "bogus")
+    result = run_cli("plugins")
+    assert result.exit_code == 0
+    assert result.stderr.startswith(
+        "lossatlas: warning: LOSSATLAS_DISABLE_PLUGINS names no plugin 'bogus'; the plugins are: "
+    )
+    assert result.stderr.count("\n") == 1 and "probes" in result.stderr
+    assert "random-line" in result.stdout  # nothing is disabled
+    json.loads(run_cli("plugins", "--json").stdout)  # the warning stays off stdout
+
+
+def _bad_signature() -> Any:
+    """A plugin that pluggy refuses: its hookimpl takes an argument the hookspec lacks."""
+    import types
+
+    from lossatlas.engine import hookimpl
+
+    mod = types.ModuleType("bad_signature")
+
+    @hookimpl
+    def lossatlas_register_probes(registry):  # type: ignore[no-untyped-def]
+        return []
+
+    mod.lossatlas_register_probes = lossatlas_register_probes  # type: ignore[attr-defined]
+    return mod
+
+
+@pytest.fixture
+def with_badsig(monkeypatch: Any) -> None:
+    from lossatlas.engine import cli, make_registry
+
+    plugin = _bad_signature()
+    monkeypatch.setattr(cli, "make_registry", lambda: make_registry(plugins=[("badsig", plugin)]))
+
+
+@pytest.mark.usefixtures("with_badsig")
+def test_a_plugin_pluggy_refuses_is_one_line_in_plugins(run_cli: Any) -> None:
+    result = run_cli("plugins")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("badsig "))
+    assert lines[at].endswith("[FAILED]")
+    assert lines[at + 1].startswith("    error: PluginValidationError: ")
+    assert "lossatlas_register_probes(registry)" in lines[at + 1]
+    assert "can not be found in the hookspec" in lines[at + 1]
+    assert at + 2 == len(lines) or not lines[at + 2].startswith("    ")
+
+
+@pytest.mark.usefixtures("with_badsig")
+def test_an_unknown_model_names_failed_plugins_briefly(
+    tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any
+) -> None:
+    config = write_config(tiny_config(model={"plugin": "mlpp"}))
+    line = _one_error_line(run_cli("run", config, "--store", tmp_path / "s.zarr"))
+    assert line.startswith(f"{config}: unknown model 'mlpp' (did you mean 'mlp'?)")
+    assert "plugins that failed to load (they may provide it): 'badsig'" in line
+    assert "PluginValidationError" not in line and "hookimpl" not in line
+
+
+# ------------------------------------------------------------ partial plots
+
+
+def _titles(monkeypatch: Any) -> list[str]:
+    from lossatlas.engine import accessor
+
+    titles: list[str] = []
+    original = accessor.title_figure
+
+    def record(fig: Any, title: str) -> None:
+        titles.append(title)
+        original(fig, title)
+
+    monkeypatch.setattr(accessor, "title_figure", record)
+    return titles
+
+
+def test_plot_of_a_partial_step_warns_and_says_so_in_the_title(
+    store: Path, tmp_path: Path, run_cli: Any, monkeypatch: Any
+) -> None:
+    import zarr
+
+    group = zarr.open_group(str(store), path="tiny/line", mode="r+")
+    group["cell_status"][1:] = 0  # 1 of the 4 directions done
+    group.attrs["status"] = "interrupted"
+    titles = _titles(monkeypatch)
+    result = run_cli("plot", store, "tiny/line", "-o", tmp_path / "x.png")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "lossatlas: warning: step 'line' of run 'tiny' is partial (1/4 cells done); "
+        "the plot shows what exists\n"
+    )
+    assert titles == ["tiny/line (partial: 1/4 cells)"]
+    assert (tmp_path / "x.png").exists()
+
+
+def test_plot_of_a_complete_step_does_not_warn(
+    store: Path, tmp_path: Path, run_cli: Any, monkeypatch: Any
+) -> None:
+    titles = _titles(monkeypatch)
+    result = run_cli("plot", store, "tiny/line", "-o", tmp_path / "x.png")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert titles == ["tiny/line"]

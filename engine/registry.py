@@ -167,7 +167,7 @@ def make_registry(
         for ep in _entry_points():
             candidates.append((ep.name, _dist_name(ep), _dist_version(ep), ep.load))
     for name, obj in plugins:
-        candidates.append((name, "(in-process)", "", lambda obj=obj: obj))
+        candidates.append((name, "in-process", "", lambda obj=obj: obj))
 
     for name, dist, version, load in candidates:
         record = PluginRecord(name=name, distribution=dist, version=version)

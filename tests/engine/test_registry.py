@@ -156,9 +156,9 @@ def test_unknown_names_suggest_the_closest() -> None:
 
 def test_in_process_plugins() -> None:
     reg = make_registry(plugins=[("mine", plugin_module("mine-probe"))])
-    assert reg.provider("probe", "mine-probe").distribution == "(in-process)"
+    assert reg.provider("probe", "mine-probe").distribution == "in-process"
     assert reg.provider("probe", "mine-probe").describe() == (
-        "plugin 'mine' (distribution (in-process))"
+        "plugin 'mine' (distribution in-process)"
     )
 
 

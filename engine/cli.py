@@ -222,8 +222,8 @@ def _command_path(info_name: str | None, parent: click.Context | None) -> str:
     return f"{parent.command_path} {name}" if parent is not None else name
 
 
-class LossAtlasCommand(click.Command):
-    """A ``lossatlas`` command: errors in its options and arguments as one line."""
+class _OneLineParsing(click.Command):
+    """Errors in a command's (or the group's) options and arguments as one line."""
 
     def make_context(
         self,
@@ -236,7 +236,11 @@ class LossAtlasCommand(click.Command):
             return super().make_context(info_name, args, parent, **extra)
 
 
-class LossAtlasGroup(click.Group):
+class LossAtlasCommand(_OneLineParsing):
+    """A ``lossatlas`` command: errors in its options and arguments as one line."""
+
+
+class LossAtlasGroup(_OneLineParsing, click.Group):
     """The ``lossatlas`` group: click's errors, for every command, as one line.
 
     The group's options are parsed in :meth:`make_context`, a command's in its own
@@ -244,16 +248,6 @@ class LossAtlasGroup(click.Group):
     """
 
     command_class = LossAtlasCommand
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        with _one_line_usage_errors(_command_path(info_name, parent)):
-            return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: click.Context) -> Any:
         with _one_line_usage_errors(ctx.command_path):

@@ -134,11 +134,15 @@ def _import_distributed() -> Any:
     return distributed
 
 
-def _unreachable(address: str, exc: BaseException) -> str:
-    return (
-        f"executor 'dask': cannot reach the scheduler at {address} ({type(exc).__name__}); "
-        "start one with 'dask scheduler' or check the address"
-    )
+def _connect(distributed: Any, options: DaskOptions) -> Any:
+    """A client of the scheduler at ``options.address``, or a one-line ConfigError."""
+    try:
+        return distributed.Client(options.address, timeout=options.timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"executor 'dask': cannot reach the scheduler at {options.address} "
+            f"({type(exc).__name__}); start one with 'dask scheduler' or check the address"
+        ) from None
 
 
 class DaskExecutor(Executor):
@@ -151,12 +155,7 @@ class DaskExecutor(Executor):
         """A client of the cluster at ``options.address``, or of a new LocalCluster."""
         distributed = _import_distributed()
         if options.address:
-            try:
-                client = distributed.Client(
-                    options.address, timeout=options.timeout, set_as_default=False
-                )
-            except (OSError, TimeoutError) as exc:
-                raise ConfigError(_unreachable(options.address, exc)) from None
+            client = _connect(distributed, options)
             try:
                 try:
                     client.wait_for_workers(1, timeout=options.timeout)
@@ -184,12 +183,7 @@ class DaskExecutor(Executor):
         """distributed must import, and a given scheduler must answer (store untouched)."""
         distributed = _import_distributed()
         if options.address:
-            try:
-                client = distributed.Client(
-                    options.address, timeout=options.timeout, set_as_default=False
-                )
-            except (OSError, TimeoutError) as exc:
-                raise ConfigError(_unreachable(options.address, exc)) from None
+            client = _connect(distributed, options)
             client.close()
 
     def run(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ __all__ = [
     "minibatch_loss",
     "minibatch_value_and_grad",
     "train",
+    "train_as",
 ]
 
 Optimizer = Literal["sgd", "adam"]
@@ -396,4 +397,23 @@ def train(
             "seed": int(seed),
             "steps_per_epoch": per_epoch,
         },
+    )
+
+
+def train_as(
+    options: Any, objective: Objective, x0: torch.Tensor, *, seed: int, **kwargs: Any
+) -> TrainResult:
+    """:func:`train` with the optimiser of a probe's options: its fields ``optimizer``,
+    ``lr``, ``momentum``, ``epochs`` and ``batch_size`` (0: full batch); ``kwargs`` go
+    to :func:`train` as they are."""
+    return train(
+        objective,
+        x0,
+        optimizer=options.optimizer,
+        lr=options.lr,
+        momentum=options.momentum,
+        epochs=options.epochs,
+        batch_size=options.batch_size or None,
+        seed=seed,
+        **kwargs,
     )

@@ -124,7 +124,7 @@ class InitSelection(Probe):
     def compute(self, options: InitSelectionOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
         import torch
 
-        from lossatlas.engine.training import train
+        from lossatlas.engine.training import train_as
 
         obj = ctx.objective
         g = cell.generator()
@@ -132,14 +132,10 @@ class InitSelection(Probe):
         M = _hyperplane(options, ctx, x, options.dim, g)
         st = hessian_stats(obj.subspace_hessian(x, M, split=options.split))
         seed = int(torch.randint(0, 2**62, (1,), generator=g))
-        res = train(
+        res = train_as(
+            options,
             obj,
             x,
-            optimizer=options.optimizer,
-            lr=options.lr,
-            momentum=options.momentum,
-            epochs=options.epochs,
-            batch_size=options.batch_size or None,
             seed=seed,
         )
         n = options.epochs + 1

@@ -127,7 +127,7 @@ class RadiusDynamics(Probe):
     def compute(self, options: RadiusDynamicsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
         import torch
 
-        from lossatlas.engine.training import train
+        from lossatlas.engine.training import train_as
 
         obj = ctx.objective
         steps = _record_steps(options, len(obj.splits["train"]))
@@ -158,14 +158,10 @@ class RadiusDynamics(Probe):
                 obj.layout, g, scheme=options.init, radius=r0, dtype=obj.dtype, device=obj.device
             )
             seed = int(torch.randint(0, 2**62, (1,), generator=g))
-            res = train(
+            res = train_as(
+                options,
                 obj,
                 x,
-                optimizer=options.optimizer,
-                lr=options.lr,
-                momentum=options.momentum,
-                epochs=options.epochs,
-                batch_size=options.batch_size or None,
                 seed=seed,
                 record_every=options.record_every,
                 grad_transform=tangent if constrained else None,

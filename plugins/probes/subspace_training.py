@@ -168,7 +168,7 @@ def full_space_baseline(options: Any, ctx: Any) -> np.ndarray:
     import hashlib
     import json
 
-    from lossatlas.engine.training import train
+    from lossatlas.engine.training import train_as
 
     obj = ctx.objective
     acc = np.full(options.samples, np.nan)
@@ -177,14 +177,10 @@ def full_space_baseline(options: Any, ctx: Any) -> np.ndarray:
         seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
         g = torch.Generator().manual_seed(seed)
         x = draw_init(obj.layout, g, scheme=options.init, dtype=obj.dtype, device=obj.device)
-        res = train(
+        res = train_as(
+            options,
             obj,
             x,
-            optimizer=options.optimizer,
-            lr=options.lr,
-            momentum=options.momentum,
-            epochs=options.epochs,
-            batch_size=options.batch_size or None,
             seed=int(torch.randint(0, 2**62, (1,), generator=g)),
         )
         acc[s] = float(res.history["validation_accuracy"][-1])

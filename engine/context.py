@@ -260,7 +260,9 @@ class StepContext:
                 model.load_state_dict(state)
             except RuntimeError as exc:
                 first = _state_dict_problem(exc)
-                raise ShapeError(f"point '{ref}' does not fit the model: {first}") from None
+                raise ShapeError(
+                    f"step '{self.step.name}': point '{ref}' does not fit the model: {first}"
+                ) from None
             flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
             return flat.to(self.device, self.dtype)
         run, step, var = self.parse_ref(ref)
@@ -308,13 +310,7 @@ class StepContext:
             path = Path(ref.split(":", 1)[1]).expanduser()
             if not path.is_file():
                 raise DataError(f"step '{self.step.name}': checkpoint '{path}' does not exist")
-            state = load_checkpoint(path)
-            try:
-                self.build_model().load_state_dict(state)
-            except RuntimeError as exc:
-                raise ShapeError(
-                    f"{where} does not fit the model: {_state_dict_problem(exc)}"
-                ) from None
+            self.resolve_point(ref)  # loads it into the model; kept for the step's use
             return
         run, step, var = self.parse_ref(ref)
         if run is None and step not in earlier:

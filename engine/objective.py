@@ -633,11 +633,12 @@ class Objective:
         """
         B, N = X.shape[0], inputs.shape[0]
         h = inputs.reshape(N, -1).unsqueeze(0).expand(B, -1, -1)
-        linear = [i for i, (kind, _w, _b) in enumerate(self._stack) if kind == "linear"]
-        for i, (kind, w, b) in enumerate(self._stack):
+        layer = 0  # linear layers so far
+        for kind, w, b in self._stack:
             if kind == "linear":
                 W = X[:, w.start : w.stop].reshape(B, *w.shape)
-                if i == linear[-1]:
+                layer += 1
+                if layer == len(self._stack_width):  # the last one
                     bias = None if b is None else X[:, b.start : b.stop].unsqueeze(2)
                     h, W, dest = W, h.transpose(1, 2), out
                 else:
@@ -645,7 +646,7 @@ class Objective:
                     W = W.transpose(1, 2)
                     dest = None
                     if scratch:
-                        buf = scratch[linear.index(i) % 2]
+                        buf = scratch[layer % 2]
                         dest = buf[: B * N * w.shape[0]].view(B, N, w.shape[0])
                 h = (
                     torch.bmm(h, W, out=dest)

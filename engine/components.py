@@ -28,6 +28,7 @@ __all__ = [
     "Component",
     "DataBundle",
     "DatasetPlugin",
+    "Estimate",
     "Executor",
     "ModelPlugin",
     "Plan",
@@ -193,6 +194,8 @@ class Variable:
     units: str = ""
     dtype: str = "float64"
     finite: bool = True
+    #: CF ``long_name`` (what xarray's plots label axes with); default: the name in words.
+    long_name: str = ""
 
 
 @dataclass
@@ -207,6 +210,9 @@ class Plan:
     - ``static``: arrays known at planning time, stored with the template,
       as ``name -> (dims, values, attrs)``.
     - ``attrs``: extra dataset attrs (e.g. the accuracy the probe reached).
+    - ``coord_attrs``: attrs of the coordinates (``long_name``, ``units``, ``description``).
+    - ``aux_coords``: labels along a dim, stored as (non-index) coordinates, as
+      ``name -> (dim, values, attrs)`` (e.g. interpolation's ``pair_label``).
     """
 
     coords: dict[str, np.ndarray]
@@ -217,6 +223,7 @@ class Plan:
     )
     attrs: dict[str, Any] = field(default_factory=dict)
     coord_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aux_coords: dict[str, tuple[str, Any, dict[str, Any]]] = field(default_factory=dict)
 
     def cell_shape(self) -> tuple[int, ...]:
         return tuple(len(self.coords[d]) for d in self.cell_dims)
@@ -237,6 +244,47 @@ class Cell:
         return g
 
 
+@dataclass
+class Estimate:
+    """What a step will cost, from its options alone (before anything is allocated).
+
+    ``cells``: cells of the sweep; ``points``: loss evaluations at parameter points
+    (each a pass over the data), None if not known; ``hvps``: Hessian-vector products,
+    None if not known; ``store_bytes``: the size of the result in the store
+    (uncompressed); ``cell_bytes``: peak memory of one cell (rough: the cell's values,
+    the points evaluated together and the data); ``drivers``: the options that make it
+    large (named in a refusal, so the user knows what to lower).
+    """
+
+    cells: int
+    store_bytes: int
+    cell_bytes: int | None = None
+    points: int | None = None
+    hvps: int | None = None
+    drivers: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"{self.cells:,} cell(s)"]
+        if self.points is not None:
+            parts.append(f"{self.points:,} loss evaluations")
+        if self.hvps is not None:
+            parts.append(f"{self.hvps:,} Hessian-vector products")
+        parts.append(f"{human_bytes(self.store_bytes)} in the store")
+        if self.cell_bytes is not None:
+            parts.append(f"~{human_bytes(self.cell_bytes)} of memory per cell")
+        return ", ".join(parts)
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` → ``1.5 KiB``."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
 class Probe(Component):
     """A measurement (or a training run) that fills a labelled result.
 
@@ -253,6 +301,13 @@ class Probe(Component):
     def check(self, options: Any, ctx: StepContext) -> None:
         """Raise ConfigError/ShapeError for impossible options (cheap; store untouched)."""
 
+    def estimate(self, options: Any, ctx: StepContext) -> Estimate | None:
+        """What the step will cost (:class:`Estimate`), from the options, the model size
+        ``ctx.objective.D`` and the data alone: no earlier result, nothing allocated.
+        The engine refuses a step over the memory or disk limit before anything is
+        written. None: unknown (the engine then checks the plan's size before writing)."""
+        return None
+
     def plan(self, options: Any, ctx: StepContext) -> Plan:
         raise NotImplementedError
 
@@ -261,7 +316,13 @@ class Probe(Component):
         raise NotImplementedError
 
     def finalize(self, options: Any, ctx: StepContext, ds: xr.Dataset) -> xr.Dataset | None:
-        """Optionally add summary variables computed from the complete result."""
+        """Optionally add summary variables computed from the complete result.
+
+        Return a Dataset of the summary variables, or ``ds`` with them assigned
+        (``ds.assign(mean=ds.x.mean("sample"))``): the engine keeps only the *new*
+        variables (and the coordinates of new dims). The planned and static variables,
+        the coordinates and ``cell_status`` belong to the engine: returned unchanged they
+        are ignored, returned changed they are an error, never overwritten."""
         return None
 
     def plot(self, ds: xr.Dataset, **kwargs: Any) -> Figure:

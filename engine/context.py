@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .components import DataBundle, Subspace
+from .components import Cell, DataBundle, Subspace
 from .config import ComponentConfig, RunConfig, StepConfig
 from .errors import ConfigError, DataError, LossAtlasError, ShapeError, StoreError
 from .objective import Objective, resolve_device, resolve_dtype
@@ -153,6 +154,35 @@ def _state_dict_problem(exc: Exception) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+def check_bundle(bundle: DataBundle, where: str) -> None:
+    """Refuse numbers a data set should never hand over: complex or non-numeric inputs,
+    class labels outside [0, n_outputs), non-integer labels (one line each)."""
+    if bundle.n_outputs < 1:
+        raise DataError(f"{where}: n_outputs must be at least 1, got {bundle.n_outputs}")
+    for split_name, split in (("train", bundle.train), ("validation", bundle.validation)):
+        x, t = split.inputs, split.targets
+        if x.is_complex() or t.is_complex():
+            raise DataError(
+                f"{where}: the {split_name} split holds complex numbers; lossatlas works on "
+                "real inputs and targets (take .real or .abs() yourself if that is meant)"
+            )
+        if bundle.task != "classification" or len(t) == 0:
+            continue
+        if t.is_floating_point():
+            raise DataError(
+                f"{where}: classification targets of the {split_name} split are floats "
+                f"({t.dtype}); give integer class indices"
+            )
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= bundle.n_outputs:
+            bad = lo if lo < 0 else hi
+            raise DataError(
+                f"{where}: the {split_name} split has class label {bad}, outside [0, "
+                f"{bundle.n_outputs}) (n_outputs = {bundle.n_outputs}); relabel the classes "
+                "0 … n-1"
+            )
+
+
 class StepContext:
     """The run and step a probe works in, and the engine services it may use."""
 
@@ -198,6 +228,7 @@ class StepContext:
             bundle = plugin.load(opts, cfg.seed)
         if len(bundle.train) < 1 or len(bundle.validation) < 1:
             raise DataError(f"dataset '{cfg.plugin}' gave an empty train or validation split")
+        check_bundle(bundle, f"dataset '{cfg.plugin}'")
         return bundle
 
     def build_model(self, seed: int | None = None) -> torch.nn.Module:
@@ -385,6 +416,20 @@ class StepContext:
 
     def generator(self, *keys: Any) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(self.seed_for(*keys))
+
+    def cell_scratch(self, cell: Cell) -> Path:
+        """A folder of this step's store for ``cell``'s intermediate files (checkpoints a
+        killed cell continues from). It is kept until the step completes, then removed;
+        it lives beside the store, never in the results. Without a store (a probe called
+        outside a run), a temporary folder of this process."""
+        if self.store is None:
+            import tempfile
+
+            key = "-".join(f"{d}{i}" for d, i in cell.index.items()) or "cell"
+            folder = Path(tempfile.gettempdir()) / f"lossatlas-scratch-{os.getpid()}" / key
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        return self.store.cell_scratch(self.config.name, self.step.name, dict(cell.index))
 
     def static(self, name: str) -> np.ndarray:
         """A static array of this step's plan, read back from the store."""

@@ -12,6 +12,7 @@ __all__ = [
     "DataError",
     "LossAtlasError",
     "PluginError",
+    "RunInterrupted",
     "ShapeError",
     "StoreError",
 ]
@@ -41,3 +42,18 @@ class ShapeError(LossAtlasError):
 
 class StoreError(LossAtlasError):
     """A Zarr store is missing, foreign, corrupted, read-only or holds a different run."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGTERM or SIGHUP: handled as Ctrl-C is (status ``interrupted``,
+    resumable); the CLI exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = int(signum)
+        try:
+            self.signame = signal.Signals(signum).name
+        except ValueError:
+            self.signame = f"signal {signum}"
+        super().__init__(f"stopped by {self.signame}")

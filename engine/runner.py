@@ -10,27 +10,43 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import platform
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 
 import lossatlas
 
+from .components import Estimate, human_bytes
 from .config import RunConfig
 from .context import StepContext, blame
-from .errors import ConfigError, LossAtlasError, StoreError
-from .options import parse_options
+from .errors import ConfigError, LossAtlasError, PluginError, RunInterrupted, StoreError
+from .options import parse_options, suggest
 from .registry import Registry
-from .store import STATUS_NONFINITE, STATUS_PENDING, STATUS_VAR, Store
+from .sizes import Limits, check_estimate, plan_bytes
+from .store import STATUS_NONFINITE, STATUS_PENDING, RunLease, Store
 from .sweep import CellJob, StepRuntime
 
-__all__ = ["Progress", "RunReport", "StepReport", "provenance", "run_pipeline", "validate"]
+__all__ = [
+    "Progress",
+    "RunReport",
+    "StepReport",
+    "estimate_steps",
+    "provenance",
+    "run_pipeline",
+    "signals_as_interrupts",
+    "validate",
+]
 
 
 class Progress:
@@ -44,6 +60,9 @@ class Progress:
 
     def step_finished(self, step: str, report: StepReport) -> None:
         """A step finished."""
+
+    def notice(self, message: str) -> None:
+        """Something the user should know that is not an error (a lease taken over)."""
 
 
 @dataclass
@@ -151,6 +170,43 @@ def validate(config: RunConfig, registry: Registry, store: Store | None) -> list
     return contexts
 
 
+def estimate_steps(contexts: list[StepContext]) -> dict[str, Estimate | None]:
+    """Each step's :class:`Estimate` (None where its probe gives none)."""
+    out: dict[str, Estimate | None] = {}
+    for ctx in contexts:
+        with blame(f"step '{ctx.step.name}': probe '{ctx.probe.name}' (estimate)"):
+            out[ctx.step.name] = ctx.probe.estimate(ctx.options, ctx)
+    return out
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`RunInterrupted` (a KeyboardInterrupt), so a run
+    stopped by a batch system ends as Ctrl-C ends it: status ``interrupted``, the cells
+    written kept. Only in the main thread (elsewhere signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        if fired:  # a second signal while stopping: stopping already
+            return
+        fired.append(signum)
+        raise RunInterrupted(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, old)
+
+
 def run_pipeline(
     config: RunConfig,
     store_path: str,
@@ -158,24 +214,130 @@ def run_pipeline(
     *,
     progress: Progress | None = None,
     steps: list[str] | None = None,
+    rerun: str | None = None,
+    wait: bool = False,
+    allow_plugin_change: bool = False,
+    limits: Limits | None = None,
 ) -> RunReport:
-    """Run ``config`` into the store at ``store_path``; resume whatever is unfinished."""
+    """Run ``config`` into the store at ``store_path``; resume whatever is unfinished.
+
+    ``steps``: only these steps. ``rerun``: recompute this step and every step after it
+    (their stored results are removed first). ``wait``: wait for another process that
+    holds the run instead of refusing. ``allow_plugin_change``: resume a step although a
+    plugin it uses changed distribution or version (recorded in its provenance).
+    ``limits``: the memory and disk limits each step's estimate must fit (default: the
+    machine's available memory and free disk).
+    """
     progress = progress or Progress()
     store = Store(store_path)
     store.check_writable()
     contexts = validate(config, registry, store)
+    names = [c.step.name for c in contexts]
     if steps:
-        unknown = [s for s in steps if s not in {c.step.name for c in contexts}]
+        unknown = [s for s in steps if s not in names]
         if unknown:
             raise ConfigError(f"--step: no step named {', '.join(unknown)} in the config")
+    if rerun is not None and rerun not in names:
+        raise ConfigError(
+            f"--rerun: no step named '{rerun}' in the config{suggest(rerun, names)}; "
+            f"steps: {', '.join(names)}"
+        )
+    limits = limits if limits is not None else Limits.machine(store.path)
+    for name, est in estimate_steps(contexts).items():
+        if est is not None and (not steps or name in steps):
+            check_estimate(name, est, limits)
     executor = registry.get("executor", config.executor)
     exec_opts = parse_options(
         executor.Options, config.executor_options, f"executor '{config.executor}'"
     )
+    with signals_as_interrupts():
+        lease = RunLease(store, config.name).acquire(wait=wait, notice=progress.notice)
+        try:
+            return _run_leased(
+                config,
+                store,
+                contexts,
+                executor,
+                exec_opts,
+                progress,
+                lease,
+                steps=steps,
+                rerun=rerun,
+                allow_plugin_change=allow_plugin_change,
+                limits=limits,
+            )
+        finally:
+            lease.release()
+
+
+#: errno values of OS errors that end a run with one line naming the path.
+_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
+
+
+def _os_error(exc: OSError, store: Store) -> StoreError:
+    path = exc.filename or store.path
+    what = exc.strerror or str(exc)
+    fix = (
+        "free some space"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        else "make it writable"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        else "check the disk"
+    )
+    return StoreError(
+        f"cannot write '{path}': {what}; the run is marked failed and the cells written "
+        f"are kept: {fix}, then run the same command again to resume"
+    )
+
+
+def _run_leased(
+    config: RunConfig,
+    store: Store,
+    contexts: list[StepContext],
+    executor: Any,
+    exec_opts: Any,
+    progress: Progress,
+    lease: RunLease,
+    *,
+    steps: list[str] | None,
+    rerun: str | None,
+    allow_plugin_change: bool,
+    limits: Limits,
+) -> RunReport:
+    run = config.name
+    names = [c.step.name for c in contexts]
+    store.remove_leftovers(run)
     for ctx in contexts:  # refuse a corrupted step before anything is written
-        store.check_step(config.name, ctx.step.name)
+        store.check_step(run, ctx.step.name)
 
     science = json.dumps(config.science(), sort_keys=True)
+    existing = store.run_attrs(run) if store.has_run(run) else None
+    if existing is not None and existing.get("config_science") != science:
+        old = json.loads(existing.get("config_science", "{}"))
+        diff = _diff(old, config.science())
+        raise StoreError(
+            f"run '{run}' already exists in '{store.path}' with a different config "
+            f"(differs at {diff}); give this run another name (--name) or use a new store"
+        )
+    chosen = [c for c in contexts if not steps or c.step.name in steps]
+    report = RunReport(run=run, store=str(store.path))
+    if (
+        existing is not None
+        and rerun is None
+        and all(store.step_status(run, c.step.name) == "complete" for c in chosen)
+    ):
+        # Nothing to do: say so, and write nothing (not even a timestamp).
+        for ctx in chosen:
+            rep = StepReport(name=ctx.step.name, probe=ctx.probe.name, skipped=True)
+            rep.cells = int(store.cell_status(run, ctx.step.name).size)
+            progress.step_finished(ctx.step.name, rep)
+            report.steps.append(rep)
+        return report
+    if rerun is not None and existing is not None:
+        for name in names[names.index(rerun) :]:
+            if store.step_group(run, name) is not None:
+                store.drop_step(run, name)
+                store.clear_scratch(run, name)
     run_attrs = {
         "config": config.to_json(),
         "config_science": science,
@@ -184,40 +346,37 @@ def run_pipeline(
         "status": "running",
         "started": _now(),
     }
-    store.remove_leftovers(config.name)
-    existing = store.ensure_run(config.name, run_attrs)
-    if existing is not None:
-        if existing.get("config_science") != science:
-            old = json.loads(existing.get("config_science", "{}"))
-            diff = _diff(old, config.science())
-            raise StoreError(
-                f"run '{config.name}' already exists in '{store.path}' with a different config "
-                f"(differs at {diff}); give this run another name (--name) or use a new store"
-            )
-        store.set_run_attrs(config.name, {"status": "running", "resumed": _now()})
+    if store.ensure_run(run, run_attrs) is not None:
+        store.set_run_attrs(run, {"status": "running", "resumed": _now()})
 
-    report = RunReport(run=config.name, store=str(store.path))
-    for ctx in contexts:
-        if steps and ctx.step.name not in steps:
-            continue
+    for ctx in chosen:
         try:
-            report.steps.append(_run_step(ctx, store, executor, exec_opts, progress))
+            report.steps.append(
+                _run_step(
+                    ctx,
+                    store,
+                    executor,
+                    exec_opts,
+                    progress,
+                    lease=lease,
+                    allow_plugin_change=allow_plugin_change,
+                    limits=limits,
+                )
+            )
         except BaseException as exc:
             # Say in the store why the run stopped ("running" would claim it still runs);
             # the cells already written stay, and the same command resumes them.
             with contextlib.suppress(Exception):  # never mask the error itself
                 store.set_run_attrs(
-                    config.name,
+                    run,
                     {"status": _stopped_status(exc), "stopped": _now(), "error": _one_line(exc)},
                 )
+            if isinstance(exc, OSError) and exc.errno in _OS_ERRORS:
+                raise _os_error(exc, store) from exc
             raise
-    all_done = all(
-        store.step_ready(config.name, c.step.name)
-        and store.step_group(config.name, c.step.name).attrs.get("status") == "complete"
-        for c in contexts
-    )
+    all_done = all(store.step_status(run, c.step.name) == "complete" for c in contexts)
     store.set_run_attrs(
-        config.name,
+        run,
         {"status": "complete" if all_done else "partial", "finished": _now(), "error": ""},
     )
     store.consolidate()
@@ -246,8 +405,56 @@ def _diff(old: Any, new: Any, path: str = "") -> str:
     return f"{path or 'top level'}: {old!r} -> {new!r}"
 
 
+def _plugin_of(ctx: StepContext, kind: str, component: str) -> str:
+    record = ctx.registry.provider(kind, component)
+    return f"{record.name} ({record.distribution} {record.version})"
+
+
+def _plugins(ctx: StepContext) -> dict[str, str]:
+    """The plugin (distribution and version) of the step's probe, model and data set."""
+    return {
+        "probe_plugin": _plugin_of(ctx, "probe", ctx.probe.name),
+        "model_plugin": _plugin_of(ctx, "model", ctx.model_config.plugin),
+        "dataset_plugin": _plugin_of(ctx, "dataset", ctx.dataset_config.plugin),
+    }
+
+
+def _check_plugins(
+    ctx: StepContext, store: Store, attrs: dict[str, Any], allow: bool
+) -> dict[str, Any]:
+    """Refuse to resume a step whose plugins changed since it started (cells of two
+    implementations would mix), unless ``allow``: then the change is recorded."""
+    run, name = ctx.config.name, ctx.step.name
+    now = _plugins(ctx)
+    changed = {k: (attrs.get(k), v) for k, v in now.items() if attrs.get(k) not in (None, v)}
+    if not changed:
+        return {}
+    what = "; ".join(
+        f"{k.removesuffix('_plugin')} was {old} and is now {new}"
+        for k, (old, new) in changed.items()
+    )
+    if not allow:
+        raise StoreError(
+            f"step '{name}' of run '{run}' was started with other plugins ({what}); its "
+            "cells would mix two implementations: recompute it with --rerun "
+            f"{name}, or resume anyway with --allow-plugin-change (recorded in the step's "
+            "provenance)"
+        )
+    log = list(json.loads(attrs.get("plugin_changes", "[]") or "[]"))
+    log.append({"resumed": _now(), **{k: {"was": o, "now": n} for k, (o, n) in changed.items()}})
+    return {"plugin_changes": json.dumps(log)}
+
+
 def _run_step(
-    ctx: StepContext, store: Store, executor: Any, exec_opts: Any, progress: Progress
+    ctx: StepContext,
+    store: Store,
+    executor: Any,
+    exec_opts: Any,
+    progress: Progress,
+    *,
+    lease: RunLease | None = None,
+    allow_plugin_change: bool = False,
+    limits: Limits | None = None,
 ) -> StepReport:
     run, name = ctx.config.name, ctx.step.name
     rep = StepReport(name=name, probe=ctx.probe.name)
@@ -255,31 +462,36 @@ def _run_step(
     options_json = json.dumps(
         {k: v for k, v in ctx.step.to_dict().items()}, sort_keys=True, default=str
     )
-    group = store.step_group(run, name)
-    if group is not None and group.attrs.get("template_complete"):
-        if group.attrs.get("status") == "complete":
+    status_word = store.step_status(run, name)
+    if status_word is not None:
+        attrs = store.step_attrs(run, name)
+        if status_word == "complete":
             rep.skipped = True
-            rep.cells = int(np.prod(group[STATUS_VAR].shape)) if group[STATUS_VAR].shape else 1
+            rep.cells = int(store.cell_status(run, name).size)
             progress.step_finished(name, rep)
             return rep
-        if group.attrs.get("step_config") != options_json:
+        if attrs.get("step_config") != options_json:
             raise StoreError(
                 f"step '{name}' of run '{run}' in '{store.path}' was started with other options; "
-                "use another run name or a new store"
+                f"recompute it with --rerun {name}, or use another run name or a new store"
             )
+        changes = _check_plugins(ctx, store, attrs, allow_plugin_change)
+        if changes:
+            store.set_step_attrs(run, name, changes)
     else:
         with blame(f"step '{name}': probe '{ctx.probe.name}' (plan)"):
             plan = ctx.probe.plan(ctx.options, ctx)
-
-        def plugin_of(kind: str, component: str) -> str:
-            record = ctx.registry.provider(kind, component)
-            return f"{record.name} ({record.distribution} {record.version})"
-
+        if limits is not None and limits.store is not None:
+            size = plan_bytes(plan)
+            if size > limits.store:
+                raise ConfigError(
+                    f"step '{name}': its result would take {human_bytes(size)} in the store, "
+                    f"more than {human_bytes(limits.store)} ({limits.store_source}); make the "
+                    "step smaller, or raise the limit with --max-store SIZE"
+                )
         attrs = {
             "probe": ctx.probe.name,
-            "probe_plugin": plugin_of("probe", ctx.probe.name),
-            "model_plugin": plugin_of("model", ctx.model_config.plugin),
-            "dataset_plugin": plugin_of("dataset", ctx.dataset_config.plugin),
+            **_plugins(ctx),
             "step": name,
             "run": run,
             "step_config": options_json,
@@ -294,11 +506,9 @@ def _run_step(
     runtime = StepRuntime(ctx, store)
     job = CellJob.make(store, ctx.config, name)
     job.install(runtime)
-    status = np.asarray(runtime.group[STATUS_VAR][...])
+    status = store.cell_status(run, name)
     shape = status.shape
-    pending = [tuple(int(i) for i in idx) for idx in np.argwhere(status == STATUS_PENDING)]
-    if not shape:
-        pending = [()] if int(status) == STATUS_PENDING else []
+    pending = store.pending_cells(run, name)
     rep.cells = int(np.prod(shape)) if shape else 1
     progress.step_started(name, rep.cells, len(pending))
 
@@ -307,13 +517,15 @@ def _run_step(
         if st == STATUS_NONFINITE:
             rep.nonfinite += 1
         progress.cell_done(name, st)
+        if lease is not None:
+            lease.check()
 
     try:
         try:
             executor.run(exec_opts, job, pending, on_done)
         finally:
             job.forget()
-        status = np.asarray(runtime.group[STATUS_VAR][...])
+        status = store.cell_status(run, name)
         left = int(np.sum(status == STATUS_PENDING))
         if left:
             raise LossAtlasError(
@@ -324,8 +536,14 @@ def _run_step(
         ds = store.open_step(run, name)
         with blame(f"step '{name}': probe '{ctx.probe.name}' (finalize)"):
             extra = ctx.probe.finalize(ctx.options, ctx, ds)
-        if extra is not None and len(extra.data_vars):
-            store.write_variables(run, name, extra)
+        if extra is not None:
+            if not isinstance(extra, xr.Dataset):
+                raise PluginError(
+                    f"probe '{ctx.probe.name}': finalize returned {type(extra).__name__}, "
+                    "not an xarray Dataset or None (a bug in the probe)"
+                )
+            if len(extra.data_vars):
+                store.write_summary(run, name, extra)
     except BaseException as exc:
         with contextlib.suppress(Exception):  # never mask the error itself
             store.set_step_attrs(
@@ -345,6 +563,7 @@ def _run_step(
             "seconds": round(time.perf_counter() - t0, 3),
         },
     )
+    store.clear_scratch(run, name)
     rep.seconds = time.perf_counter() - t0
     progress.step_finished(name, rep)
     return rep

@@ -43,9 +43,7 @@ class StepRuntime:
     def __init__(self, ctx: StepContext, store: Store) -> None:
         self.ctx = ctx
         self.store = store
-        self.group = zarr.open_group(
-            str(store.path), path=store.group_path(ctx.config.name, ctx.step.name), mode="r+"
-        )
+        self.group = store.open_arrays(ctx.config.name, ctx.step.name)
         self.cell_dims: tuple[str, ...] = tuple(self.group.attrs["cell_dims"])
         self.coords = {d: np.asarray(self.group[d][:]) for d in self.cell_dims}
         self.variables: dict[str, tuple[tuple[str, ...], bool]] = {}

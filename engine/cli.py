@@ -116,12 +116,23 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", None)  # RunInterrupted: SIGTERM, SIGHUP
+            if signum is not None:
+                _fail(
+                    f"interrupted by {exc.signame}; run the same command again to resume",  # type: ignore[attr-defined]
+                    128 + int(signum),
+                )
             _fail("interrupted; run the same command again to resume", 130)
         except PermissionError as exc:
             if debug:
                 raise
             _fail(f"permission denied: {exc.filename or exc}; choose a writable location")
+        except OSError as exc:
+            if debug:
+                raise
+            where = f"'{exc.filename}'" if exc.filename else "a file"
+            _fail(f"cannot use {where}: {exc.strerror or exc}")
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:
@@ -340,6 +351,9 @@ class RichProgress(Progress):
         if self.bar is not None:
             self.bar.advance(self.task)
 
+    def notice(self, message: str) -> None:
+        click.echo(f"lossatlas: notice: {_line(message)}", err=True)
+
     def step_finished(self, step: str, report: StepReport) -> None:
         if self.bar is not None:
             self.bar.stop()
@@ -417,6 +431,34 @@ class RichProgress(Progress):
     help="Resume an unfinished run of the same name (with --no-resume, refuse).",
 )
 @click.option(
+    "--rerun",
+    default=None,
+    metavar="STEP",
+    help="Recompute STEP and every step after it (their stored results are removed first).",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="If another process is running this run, wait for it instead of stopping.",
+)
+@click.option(
+    "--allow-plugin-change",
+    is_flag=True,
+    help="Resume a step although a plugin it uses changed version (recorded in provenance).",
+)
+@click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    help="Refuse a step needing more memory per cell (e.g. 8GiB); default: memory available.",
+)
+@click.option(
+    "--max-store",
+    default=None,
+    metavar="SIZE",
+    help="Refuse a step whose result is larger (e.g. 50GB); default: free disk at the store.",
+)
+@click.option(
     "-q",
     "--quiet",
     is_flag=True,
@@ -436,6 +478,11 @@ def run(
     workers: int | None,
     steps: tuple[str, ...],
     resume: bool,
+    rerun: str | None,
+    wait: bool,
+    allow_plugin_change: bool,
+    max_memory: str | None,
+    max_store: str | None,
     quiet: bool,
 ) -> None:
     """Run the pipeline in CONFIG.toml and store its results.
@@ -457,6 +504,14 @@ def run(
     An error in the config, or in what it names (plugins, options, checkpoints),
     starts with the config file's name.
 
+    Before anything is written, each step's size is estimated (cells, evaluations,
+    bytes in the store, memory per cell; 'lossatlas check' prints them) and a step
+    over --max-memory or --max-store is refused with what to lower.
+
+    One process runs a run at a time: a second one on the same run stops with the
+    holder's pid and host (or waits, with --wait). SIGTERM and SIGHUP stop a run
+    as Ctrl-C does (status interrupted; the same command resumes it).
+
     The config format is in docs/config.md; examples/ holds a config for each
     probe; 'lossatlas plugins' lists the models, data sets, probes ... a config
     can name, and 'lossatlas plugins NAME' one's options.
@@ -467,9 +522,11 @@ def run(
       lossatlas run my.toml --store results.zarr --name wide --device cuda
       lossatlas run my.toml --executor dask --workers 4
       lossatlas run my.toml --step line --debug
+      lossatlas run my.toml --rerun line
     """
     from .config import load_config
     from .runner import run_pipeline
+    from .sizes import Limits, parse_size
     from .store import Store
 
     with _naming_config(str(Path(config_file))):
@@ -491,9 +548,22 @@ def run(
         if steps:
             _check_earlier_steps(config, registry, store, steps)
         progress = RichProgress(bar=not (quiet or _under_ci()), lines=not quiet)
+        limits = Limits.machine(
+            store,
+            memory=parse_size(max_memory, "--max-memory") if max_memory else None,
+            store=parse_size(max_store, "--max-store") if max_store else None,
+        )
         try:
             report: RunReport = run_pipeline(
-                config, store, registry, progress=progress, steps=list(steps) or None
+                config,
+                store,
+                registry,
+                progress=progress,
+                steps=list(steps) or None,
+                rerun=rerun,
+                wait=wait,
+                allow_plugin_change=allow_plugin_change,
+                limits=limits,
             )
         except StoreError as exc:
             raise StoreError(_explain_missing_step(str(exc), config, store, steps)) from None
@@ -717,65 +787,280 @@ def _show_component(registry: Any, name: str, as_json: bool) -> None:
 @cli.command(context_settings=CONTEXT, short_help="Show what a store holds.")
 @click.argument("store", type=click.Path())
 @click.option("--run", "run_name", default=None, metavar="RUN", help="Only this run.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON list).")
 @debug_option
 @friendly
-def inspect(store: str, run_name: str | None) -> None:
+def inspect(store: str, run_name: str | None, as_json: bool) -> None:
     """Show the runs and steps in STORE: dims, completion and provenance.
 
-    For each run: its status, times, versions, device, dtype and seed; for each
+    For each run: its state, times, versions, device, dtype and seed; for each
     step: its probe, how many cells are computed, its dims and variables.
+
+    \b
+    A run's state is one of:
+      running      a live process holds it (its pid, host and last heartbeat shown)
+      stale        it says running, but its process is gone (killed, crashed)
+      interrupted  stopped by Ctrl-C, SIGTERM or SIGHUP
+      failed       stopped by an error (shown)
+      partial      finished with a step not complete
+      complete     every step complete
+    A stale, interrupted, failed or partial run resumes with the same 'lossatlas run'.
 
     \b
     Example:
       lossatlas inspect atlas.zarr --run quickstart
+      lossatlas inspect atlas.zarr --json
     """
-    import numpy as np
-
-    from .store import STATUS_NONFINITE, STATUS_VAR
+    from .store.summary import store_summary
 
     st = _store_to_read(store)
     runs = st.runs()
     if run_name:
         _check_run(st, store, run_name)
         runs = [run_name]
+    summary = store_summary(st, runs)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
     if not runs:
         click.echo(f"{store}: no runs yet")
-    for r in runs:
-        attrs = st.run_attrs(r)
-        prov = json.loads(attrs.get("provenance", "{}"))
+    for entry in summary:
+        r = entry["run"]
+        prov = entry["provenance"]
+        state = entry["state"]
         click.echo(
-            f"run {r}  [{attrs.get('status', '?')}]  started {attrs.get('started', '?')}"
-            f"  finished {attrs.get('finished', '-')}"
+            f"run {r}  [{state}]  started {entry.get('started', '?')}"
+            f"  finished {entry.get('finished', '-')}"
         )
         click.echo(
-            f"  config: {attrs.get('config_source', '?')}; lossatlas "
+            f"  config: {entry.get('config_source', '?')}; lossatlas "
             f"{prov.get('lossatlas_version')}, torch {prov.get('torch_version')}, "
             f"python {prov.get('python_version')}; device {prov.get('device')}, "
             f"dtype {prov.get('dtype')}, seed {prov.get('seed')}"
         )
-        if attrs.get("error"):
-            click.echo(f"  stopped {attrs.get('stopped', '?')}: {attrs['error']}")
+        lease = entry.get("lease")
+        if state == "running" and lease:
+            click.echo(f"  running now: {lease['description']}")
+        elif state == "stale":
+            was = f" (was {lease['description']})" if lease else ""
+            click.echo(
+                f"  stale: it says running but no process is running it{was}; it was "
+                "killed or crashed; run the same command again to resume"
+            )
+        if entry.get("error"):
+            click.echo(f"  stopped {entry.get('stopped', '?')}: {entry['error']}")
             click.echo("  (run the same command again to resume)")
-        for s in st.steps(r):
-            g = st.step_group(r, s)
-            if g is None or not g.attrs.get("template_complete"):
+        for step in entry["steps"]:
+            s = step["step"]
+            if not step["template_complete"]:
                 click.echo(f"  step {s}: incomplete template (will be rewritten on resume)")
                 continue
-            status = np.asarray(g[STATUS_VAR][...])
-            total = status.size
-            done = int(np.sum(status > 0))
-            bad = int(np.sum(status == STATUS_NONFINITE))
-            ds = st.open_step(r, s)
-            dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
-            click.echo(
-                f"  step {s}  probe {g.attrs.get('probe')}  [{g.attrs.get('status')}] "
-                f"cells {done}/{total}" + (f" ({bad} with NaN/inf)" if bad else "")
-            )
-            if g.attrs.get("error"):
-                click.echo(f"    error: {g.attrs['error']}")
+            cells = step["cells"]
+            if "error" in cells:
+                count = f"cells unreadable ({cells['error']}); run 'lossatlas verify'"
+            else:
+                bad = cells["nonfinite"]
+                count = f"cells {cells['done']}/{cells['total']}" + (
+                    f" ({bad} with NaN/inf)" if bad else ""
+                )
+            click.echo(f"  step {s}  probe {step['probe']}  [{step['status']}] {count}")
+            if step.get("error"):
+                click.echo(f"    error: {step['error']}")
+            dims = ", ".join(f"{d}={n}" for d, n in step["dims"].items())
             click.echo(f"    dims: {dims}")
-            names = [v for v in ds.data_vars if v != STATUS_VAR]
-            click.echo(f"    variables: {', '.join(names)}")
+            click.echo(f"    variables: {', '.join(step['variables'])}")
+
+
+# ------------------------------------------------------------ store commands
+
+
+@cli.command(context_settings=CONTEXT, short_help="Validate a config; write nothing.")
+@click.argument("config_file", metavar="CONFIG.toml", type=click.Path(dir_okay=False))
+@click.option(
+    "--store",
+    "store",
+    default=None,
+    metavar="PATH",
+    help="A store whose runs the config refers to (RUN/STEP points); only read.",
+)
+@click.option("--name", default=None, metavar="NAME", help="Run name, as for 'run'.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@debug_option
+@friendly
+def check(config_file: str, store: str | None, name: str | None, as_json: bool) -> None:
+    """Check CONFIG.toml as 'run' would, and print it resolved; write nothing.
+
+    Every plugin, option, point reference and shape is checked (the model and data
+    are built). Printed: the config with every default filled in (each component's
+    and step's options as the plugin reads them) and each step's estimate: cells,
+    loss evaluations, Hessian-vector products, bytes in the store and memory per
+    cell, against this machine's limits.
+
+    \b
+    Example:
+      lossatlas check examples/quickstart.toml
+    """
+    from .config import load_config
+    from .resolve import resolve_config
+
+    with _naming_config(str(Path(config_file))):
+        config = load_config(config_file).with_overrides(name=name)
+        resolved = resolve_config(config, _registry(), store)
+    if as_json:
+        click.echo(json.dumps(resolved, indent=2, default=str))
+        return
+    click.echo(f"{config_file}: OK (run '{config.name}', {len(config.steps)} step(s))")
+    click.echo("")
+    click.echo(resolved["toml"])
+    click.echo("estimates:")
+    for step, est in resolved["estimates"].items():
+        click.echo(f"  {step}: {est['text']}")
+    limits = resolved["limits"]
+    click.echo(f"limits: {limits['memory']} of memory per cell, {limits['store']} in the store")
+
+
+@cli.command(context_settings=CONTEXT, short_help="Remove a run or step from a store.")
+@click.argument("store", type=click.Path())
+@click.argument("target", metavar="RUN[/STEP]")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@debug_option
+@friendly
+def rm(store: str, target: str, yes: bool) -> None:
+    """Remove the run RUN (all its steps) or the step RUN/STEP from STORE.
+
+    Asks before removing unless --yes is given. A run that a live process is running
+    is refused. The store's consolidated metadata is rewritten, so xarray and
+    'lossatlas inspect' see the change at once. A removed step is recomputed by the
+    next 'lossatlas run' of its config.
+
+    \b
+    Examples:
+      lossatlas rm atlas.zarr quickstart/line
+      lossatlas rm atlas.zarr old-run --yes
+    """
+    from .store import lease_state
+
+    st = _store_to_read(store)
+    run_name, _, step = target.partition("/")
+    _check_run(st, store, run_name)
+    if step and step not in st.steps(run_name):
+        steps = st.steps(run_name)
+        raise StoreError(
+            f"run '{run_name}' has no step '{step}'{suggest(step, steps)}; steps: "
+            f"{', '.join(steps) or 'none'}"
+        )
+    state, holder = lease_state(st, run_name)
+    if state == "live" and holder is not None:
+        raise StoreError(f"run '{run_name}' is being run by {holder.describe()}; stop it first")
+    what = f"step '{step}' of run '{run_name}'" if step else f"run '{run_name}' and all its steps"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"rm: removing {what} needs confirmation; add --yes")
+        click.confirm(f"Remove {what} from {store}?", abort=True)
+    st.remove(run_name, step or None)
+    click.echo(f"removed {what} from {store}")
+
+
+@cli.command(context_settings=CONTEXT, short_help="Read every chunk; find damaged cells.")
+@click.argument("store", type=click.Path())
+@click.option("--run", "runs", multiple=True, metavar="RUN", help="Only this run (repeatable).")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Mark damaged or inconsistent cells not run, so that 'lossatlas run' recomputes them.",
+)
+@debug_option
+@friendly
+def verify(store: str, runs: tuple[str, ...], repair: bool) -> None:
+    """Read every chunk of STORE and check each cell's status against its data.
+
+    Each chunk carries a crc32c checksum: a chunk changed on disk (a bad disk, a
+    partial copy, an edit) fails to read. A cell marked done must hold finite values
+    where its probe promised them. Exit 0 when all is well; 1 naming each damaged or
+    inconsistent cell. With --repair those cells are marked not run and their steps
+    'partial': the same 'lossatlas run' then recomputes exactly them (and the step's
+    summary). Damaged coordinates or static arrays cannot be repaired in place:
+    remove the step ('lossatlas rm') and run again.
+
+    \b
+    Examples:
+      lossatlas verify atlas.zarr
+      lossatlas verify atlas.zarr --repair
+    """
+    from .store.verify import repair as do_repair
+    from .store.verify import verify as do_verify
+
+    st = _store_to_read(store)
+    for r in runs:
+        _check_run(st, store, r)
+    problems, checked = do_verify(st, list(runs) or None)
+    if not problems:
+        click.echo(f"{store}: {checked} step(s) read, every chunk and status consistent")
+        return
+    for p in problems:
+        click.echo(f"{store}: {p.describe()}")
+    if not repair:
+        _fail(
+            f"{len(problems)} problem(s) in {store}; 'lossatlas verify {store} --repair' "
+            "marks the damaged cells for recomputing",
+            1,
+        )
+    marked, left = do_repair(st, problems)
+    click.echo(
+        f"marked {marked} cell(s) not run; 'lossatlas run' with the same config recomputes them"
+    )
+    if left:
+        _fail(
+            f"{len(left)} problem(s) cannot be repaired in place ("
+            + "; ".join(p.describe() for p in left)
+            + "); remove those steps with 'lossatlas rm' and run again",
+            1,
+        )
+
+
+@cli.command(context_settings=CONTEXT, short_help="Write a stored result as netCDF or CSV.")
+@click.argument("store", type=click.Path())
+@click.argument("group", metavar="RUN/STEP")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["netcdf", "csv"]),
+    required=True,
+    help="netcdf: netCDF-4 with CF attributes (pip install 'lossatlas[netcdf]'); "
+    "csv: one tidy table.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File.")
+@click.option("--var", "variables", multiple=True, metavar="NAME", help="Only this variable.")
+@debug_option
+@friendly
+def export(store: str, group: str, fmt: str, output: str, variables: tuple[str, ...]) -> None:
+    """Write the stored result RUN/STEP of STORE to one file another tool reads.
+
+    netCDF keeps every variable, coordinate and attribute (CF-1.11, attributes made
+    netCDF-safe: lists and tables as JSON text); CSV is one tidy table with a row
+    per value: variable, each dim's coordinate, value, units. --var keeps only the
+    variables named.
+
+    \b
+    Examples:
+      lossatlas export atlas.zarr quickstart/line --format netcdf -o line.nc
+      lossatlas export atlas.zarr quickstart/line --format csv -o line.csv --var train_loss
+    """
+    from .store.export import export as do_export
+
+    st = _store_to_read(store)
+    if "/" not in group:
+        raise ConfigError(f"group '{group}' must be RUN/STEP")
+    run_name, step = group.split("/", 1)
+    _check_run(st, store, run_name)
+    if not st.step_ready(run_name, step):
+        ready = _results(st, run_name)
+        raise StoreError(
+            f"store '{store}' has no result for step '{step}' of run '{run_name}'"
+            f"{suggest(step, ready)}; steps with results: {', '.join(ready) or 'none yet'}"
+        )
+    path = do_export(st.open_step(run_name, step), fmt, output, list(variables) or None)
+    click.echo(f"wrote {path}")
 
 
 def _store_to_read(store: str) -> Any:

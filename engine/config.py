@@ -142,11 +142,25 @@ class RunConfig:
         raise KeyError(name)
 
     def with_overrides(self, **overrides: Any) -> RunConfig:
+        if overrides.get("name") is not None:
+            check_run_name(overrides["name"], "--name: run name")
         new = copy.deepcopy(self)
         for k, v in overrides.items():
             if v is not None:
                 setattr(new, k, v)
         return new
+
+
+def check_run_name(name: Any, where: str = "run name") -> str:
+    """Refuse a run name that is not letters, digits, '-' and '_' (it names a group of
+    the store: '/' would nest groups, '..' leave the store). The same rule for a
+    config's ``name`` and for ``--name``."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(
+            f"{where} {name!r} must be letters, digits, '-' or '_', starting with a letter "
+            "or digit (it names a group in the store)"
+        )
+    return name
 
 
 def _component(table: Any, where: str, default_seed: int) -> ComponentConfig:
@@ -183,11 +197,7 @@ def parse_config(
             kind = {str: "a string", int: "an integer", dict: "a table", list: "a list"}[want]
             raise ConfigError(f"{source}: key '{key}' must be {kind}, got {value!r}")
     run_name = data.get("name") or name or Path(source).stem
-    if not NAME_RE.match(run_name):
-        raise ConfigError(
-            f"{source}: run name {run_name!r} must be letters, digits, '-' or '_' "
-            "(it names a group in the store)"
-        )
+    check_run_name(run_name, f"{source}: run name")
     seed = data.get("seed", 0)
     if seed < 0:
         raise ConfigError(f"{source}: key 'seed' must be non-negative, got {seed}")

@@ -16,8 +16,9 @@ spring) and reports, per (pair, threshold) cell:
 
 Cells are (pair, threshold), so a sweep over L0 × pairs (Table 1) resumes cell by cell;
 inside a cell the string is saved after each finished bead (or breadth-first round) to
-``<store dir>/.<store name>.dss/<run>/<step>/pair<P>-threshold<T>.pt`` and a killed run
-continues from there. The file is removed when the cell completes.
+``string.pt`` in the cell's scratch folder (``ctx.cell_scratch(cell)``, which the store
+keeps beside itself) and a killed run continues from there. The file is removed when the
+cell completes, the folder when the step does.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -185,23 +185,11 @@ class DSSOptions:
         )
 
 
-def checkpoint_path(store_path: str | Path, run: str, step: str, cell: Cell) -> Path:
-    """Where the string of ``cell`` is saved between beads (a sidecar of the store)."""
-    p = Path(store_path).expanduser().resolve()
-    return (
-        p.parent
-        / f".{p.name}.dss"
-        / run
-        / step
-        / f"pair{cell.index['pair']}-threshold{cell.index['threshold']}.pt"
-    )
-
-
-def _sidecar(ctx: Any) -> Path | None:
+def checkpoint_path(ctx: Any, cell: Cell) -> Path | None:
+    """Where the string of ``cell`` is saved between beads (the cell's scratch space)."""
     if ctx.store is None:
         return None
-    p = Path(ctx.store.path).expanduser().resolve()
-    return p.parent / f".{p.name}.dss" / ctx.config.name / ctx.step.name
+    return ctx.cell_scratch(cell) / "string.pt"
 
 
 def _fingerprint(options: DSSOptions, cell: Cell, D: int) -> int:
@@ -349,11 +337,9 @@ class DSS(Probe):
         theta2 = ctx.resolve_point(refs[1])
         cfg = options.string_config(cell.coords["threshold"])
         fp = _fingerprint(options, cell, obj.D)
-        path = None
         state = None
-        side = _sidecar(ctx)
-        if side is not None:
-            path = side / f"pair{cell.index['pair']}-threshold{cell.index['threshold']}.pt"
+        path = checkpoint_path(ctx, cell)
+        if path is not None:
             state = _load(path, fp, obj.device, obj.dtype)
 
         def on_bead(st: StringState) -> None:
@@ -416,9 +402,6 @@ class DSS(Probe):
     def finalize(self, options: DSSOptions, ctx: Any, ds: Any) -> Any:
         import xarray as xr
 
-        side = _sidecar(ctx)
-        if side is not None and side.exists():
-            shutil.rmtree(side, ignore_errors=True)
         conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)
         length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
         beads = np.where(conn, np.asarray(ds["beads_inserted"].values, dtype=float), np.nan)

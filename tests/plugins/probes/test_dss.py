@@ -279,8 +279,9 @@ def test_resuming_after_a_kill_gives_the_same_string(tmp_path: Path) -> None:
             run(QUADRATIC, path)
     finally:
         dss_module.BEAD_CALLBACKS.remove(kill_after_two)
-    side = tmp_path / ".part.zarr.dss" / "quad" / "dss"
-    saved = torch.load(side / "pair0-threshold0.pt", weights_only=True)
+    # The string is kept in the cell's scratch space, which the store keeps beside itself.
+    side = Store(path).sidecar / "scratch" / "quad" / "dss"
+    saved = torch.load(side / "pair0-threshold0" / "string.pt", weights_only=True)
     assert saved["beads"].shape[0] == 4  # θ1, two beads, θ2
 
     resumed_from: list[int] = []

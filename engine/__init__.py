@@ -19,6 +19,7 @@ from .components import (
     Subspace,
     SubspacePlugin,
     Variable,
+    grid_estimate,
     metric_variables,
 )
 from .errors import (
@@ -68,6 +69,7 @@ __all__ = [
     "Subspace",
     "SubspacePlugin",
     "Variable",
+    "grid_estimate",
     "hookimpl",
     "hookspec",
     "make_registry",

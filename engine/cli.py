@@ -138,6 +138,13 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if debug:
                 raise
+            if _damaged_chunk(exc):
+                _fail(
+                    "a chunk of the store is damaged (it fails its checksum or does not "
+                    f"decompress: {type(exc).__name__}: {_line(str(exc))[:120]}); run "
+                    "'lossatlas verify STORE' to find it, and 'lossatlas verify STORE "
+                    "--repair' so that 'lossatlas run' recomputes it"
+                )
             where = getattr(exc, "lossatlas_where", None)  # set by engine.context.blame
             if where:
                 first = (str(exc).strip().splitlines() or [""])[0]
@@ -152,6 +159,14 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             )
 
     return wrapper
+
+
+def _damaged_chunk(exc: BaseException) -> bool:
+    """Whether ``exc`` is zarr failing to decode a chunk (checksum, decompression)."""
+    text = str(exc).lower()
+    return isinstance(exc, ValueError | RuntimeError) and (
+        "checksum" in text or "decompress" in text or "zstd" in text
+    )
 
 
 # ------------------------------------------------------------ usage errors

@@ -37,6 +37,8 @@ __all__ = [
     "Subspace",
     "SubspacePlugin",
     "Variable",
+    "grid_estimate",
+    "human_bytes",
     "metric_variables",
 ]
 
@@ -273,6 +275,40 @@ class Estimate:
         if self.cell_bytes is not None:
             parts.append(f"~{human_bytes(self.cell_bytes)} of memory per cell")
         return ", ".join(parts)
+
+
+def grid_estimate(
+    ctx: StepContext,
+    cells: int,
+    values_per_cell: int,
+    *,
+    points_per_cell: int = 0,
+    hvps: int | None = None,
+    cell_bytes: int = 0,
+    drivers: tuple[str, ...] = (),
+) -> Estimate:
+    """An :class:`Estimate` for a sweep of ``cells`` cells, each storing
+    ``values_per_cell`` numbers (8 bytes each) and evaluating the loss at
+    ``points_per_cell`` parameter points (held together: points × D numbers), plus
+    ``cell_bytes`` of the probe's own per-cell memory (a basis, a Hessian ...)."""
+    D = int(ctx.objective.D)
+    item = torch.finfo(ctx.dtype).bits // 8
+    data = ctx.data
+    data_bytes = sum(
+        int(s.inputs.numel()) * s.inputs.element_size() for s in (data.train, data.validation)
+    )
+    cells = int(cells)
+    return Estimate(
+        cells=cells,
+        store_bytes=cells * int(values_per_cell) * 8,
+        cell_bytes=int(values_per_cell) * 8
+        + int(points_per_cell) * D * item
+        + int(cell_bytes)
+        + data_bytes,
+        points=cells * int(points_per_cell) if points_per_cell else None,
+        hvps=None if hvps is None else int(hvps),
+        drivers=drivers,
+    )
 
 
 def human_bytes(n: float) -> str:

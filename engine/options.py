@@ -116,8 +116,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         value = float(value)
-        if math.isnan(value):
-            raise ConfigError(f"{where}: expected a number, got nan")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return value
     if tp is str:
         if not isinstance(value, str):

@@ -98,7 +98,7 @@ class Limits:
     def machine(
         cls, store_path: str | Path, memory: int | None = None, store: int | None = None
     ) -> Limits:
-        mem_src = store_src = "given"
+        mem_src, store_src = "--max-memory", "--max-store"
         if memory is None:
             memory, mem_src = available_memory(), "the memory available now"
         if store is None:

@@ -123,21 +123,23 @@ def _verify_step(store: Store, run: str, step: str) -> list[Problem]:
             continue
         finite = np.isfinite(values)
         other = tuple(i for i, d in enumerate(dims) if d not in cell_dims)
-        # all finite per cell, in the cell dims' order
-        per = finite.all(axis=other) if other else finite
-        order = [dims.index(d) for d in cell_dims if d in dims]
+        per = finite.all(axis=other) if other else finite  # per cell, in the array's order
         kept = [d for d in dims if d in cell_dims]
-        per = np.transpose(per, [kept.index(d) for d in cell_dims]) if order else per
-        for idx in zip(*np.nonzero((status == STATUS_DONE) & ~per), strict=False):
-            idx = tuple(int(i) for i in idx)
-            bad.setdefault(idx, f"marked done but '{name}' holds NaN/inf (never written?)")
-        if not status.shape and int(status) == STATUS_DONE and not bool(per):
-            bad.setdefault((), f"marked done but '{name}' holds NaN/inf (never written?)")
+        if kept:
+            per = np.transpose(per, [kept.index(d) for d in cell_dims])
+        wrong = np.atleast_1d((status == STATUS_DONE) & ~per)
+        if not cell_dims:
+            if bool(wrong[0]):
+                bad.setdefault((), f"marked done but '{name}' holds NaN/inf (never written?)")
+            continue
+        for idx in zip(*np.nonzero(wrong), strict=False):
+            key = tuple(int(i) for i in idx)
+            bad.setdefault(key, f"marked done but '{name}' holds NaN/inf (never written?)")
     for idx, why in sorted(bad.items()):
-        cell_coords = {d: _plain(coords[d][i]) for d, i in zip(cell_dims, idx, strict=False)}
-        if d_missing := [d for d in cell_dims if d not in coords]:
-            cell_coords = {d: i for d, i in zip(cell_dims, idx, strict=False)}
-            del d_missing
+        cell_coords = {
+            d: _plain(coords[d][i]) if d in coords else i
+            for d, i in zip(cell_dims, idx, strict=False)
+        }
         out.append(Problem(run, step, "cell", why, cell=idx, coords=cell_coords))
     return out
 

@@ -26,6 +26,11 @@ __all__ = [
     "subsample",
 ]
 
+#: The most classes a data set read from the user's arrays may have (labels 0 … 99,999):
+#: a label far beyond that is a mistake (an id, a hash) that would allocate a model
+#: output per class.
+MAX_CLASSES = 100_000
+
 #: The ``task`` option of data sets that read the user's arrays.
 TaskOption = Literal["auto", "classification", "regression"]
 
@@ -47,6 +52,11 @@ def as_numpy(value: Any, what: str) -> np.ndarray:
         raise DataError(f"{what} is not an array: {exc}") from None
     if arr.dtype == object:
         raise DataError(f"{what} is not a numeric array (it holds Python objects)")
+    if np.iscomplexobj(arr):
+        raise DataError(
+            f"{what} holds complex numbers ({arr.dtype}); lossatlas needs real numbers "
+            "(save .real or abs() of them if that is meant)"
+        )
     return arr
 
 
@@ -85,6 +95,11 @@ def _targets(y: np.ndarray, task: str, what: str) -> torch.Tensor:
         yi = y.astype(np.int64)
         if yi.size and yi.min() < 0:
             raise DataError(f"{what}: class indices must be ≥ 0, found {int(yi.min())}")
+        if yi.size and yi.max() >= MAX_CLASSES:
+            raise DataError(
+                f"{what}: class index {int(yi.max())} is outside [0, {MAX_CLASSES}); labels "
+                "must be 0 … n_classes-1 (relabel with numpy.unique(y, return_inverse=True))"
+            )
         return torch.as_tensor(yi)
     if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
         raise DataError(f"{what}: targets of dtype {y.dtype} are not numbers")

@@ -35,7 +35,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Estimate,
+    Plan,
+    PointRef,
+    Probe,
+    Variable,
+    grid_estimate,
+)
 
 from .dss_string import (
     REASONS,
@@ -222,6 +231,20 @@ class DSS(Probe):
             )
 
     # ---------------------------------------------------------------- plan
+
+    def estimate(self, options: DSSOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        nb = options.max_beads + 2
+        D = ctx.objective.D
+        per = nb * (6 + options.points) + 16 + (nb * D if options.store_beads else 0)
+        return grid_estimate(
+            ctx,
+            len(options.pairs) * len(options.thresholds),
+            per,
+            points_per_cell=options.points,
+            cell_bytes=3 * nb * D * 8,
+            drivers=("pairs", "thresholds", "max_beads", "points"),
+        )
 
     def plan(self, options: DSSOptions, ctx: Any) -> Plan:
         obj = ctx.objective

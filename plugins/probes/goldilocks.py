@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, Plan, Probe, ShapeError, Variable
+from lossatlas.engine import Cell, Estimate, Plan, Probe, ShapeError, Variable, grid_estimate
 from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
 
 __all__ = [
@@ -209,6 +209,22 @@ class Goldilocks(Probe):
 
     def check(self, options: GoldilocksOptions, ctx: Any) -> None:
         _check_dims(options.dims, options, ctx, f"probe 'goldilocks' (step '{ctx.step.name}')")
+
+    def estimate(self, options: GoldilocksOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        cells = options.radii * len(options.dims) * options.samples
+        d = max(options.dims)
+        per = 2 * len(ctx.objective.metric_names()) + 8 + (d if options.eigenvalues else 0)
+        D = ctx.objective.D
+        return grid_estimate(
+            ctx,
+            cells,
+            per,
+            points_per_cell=1,
+            hvps=options.radii * options.samples * sum(options.dims),
+            cell_bytes=(D * d + 2 * d * d) * 8,
+            drivers=("radii", "dims", "samples"),
+        )
 
     def plan(self, options: GoldilocksOptions, ctx: Any) -> Plan:
         obj = ctx.objective

@@ -38,7 +38,16 @@ import numpy as np
 import torch
 import xarray as xr
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, metric_variables
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Estimate,
+    Plan,
+    PointRef,
+    Probe,
+    grid_estimate,
+    metric_variables,
+)
 from lossatlas.plugins.subspaces.directions import (
     centred_axis,
     normalized_directions,
@@ -181,6 +190,20 @@ class HessianDirectionsProbe(Probe):
                 for ref in value if isinstance(value, list) else []:
                     if isinstance(ref, str):
                         ctx.check_ref(ref, earlier)
+
+    def estimate(self, options: HessianDirectionsOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        nm = 2 * len(ctx.objective.metric_names())
+        maps = max(1, len(options.maps))
+        D = ctx.objective.D
+        return grid_estimate(
+            ctx,
+            maps * options.points,
+            options.points * nm,
+            points_per_cell=options.points,
+            cell_bytes=4 * D * 8,
+            drivers=("points", "maps"),
+        )
 
     def plan(self, options: HessianDirectionsOptions, ctx: Any) -> Plan:
         from lossatlas.engine.curvature import hessian_directions, hvp_operator

@@ -41,7 +41,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable, metric_variables
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Estimate,
+    Plan,
+    PointRef,
+    Probe,
+    Variable,
+    grid_estimate,
+    metric_variables,
+)
 
 __all__ = ["Interpolation", "alpha_grid", "curve_summary", "interpolate"]
 
@@ -250,6 +260,18 @@ class Interpolation(Probe):
     def labels(self, options: InterpolationOptions) -> list[str]:
         return list(options.labels) or [f"{a} → {b}" for a, b in options.pairs]
 
+    def estimate(self, options: InterpolationOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        nm = 2 * len(ctx.objective.metric_names())
+        points = options.points + 2 * options.zoom_points
+        return grid_estimate(
+            ctx,
+            len(options.pairs),
+            points * nm + 3,
+            points_per_cell=points,
+            drivers=("pairs", "points", "zoom_points"),
+        )
+
     def plan(self, options: InterpolationOptions, ctx: Any) -> Plan:
         obj = ctx.objective
         grids = self._grids(options)
@@ -272,6 +294,13 @@ class Interpolation(Probe):
             variables=variables,
             cell_dims=("pair",),
             coord_attrs=coord_attrs,
+            aux_coords={
+                "pair_label": (
+                    "pair",
+                    np.asarray(self.labels(options), dtype=str),
+                    {"long_name": "pair of points", "units": "1"},
+                )
+            },
             attrs={
                 "recompute_bn": int(options.recompute_bn),
                 "task": obj.task,

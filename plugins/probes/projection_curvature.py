@@ -36,7 +36,16 @@ import numpy as np
 import torch
 import xarray as xr
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Estimate,
+    Plan,
+    PointRef,
+    Probe,
+    Variable,
+    grid_estimate,
+)
 from lossatlas.plugins.probes.trace import DENSE_LIMIT, check_landscape, landscape_for
 
 __all__ = ["ProjectionCurvatureOptions", "ProjectionCurvatureProbe", "projected_hessians"]
@@ -139,6 +148,18 @@ class ProjectionCurvatureProbe(Probe):
                 f"step '{ctx.step.name}': exact = 'dense' with D={ctx.objective.D:,} would "
                 f"form a {ctx.objective.D:,}² Hessian; use exact = 'none'"
             )
+
+    def estimate(self, options: ProjectionCurvatureOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        n = ctx.objective.D if options.landscape == "model" else options.n_params
+        return grid_estimate(
+            ctx,
+            options.projections // options.block,
+            options.block * 6,
+            hvps=options.projections * 4,
+            cell_bytes=options.chunk * 4 * n * 8,
+            drivers=("projections", "block", "chunk"),
+        )
 
     def plan(self, options: ProjectionCurvatureOptions, ctx: Any) -> Plan:
         hvp, _loss, x, D, desc = landscape_for(options, ctx)

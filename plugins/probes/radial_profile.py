@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Plan, Probe, Variable
+from lossatlas.engine import Cell, Estimate, Plan, Probe, Variable, grid_estimate
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import (
@@ -171,6 +171,21 @@ class RadialProfile(Probe):
 
     def check(self, options: RadialProfileOptions, ctx: Any) -> None:
         _check_dims(options.dims, options, ctx, f"probe 'radial-profile' (step '{ctx.step.name}')")
+
+    def estimate(self, options: RadialProfileOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        nm = len(ctx.objective.metric_names())
+        d = max(options.dims)
+        per = options.samples * nm + 2 * len(options.dims) * options.hessian_samples
+        return grid_estimate(
+            ctx,
+            options.radii,
+            per,
+            points_per_cell=options.samples,
+            hvps=options.radii * options.hessian_samples * sum(options.dims),
+            cell_bytes=(ctx.objective.D * d + d * d) * 8,
+            drivers=("radii", "samples", "dims", "hessian_samples"),
+        )
 
     def plan(self, options: RadialProfileOptions, ctx: Any) -> Plan:
         obj = ctx.objective

@@ -13,7 +13,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, metric_variables
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Estimate,
+    Plan,
+    PointRef,
+    Probe,
+    grid_estimate,
+    metric_variables,
+)
 
 __all__ = ["RandomLine"]
 
@@ -49,6 +58,17 @@ class RandomLine(Probe):
     points = ()  # no (param,) results for later steps
     summary = "loss and accuracy along random unit directions through a point"
     Options = RandomLineOptions
+
+    def estimate(self, options: RandomLineOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        nm = 2 * len(ctx.objective.metric_names())
+        return grid_estimate(
+            ctx,
+            options.directions,
+            options.points * nm,
+            points_per_cell=options.points,
+            drivers=("directions", "points"),
+        )
 
     def plan(self, options: RandomLineOptions, ctx: Any) -> Plan:
         obj = ctx.objective

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from lossatlas.engine import Cell, Plan, Probe, Subspace, Variable
+from lossatlas.engine import Cell, Estimate, Plan, Probe, Subspace, Variable, grid_estimate
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import (
@@ -273,6 +273,20 @@ class SubspaceTraining(Probe):
             ctx,
             f"probe 'subspace-training' (step '{ctx.step.name}')",
             extra=extra,
+        )
+
+    def estimate(self, options: SubspaceTrainingOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        surfaces = max(1, len(options.surfaces))
+        d = max(options.dims)
+        per = options.radii * options.samples * (8 + 2 * options.epochs)
+        return grid_estimate(
+            ctx,
+            surfaces * len(options.dims),
+            per,
+            points_per_cell=options.radii * options.samples,
+            cell_bytes=ctx.objective.D * d * 8,
+            drivers=("radii", "dims", "samples", "epochs"),
         )
 
     def plan(self, options: SubspaceTrainingOptions, ctx: Any) -> Plan:

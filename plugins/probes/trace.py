@@ -34,7 +34,16 @@ import numpy as np
 import torch
 import xarray as xr
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Estimate,
+    Plan,
+    PointRef,
+    Probe,
+    Variable,
+    grid_estimate,
+)
 from lossatlas.plugins.models.quadratic import make_landscape
 
 __all__ = ["TraceOptions", "TraceProbe", "landscape_for"]
@@ -164,6 +173,19 @@ class TraceProbe(Probe):
                 f"{ctx.objective.D:,} would form a {ctx.objective.D:,}² Hessian; "
                 "use exact = 'none'"
             )
+
+    def estimate(self, options: TraceOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        n = ctx.objective.D if options.landscape == "model" else options.n_params
+        per = 4 * options.directions + options.n_points + options.density_steps
+        return grid_estimate(
+            ctx,
+            options.repeats,
+            per,
+            hvps=options.repeats * options.directions * 3,
+            cell_bytes=options.directions * n * 8,
+            drivers=("directions", "repeats", "n_points"),
+        )
 
     def plan(self, options: TraceOptions, ctx: Any) -> Plan:
         from lossatlas.engine.curvature import spectral_density

@@ -32,7 +32,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Estimate,
+    Plan,
+    PointRef,
+    Probe,
+    Variable,
+    grid_estimate,
+)
 
 __all__ = ["Trajectory", "project_trajectory"]
 
@@ -178,6 +187,14 @@ class Trajectory(Probe):
         return grids
 
     # ------------------------------------------------------------- planning
+
+    def estimate(self, options: TrajectoryOptions, ctx: Any) -> Estimate:
+        """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
+        nm = 2 * len(ctx.objective.metric_names())
+        points = options.grid**2 + (options.control_grid**2 if options.control else 0)
+        return grid_estimate(
+            ctx, 1, points * nm, points_per_cell=points, drivers=("grid", "control_grid")
+        )
 
     def plan(self, options: TrajectoryOptions, ctx: Any) -> Plan:
         obj = ctx.objective

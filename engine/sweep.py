@@ -47,8 +47,9 @@ class StepRuntime:
         self.cell_dims: tuple[str, ...] = tuple(self.group.attrs["cell_dims"])
         self.coords = {d: np.asarray(self.group[d][:]) for d in self.cell_dims}
         self.variables: dict[str, tuple[tuple[str, ...], bool]] = {}
+        skip = {*self.group.attrs.get("static_vars", []), *self.group.attrs.get("summary_vars", [])}
         for name, arr in self.group.arrays():
-            if name == STATUS_VAR or name in self.group.attrs.get("static_vars", []):
+            if name == STATUS_VAR or name in skip:
                 continue
             dims = _dims(arr)
             if all(d in dims for d in self.cell_dims) and "finite" in arr.attrs:

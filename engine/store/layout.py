@@ -541,7 +541,8 @@ class Store:
             },
         )
         for name in list(out.variables):
-            out[name].attrs = cf_attrs(str(name), dict(out[name].attrs))
+            attrs = {k: v for k, v in out[name].attrs.items() if k != "finite"}
+            out[name].attrs = cf_attrs(str(name), attrs)
             out[name].encoding = {}
         encoding = {str(name): {"compressors": compressors()} for name in out.variables}
         with self.lock():

@@ -1,0 +1,1 @@
+"""A third-party probe whose ``finalize`` uses the xarray idioms a user naturally writes."""

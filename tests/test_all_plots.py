@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pytest
@@ -196,15 +197,29 @@ def test_every_entry_names_a_registered_probe() -> None:
     assert not stale, f"TINY has entries for probes that are not registered: {stale}"
 
 
-@pytest.mark.parametrize("probe", PROBES)
-def test_probe_plot_renders_from_store(probe: str, tmp_path: Path) -> None:
+_STORED: dict[str, tuple[Path, Any]] = {}
+
+
+def stored_result(probe: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The tiny config of ``probe`` run into a store once per test session (the plot
+    and the CF tests read the same result): (store path, config)."""
     if probe not in TINY:
         pytest.fail(f"add a tiny config for probe {probe} to tests/test_all_plots.py")
-    text = f'name = "{probe}"\n' + HEADER + TINY[probe]
-    config = parse_config(tomllib.loads(text), source=f"<tiny {probe}>")
-    assert config.steps[-1].probe == probe, "the last step of a tiny config is the one plotted"
-    store = tmp_path / "s.zarr"
-    run_pipeline(config, str(store), make_registry(), progress=None)
+    if probe not in _STORED:
+        text = f'name = "{probe}"\n' + HEADER + TINY[probe]
+        config = parse_config(tomllib.loads(text), source=f"<tiny {probe}>")
+        assert config.steps[-1].probe == probe, "the last step of a tiny config is plotted"
+        store = tmp_path_factory.mktemp(probe) / "s.zarr"
+        run_pipeline(config, str(store), make_registry(), progress=None)
+        _STORED[probe] = (store, config)
+    return _STORED[probe]
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_probe_plot_renders_from_store(
+    probe: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    store, config = stored_result(probe, tmp_path_factory)
 
     out = tmp_path / f"{probe}.png"
     group = f"{probe}/{config.steps[-1].name}"
@@ -236,3 +251,50 @@ def test_probe_honours_device_and_dtype(
         ds = st.open_step(probe, step.name)
         assert ds.attrs["device"].startswith(device) and ds.attrs["dtype"] == dtype
         assert ds.atlas.completion == 1.0, f"step {step.name} on {device}/{dtype} incomplete"
+
+
+#: UDUNITS strings a stored result may use ("1": dimensionless).
+UDUNITS_OK = {"1", "s", "seconds", "bytes", "rad", "degree"}
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_probe_result_carries_cf_metadata(
+    probe: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every variable and coordinate of every probe's result has a long_name and UDUNITS
+    units, the Dataset names its Conventions, xarray's own plot labels its axes with
+    them, and the result writes to netCDF as it is."""
+    import matplotlib.pyplot as plt
+    import xarray as xr
+
+    store, config = stored_result(probe, tmp_path_factory)
+    for step in config.steps:
+        ds = Store(str(store)).open_step(probe, step.name)
+        assert ds.attrs.get("Conventions") == "CF-1.11", step.name
+        for name, var in ds.variables.items():
+            assert str(var.attrs.get("long_name", "")).strip(), f"{step.name}/{name}: long_name"
+            assert var.attrs.get("units") in UDUNITS_OK, (
+                f"{step.name}/{name}: units {var.attrs.get('units')!r} is not UDUNITS"
+            )
+        # xarray's own plot of the first variable with one or two dims of length > 1
+        for name in ds.data_vars:
+            da = ds[name].squeeze()
+            if 1 <= da.ndim <= 2 and da.dtype.kind in "fiu":
+                fig, ax = plt.subplots()
+                da.load().plot(ax=ax)
+                xlabel = ax.get_xlabel()
+                dim = da.dims[-1] if da.ndim == 2 else da.dims[0]
+                assert xlabel == f"{ds[dim].attrs['long_name']} [{ds[dim].attrs['units']}]"
+                plt.close(fig)
+                break
+        out = tmp_path / f"{step.name}.nc"
+        ds.to_netcdf(out, engine="h5netcdf")
+        back = xr.open_dataset(out, engine="h5netcdf")
+        assert set(back.data_vars) == set(ds.data_vars)
+        back.close()
+    if probe == "interpolation":
+        ds = Store(str(store)).open_step(probe, "probe")
+        labels = list(ds["pair_label"].values)
+        assert labels == ["init → train", "init:1 → train"]
+        picked = ds.set_xindex("pair_label").sel(pair_label="init:1 → train")
+        assert int(picked["pair"]) == 1

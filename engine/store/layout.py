@@ -627,5 +627,18 @@ def _jsonable_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
             json.dumps(v)
         except TypeError:
             v = str(v)
+        if isinstance(v, bool):
+            v = int(v)
+        elif isinstance(v, dict) or (isinstance(v, list) and not _flat(v)):
+            # netCDF takes strings, numbers and flat arrays of one kind: a table or a
+            # nested list is kept as its JSON text (json.loads gives it back)
+            v = json.dumps(v, ensure_ascii=False)
         out[k] = v
     return out
+
+
+def _flat(items: list[Any]) -> bool:
+    """A list netCDF stores as an array: all strings, or all numbers (not bools)."""
+    if all(isinstance(x, str) for x in items):
+        return True
+    return all(isinstance(x, int | float) and not isinstance(x, bool) for x in items)

@@ -13,6 +13,7 @@ Cost: two loss evaluations (before and after, as a check).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +152,10 @@ class PermuteUnits(Probe):
         units = [int(u) for u in ds.attrs["units"]]
         fig, axes = plt.subplots(2, 2, figsize=(9, 6), squeeze=False)
         for col, key in enumerate(("permuted_weight", "next_weight")):
-            name, start, stop, shape = ds.attrs[key]
+            where_ = ds.attrs[key]
+            if isinstance(where_, str):  # stored as JSON text (netCDF-safe)
+                where_ = json.loads(where_)
+            name, start, stop, shape = where_
             for row, var in enumerate(("source", "point")):
                 block = np.asarray(ds[var].values[int(start) : int(stop)]).reshape(shape)
                 if col == 0:  # rows of this layer's weight are its units

@@ -68,6 +68,11 @@ def assert_same_store(got: str, want: str, run: str, steps: list[str]) -> None:
         assert np.all(a[STATUS_VAR].values == STATUS_DONE), step
         assert a.attrs["status"] == "complete", step
     assert Store(got).run_attrs(run)["status"] == "complete"
+    # Every chunk reads back (checksums) and every status agrees with its data.
+    from lossatlas.engine.store.verify import verify
+
+    problems, checked = verify(Store(got), [run])
+    assert checked == len(steps) and problems == [], [p.describe() for p in problems]
 
 
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(

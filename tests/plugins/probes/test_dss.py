@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from pathlib import Path
@@ -231,8 +232,9 @@ def test_counterexample_does_not_connect(tmp_path: Path) -> None:
     assert float(sw["loss_after"]) == pytest.approx(float(sw["loss_before"]), abs=1e-12)
     assert float(sw["loss_before"]) < 1e-8
     # The stored copy is the source with the first hidden layer's units 0 and 1 swapped.
-    name, start, stop, shape = sw.attrs["permuted_weight"]
-    assert name.endswith("weight") and sw.attrs["next_weight"][1] == stop
+    # a nested list: stored as JSON text (netCDF takes flat arrays only)
+    name, start, stop, shape = json.loads(sw.attrs["permuted_weight"])
+    assert name.endswith("weight") and json.loads(sw.attrs["next_weight"])[1] == stop
     before = sw["source"].values[start:stop].reshape(shape)
     after = sw["point"].values[start:stop].reshape(shape)
     np.testing.assert_array_equal(after[[1, 0, *range(2, shape[0])]], before)

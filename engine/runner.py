@@ -501,26 +501,40 @@ def _run_step(
             "started": _now(),
             "status": "running",
         }
-        store.write_template(run, name, plan, attrs)
-
-    runtime = StepRuntime(ctx, store)
-    job = CellJob.make(store, ctx.config, name)
-    job.install(runtime)
-    status = store.cell_status(run, name)
-    shape = status.shape
-    pending = store.pending_cells(run, name)
-    rep.cells = int(np.prod(shape)) if shape else 1
-    progress.step_started(name, rep.cells, len(pending))
-
-    def on_done(_index: tuple[int, ...], st: int) -> None:
-        rep.computed += 1
-        if st == STATUS_NONFINITE:
-            rep.nonfinite += 1
-        progress.cell_done(name, st)
-        if lease is not None:
-            lease.check()
+        try:
+            store.write_template(run, name, plan, attrs)
+        except BaseException as exc:  # a signal right after the template moved in
+            with contextlib.suppress(Exception):
+                if store.step_ready(run, name):
+                    store.set_step_attrs(
+                        run,
+                        name,
+                        {
+                            "status": _stopped_status(exc),
+                            "stopped": _now(),
+                            "error": _one_line(exc),
+                        },
+                    )
+            raise
 
     try:
+        runtime = StepRuntime(ctx, store)
+        job = CellJob.make(store, ctx.config, name)
+        job.install(runtime)
+        status = store.cell_status(run, name)
+        shape = status.shape
+        pending = store.pending_cells(run, name)
+        rep.cells = int(np.prod(shape)) if shape else 1
+        progress.step_started(name, rep.cells, len(pending))
+
+        def on_done(_index: tuple[int, ...], st: int) -> None:
+            rep.computed += 1
+            if st == STATUS_NONFINITE:
+                rep.nonfinite += 1
+            progress.cell_done(name, st)
+            if lease is not None:
+                lease.check()
+
         try:
             executor.run(exec_opts, job, pending, on_done)
         finally:

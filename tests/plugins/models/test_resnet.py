@@ -192,7 +192,7 @@ def test_calibration_is_the_statistics_of_the_whole_set_in_float64() -> None:
     the per-channel mean and unbiased variance of the whole set, as one batch would."""
     g = torch.Generator().manual_seed(1)
     # brighter images first: batches with different means, as an ordered data set has
-    x = torch.rand(400, 3, 12, 12, generator=g, dtype=torch.float64)
+    x = torch.rand(400, 3, 8, 8, generator=g, dtype=torch.float64)
     x[:256] += 0.5
     y = torch.randint(0, 10, (400,), generator=g)
     data = DataBundle(Split(x, y), Split(x[:8], y[:8]), "classification", 10)
@@ -207,7 +207,7 @@ def test_calibration_is_the_statistics_of_the_whole_set_in_float64() -> None:
     torch.testing.assert_close(model.bn.running_var, pre.var(1), atol=1e-12, rtol=1e-12)
     # bn_samples does the same in build (and any batch size gives it)
     built = build(data, depth=8, bn_samples=400).double()
-    calibrate_batchnorm(built, x, batch_size=7)
+    calibrate_batchnorm(built, x, batch_size=150)  # 150 + 150 + 100
     assert_statistics(built, expected)
 
 

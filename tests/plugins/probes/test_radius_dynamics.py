@@ -108,7 +108,7 @@ def test_snapshots_zero_keeps_no_trajectory_and_size_is_checked(tmp_path):
     run_pipeline(cfg, path, make_registry(), progress=None)
     ds = Store(path).open_step("rd", "radius")
     assert "trajectory" not in ds and "snapshot" not in ds.dims
-    big = CONFIG.replace("hidden = [8]", "hidden = [1024, 1024]").replace(
+    big = CONFIG.replace("hidden = [8]", "hidden = [256, 256]").replace(
         "samples = 2", "samples = 200"
     )
     with pytest.raises(LossAtlasError, match=r"GiB; lower snapshots"):

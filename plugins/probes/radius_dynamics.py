@@ -88,18 +88,19 @@ def growth_exponent(steps: np.ndarray, radius: np.ndarray) -> float:
 
 
 def snapshot_steps(record: np.ndarray, n: int) -> np.ndarray:
-    """At most ``n`` of the recorded steps ``record``, log-spaced: step 0, the last, and
-    the recorded steps nearest (in log t) to n − 2 targets geometrically spaced between
-    the first and the last positive step (fewer when targets share a nearest step)."""
+    """At most ``n`` of the recorded steps ``record``, log-spaced: the first (step 0) and
+    the n − 1 positive recorded steps nearest (in log t) to points geometrically spaced
+    from the first positive step to the last, both included (fewer when two points share
+    a nearest step)."""
     record = np.asarray(record, dtype=np.int64)
     if n <= 0 or not len(record):
         return record[:0]
     pos = record[record > 0]
     if not len(pos) or n < 2:
         return record[:1]
-    targets = np.geomspace(pos[0], pos[-1], max(n - 1, 1))
+    targets = np.geomspace(pos[0], pos[-1], n - 1) if n > 2 else pos[-1:].astype(float)
     nearest = pos[np.abs(np.log(pos)[None, :] - np.log(targets)[:, None]).argmin(axis=1)]
-    return np.unique(np.concatenate([[record[0]], nearest, [pos[-1]]]))
+    return np.unique(np.concatenate([record[:1], nearest]))
 
 
 def _record_steps(options: RadiusDynamicsOptions, n_train: int) -> np.ndarray:

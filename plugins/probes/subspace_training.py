@@ -24,9 +24,9 @@ the same optimiser and schedule (``reference = "full"``, trained in ``finalize``
 ``reference_accuracy`` gives a number instead, and ``reference = "grid-best"`` takes the
 best mean accuracy of the grid (a different quantity: 90% of what the grid reached, not
 of what the network can reach). Every training is checked for convergence
-(:func:`lossatlas.engine.training.loss_still_falling`): a run whose train loss still
-fell by more than ``convergence_tol`` per epoch at the end is flagged ``still_falling``
-and the step warns (:class:`~lossatlas.engine.training.ConvergenceWarning`) — its
+(:func:`lossatlas.engine.training.loss_still_falling`): a run whose last quarter of
+epochs brought more than ``convergence_tol`` (10 %) of its whole decrease of the train
+loss is flagged ``still_falling`` and the step warns (:class:`~lossatlas.engine.training.ConvergenceWarning`) — its
 accuracy, and any d_int read from it, belongs to the schedule, not to the landscape.
 
 For audit the result keeps each run's final coordinates θ (``final_theta``) and the norm

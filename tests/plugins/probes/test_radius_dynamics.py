@@ -55,6 +55,8 @@ def test_snapshot_steps_are_log_spaced_recorded_steps():
     # a short run: fewer distinct steps than asked for
     np.testing.assert_array_equal(snapshot_steps(np.array([0, 1, 2]), 11), [0, 1, 2])
     np.testing.assert_array_equal(snapshot_steps(np.array([0, 4]), 2), [0, 4])
+    np.testing.assert_array_equal(snapshot_steps(record, 2), [0, 1000])
+    assert len(snapshot_steps(record, 3)) == 3
 
 
 def test_radius_dynamics_end_to_end(tmp_path):

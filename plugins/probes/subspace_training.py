@@ -26,8 +26,9 @@ best mean accuracy of the grid (a different quantity: 90% of what the grid reach
 of what the network can reach). Every training is checked for convergence
 (:func:`lossatlas.engine.training.loss_still_falling`): a run whose last quarter of
 epochs brought more than ``convergence_tol`` (10 %) of its whole decrease of the train
-loss is flagged ``still_falling`` and the step warns (:class:`~lossatlas.engine.training.ConvergenceWarning`) — its
-accuracy, and any d_int read from it, belongs to the schedule, not to the landscape.
+loss is flagged ``still_falling`` and the step warns
+(:class:`~lossatlas.engine.training.ConvergenceWarning`) — its accuracy, and any d_int
+read from it, belongs to the schedule, not to the landscape.
 
 For audit the result keeps each run's final coordinates θ (``final_theta``) and the norm
 ‖x‖ of its final point (``final_norm``: r on a hypersphere, as training left it). The

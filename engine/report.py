@@ -232,10 +232,15 @@ def _step_section(
     diverged = _diverged(ds)
     if diverged:
         facts.insert(2, ("diverged", diverged))
+    falling = _still_falling(ds)
+    if falling:
+        facts.insert(2, ("not converged", falling))
     parts.append(f'<div class="meter"><div style="width:{pct:.1f}%"></div></div>')
     parts.append(_dl(facts))
     if diverged:
         parts.append(f'<p class="error">diverged: {esc(diverged)}</p>')
+    if falling:
+        parts.append(f'<p class="warn">not converged: {esc(falling)}</p>')
 
     rows = []
     for name, var in ds.data_vars.items():
@@ -281,6 +286,28 @@ def _diverged(ds: Any) -> str:
     return (
         f"{hit} of {flags.size} trainings diverged (the loss became NaN or inf and "
         "training stopped); a lower learning rate usually helps"
+    )
+
+
+def _still_falling(ds: Any) -> str:
+    """A line saying how many trainings of a step ended with their loss still falling
+    (its ``still_falling`` / ``baseline_still_falling`` variables), or ``""``."""
+    parts = []
+    for name, what in (("still_falling", "trainings"), ("baseline_still_falling", "baselines")):
+        if name not in ds.data_vars:
+            continue
+        try:
+            flags = np.asarray(ds[name].values, dtype=float)
+        except (TypeError, ValueError):
+            continue
+        hit = int(np.sum(np.nan_to_num(flags) != 0))
+        if hit:
+            parts.append(f"{hit} of {flags.size} {what}")
+    if not parts:
+        return ""
+    return (
+        f"the loss was still falling at the end in {' and '.join(parts)}; their accuracies "
+        "belong to the schedule (more epochs or a larger lr would change them)"
     )
 
 

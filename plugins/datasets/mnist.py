@@ -151,7 +151,10 @@ class MNISTOptions:
 def _images_and_labels(root: Path, split: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     img_path = find_file(root, FILES[f"{split}_images"], where, WHERE_TO_GET)
     lab_path = find_file(root, FILES[f"{split}_labels"], where, WHERE_TO_GET)
-    images, labels = read_idx(img_path), read_idx(lab_path)
+    try:
+        images, labels = read_idx(img_path), read_idx(lab_path)
+    except DataError as exc:  # read_idx is public and says nothing of which data set
+        raise DataError(f"{where}: {exc}") from None
     if images.ndim != 3:
         raise DataError(
             f"{where}: '{img_path}' holds an array of shape {images.shape}; "

@@ -28,8 +28,9 @@ can recompute them at every point (``recompute_bn = true``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -166,33 +167,135 @@ def uncalibrated_batchnorm(model: nn.Module) -> bool:
     )
 
 
-@torch.no_grad()
-def calibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> int:
-    """Set every BatchNorm layer's running mean and variance to the statistics of
-    ``inputs`` at the model's current parameters; return the number of BN layers.
+class _StopForward(Exception):
+    """Raised inside a calibration pass once the BatchNorm call being measured is done."""
 
-    The statistics are the cumulative average (``momentum=None``) of the per-batch
-    statistics over batches of ``batch_size`` (exact when ``inputs`` is one batch).
-    Parameters are untouched and the model is left in eval mode. Cost: one forward
-    pass over ``inputs``.
+
+def _channel_stats(x: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """(n, mean, M2) per channel (dim 1) of ``x``: n values per channel, M2 the sum of
+    squared deviations from the mean. Computed in x's dtype (as BatchNorm's own train
+    mode does), returned in float64 for the accumulation over batches."""
+    dims = [0, *range(2, x.dim())]
+    n = float(x.numel() // x.shape[1])
+    var, mean = torch.var_mean(x.detach(), dim=dims, correction=0)
+    return n, mean.to(torch.float64), var.to(torch.float64) * n
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> int:
+    """Set every BatchNorm layer's running mean and variance to the per-channel mean and
+    unbiased variance of its input over all of ``inputs``; return the number of BN
+    layers with running statistics.
+
+    The result is what one forward pass over ``inputs`` as a single batch gives with
+    the BN layers in train mode (``momentum=None``) and everything else in eval mode
+    (dropout off): each BN layer measures its input with every earlier BN layer
+    normalising by the statistics of the whole set (as in that pass: by the biased
+    variance). A BN module called several times per forward pass keeps the average of
+    its calls' statistics, as torch's cumulative average does. Each batch's statistics
+    are computed in the model's dtype (as BN's train mode does) and combined in float64
+    (Chan et al.'s pairwise update).
+
+    Cost: one forward pass (that single train-mode pass) when ``len(inputs) ≤
+    batch_size``; otherwise the statistics of a BN call are exact only once all batches
+    have passed it, so the calls are calibrated one after another, each with a pass over
+    the batches that stops at that call: about (calls + 1)/2 forward passes over
+    ``inputs`` (ResNet-20, 19 BN layers: ≈ 10; ``batch_size`` is a memory knob).
+    Parameters are untouched and the model is left in eval mode.
     """
-    bns = batchnorm_layers(model)
-    if not bns or len(inputs) == 0:
+    tracked = batchnorm_layers(model)
+    if not tracked or len(inputs) == 0:
         model.eval()
-        return len(bns)
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
+        return len(tracked)
+    every = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if len(inputs) <= batch_size:  # one batch: BN's own train mode computes exactly this
+        momenta = [m.momentum for m in every]
+        model.eval()
+        try:
+            for m in every:
+                if m.track_running_stats:
+                    m.reset_running_stats()
+                m.momentum = None
+                m.train()
+            model(inputs)
+        finally:
+            for m, mom in zip(every, momenta, strict=True):
+                m.momentum = mom
+            model.eval()
+        return len(tracked)
+    batches = [
+        inputs[i : i + max(1, batch_size)] for i in range(0, len(inputs), max(1, batch_size))
+    ]
+    # (module index, call number) -> (mean, biased variance, n) of its input, float64
+    done: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, float]] = {}
+    calls: dict[int, int] = {}
+    acc: dict[str, Any] = {}
+
+    def normalise(m: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, site: tuple) -> torch.Tensor:
+        mean, var, _n = done[site]
+        return F.batch_norm(
+            x, mean.to(x.dtype), var.to(x.dtype), m.weight, m.bias, False, 0.0, m.eps
+        )
+
+    def site_forward(i: int, m: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+        site = (i, calls.get(i, 0))
+        calls[i] = site[1] + 1
+        if site in done:
+            return normalise(m, x, site)
+        if acc.get("site") not in (None, site):
+            raise RuntimeError(
+                "calibrate_batchnorm: the model calls its BatchNorm layers in a different "
+                "order for different inputs; calibrate it with one batch (batch_size ≥ "
+                f"{len(inputs)})"
+            )
+        n_b, mean_b, m2_b = _channel_stats(x)
+        if acc.get("site") is None:
+            acc.update(site=site, n=n_b, mean=mean_b, m2=m2_b)
+        else:  # Chan, Golub & LeVeque's pairwise update
+            n_a, mean_a, m2_a = acc["n"], acc["mean"], acc["m2"]
+            n = n_a + n_b
+            delta = mean_b - mean_a
+            acc.update(
+                n=n, mean=mean_a + delta * (n_b / n), m2=m2_a + m2_b + delta**2 * (n_a * n_b / n)
+            )
+        if acc["batch"] == len(batches) - 1:  # every batch has passed this call
+            done[site] = (acc["mean"], acc["m2"] / acc["n"], acc["n"])
+            acc["site"] = None
+        raise _StopForward
+
+    for i, m in enumerate(every):
+        m.forward = functools.partial(site_forward, i, m)
+    model.eval()
     try:
-        for start in range(0, len(inputs), batch_size):
-            model(inputs[start : start + batch_size])
+        while True:
+            acc.clear()
+            acc["site"] = None
+            finished = False
+            for b, batch in enumerate(batches):
+                acc["batch"] = b
+                calls.clear()
+                try:
+                    model(batch)
+                except _StopForward:
+                    continue
+                finished = True  # a whole forward pass met no uncalibrated BN call
+                break
+            if finished:
+                break
     finally:
-        for m, mom in zip(bns, momenta, strict=True):
-            m.momentum = mom
+        for m in every:
+            del m.forward
         model.eval()
-    return len(bns)
+    for i, m in enumerate(every):
+        sites = [done[s] for s in sorted(done) if s[0] == i]
+        if not sites or not m.track_running_stats:
+            continue
+        mean = torch.stack([s[0] for s in sites]).mean(0)
+        var = torch.stack([s[1] * s[2] / max(s[2] - 1.0, 1.0) for s in sites]).mean(0)
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.num_batches_tracked.fill_(len(sites))
+    return len(tracked)
 
 
 @dataclass

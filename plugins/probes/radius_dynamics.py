@@ -8,10 +8,13 @@ solutions appear only near r_X.
 
 Per (mode ∈ free | constrained, start radius r0 in units of r_Xavier, sample): full-space
 training with ``engine.training.train`` (Adam, lr 1e-3 by default); the weights' radius
-is recorded every ``record_every`` steps and the accuracy per epoch. ``finalize`` fits
-r ∝ t^p on the steps where the radius has at least doubled (else the last decade of
-steps) and keeps the final accuracies. One cell per (mode, start); cost: its samples ×
-epochs of training.
+is recorded every ``record_every`` steps and the accuracy per epoch; ``snapshots``
+parameter vectors per run, log-spaced in the step (step 0 and the last included), are
+kept (``trajectory``), so a reader can recompute any radius, loss or direction from the
+store (their size: modes × starts × samples × snapshots × D in the run's dtype).
+``finalize`` fits r ∝ t^p on the steps where the radius has at least doubled (else the
+last decade of steps) and keeps the final accuracies. One cell per (mode, start); cost:
+its samples × epochs of training.
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Plan, Probe, Variable
+from lossatlas.engine import Cell, ConfigError, Plan, Probe, Variable
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import mark_reference
 from .radial_profile import fit_power_law
 
-__all__ = ["RadiusDynamics", "RadiusDynamicsOptions", "growth_exponent"]
+__all__ = ["RadiusDynamics", "RadiusDynamicsOptions", "growth_exponent", "snapshot_steps"]
 
 
 @dataclass
@@ -51,6 +54,13 @@ class RadiusDynamicsOptions:
     epochs: int = field(default=5, metadata={"doc": "epochs (seed 004: 15 on CIFAR-10)"})
     batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
     record_every: int = field(default=2, metadata={"doc": "record the radius every k steps"})
+    snapshots: int = field(
+        default=11,
+        metadata={
+            "doc": "parameter vectors kept per run, log-spaced in the step from 0 to the "
+            "last (recorded steps; 0: none)"
+        },
+    )
 
     def validate(self) -> None:
         if not self.starts or min(self.starts) <= 0:
@@ -60,6 +70,11 @@ class RadiusDynamicsOptions:
             raise ValueError(f"option 'modes' takes 'free' and/or 'constrained', got {self.modes}")
         if self.samples < 1 or self.epochs < 1 or self.record_every < 1 or not self.lr > 0:
             raise ValueError("need samples, epochs, record_every ≥ 1 and lr > 0")
+        if self.snapshots < 0 or self.snapshots == 1:
+            raise ValueError(
+                f"option 'snapshots' must be 0 (none) or ≥ 2 (the start and the end), got "
+                f"{self.snapshots}"
+            )
 
 
 def growth_exponent(steps: np.ndarray, radius: np.ndarray) -> float:
@@ -70,6 +85,22 @@ def growth_exponent(steps: np.ndarray, radius: np.ndarray) -> float:
     grown = ok & (r >= 2 * r[0])
     use = grown if grown.sum() >= 3 else ok & (t >= t[ok].max() / 10 if ok.any() else False)
     return fit_power_law(t[use], r[use])[0]
+
+
+def snapshot_steps(record: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` of the recorded steps ``record``, log-spaced: the first (step 0) and
+    the n − 1 positive recorded steps nearest (in log t) to points geometrically spaced
+    from the first positive step to the last, both included (fewer when two points share
+    a nearest step)."""
+    record = np.asarray(record, dtype=np.int64)
+    if n <= 0 or not len(record):
+        return record[:0]
+    pos = record[record > 0]
+    if not len(pos) or n < 2:
+        return record[:1]
+    targets = np.geomspace(pos[0], pos[-1], n - 1) if n > 2 else pos[-1:].astype(float)
+    nearest = pos[np.abs(np.log(pos)[None, :] - np.log(targets)[:, None]).argmin(axis=1)]
+    return np.unique(np.concatenate([record[:1], nearest]))
 
 
 def _record_steps(options: RadiusDynamicsOptions, n_train: int) -> np.ndarray:
@@ -87,9 +118,25 @@ class RadiusDynamics(Probe):
     summary = "radius vs training step from r0 below/at/above r_Xavier, free or constrained"
     Options = RadiusDynamicsOptions
 
+    def check(self, options: RadiusDynamicsOptions, ctx: Any) -> None:
+        from .train import MAX_TRAJECTORY_BYTES
+
+        obj = ctx.objective
+        n = len(snapshot_steps(_record_steps(options, len(obj.splits["train"])), options.snapshots))
+        runs = len(options.modes) * len(options.starts) * options.samples
+        size = runs * n * obj.D * (4 if str(ctx.dtype).endswith("32") else 8)
+        if size > MAX_TRAJECTORY_BYTES:
+            raise ConfigError(
+                f"step '{ctx.step.name}': keeping {n} snapshots of D={obj.D:,} parameters "
+                f"for {runs} runs needs {size / 2**30:.1f} GiB; lower snapshots (now "
+                f"{options.snapshots}; 0 keeps none)"
+            )
+
     def plan(self, options: RadiusDynamicsOptions, ctx: Any) -> Plan:
         obj = ctx.objective
         steps = _record_steps(options, len(obj.splits["train"]))
+        snaps = snapshot_steps(steps, options.snapshots)
+        traj_dtype = "float32" if str(ctx.dtype).endswith("32") else "float64"
         variables = {
             "radius": Variable(
                 ("mode", "start", "sample", "record"),
@@ -105,22 +152,39 @@ class RadiusDynamics(Probe):
                     f"{m} on the {s} split after each epoch",
                     finite=False,
                 )
+        coords = {
+            "mode": np.asarray(options.modes),
+            "start": np.asarray(options.starts, float),
+            "sample": np.arange(options.samples),
+            "record": np.arange(len(steps)),
+            "epoch": np.arange(options.epochs + 1),
+        }
+        static = {"step": (("record",), steps, {"description": "optimizer step of a record"})}
+        if len(snaps):
+            coords["snapshot"] = np.arange(len(snaps))
+            coords["param"] = np.arange(obj.D)
+            static["snapshot_step"] = (
+                ("snapshot",),
+                snaps,
+                {"description": "optimizer step of a kept parameter vector", "units": "steps"},
+            )
+            variables["trajectory"] = Variable(
+                ("mode", "start", "sample", "snapshot", "param"),
+                "the parameters x at the snapshot's step (NaN: the run stopped before it)",
+                dtype=traj_dtype,
+                finite=False,
+            )
         rx = init_radius(obj.layout, "xavier")
+        static["r_xavier"] = ((), np.float64(rx), {"description": "mean Xavier radius"})
         return Plan(
-            coords={
-                "mode": np.asarray(options.modes),
-                "start": np.asarray(options.starts, float),
-                "sample": np.arange(options.samples),
-                "record": np.arange(len(steps)),
-                "epoch": np.arange(options.epochs + 1),
-            },
+            coords=coords,
             cell_dims=("mode", "start"),
             variables=variables,
-            static={
-                "step": (("record",), steps, {"description": "optimizer step of a record"}),
-                "r_xavier": ((), np.float64(rx), {"description": "mean Xavier radius"}),
+            static=static,
+            coord_attrs={
+                "start": {"description": "start radius r0 / r_Xavier"},
+                "param": {"description": "index into the flat parameter vector"},
             },
-            coord_attrs={"start": {"description": "start radius r0 / r_Xavier"}},
             attrs={"optimizer": options.optimizer, "lr": options.lr},
         )
 
@@ -131,6 +195,7 @@ class RadiusDynamics(Probe):
 
         obj = ctx.objective
         steps = _record_steps(options, len(obj.splits["train"]))
+        snaps = snapshot_steps(steps, options.snapshots)
         r0 = float(cell.coords["start"]) * init_radius(obj.layout, "xavier")
         constrained = cell.coords["mode"] == "constrained"
         w = obj.layout.mask("weight", device=obj.device)
@@ -148,6 +213,7 @@ class RadiusDynamics(Probe):
 
         n_ep = options.epochs + 1
         rad = np.full((options.samples, len(steps)), np.nan)
+        kept = np.full((options.samples, len(snaps), obj.D), np.nan)
         hist = {
             f"{s}_{m}": np.full((options.samples, n_ep), np.nan)
             for s in ("train", "validation")
@@ -172,10 +238,18 @@ class RadiusDynamics(Probe):
             pos = np.searchsorted(steps, res.record_steps)
             keep = (pos < len(steps)) & (steps[np.minimum(pos, len(steps) - 1)] == res.record_steps)
             rad[s, pos[keep]] = radii[keep]
+            rec = np.asarray(res.record_steps)
+            for k, st in enumerate(snaps):
+                hit = np.flatnonzero(rec == st)
+                if len(hit):
+                    kept[s, k] = np.asarray(res.trajectory[hit[0]], dtype=np.float64)
             for k in hist:
                 v = np.asarray(res.history[k], float)[:n_ep]
                 hist[k][s, : len(v)] = v
-        return {"radius": rad, **hist}
+        out = {"radius": rad, **hist}
+        if len(snaps):
+            out["trajectory"] = kept
+        return out
 
     def finalize(self, options: RadiusDynamicsOptions, ctx: Any, ds: Any) -> Any:
         import xarray as xr

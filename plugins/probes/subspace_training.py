@@ -18,9 +18,23 @@ independent; ``ensemble = false`` trains them one after another with identical r
 
 ``finalize`` gives the final accuracies and the intrinsic dimension d_int90 at each
 radius: the smallest d (interpolated in log d) whose mean validation accuracy reaches
-90% of the reference accuracy (``reference_accuracy``; else ``reference = "full"``: the
-mean of full-space trainings from Xavier points, Li et al.'s baseline, trained in
-``finalize``; by default the best mean accuracy of the grid). Cost per run and step:
+90% of the reference accuracy. The reference is, by default, Li et al. 2018's: the mean
+final validation accuracy of ``samples`` full-space trainings from Xavier points with
+the same optimiser and schedule (``reference = "full"``, trained in ``finalize``);
+``reference_accuracy`` gives a number instead, and ``reference = "grid-best"`` takes the
+best mean accuracy of the grid (a different quantity: 90% of what the grid reached, not
+of what the network can reach). Every training is checked for convergence
+(:func:`lossatlas.engine.training.loss_still_falling`): a run whose last quarter of
+epochs brought more than ``convergence_tol`` (10 %) of its whole decrease of the train
+loss is flagged ``still_falling`` and the step warns
+(:class:`~lossatlas.engine.training.ConvergenceWarning`) — its accuracy, and any d_int
+read from it, belongs to the schedule, not to the landscape.
+
+For audit the result keeps each run's final coordinates θ (``final_theta``) and the norm
+‖x‖ of its final point (``final_norm``: r on a hypersphere, as training left it). The
+points and surfaces come from the cell's seed, a function of the run seed, the step and
+the cell's coordinates (all in the store), so :func:`final_points` rebuilds every final
+point x = origin + Mθ from the stored result alone. Cost per run and step:
 one forward+backward pass over a mini-batch; per epoch one evaluation of both splits.
 """
 
@@ -33,8 +47,22 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from lossatlas.engine import Cell, Estimate, Plan, Probe, Subspace, Variable, grid_estimate
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Estimate,
+    Plan,
+    Probe,
+    Subspace,
+    Variable,
+    grid_estimate,
+)
 from lossatlas.engine.geometry import draw_init, init_radius
+from lossatlas.engine.training import (
+    ConvergenceWarning,
+    convergence_window,
+    loss_still_falling,
+)
 
 from .goldilocks import (
     _basis_kwargs,
@@ -48,6 +76,8 @@ from .goldilocks import (
 __all__ = [
     "SubspaceTraining",
     "SubspaceTrainingOptions",
+    "cell_surfaces",
+    "final_points",
     "full_space_baseline",
     "intrinsic_dimension",
     "train_ensemble",
@@ -74,13 +104,11 @@ def train_ensemble(
     x ← x·r0/‖x‖ restored after each step (seed 004). Run r shuffles its mini-batches
     with ``torch.Generator`` seeded ``seeds[r]``, so results do not depend on which runs
     share an ensemble. Returns per-epoch arrays (R, epochs+1) ``train_loss``,
-    ``validation_loss`` (+ ``_accuracy``) and the final points ``x`` (R, D).
+    ``validation_loss`` (+ ``_accuracy``), the final coordinates ``theta`` (R, d; d + 1
+    on a sphere) and the final points ``x`` (R, D) = origin + Mθ as the training left
+    them (no rescaling after the last step's).
     """
-    from lossatlas.plugins.subspaces.hyperplane import (
-        StackedProjection,
-        remove_radial,
-        restore_radius,
-    )
+    from lossatlas.plugins.subspaces.hyperplane import StackedProjection, remove_radial
 
     obj = objective
     dev, dt = obj.device, obj.dtype
@@ -139,8 +167,7 @@ def train_ensemble(
     out = {k: np.stack(v, axis=1) for k, v in hist.items()}
     with torch.no_grad():
         X = stack.embed(theta.detach())
-        if sphere:
-            X = restore_radius(X, r0)
+    out["theta"] = theta.detach().cpu().numpy()
     out["x"] = X.cpu().numpy()
     return out
 
@@ -159,12 +186,12 @@ def intrinsic_dimension(dims: np.ndarray, acc: np.ndarray, threshold: float) -> 
     return np.nan
 
 
-def full_space_baseline(options: Any, ctx: Any) -> np.ndarray:
-    """Final validation accuracy of ``options.samples`` full-space trainings (all D
+def full_space_baseline(options: Any, ctx: Any) -> dict[str, np.ndarray]:
+    """Li et al. 2018's d_int90 baseline: ``options.samples`` full-space trainings (all D
     parameters) from ``options.init`` draws at their natural radius, with the probe's
-    optimiser, lr, momentum, epochs and batch size: the baseline of Li et al. 2018's
-    d_int90. Seeds come from the run seed and step name only. Cost: samples × epochs of
-    full-space training."""
+    optimiser, lr, momentum, epochs and batch size. Returns ``validation_accuracy``
+    (samples,) at the end and ``train_loss`` (samples, epochs + 1) per epoch. Seeds come
+    from the run seed and step name only. Cost: samples × epochs of full-space training."""
     import hashlib
     import json
 
@@ -172,6 +199,7 @@ def full_space_baseline(options: Any, ctx: Any) -> np.ndarray:
 
     obj = ctx.objective
     acc = np.full(options.samples, np.nan)
+    loss = np.full((options.samples, options.epochs + 1), np.nan)
     for s in range(options.samples):
         key = json.dumps([int(ctx.config.seed), ctx.step.name, "full-space baseline", s])
         seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
@@ -184,7 +212,89 @@ def full_space_baseline(options: Any, ctx: Any) -> np.ndarray:
             seed=int(torch.randint(0, 2**62, (1,), generator=g)),
         )
         acc[s] = float(res.history["validation_accuracy"][-1])
-    return acc
+        hist = np.asarray(res.history["train_loss"], float)[: options.epochs + 1]
+        loss[s, : len(hist)] = hist
+    return {"validation_accuracy": acc, "train_loss": loss}
+
+
+def cell_surfaces(
+    options: Any,
+    objective: Any,
+    radii: np.ndarray,
+    d: int,
+    sphere: bool,
+    generator: torch.Generator,
+) -> tuple[list[Subspace], list[int]]:
+    """The start points and surfaces of one (surface, d) cell and the seeds of their
+    mini-batch orders, drawn from ``generator`` in the cell's order (radius, then sample).
+
+    ``compute`` draws them from the cell's generator (:func:`final_points` from the
+    same seed); run (radius i, sample j) is entry i·samples + j.
+    """
+    from types import SimpleNamespace
+
+    from lossatlas.plugins.subspaces.hyperplane import make_basis, make_sphere
+
+    bkw = _basis_kwargs(options, SimpleNamespace(objective=objective))
+    subs: list[Subspace] = []
+    seeds: list[int] = []
+    for r in radii:
+        for _s in range(options.samples):
+            x = draw_init(
+                objective.layout,
+                generator,
+                scheme=options.init,
+                radius=float(r),
+                dtype=torch.float64,
+            )
+            if sphere:
+                subs.append(make_sphere(x, d, generator, options.basis, **bkw))
+            else:
+                M = make_basis(objective.D, d, generator, options.basis, **bkw)
+                subs.append(Subspace(origin=x, basis=M))
+            seeds.append(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    return subs, seeds
+
+
+def final_points(ds: Any, surface: str, dim: int, objective: Any = None) -> torch.Tensor:
+    """The final points x (radius, sample, D), float64, of the (surface, dim) cell of a
+    stored ``subspace-training`` result, rebuilt from the result alone: the cell's seed
+    from the run seed, the step name and the cell's coordinates (as the engine derives
+    it), its points and surfaces by :func:`cell_surfaces`, then x = origin + Mθ with
+    θ = ``final_theta``. ``objective`` (the step's, to skip rebuilding the model and
+    data from the stored config). On a hypersphere ‖x‖ is the radius coordinate.
+    """
+    from lossatlas.engine import make_registry
+    from lossatlas.engine.config import parse_config
+    from lossatlas.engine.context import StepContext
+    from lossatlas.engine.sweep import cell_seed
+
+    cfg = parse_config(ds.atlas.config)
+    ctx = StepContext(make_registry(), cfg, cfg.step(ds.attrs["step"]))
+    obj = objective if objective is not None else ctx.objective
+    seed = cell_seed(cfg.seed, ctx.step.name, {"surface": str(surface), "dim": int(dim)})
+    radii = ds["radius"].values
+    subs, _seeds = cell_surfaces(
+        ctx.options,
+        obj,
+        radii,
+        int(dim),
+        surface == "hypersphere",
+        torch.Generator().manual_seed(seed),
+    )
+    theta = np.asarray(ds["final_theta"].sel(surface=surface, dim=dim).values, np.float64)
+    theta = theta.reshape(len(subs), -1)
+    xs = []
+    for sub, t in zip(subs, theta, strict=True):
+        th = torch.as_tensor(t[: sub.dim], dtype=torch.float64)
+        basis = sub.basis.to(torch.float64)
+        mt = (
+            torch.sparse.mm(basis, th[:, None])[:, 0]
+            if basis.layout != torch.strided
+            else basis @ th
+        )
+        xs.append(sub.origin.to(torch.float64) + mt)
+    return torch.stack(xs).reshape(len(radii), -1, obj.D)
 
 
 @dataclass
@@ -232,12 +342,22 @@ class SubspaceTrainingOptions:
         default=0.0,
         metadata={"doc": "reference validation accuracy (0: from option 'reference')"},
     )
-    reference: Literal["grid", "full"] = field(
-        default="grid",
+    reference: Literal["full", "grid-best", "grid"] = field(
+        default="full",
         metadata={
-            "doc": "d_int's reference when reference_accuracy = 0: the best mean accuracy of "
-            "the grid, or the mean of `samples` full-space trainings from Xavier points "
-            "(same optimiser, lr, epochs, batches; Li et al. 2018's baseline)"
+            "doc": "d_int's reference when reference_accuracy = 0: 'full', the mean of "
+            "`samples` full-space trainings from Xavier points with the same optimiser, "
+            "lr, epochs and batches (Li et al. 2018's d_int90); 'grid-best', the best mean "
+            "accuracy of the grid (not Li et al.'s); 'grid' is the old name of 'grid-best' "
+            "and an error"
+        },
+    )
+    convergence_tol: float = field(
+        default=0.1,
+        metadata={
+            "doc": "flag (still_falling) and warn about runs whose last quarter of epochs "
+            "brought more than this share of their whole decrease of the train loss (0: no "
+            "check)"
         },
     )
 
@@ -256,7 +376,32 @@ class SubspaceTrainingOptions:
             raise ValueError(f"option 'lr' must be positive, got {self.lr}")
         if not 0 < self.accuracy_fraction <= 1:
             raise ValueError("option 'accuracy_fraction' must be in (0, 1]")
+        if self.reference == "grid":
+            raise ConfigError(
+                "option 'reference' = 'grid' is now called 'grid-best' (90% of the best "
+                "mean accuracy in the grid, which is not Li et al.'s d_int90); the default "
+                "'full' is theirs: 90% of the accuracy of full-space training"
+            )
+        if not 0 <= self.reference_accuracy <= 1:
+            raise ValueError(
+                f"option 'reference_accuracy' must be in [0, 1] (0: from option 'reference'), "
+                f"got {self.reference_accuracy}"
+            )
+        if not 0 <= self.convergence_tol < 1:
+            raise ValueError(
+                f"option 'convergence_tol' must be in [0, 1) (0: no check), got "
+                f"{self.convergence_tol}"
+            )
         _validate_basis(self)
+
+
+def _dint_label(ds: Any) -> str:
+    """The legend of the d_int curve: Li et al.'s d_int90 only with their reference."""
+    attrs = ds["d_int"].attrs
+    pct = f"{100 * float(attrs.get('fraction', 0.9)):.0f}"
+    if attrs.get("reference_kind") == "grid-best":
+        return f"d at {pct}% of the grid's best"
+    return f"d_int{pct}"
 
 
 class SubspaceTraining(Probe):
@@ -302,6 +447,21 @@ class SubspaceTraining(Probe):
             for s in ("train", "validation")
             for m in obj.metric_names()
         }
+        run = ("surface", "dim", "radius", "sample")
+        variables["final_theta"] = Variable(
+            (*run, "coordinate"),
+            "coordinates θ of the final point, x = origin + Mθ (hypersphere: x = Qφ, d + 1 "
+            "coordinates; NaN beyond a run's own); subspace_training.final_points rebuilds x",
+            units="parameter norm",
+            finite=False,
+        )
+        variables["final_norm"] = Variable(
+            run,
+            "‖x‖ over all parameters of the final point as training left it (a hypersphere "
+            "holds it at the radius coordinate; nothing rescales it afterwards)",
+            units="parameter norm",
+        )
+        sphere = "hypersphere" in options.surfaces
         return Plan(
             coords={
                 "surface": np.asarray(options.surfaces),
@@ -309,6 +469,7 @@ class SubspaceTraining(Probe):
                 "radius": radii,
                 "sample": np.arange(options.samples),
                 "epoch": np.arange(options.epochs + 1),
+                "coordinate": np.arange(max(options.dims) + (1 if sphere else 0)),
             },
             cell_dims=("surface", "dim"),
             variables=variables,
@@ -331,10 +492,12 @@ class SubspaceTraining(Probe):
                     "units": "‖x‖",
                 },
                 "epoch": {"description": "epochs trained (0: start)"},
+                "coordinate": {"description": "index of a subspace coordinate θ_i"},
             },
             attrs={
                 "optimizer": options.optimizer,
                 "lr": options.lr,
+                "epochs": options.epochs,
                 "r_reference": ref,
                 "n_params": obj.D,
                 "basis": options.basis,
@@ -342,26 +505,11 @@ class SubspaceTraining(Probe):
         )
 
     def compute(self, options: SubspaceTrainingOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
-        from lossatlas.plugins.subspaces.hyperplane import make_basis, make_sphere
-
         obj = ctx.objective
         sphere = cell.coords["surface"] == "hypersphere"
         d = int(cell.coords["dim"])
         radii, _rel, _ref = radius_grid(options, ctx)
-        g = cell.generator()
-        bkw = _basis_kwargs(options, ctx)
-        subs, seeds = [], []
-        for r in radii:
-            for _s in range(options.samples):
-                x = draw_init(
-                    obj.layout, g, scheme=options.init, radius=float(r), dtype=torch.float64
-                )
-                if sphere:
-                    subs.append(make_sphere(x, d, g, options.basis, **bkw))
-                else:
-                    M = make_basis(obj.D, d, g, options.basis, **bkw)
-                    subs.append(Subspace(origin=x, basis=M))
-                seeds.append(int(torch.randint(0, 2**62, (1,), generator=g)))
+        subs, seeds = cell_surfaces(options, obj, radii, d, sphere, cell.generator())
         kw = dict(
             sphere=sphere,
             optimizer=options.optimizer,
@@ -378,13 +526,26 @@ class SubspaceTraining(Probe):
                 for s, sd in zip(subs, seeds, strict=True)
             ]
             res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        shape = (len(radii), options.samples, options.epochs + 1)
-        return {k: v.reshape(shape) for k, v in res.items() if k != "x"}
+        shape = (len(radii), options.samples)
+        out = {
+            k: v.reshape((*shape, options.epochs + 1))
+            for k, v in res.items()
+            if k not in ("x", "theta")
+        }
+        n_coord = max(options.dims) + (1 if "hypersphere" in options.surfaces else 0)
+        theta = np.full((len(subs), n_coord), np.nan)
+        theta[:, : res["theta"].shape[1]] = res["theta"]
+        out["final_theta"] = theta.reshape((*shape, n_coord))
+        out["final_norm"] = np.linalg.norm(np.asarray(res["x"], np.float64), axis=1).reshape(shape)
+        return out
 
     def finalize(self, options: SubspaceTrainingOptions, ctx: Any, ds: Any) -> Any:
+        import warnings
+
         import xarray as xr
 
         out = xr.Dataset()
+        where = f"probe 'subspace-training' (step '{ctx.step.name}')"
         metric = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
         for k in [
             v
@@ -395,22 +556,73 @@ class SubspaceTraining(Probe):
         mean = out[f"final_{metric}"].mean("sample")
         out["final_mean"] = mean
         out["final_mean"].attrs = {"description": f"mean over samples of the final {metric}"}
+        window = convergence_window(options.epochs)
+        check = (
+            f"the last {window} of {options.epochs} epoch(s) brought more than "
+            f"{options.convergence_tol:.0%} of the train loss's whole decrease"
+        )
+        falling, share = loss_still_falling(
+            ds["train_loss"].values, tol=options.convergence_tol, window=window
+        )
+        if not options.convergence_tol:
+            falling[...] = False
+        run = ("surface", "dim", "radius", "sample")
+        out["still_falling"] = (
+            run,
+            falling.astype(np.int8),
+            {
+                "description": f"1: the train loss was still falling at the end ({check})",
+                "tolerance": options.convergence_tol,
+            },
+        )
+        out["loss_decrease_share"] = (
+            run,
+            share,
+            {
+                "description": f"share of the train loss's whole decrease that came in the "
+                f"last {window} epoch(s) (NaN: it did not decrease)",
+                "units": "fraction",
+            },
+        )
+        notes, flags = [], []
+        if options.convergence_tol and falling.any():
+            notes.append(f"{int(falling.sum())} of {falling.size} subspace trainings")
+            flags.append("still_falling")
         if metric == "validation_accuracy":
+            kind = "given"
             if options.reference_accuracy:
                 ref = options.reference_accuracy
             elif options.reference == "full":
+                kind = "full"
                 base = full_space_baseline(options, ctx)
                 out["baseline_validation_accuracy"] = (
                     ("baseline",),
-                    base,
+                    base["validation_accuracy"],
                     {
                         "description": "final validation accuracy of full-space training from "
                         f"a {options.init} point (the d_int reference)",
                         "units": "fraction",
                     },
                 )
-                ref = float(np.nanmean(base))
+                bfall, _rate = loss_still_falling(
+                    base["train_loss"], tol=options.convergence_tol, window=window
+                )
+                if not options.convergence_tol:
+                    bfall[...] = False
+                out["baseline_still_falling"] = (
+                    ("baseline",),
+                    bfall.astype(np.int8),
+                    {"description": f"1: still falling at the end ({check})"},
+                )
+                if bfall.any():
+                    flags.append("baseline_still_falling")
+                    notes.append(
+                        f"{int(bfall.sum())} of {bfall.size} full-space baseline trainings "
+                        "(the reference accuracy is then too low, and d_int too small)"
+                    )
+                ref = float(np.nanmean(base["validation_accuracy"]))
             else:
+                kind = "grid-best"
                 ref = float(mean.max())
             thr = options.accuracy_fraction * ref
             dint = np.full((ds.sizes["surface"], ds.sizes["radius"]), np.nan)
@@ -419,16 +631,32 @@ class SubspaceTraining(Probe):
                     dint[i, j] = intrinsic_dimension(
                         ds["dim"].values, mean.isel(surface=i, radius=j).values, thr
                     )
+            of = {
+                "full": "the mean accuracy of full-space training (Li et al. 2018's d_int)",
+                "grid-best": "the best mean accuracy in the grid (NOT Li et al.'s d_int)",
+                "given": "reference_accuracy",
+            }[kind]
             out["d_int"] = (
                 ("surface", "radius"),
                 dint,
                 {
-                    "description": f"intrinsic dimension: smallest d (log-interpolated) reaching "
-                    f"{options.accuracy_fraction:g} × the reference validation accuracy "
-                    f"{ref:.4f}; NaN if never",
+                    "description": f"intrinsic dimension: smallest d (log-interpolated) whose "
+                    f"mean final validation accuracy reaches {options.accuracy_fraction:g} × "
+                    f"{of}, {ref:.4f}; NaN if never",
                     "threshold": thr,
                     "reference": ref,
+                    "reference_kind": kind,
+                    "fraction": options.accuracy_fraction,
                 },
+            )
+        if notes:
+            warnings.warn(
+                f"{where}: the train loss was still falling at the end ({check}) in "
+                f"{' and in '.join(notes)}; their accuracies (and d_int) belong to this "
+                f"schedule, not to the landscape: raise epochs or lr (flags: "
+                f"{', '.join(flags)})",
+                ConvergenceWarning,
+                stacklevel=2,
             )
         return out
 
@@ -455,14 +683,23 @@ class SubspaceTraining(Probe):
                     cmap="viridis",
                 )
             if "d_int" in ds:
-                ax.plot(r, ds["d_int"].sel(surface=s).values, "w-o", ms=3, lw=1.5, label="d_int90")
+                ax.plot(
+                    r, ds["d_int"].sel(surface=s).values, "w-o", ms=3, lw=1.5, label=_dint_label(ds)
+                )
+            if "still_falling" in ds:  # (r, d) where some run had not converged
+                falling = ds["still_falling"].sel(surface=s).any("sample").values  # (dim, r)
+                jj, ii = np.nonzero(falling)
+                if len(ii):
+                    ax.plot(
+                        r[ii], dims[jj], "rx", ms=5, mew=1.2, ls="none", label="loss still falling"
+                    )
             mark_reference(ax, ds, label=False)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("radius r of the start point")
             ax.set_ylabel("dimension d")
             ax.set_title(f"({'ab'[surfaces.index(s)]}) random {s}s")
-            if "d_int" in ds:
+            if "d_int" in ds or "still_falling" in ds:
                 ax.legend(fontsize=7, loc="lower right")
         ax = axes[-1]
         sel = final.sel(surface=surfaces[0])

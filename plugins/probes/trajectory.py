@@ -7,21 +7,28 @@ Goodfellow, Vinyals & Saxe (ICLR 2015, seed 003), Appendices B–D, on the traje
   β(t) = ‖θ(t) − θ_i − α(t)u‖ (the residual's norm); the largest residual against
   ‖θ(t)‖ says how much of the parameter vector the 1-D line misses.
 - Appendix C (Fig. 15–20): the loss over (α, β). As in the paper the picture is a stack
-  of 1-D lines rotated to be parallel, not a plane: at each α of the grid the β axis
-  is the residual direction v(t) = residual/β(t) of the recorded point off the line
-  (β(t) > 0) whose α(t) is nearest, so the trajectory lies on the surface
-  (``surface = "paper"``).
-  ``surface = "plane"`` uses one fixed v (of the point with the largest residual): a
-  true 2-D plane θ_i + αu + βv.
+  of 1-D lines rotated to be parallel, not a plane (``surface = "paper"``): the row at α
+  is the line θ_i + αu + βv along the residual direction v(t) = residual/β(t) of the
+  recorded point off the line (β(t) > 0) whose α(t) is nearest. The grid holds every
+  recorded (α(t), β(t)) as a node — the α axis is a regular grid plus every α(t), the β
+  axis a regular grid plus every β(t) — so row α(t) is the line through θ(t) itself and
+  the surface's value at the path's node is L(θ(t)) (``surface_path_train_loss``,
+  ``on_surface``). Between rows the direction changes: the surface is not a smooth
+  sheet through the path, and a value read off between two rows belongs to a
+  neighbouring point's line. ``surface = "plane"`` uses one fixed v (of the point with
+  the largest residual): a true 2-D plane θ_i + αu + βv, on which the path is drawn
+  projected, at (α(t), (θ(t) − θ_i)·v), the nodes' values being the losses of those
+  projections.
 - Appendix D (Fig. 21): the control — a random 2-D plane through θ_f (two orthonormal
   Gaussian directions, from the cell's seed), the trajectory projected on it and the
   loss over a square that just holds the projection.
 - For a model with exactly two parameters (the ``deep-linear`` toy, loss (1 − w1·w2)²,
   Fig. 14) the real surface over (w1, w2) with the trajectory on it.
 
-Cost: R recorded points, grid² points on the (α, β) surface, control_grid² points on
-the control plane (and grid² on the (w1, w2) plane for D = 2), each one batched
-forward pass per chunk of points over the train and the validation split.
+Cost: R recorded points, (grid + R)² points at most on the (α, β) surface (its axes hold
+the path's R coordinates besides the regular grid), control_grid² points on the control
+plane (and (4·grid + 1)² on the (w1, w2) plane for D = 2), each one batched forward pass
+per chunk of points over the train and the validation split.
 """
 
 from __future__ import annotations
@@ -64,6 +71,14 @@ class TrajectoryOptions:
         metadata={
             "doc": "'paper': parallel 1-D lines through each point (Appendix C); 'plane': one "
             "fixed residual direction; 'none': no surface"
+        },
+    )
+    path_nodes: bool = field(
+        default=True,
+        metadata={
+            "doc": "the surface's axes also hold every recorded α(t) and β(t), so the path "
+            "lies on grid nodes ((grid + R)² points for R records); false: the regular "
+            "grid only (grid² points), the path between nodes"
         },
     )
     control: bool = field(
@@ -165,18 +180,40 @@ class Trajectory(Probe):
                 f"'{source.probe}'); point 'of' at a step with probe = \"train\""
             )
 
+    @staticmethod
+    def _surface_geometry(
+        options: TrajectoryOptions, alpha: np.ndarray, beta: np.ndarray, V: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, b): for each record, the record whose residual direction its surface row
+        uses (``paper``: itself when it is off the line; ``plane``: the largest residual),
+        and its β coordinate on the surface (β(t); ``plane``: the projection on v).
+        Rows of points without a direction are resolved later, per grid row."""
+        has = np.any(V != 0, axis=1)
+        if options.surface == "plane" and has.any():
+            j = int(np.argmax(np.where(has, beta, -np.inf)))
+            return np.full(len(beta), j), beta * (V @ V[j])  # V·v = cos of the residuals
+        return np.arange(len(beta)), beta
+
     def _grids(
-        self, options: TrajectoryOptions, alpha: np.ndarray, beta: np.ndarray, traj: np.ndarray
+        self,
+        options: TrajectoryOptions,
+        alpha: np.ndarray,
+        beta: np.ndarray,
+        traj: np.ndarray,
+        V: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         grids: dict[str, np.ndarray] = {}
         if options.surface != "none":
-            grids["alpha"] = _span(
-                float(alpha.min()), float(alpha.max()), options.margin, options.grid
+            b = beta if V is None else self._surface_geometry(options, alpha, beta, V)[1]
+            regular = _span(float(alpha.min()), float(alpha.max()), options.margin, options.grid)
+            path_a = alpha if options.path_nodes else alpha[:0]
+            grids["alpha"] = np.unique(np.concatenate([regular, path_a]))
+            lo, hi = min(0.0, float(b.min())), float(b.max()) or 1.0
+            width = hi - lo
+            regular = np.linspace(
+                lo - options.margin * width, hi + options.margin * width, options.grid
             )
-            bmax = float(beta.max()) or 1.0
-            grids["beta"] = np.linspace(
-                -options.margin * bmax, (1 + options.margin) * bmax, options.grid
-            )
+            grids["beta"] = np.unique(np.concatenate([regular, b if options.path_nodes else b[:0]]))
         if options.control:
             grids["c1"] = np.linspace(-1.0, 1.0, options.control_grid)
             grids["c2"] = np.linspace(-1.0, 1.0, options.control_grid)
@@ -204,8 +241,8 @@ class Trajectory(Probe):
                 f"step '{ctx.step.name}': '{options.of}' has "
                 f"{data['traj'].shape[1]} parameters but the model has D={obj.D}"
             )
-        alpha, beta, _V, _u = project_trajectory(data["traj"], data["start"], data["end"])
-        grids = self._grids(options, alpha, beta, data["traj"])
+        alpha, beta, V, _u = project_trajectory(data["traj"], data["start"], data["end"])
+        grids = self._grids(options, alpha, beta, data["traj"], V)
         rec = ("record",)
         v: dict[str, Variable] = {
             "traj_alpha": Variable(
@@ -227,6 +264,26 @@ class Trajectory(Probe):
             for s in ("train", "validation"):
                 v[f"surface_{s}_loss"] = Variable(
                     ("alpha", "beta"), f"{s} loss at θ_i + αu + βv ({options.surface})"
+                )
+                if not options.path_nodes:
+                    continue
+                v[f"surface_path_{s}_loss"] = Variable(
+                    rec,
+                    f"{s} loss of the surface at the record's own node (α(t), traj_surface_beta"
+                    "); paper: L(θ(t)) wherever on_surface",
+                )
+            v["traj_surface_beta"] = Variable(
+                rec,
+                "β of the record on the surface: β(t) (paper), (θ(t) − θ_i)·v (plane)",
+                units="parameter norm",
+            )
+            if options.path_nodes:
+                v["on_surface"] = Variable(
+                    rec,
+                    "1: the surface's node at (α(t), traj_surface_beta) is θ(t) itself (to "
+                    "rounding); 0: another point (plane: the projection; paper: a record sharing "
+                    "its α(t), or on the line)",
+                    dtype="int8",
                 )
         if "c1" in grids:
             v["control_a"] = Variable(
@@ -274,7 +331,7 @@ class Trajectory(Probe):
         data = self._load(options, ctx)
         traj, start, end = data["traj"], data["start"], data["end"]
         alpha, beta, V, u = project_trajectory(traj, start, end)
-        grids = self._grids(options, alpha, beta, traj)
+        grids = self._grids(options, alpha, beta, traj, V)
         dev, dt = obj.device, obj.dtype
 
         def ev(X: np.ndarray) -> dict[str, np.ndarray]:
@@ -300,22 +357,35 @@ class Trajectory(Probe):
                 r -= (r @ u) * u
                 V = np.tile(r / np.linalg.norm(r), (len(beta), 1))
                 has = np.ones_like(has)
-            if options.surface == "plane":
-                idx = np.full(len(grids["alpha"]), int(np.argmax(beta)))
-            else:
-                cand = np.flatnonzero(has)
-                idx = cand[
-                    np.argmin(np.abs(alpha[cand][None, :] - grids["alpha"][:, None]), axis=1)
-                ]
             A, B = grids["alpha"], grids["beta"]
+            own, b_path = self._surface_geometry(options, alpha, beta, V)
+            cand = np.flatnonzero(has)
+            # each row: the nearest point in α that has a direction; a row at a record's
+            # own α(t) is that record's line (paper) when it has a direction
+            idx = cand[np.argmin(np.abs(alpha[cand][None, :] - A[:, None]), axis=1)]
+            if options.surface == "plane":
+                idx[:] = own[0]
+            else:
+                for t in cand[::-1]:  # the first record wins where two share an α
+                    idx[A == alpha[t]] = t
             X = (
                 start[None, None, :]
                 + A[:, None, None] * u[None, None, :]
                 + B[None, :, None] * V[idx][:, None, :]
             )
             res = ev(X.reshape(-1, obj.D))
+            out["traj_surface_beta"] = b_path
             for s in ("train", "validation"):
                 out[f"surface_{s}_loss"] = res[f"{s}_loss"].reshape(len(A), len(B))
+            if options.path_nodes:
+                ia, ib = np.searchsorted(A, alpha), np.searchsorted(B, b_path)
+                size = max(
+                    out["distance"], float(np.linalg.norm(start)), float(np.linalg.norm(end))
+                )
+                on = np.linalg.norm(X[ia, ib] - traj, axis=1) <= 1e-7 * size
+                out["on_surface"] = on.astype(np.int8)
+                for s in ("train", "validation"):
+                    out[f"surface_path_{s}_loss"] = out[f"surface_{s}_loss"][ia, ib]
         if "c1" in grids:
             d = torch.randn(2, obj.D, generator=g, dtype=torch.float64).numpy()
             d1 = d[0] / np.linalg.norm(d[0])
@@ -389,9 +459,10 @@ class Trajectory(Probe):
                 ax.legend(fontsize=7)
             elif name == "surface":
                 heat(ax, ds["alpha"].values, ds["beta"].values, ds["surface_train_loss"].values)
-                ax.plot(a, b, "r.-", ms=3, lw=1, label="SGD trajectory")
-                ax.plot(a[:1], b[:1], "ws", ms=5)
-                ax.plot(a[-1:], b[-1:], "r*", ms=9)
+                bs = ds["traj_surface_beta"].values if "traj_surface_beta" in ds else b
+                ax.plot(a, bs, "r.-", ms=3, lw=1, label="SGD trajectory")
+                ax.plot(a[:1], bs[:1], "ws", ms=5)
+                ax.plot(a[-1:], bs[-1:], "r*", ms=9)
                 ax.set_xlabel("α")
                 ax.set_ylabel("β")
                 ax.set_title(f"loss over (α, β) ({ds.attrs.get('surface', 'paper')})")

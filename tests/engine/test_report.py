@@ -249,3 +249,25 @@ def test_diverged_training_is_flagged(tmp_path: Path) -> None:
     ok = text[text.index('id="eps-ok"') : text.index('id="eps-boom"')]
     assert "1 of 1 trainings diverged" in boom
     assert "diverged</th>" not in ok and "trainings diverged" not in ok
+
+
+@pytest.mark.filterwarnings("ignore::lossatlas.engine.training.ConvergenceWarning")
+def test_trainings_still_falling_are_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    table = tomllib.loads(CONFIG.format(name="slow", seed=0))
+    table["steps"] = [
+        {
+            "name": "sub",
+            "probe": "subspace-training",
+            "radii": 1,
+            "dims": [2],
+            "samples": 1,
+            "surfaces": ["hyperplane"],
+            "epochs": 4,
+            "lr": 0.01,
+            "reference": "grid-best",
+        }
+    ]
+    run_pipeline(parse_config(table), str(path), make_registry(), progress=None)
+    text, _ = build_report(path)
+    assert "not converged" in text and "1 of 1 trainings" in text

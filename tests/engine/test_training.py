@@ -172,3 +172,36 @@ def test_bad_options_are_config_errors():
         train(obj, obj.x0, optimizer="rmsprop")
     with pytest.raises(ConfigError, match="lr"):
         train(obj, obj.x0, lr=0)
+
+
+def test_loss_still_falling_is_the_last_quarter_s_share_of_the_decrease():
+    from lossatlas.engine.training import loss_still_falling
+
+    t = np.arange(21.0)  # 20 epochs: the last quarter is 5 epochs
+    curves = np.stack(
+        [
+            2.3 - 0.1 * t,  # linear: share 5/20
+            np.exp(-t / 5),  # converged early
+            np.exp(-t / 10),
+            2.3 + 0 * t,  # never moved
+            2.3 + 0.1 * t,  # went up
+            1e-3 * (2.3 - 0.1 * t),  # the linear one, 1000× smaller: scale-free
+        ]
+    )
+    falling, share = loss_still_falling(curves)
+    np.testing.assert_allclose(share[0], 0.25)
+    np.testing.assert_allclose(share[1], (np.exp(-3) - np.exp(-4)) / (1 - np.exp(-4)))
+    np.testing.assert_allclose(share[2], (np.exp(-1.5) - np.exp(-2)) / (1 - np.exp(-2)))
+    assert np.isnan(share[3]) and np.isnan(share[4])
+    np.testing.assert_allclose(share[5], 0.25)
+    assert falling.tolist() == [True, False, True, False, False, True]
+    # a window and a tolerance of one's own; leading dims are kept; no epochs: no flag
+    falling, share = loss_still_falling(curves[None, :2], tol=0.3, window=10)
+    assert falling.shape == (1, 2) and falling.tolist() == [[True, False]]
+    np.testing.assert_allclose(share[0, 0], 0.5)
+    falling, share = loss_still_falling(np.ones((3, 1)))
+    assert not falling.any() and np.isnan(share).all()
+    # a NaN at the end (a diverged run) is not "falling"
+    bad = curves[:1].copy()
+    bad[0, -1] = np.nan
+    assert not loss_still_falling(bad)[0].any()

@@ -112,14 +112,38 @@ def test_corrupt_files_are_data_errors(tmp_path: Path) -> None:
     arrays = make_mnist(tmp_path, gz=False)
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(DataError, match=r"truncated"):
+    with pytest.raises(DataError, match=r"^dataset 'mnist': .*truncated"):
         load(tmp_path)
     path.write_bytes(b"\x1f\x8b not really gzip")
-    with pytest.raises(DataError, match=r"train-images"):
+    with pytest.raises(DataError, match=r"^dataset 'mnist': .*train-images"):
         load(tmp_path)
     path.write_bytes(b"PK\x03\x04" + arrays["train-images-idx3-ubyte"].tobytes())
-    with pytest.raises(DataError, match=r"not an IDX file"):
+    with pytest.raises(DataError, match=r"^dataset 'mnist': .*not an IDX file"):
         load(tmp_path)
+    path.write_bytes(bytes([0, 0, 8, 3, 0, 0]))  # cut inside the header
+    with pytest.raises(DataError, match=r"^dataset 'mnist': .*truncated in its header"):
+        load(tmp_path)
+
+
+def test_every_reader_error_names_the_data_set(tmp_path: Path) -> None:
+    """Each way a file can be wrong gives one line starting "dataset 'mnist':"."""
+    bad = {
+        "unreadable": lambda p: p.write_bytes(b"\x1f\x8b\x08 broken gzip"),
+        "magic": lambda p: p.write_bytes(b"\x01\x02\x03\x04"),
+        "header": lambda p: p.write_bytes(bytes([0, 0, 8, 3, 0, 0])),
+        "size": lambda p: p.write_bytes(p.read_bytes()[:-1]),
+        "labels-shape": lambda p: write_idx(p, np.zeros((N_TRAIN, 2), np.uint8)),
+    }
+    for name, spoil in bad.items():
+        root = tmp_path / name
+        make_mnist(root, gz=False)
+        target = "train-labels-idx1-ubyte" if name == "labels-shape" else "train-images-idx3-ubyte"
+        spoil(root / target)
+        with pytest.raises(DataError) as info:
+            load(root)
+        msg = str(info.value)
+        assert msg.startswith("dataset 'mnist': "), (name, msg)
+        assert "\n" not in msg and target in msg, (name, msg)
 
 
 def test_read_idx_other_types(tmp_path: Path) -> None:

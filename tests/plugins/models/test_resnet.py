@@ -14,6 +14,7 @@ from lossatlas.plugins.models.resnet import (
     PadShortcut,
     ResNetModel,
     ResNetOptions,
+    batchnorm_layers,
     calibrate_batchnorm,
 )
 
@@ -143,16 +144,102 @@ def test_batchnorm_statistics_come_from_the_training_data(cifar_like: DataBundle
         assert torch.equal(pa, pb)
 
 
-def test_calibrate_batchnorm_batches_average_and_no_bn_is_a_no_op(cifar_like: DataBundle) -> None:
+def test_calibrate_batchnorm_batches_agree_and_no_bn_is_a_no_op(cifar_like: DataBundle) -> None:
     x = cifar_like.train.inputs
     one = build(cifar_like, depth=8, bn_samples=0)
     two = build(cifar_like, depth=8, bn_samples=0)
     assert calibrate_batchnorm(one, x[:6], batch_size=6) == 7  # depth 8: stem + 3 blocks × 2
-    calibrate_batchnorm(two, x[:6], batch_size=3)
-    # the running mean is the average of the batch means: exact for equal batches
-    torch.testing.assert_close(one.bn.running_mean, two.bn.running_mean, atol=1e-5, rtol=0)
+    calibrate_batchnorm(two, x[:6], batch_size=4)  # unequal batches 4 + 2
+    for a, b in zip(batchnorm_layers(one), batchnorm_layers(two), strict=True):
+        torch.testing.assert_close(a.running_mean, b.running_mean, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.running_var, b.running_var, atol=1e-5, rtol=1e-5)
+        assert int(b.num_batches_tracked) == 1
     plain = build(cifar_like, depth=8, batchnorm=False)
     assert calibrate_batchnorm(plain, x) == 0 and not plain.training
+
+
+def whole_set_statistics(model: nn.Module, x: torch.Tensor) -> list[tuple]:
+    """The reference: one train-mode pass of the BN layers over all of x as one batch
+    (cumulative average, momentum=None), everything else in eval mode."""
+    import copy
+
+    ref = copy.deepcopy(model).eval()
+    for m in ref.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+            m.momentum = None
+            if m.track_running_stats:
+                m.reset_running_stats()
+    with torch.no_grad():
+        ref(x)
+    return [
+        (m.running_mean, m.running_var, int(m.num_batches_tracked)) for m in batchnorm_layers(ref)
+    ]
+
+
+def assert_statistics(model: nn.Module, expected: list[tuple]) -> None:
+    got = batchnorm_layers(model)
+    assert len(got) == len(expected)
+    for m, (mean, var, calls) in zip(got, expected, strict=True):
+        torch.testing.assert_close(m.running_mean, mean, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(m.running_var, var, atol=1e-12, rtol=1e-12)
+        assert int(m.num_batches_tracked) == calls
+
+
+def test_calibration_is_the_statistics_of_the_whole_set_in_float64() -> None:
+    """400 samples in batches of 256 + 144 (the case that was off by 0.014 in the mean
+    and 0.7 % in the variance of the first BN layer): every BN layer of a ResNet gets
+    the per-channel mean and unbiased variance of the whole set, as one batch would."""
+    g = torch.Generator().manual_seed(1)
+    # brighter images first: batches with different means, as an ordered data set has
+    x = torch.rand(400, 3, 8, 8, generator=g, dtype=torch.float64)
+    x[:256] += 0.5
+    y = torch.randint(0, 10, (400,), generator=g)
+    data = DataBundle(Split(x, y), Split(x[:8], y[:8]), "classification", 10)
+    model = build(data, depth=8, bn_samples=0).double()
+    expected = whole_set_statistics(model, x)
+    calibrate_batchnorm(model, x, batch_size=256)
+    assert_statistics(model, expected)
+    # the first layer by hand: the statistics of conv1(x) over all 400 samples
+    with torch.no_grad():
+        pre = model.conv(model.reshape(x)).transpose(0, 1).reshape(16, -1)
+    torch.testing.assert_close(model.bn.running_mean, pre.mean(1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(model.bn.running_var, pre.var(1), atol=1e-12, rtol=1e-12)
+    # bn_samples does the same in build (and any batch size gives it)
+    built = build(data, depth=8, bn_samples=400).double()
+    calibrate_batchnorm(built, x, batch_size=150)  # 150 + 150 + 100
+    assert_statistics(built, expected)
+
+
+class ReusedBN(nn.Module):
+    """One BN module called twice per forward, a BN without running statistics between,
+    and dropout (which calibration must leave off)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 6)
+        self.bn = nn.BatchNorm1d(6)
+        self.free = nn.BatchNorm1d(6, track_running_stats=False)
+        self.drop = nn.Dropout(0.5)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(torch.relu(self.bn(self.a(x))))
+        h = torch.relu(self.free(self.b(h)) + 1.0)
+        return self.out(torch.tanh(self.bn(self.b(h))))
+
+
+def test_calibration_with_a_reused_bn_module_and_dropout() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(50, 4, dtype=torch.float64) * 3 + 1
+    model = ReusedBN().double()
+    expected = whole_set_statistics(model, x)
+    assert expected[0][2] == 2  # the reference averages the module's two calls
+    state = torch.get_rng_state()
+    assert calibrate_batchnorm(model, x, batch_size=7) == 1
+    assert torch.equal(torch.get_rng_state(), state)  # dropout stayed off
+    assert_statistics(model, expected)
+    assert not model.training and "forward" not in vars(model.bn)  # its own forward again
 
 
 def test_calibrated_resnet20_starts_with_a_sane_loss() -> None:

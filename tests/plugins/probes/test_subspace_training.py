@@ -96,6 +96,9 @@ def test_intrinsic_dimension():
     assert np.isnan(intrinsic_dimension(dims, np.array([0.1, 0.2, 0.3]), 0.9))
 
 
+# two epochs do not converge: the tests that are not about that silence the warning
+pytestmark = pytest.mark.filterwarnings("ignore::lossatlas.engine.training.ConvergenceWarning")
+
 CONFIG = """
 name = "st"
 seed = 0
@@ -117,45 +120,108 @@ batch_size = 50
 """
 
 
+def run_config(tmp_path, text=CONFIG, name="s.zarr"):
+    cfg = parse_config(tomllib.loads(text))
+    path = str(tmp_path / name)
+    run_pipeline(cfg, path, make_registry(), progress=None)
+    return cfg, Store(path).open_step("st", "fig2")
+
+
 def test_subspace_training_end_to_end(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
     from lossatlas.plugins.probes.subspace_training import SubspaceTraining
 
-    cfg = parse_config(tomllib.loads(CONFIG))
-    path = str(tmp_path / "s.zarr")
-    run_pipeline(cfg, path, make_registry(), progress=None)
-    ds = Store(path).open_step("st", "fig2")
+    _cfg, ds = run_config(tmp_path)
     assert ds["validation_accuracy"].dims == ("surface", "dim", "radius", "sample", "epoch")
     assert ds.sizes["epoch"] == 3
     assert ds["d_int"].dims == ("surface", "radius")
     assert ds["final_mean"].dims == ("surface", "dim", "radius")
+    assert ds["still_falling"].dims == ("surface", "dim", "radius", "sample")
     fig = SubspaceTraining().plot(ds)
     assert len(fig.axes) >= 3
 
 
-def test_full_space_reference(tmp_path):
-    text = CONFIG.replace("radii = 2", 'radii = 2\nreference = "full"')
-    cfg = parse_config(tomllib.loads(text))
-    path = str(tmp_path / "s.zarr")
-    run_pipeline(cfg, path, make_registry(), progress=None)
-    ds = Store(path).open_step("st", "fig2")
+def test_d_int_is_li_et_al_s_by_default(tmp_path):
+    """No option: the threshold is 0.9 × the mean accuracy of full-space training."""
+    _cfg, ds = run_config(tmp_path)
+    assert ds["d_int"].attrs["reference_kind"] == "full"
     base = ds["baseline_validation_accuracy"].values
     assert base.shape == (2,) and ((base > 0) & (base <= 1)).all()
     assert ds["d_int"].attrs["reference"] == pytest.approx(base.mean())
     assert ds["d_int"].attrs["threshold"] == pytest.approx(0.9 * base.mean())
     # the baseline is deterministic: the same numbers from a second store
-    run_pipeline(cfg, str(tmp_path / "t.zarr"), make_registry(), progress=None)
-    again = Store(str(tmp_path / "t.zarr")).open_step("st", "fig2")
+    _cfg, again = run_config(tmp_path, name="t.zarr")
     np.testing.assert_array_equal(again["baseline_validation_accuracy"].values, base)
 
 
-def test_hypersphere_of_full_dimension_is_refused_before_writing(tmp_path):
-    # hidden = [8]: D = 64·8 + 8 + 8·10 + 10 = 610; a 610-dim sphere needs 611 directions
-    text = CONFIG.replace("dims = [2, 8]", "dims = [2, 610]")
-    cfg = parse_config(tomllib.loads(text))
-    path = tmp_path / "s.zarr"
-    with pytest.raises(LossAtlasError, match=r"dim=610 \+ 1 .* > D=610.*use dims ≤ 609"):
-        run_pipeline(cfg, str(path), make_registry(), progress=None)
+def test_grid_best_reference_and_the_old_name(tmp_path):
+    _cfg, ds = run_config(
+        tmp_path, CONFIG.replace("radii = 2", 'radii = 2\nreference = "grid-best"')
+    )
+    assert ds["d_int"].attrs["reference_kind"] == "grid-best"
+    assert "baseline_validation_accuracy" not in ds
+    best = float(ds["final_validation_accuracy"].mean("sample").max())
+    assert ds["d_int"].attrs["reference"] == pytest.approx(best)
+    assert "NOT Li et al." in ds["d_int"].attrs["description"]
+    path = tmp_path / "old.zarr"
+    cfg_text = CONFIG.replace("radii = 2", 'radii = 2\nreference = "grid"')
+    with pytest.raises(LossAtlasError, match=r"'grid' is now called 'grid-best'.*default 'full'"):
+        run_pipeline(
+            parse_config(tomllib.loads(cfg_text)), str(path), make_registry(), progress=None
+        )
     assert not path.exists()
+
+
+def test_stored_final_points_rebuild_and_keep_the_sphere_radius(tmp_path):
+    """From the store alone: rebuild each cell's final points from the stored θ and the
+    cell's seed, and check ‖x‖ = r on the spheres as training left them (no final
+    rescale hides a drift), the stored norms, and the stored final losses."""
+    from lossatlas.engine.context import StepContext
+    from lossatlas.plugins.probes.subspace_training import final_points
+
+    text = CONFIG.replace('name = "st"', 'name = "st"\ndtype = "float64"').replace(
+        "lr = 0.1", 'lr = 0.3\nbasis = "sparse-chang"'
+    )
+    cfg, ds = run_config(tmp_path, text)
+    obj = StepContext(make_registry(), cfg, cfg.steps[0]).objective
+    radii = ds["radius"].values
+    for surface in ("hyperplane", "hypersphere"):
+        for d in ds["dim"].values:
+            sel = ds.sel(surface=surface, dim=d)
+            theta = sel["final_theta"].values
+            n = int(d) + (surface == "hypersphere")
+            assert np.isfinite(theta[..., :n]).all() and np.isnan(theta[..., n:]).all()
+            x = final_points(ds, surface, d)  # (radius, sample, D), model rebuilt from the store
+            norms = x.norm(dim=-1).numpy()
+            np.testing.assert_allclose(sel["final_norm"].values, norms, rtol=1e-12)
+            if surface == "hypersphere":
+                np.testing.assert_allclose(norms, radii[:, None].repeat(2, 1), rtol=1e-12)
+                assert (np.abs(theta[..., 1:n]) > 0).any()  # it moved on the sphere
+            loss = obj.evaluate_both(x.reshape(-1, obj.D))["validation_loss"]
+            np.testing.assert_allclose(
+                sel["final_validation_loss"].values.ravel(), loss, rtol=1e-10
+            )
+
+
+def test_convergence_flag_and_warning(tmp_path):
+    """Six epochs at a small lr: runs whose loss still falls steadily are flagged and
+    warned about (the flag is what the stored losses say); convergence_tol = 0 is off."""
+    from lossatlas.engine.training import ConvergenceWarning
+
+    slow = CONFIG.replace("lr = 0.1", "lr = 0.01").replace("epochs = 2", "epochs = 6")
+    slow = slow.replace("radii = 2", 'radii = 2\nreference = "grid-best"')
+    with pytest.warns(ConvergenceWarning, match=r"still falling.*of 16 subspace trainings"):
+        _cfg, ds = run_config(tmp_path, slow)
+    loss = ds["train_loss"].values
+    share = (loss[..., -3] - loss[..., -1]) / (loss[..., 0] - loss[..., -1])  # last 2 of 6
+    np.testing.assert_allclose(ds["loss_decrease_share"].values, share)
+    np.testing.assert_array_equal(ds["still_falling"].values, share > 0.1)
+    assert ds["still_falling"].values.sum() >= 8
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        _cfg, ds = run_config(tmp_path, slow + "convergence_tol = 0\n", name="t.zarr")
+    assert not ds["still_falling"].values.any()

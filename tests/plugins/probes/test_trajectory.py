@@ -186,3 +186,86 @@ def test_a_run_that_stopped_early_ends_at_its_solution(tmp_path):
     np.testing.assert_array_equal(ds["traj_w1"].values[-1], tr["point"].values[0])
     assert ds["traj_alpha"].values[-1] == pytest.approx(float(ds["distance"]), rel=1e-12)
     assert ds["traj_beta"].values[-1] == pytest.approx(0, abs=1e-12)
+
+
+MLP_PATH = """
+name = "mlp"
+seed = 0
+dtype = "float64"
+[model]
+plugin = "mlp"
+hidden = [4]
+[dataset]
+plugin = "digits"
+limit = 120
+[[steps]]
+name = "train"
+probe = "train"
+lr = 0.2
+momentum = 0.9
+epochs = 3
+batch_size = 32
+record_every = 1
+[[steps]]
+name = "traj"
+probe = "trajectory"
+grid = 7
+control = false
+surface = "{surface}"
+"""
+
+
+@pytest.mark.parametrize("surface", ["paper", "plane"])
+def test_the_path_is_on_the_surface_grid(tmp_path, surface):
+    """Every recorded (α(t), β(t)) is a node of the (α, β) grid. On the paper's surface
+    that node is θ(t) itself: its loss is the path's own; on a plane it is θ(t)'s
+    projection θ_i + α(t)u + ((θ(t) − θ_i)·v)v, by hand."""
+    cfg = parse_config(tomllib.loads(MLP_PATH.format(surface=surface)))
+    path = tmp_path / "s.zarr"
+    run_pipeline(cfg, str(path), make_registry(), progress=None)
+    store = Store(path)
+    ds = store.open_step("mlp", "traj").load()
+    tr = store.open_step("mlp", "train").load()
+    a, b = ds["traj_alpha"].values, ds["traj_surface_beta"].values
+    assert len(a) == 3 * 3 + 1  # 3 epochs of 3 steps, every step recorded
+    node = ds["surface_train_loss"].sel(alpha=xr_points(a), beta=xr_points(b)).values
+    np.testing.assert_array_equal(node, ds["surface_path_train_loss"].values)
+    np.testing.assert_array_equal(
+        ds["surface_validation_loss"].sel(alpha=xr_points(a), beta=xr_points(b)).values,
+        ds["surface_path_validation_loss"].values,
+    )
+    if surface == "paper":
+        assert ds["on_surface"].values.all()
+        np.testing.assert_allclose(node, ds["traj_train_loss"].values, rtol=1e-10)
+        np.testing.assert_array_equal(b, ds["traj_beta"].values)
+        return
+    from lossatlas.engine.context import StepContext
+
+    T, start, end = (tr[k].values for k in ("trajectory", "initial", "point"))
+    u = (end - start) / np.linalg.norm(end - start)
+    R = T - start - ((T - start) @ u)[:, None] * u
+    v = R[np.argmax(np.linalg.norm(R, axis=1))]
+    v /= np.linalg.norm(v)
+    np.testing.assert_allclose(b, (T - start) @ v, rtol=1e-10, atol=1e-12)
+    proj = start + a[:, None] * u + b[:, None] * v
+    obj = StepContext(make_registry(), cfg, cfg.step("traj")).objective
+    np.testing.assert_allclose(node, obj.evaluate_both(proj)["train_loss"], rtol=1e-10)
+    on = np.linalg.norm(R - ((R @ v)[:, None] * v), axis=1) < 1e-7 * np.linalg.norm(end)
+    np.testing.assert_array_equal(ds["on_surface"].values, on)
+    assert 0 < on.sum() < len(on)  # the ends and the largest residual's point, not the rest
+
+
+def xr_points(values):
+    import xarray as xr
+
+    return xr.DataArray(values, dims="record")
+
+
+def test_path_nodes_off_keeps_the_regular_grid(tmp_path):
+    text = MLP_PATH.format(surface="paper") + "path_nodes = false\n"
+    cfg = parse_config(tomllib.loads(text))
+    run_pipeline(cfg, str(tmp_path / "s.zarr"), make_registry(), progress=None)
+    ds = Store(tmp_path / "s.zarr").open_step("mlp", "traj")
+    assert ds.sizes["alpha"] == ds.sizes["beta"] == 7
+    assert "on_surface" not in ds and "surface_path_train_loss" not in ds
+    Trajectory().plot(ds.load())

@@ -176,7 +176,7 @@ def _speed(control: torch.Tensor, t: np.ndarray) -> np.ndarray:
 def _segment_lengths(kind: str, control: torch.Tensor, edges: np.ndarray) -> np.ndarray:
     """Lengths of the curve between consecutive values of ``edges`` (sorted, in [0, 1])."""
     if kind == "polychain":
-        fine = np.unique(np.concatenate([edges, np.linspace(0, 1, control.shape[0] - 1)]))
+        fine = np.unique(np.concatenate([edges, np.linspace(0, 1, control.shape[0])]))
         P = curve_points(kind, control.double(), fine)
         seg = torch.linalg.vector_norm(torch.diff(P, dim=0), dim=1).cpu().numpy()
         cum = np.concatenate([[0.0], np.cumsum(seg)])

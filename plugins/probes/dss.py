@@ -479,7 +479,8 @@ class DSS(Probe):
                 )
                 sel = {"pair": p, "threshold": ti}
                 connected = int(np.asarray(ds["connected"].isel(sel).values)) == 1
-                label = f"DSS, L0 = {thr:g}, {st['n'] - 2} beads" + (
+                nb = st["n"] - 2
+                label = f"DSS, L0 = {thr:g}, {nb} bead{'' if nb == 1 else 's'}" + (
                     "" if connected else " (not connected)"
                 )
                 if ds.sizes["pair"] > 1:

@@ -77,7 +77,8 @@ def trajectory_pca(offsets: np.ndarray, dim: int) -> dict[str, np.ndarray]:
     """PCA of the rows of ``offsets`` (R, D), float64, as scikit-learn's ``PCA``: the
     rows are centred, the components are the top right singular vectors (signs: the
     largest |entry| of each left singular vector positive). Computed from the R × R
-    Gram matrix. Returns ``components`` (dim, D), ``singular_values`` (dim,),
+    Gram matrix (directions whose singular value is below ~1e-7 of the largest count as
+    absent). Returns ``components`` (dim, D), ``singular_values`` (dim,),
     ``explained_variance`` (dim,) and ``explained_variance_ratio`` (dim,)."""
     M = np.asarray(offsets, dtype=np.float64)
     R = M.shape[0]
@@ -87,7 +88,9 @@ def trajectory_pca(offsets: np.ndarray, dim: int) -> dict[str, np.ndarray]:
     order = np.argsort(w)[::-1]
     w, U = np.maximum(w[order], 0.0), U[:, order]
     s = np.sqrt(w)
-    keep = s > s[0] * 1e-12 if s.size and s[0] > 0 else np.zeros(len(s), bool)
+    # The Gram matrix squares the condition: its eigenvalues carry an absolute error of
+    # ~eps·w₀, so a singular value below ~1e-7·s₀ cannot be told from rounding.
+    keep = w > w[0] * 1e-14 if s.size and s[0] > 0 else np.zeros(len(s), bool)
     if int(keep.sum()) < dim:
         raise ConfigError(
             f"subspace 'pca-trajectory': the trajectory spans {int(keep.sum())} direction(s) "

@@ -313,7 +313,10 @@ def test_run_option_errors_are_one_line_before_the_store(
         (("inspect",), "missing argument 'STORE' (see lossatlas inspect --help)"),
         (("plot", "s.zarr", "x/y", "-o"), "option '-o' requires an argument (see lossatlas plot"),
         (("report", "s.zarr", "--dpi", "x"), "--dpi: 'x' is not a valid integer"),
-        (("bogus",), "no such command 'bogus'; commands: inspect, plot, plugins, report, run"),
+        (
+            ("bogus",),
+            "no such command 'bogus'; commands: export, inspect, plot, plugins, report, run",
+        ),
         (("runn", "x.toml"), "no such command 'runn' (did you mean 'run'?)"),
         (("--bogus",), "no such option '--bogus' (see lossatlas --help)"),
     ],

@@ -298,6 +298,7 @@ class LMCInstability(Probe):
         ax.set_xscale(
             "symlog", linthresh=max(1.0, float(np.min(k[k > 0])) if np.any(k > 0) else 1.0)
         )
+        ax.set_xlim(left=0)
         ax.set_xlabel("spawn step k (parent's optimizer steps)")
         ax.set_ylabel(f"instability: {metric} barrier")
         ax.set_title(

@@ -18,7 +18,6 @@ import click
 
 import lossatlas
 
-from .components import Probe
 from .errors import ConfigError, DataError, LossAtlasError, PluginError, ShapeError, StoreError
 from .options import PointRef, describe_options, suggest
 from .registry import KINDS, Registry, make_registry
@@ -949,7 +948,7 @@ def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) 
         fig = plot_surfaces(next(iter(datasets.values())).load(), logz=bool(opts.get("logy")))
     elif len(datasets) == 1:
         fig = probe.plot(next(iter(datasets.values())).load(), **opts)
-    elif len(probes) == 1 and type(probe).plot_many is not Probe.plot_many:
+    elif len(probes) == 1 and type(probe).plot_many is not _base_plot_many():
         fig = probe.plot_many({g: ds.load() for g, ds in datasets.items()}, **opts)
     else:
         fig = _compare_paths(registry, datasets, groups, probes, bool(opts.get("logy")))
@@ -957,6 +956,12 @@ def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) 
     fig.savefig(output, dpi=kwargs.get("dpi", 130), bbox_inches="tight")
     plt.close(fig)
     return Path(output)
+
+
+def _base_plot_many() -> Any:
+    from .components import Probe
+
+    return Probe.plot_many
 
 
 def _compare_paths(

@@ -185,7 +185,10 @@ class Align(Probe):
         }
         coord_attrs: dict[str, dict[str, Any]] = {
             "param": {"description": "index into the flat parameter vector", "units": "1"},
-            "group": {"description": "permutation group (hidden units permuted together)"},
+            "group": {
+                "description": "permutation group (hidden units permuted together)",
+                "units": "1",
+            },
             "unit": {"description": "unit index within a group", "units": "1"},
         }
         variables: dict[str, Variable] = {
@@ -238,18 +241,21 @@ class Align(Probe):
             coords["alpha"] = np.linspace(0.0, 1.0, options.points)
             coord_attrs["alpha"] = {"description": "(1−α)·θ_A + α·θ_B", "units": "1"}
             coords["pair"] = np.arange(2)
-            coord_attrs["pair"] = {"description": "0: A → B (naive), 1: A → π(B) (aligned)"}
+            coord_attrs["pair"] = {
+                "description": "0: A → B (naive), 1: A → π(B) (aligned)",
+                "units": "1",
+            }
             for split in ("train", "validation"):
                 for m in obj.metric_names():
                     variables[f"{split}_{m}"] = Variable(
                         ("pair", "alpha"),
                         f"{m} on the {split} split along the line",
-                        units="1" if m == "accuracy" else "loss",
+                        units="1",
                     )
                 variables[f"{split}_loss_barrier"] = Variable(
                     ("pair",),
                     f"max of the {split} loss along the line − the larger endpoint loss",
-                    units="loss",
+                    units="1",
                 )
             variables["distance"] = Variable(("pair",), "length of the line", units="1")
         return Plan(

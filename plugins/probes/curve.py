@@ -319,18 +319,18 @@ class Curve(Probe):
                     variables[f"{prefix}{split}_{m}"] = Variable(
                         pt,
                         f"{m} on the {split} split {where}",
-                        units="1" if m == "accuracy" else "loss",
+                        units="1",
                     )
                 variables[f"{prefix}{split}_loss_barrier"] = Variable(
                     ("pair",),
                     f"max over t of the {split} loss {where} − the larger endpoint loss",
-                    units="loss",
+                    units="1",
                 )
         for split in ("train", "validation"):
             variables[f"{split}_loss_mean"] = Variable(
                 ("pair",),
                 f"arc-length mean of the {split} loss along the curve (the peer's 'int')",
-                units="loss",
+                units="1",
             )
         variables["arc"] = Variable(
             pt, "fraction of the curve's length from w0 reached at t", units="1"
@@ -341,7 +341,7 @@ class Curve(Probe):
         variables["epoch_loss"] = Variable(
             ("pair", "epoch"),
             "mean training-step loss of each epoch (at random t, with weight decay)",
-            units="loss",
+            units="1",
             finite=False,
         )
         variables["diverged"] = Variable(
@@ -364,7 +364,7 @@ class Curve(Probe):
             variables=variables,
             cell_dims=("pair",),
             coord_attrs={
-                "pair": {"description": "index of the pair of points"},
+                "pair": {"description": "index of the pair of points", "units": "1"},
                 "t": {"description": "curve parameter: φ(0) = w0, φ(1) = w1", "units": "1"},
                 "epoch": {"description": "epoch of the curve's training", "units": "1"},
                 "bend": {"description": "index of the trainable control point", "units": "1"},

@@ -156,24 +156,24 @@ class LMCInstability(Probe):
                 variables[f"{split}_{m}"] = Variable(
                     (*cell, "alpha"),
                     f"{m} on the {split} split along the line between the two children",
-                    units="1" if m == "accuracy" else "loss",
+                    units="1",
                 )
                 variables[f"child_{split}_{m}"] = Variable(
                     (*cell, "child"),
                     f"{m} of each child on the {split} split",
-                    units="1" if m == "accuracy" else "loss",
+                    units="1",
                 )
             variables[f"{split}_{metric}_barrier"] = Variable(
                 cell,
                 f"instability (Frankle et al.): max along the line of the {split} {metric} "
                 "− the mean of the two children's",
-                units="1" if metric == "error" else "loss",
+                units="1",
             )
             if metric == "error":
                 variables[f"{split}_loss_barrier"] = Variable(
                     cell,
                     f"max along the line of the {split} loss − the mean of the children's",
-                    units="loss",
+                    units="1",
                 )
         variables["distance"] = Variable(cell, "‖θ1 − θ2‖ between the children", units="1")
         variables["child_seed"] = Variable(
@@ -266,7 +266,7 @@ class LMCInstability(Probe):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, std = np.nanmean(v, axis=1), np.nanstd(v, axis=1)
-            unit = "1" if metric == "error" else "loss"
+            unit = "1"
             out[f"{name}_mean"] = xr.Variable(
                 ("spawn",), mean, {"description": f"mean over replicates of {name}", "units": unit}
             )

@@ -390,12 +390,12 @@ class NEB(Probe):
                 units="1",
                 finite=False,
             ),
-            "saddle": Variable(("pair",), "highest train loss along the final chain", units="loss"),
+            "saddle": Variable(("pair",), "highest train loss along the final chain", units="1"),
             "length": Variable(("pair",), "length of the final chain", units="1"),
             "distance": Variable(("pair",), "‖θ1 − θ0‖", units="1"),
             "length_norm": Variable(("pair",), "length / ‖θ1 − θ0‖", units="1"),
             "cycle_saddle": Variable(
-                ("pair", "cycle"), "the saddle after each cycle", units="loss", finite=False
+                ("pair", "cycle"), "the saddle after each cycle", units="1", finite=False
             ),
             "cycle_pivots": Variable(
                 ("pair", "cycle"), "pivots after each cycle", "1", finite=False
@@ -407,14 +407,14 @@ class NEB(Probe):
                 variables[f"{split}_{m}"] = Variable(
                     ("pair", "dense"),
                     f"{m} on the {split} split along the final chain (NaN padding)",
-                    units="1" if m == "accuracy" else "loss",
+                    units="1",
                     finite=False,
                 )
             for prefix, where in (("", "the final chain"), ("linear_", "the chord")):
                 variables[f"{prefix}{split}_loss_barrier"] = Variable(
                     ("pair",),
                     f"max of the {split} loss along {where} − the larger endpoint loss",
-                    units="loss",
+                    units="1",
                 )
         return Plan(
             coords={
@@ -427,7 +427,7 @@ class NEB(Probe):
             variables=variables,
             cell_dims=("pair",),
             coord_attrs={
-                "pair": {"description": "index of the pair of points"},
+                "pair": {"description": "index of the pair of points", "units": "1"},
                 "pivot": {"description": "position on the chain (0 = θ0)", "units": "1"},
                 "dense": {"description": "evaluated point along the chain", "units": "1"},
                 "cycle": {"description": "AutoNEB cycle", "units": "1"},

@@ -204,3 +204,29 @@ def test_plot_and_paths(digits_curve) -> None:
     assert paths[0].position[0] == 0.0 and paths[0].position[-1] == pytest.approx(1.0)
     assert paths[0].length_norm == pytest.approx(float(ds["length_norm"][0]))
     assert paths[0].barrier == pytest.approx(float(ds["train_loss_barrier"][0]))
+
+
+def test_batchnorm_statistics_are_recomputed_at_every_t(tmp_path) -> None:
+    from lossatlas.plugins.probes.interpolation import evaluate_points
+
+    text = (
+        DIGITS.format(kind="bezier", bends=1)
+        .replace(
+            'plugin = "mlp"\nhidden = [16]',
+            'plugin = "resnet"\ndepth = 8\nbn_samples = 32\ninput_shape = [1, 8, 8]',
+        )
+        .replace("limit = 300", "limit = 60")
+        .replace('pairs = [["a", "b"], ["b", "a"]]', 'pairs = [["a", "b"]]')
+        .replace("epochs = 4", "epochs = 1")
+        .replace("points = 9", "points = 3")
+    )
+    cfg, store = run(tmp_path, text)
+    ds = store.open_step("r", "curve").load()
+    assert ds.attrs["recompute_bn"] == 1
+    step = next(s for s in cfg.steps if s.name == "curve")
+    ctx = StepContext(make_registry(), cfg, step, store)
+    a, b = ctx.resolve_point("a"), ctx.resolve_point("b")
+    ends = evaluate_points(ctx.objective, torch.stack([a, b]), recompute_bn=True)
+    frozen = ctx.objective.evaluate_both(torch.stack([a, b]))
+    assert ds["train_loss"].values[0, [0, -1]] == pytest.approx(ends["train_loss"], rel=1e-12)
+    assert not np.allclose(ends["train_loss"], frozen["train_loss"])  # the recomputation mattered

@@ -4,6 +4,7 @@ anything runs, replicates summarised, the plot."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 
 import numpy as np
@@ -78,6 +79,22 @@ def test_children_from_the_last_step_are_the_parent(digits) -> None:
     # barriers are ≥ 0 up to the mean-of-ends definition, and the summary matches
     mean = np.nanmean(ds["validation_error_barrier"].values, axis=1)
     assert np.allclose(ds["validation_error_barrier_mean"].values, mean)
+
+
+def test_a_resumed_cell_gives_the_same_numbers(digits) -> None:
+    from lossatlas.engine.components import Cell
+    from lossatlas.engine.context import StepContext
+    from lossatlas.engine.sweep import cell_seed
+
+    ds = digits.open_step("r", "lmc").load()
+    cfg = parse_config(json.loads(ds.attrs["config"]))
+    step = next(s for s in cfg.steps if s.name == "lmc")
+    ctx = StepContext(make_registry(), cfg, step, digits)
+    coords = {"spawn": 3, "replicate": 1}
+    cell = Cell({"spawn": 1, "replicate": 1}, coords, cell_seed(cfg.seed, "lmc", coords))
+    again = ctx.probe.compute(ctx.options, ctx, cell)
+    assert np.array_equal(again["child_seed"], ds["child_seed"].values[1, 1])
+    assert np.array_equal(again["validation_loss"], ds["validation_loss"].values[1, 1])
 
 
 def test_plot(digits) -> None:

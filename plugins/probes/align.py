@@ -56,7 +56,14 @@ from .git_rebasin import (
     trace_permutations,
     weight_matching,
 )
-from .interpolation import _bn_modules, curve_summary, evaluate_points, interpolate, line_paths
+from .interpolation import (
+    _bn_modules,
+    _earlier_steps,
+    curve_summary,
+    evaluate_points,
+    interpolate,
+    line_paths,
+)
 
 __all__ = ["Align", "AlignOptions"]
 
@@ -120,11 +127,6 @@ def _spec(ctx: Any) -> PermutationSpec:
     return cache[key]
 
 
-def _earlier(ctx: Any) -> list[str]:
-    names = [s.name for s in ctx.config.steps]
-    return names[: names.index(ctx.step.name)] if ctx.step.name in names else names
-
-
 def _unit_cosines(
     spec: PermutationSpec, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]
 ) -> np.ndarray:
@@ -154,7 +156,7 @@ class Align(Probe):
     # --------------------------------------------------------------- checking
 
     def check(self, options: AlignOptions, ctx: Any) -> None:
-        earlier = _earlier(ctx)
+        earlier = _earlier_steps(ctx)
         for ref in (options.a, options.b):
             ctx.check_ref(str(ref), earlier)
         spec = _spec(ctx)

@@ -58,7 +58,14 @@ from lossatlas.engine import (
     Variable,
 )
 
-from .interpolation import _bn_modules, curve_summary, evaluate_points, interpolate
+from .interpolation import (
+    _bn_modules,
+    _earlier_steps,
+    curve_summary,
+    evaluate_points,
+    interpolate,
+    validate_pairs,
+)
 
 __all__ = [
     "Curve",
@@ -119,15 +126,7 @@ class CurveOptions:
     )
 
     def validate(self) -> None:
-        if not self.pairs:
-            raise ValueError("option 'pairs' needs at least one pair [w0, w1]")
-        for i, p in enumerate(self.pairs):
-            if len(p) != 2:
-                raise ValueError(f"option 'pairs'[{i}] must be two points [w0, w1], got {p}")
-        if self.labels and len(self.labels) != len(self.pairs):
-            raise ValueError(
-                f"option 'labels' has {len(self.labels)} labels for {len(self.pairs)} pairs"
-            )
+        validate_pairs(self.pairs, self.labels, "[w0, w1]")
         if self.bends < 1:
             raise ValueError(f"option 'bends' must be at least 1, got {self.bends}")
         if not self.lr > 0:
@@ -283,11 +282,6 @@ def train_curve(
 # --------------------------------------------------------------------- the probe
 
 
-def _earlier(ctx: Any) -> list[str]:
-    names = [s.name for s in ctx.config.steps]
-    return names[: names.index(ctx.step.name)] if ctx.step.name in names else names
-
-
 class Curve(Probe):
     name = "curve"
     points = ()
@@ -295,7 +289,7 @@ class Curve(Probe):
     Options = CurveOptions
 
     def check(self, options: CurveOptions, ctx: Any) -> None:
-        earlier = _earlier(ctx)
+        earlier = _earlier_steps(ctx)
         for pair in options.pairs:
             for ref in pair:
                 ctx.check_ref(str(ref), earlier)

@@ -96,7 +96,8 @@ class HessianDirectionsOptions:
         default_factory=dict,
         metadata={
             "doc": "more maps, each a subspace table by map name: {plugin = 'three-points' | "
-            "'user-directions' | 'hessian' | 'filter-normalized', ...} (2 directions each)"
+            "'user-directions' | 'hessian' | 'filter-normalized' | 'pca-trajectory', ...} "
+            "(2 directions each)"
         },
     )
 

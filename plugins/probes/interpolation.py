@@ -60,6 +60,7 @@ __all__ = [
     "evaluate_points",
     "interpolate",
     "line_paths",
+    "validate_pairs",
 ]
 
 
@@ -91,15 +92,7 @@ class InterpolationOptions:
     )
 
     def validate(self) -> None:
-        if not self.pairs:
-            raise ValueError("option 'pairs' needs at least one pair")
-        for i, p in enumerate(self.pairs):
-            if len(p) != 2:
-                raise ValueError(f"option 'pairs'[{i}] must be two points [θ0, θ1], got {p}")
-        if self.labels and len(self.labels) != len(self.pairs):
-            raise ValueError(
-                f"option 'labels' has {len(self.labels)} labels for {len(self.pairs)} pairs"
-            )
+        validate_pairs(self.pairs, self.labels)
         if not self.alpha_min < self.alpha_max:
             raise ValueError("option 'alpha_min' must be below 'alpha_max'")
         if self.points < 2:
@@ -110,6 +103,18 @@ class InterpolationOptions:
             )
         if not 0 < self.zoom_width <= 0.5:
             raise ValueError(f"option 'zoom_width' must be in (0, 0.5], got {self.zoom_width}")
+
+
+def validate_pairs(pairs: list[list[Any]], labels: list[str], ends: str = "[θ0, θ1]") -> None:
+    """The options ``pairs`` (two points each, at least one pair) and ``labels`` (one per
+    pair, or none) of a probe that joins pairs of points; ValueError naming the bad one."""
+    if not pairs:
+        raise ValueError(f"option 'pairs' needs at least one pair {ends}")
+    for i, p in enumerate(pairs):
+        if len(p) != 2:
+            raise ValueError(f"option 'pairs'[{i}] must be two points {ends}, got {p}")
+    if labels and len(labels) != len(pairs):
+        raise ValueError(f"option 'labels' has {len(labels)} labels for {len(pairs)} pairs")
 
 
 def alpha_grid(lo: float, hi: float, n: int) -> np.ndarray:

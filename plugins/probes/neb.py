@@ -50,7 +50,14 @@ import torch
 
 from lossatlas.engine import Cell, ConfigError, PathSummary, Plan, PointRef, Probe, Variable
 
-from .interpolation import _bn_modules, curve_summary, evaluate_points, interpolate
+from .interpolation import (
+    _bn_modules,
+    _earlier_steps,
+    curve_summary,
+    evaluate_points,
+    interpolate,
+    validate_pairs,
+)
 
 __all__ = ["NEB", "NEBOptions", "distribute", "neb_tangent", "run_neb"]
 
@@ -102,15 +109,7 @@ class NEBOptions:
     )
 
     def validate(self) -> None:
-        if not self.pairs:
-            raise ValueError("option 'pairs' needs at least one pair [θ0, θ1]")
-        for i, p in enumerate(self.pairs):
-            if len(p) != 2:
-                raise ValueError(f"option 'pairs'[{i}] must be two points [θ0, θ1], got {p}")
-        if self.labels and len(self.labels) != len(self.pairs):
-            raise ValueError(
-                f"option 'labels' has {len(self.labels)} labels for {len(self.pairs)} pairs"
-            )
+        validate_pairs(self.pairs, self.labels, "[θ0, θ1]")
         if self.pivots < 1 or self.cycles < 1:
             raise ValueError("options 'pivots' and 'cycles' must be at least 1")
         if self.insert < 0 or self.steps < 0 or self.batch_size < 0 or self.sub_pivots < 0:
@@ -343,11 +342,6 @@ def run_neb(
 # ------------------------------------------------------------------ the probe
 
 
-def _earlier(ctx: Any) -> list[str]:
-    names = [s.name for s in ctx.config.steps]
-    return names[: names.index(ctx.step.name)] if ctx.step.name in names else names
-
-
 class NEB(Probe):
     name = "neb"
     points = ()
@@ -357,7 +351,7 @@ class NEB(Probe):
     Options = NEBOptions
 
     def check(self, options: NEBOptions, ctx: Any) -> None:
-        earlier = _earlier(ctx)
+        earlier = _earlier_steps(ctx)
         for pair in options.pairs:
             for ref in pair:
                 ctx.check_ref(str(ref), earlier)

@@ -38,7 +38,15 @@ import numpy as np
 import torch
 import xarray as xr
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, metric_variables
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    PointRef,
+    Probe,
+    metric_variables,
+    parse_options,
+)
 from lossatlas.plugins.subspaces.directions import (
     centred_axis,
     normalized_directions,
@@ -180,10 +188,13 @@ class HessianDirectionsProbe(Probe):
                     f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}') "
                     f"has {n} directions; a 2-D map needs exactly 2"
                 )
-            for value in spec.values():
-                for ref in value if isinstance(value, list) else []:
-                    if isinstance(ref, str):
-                        ctx.check_ref(ref, earlier)
+            plugin = ctx.registry.get("subspace", spec["plugin"])
+            table = {k: v for k, v in spec.items() if k != "plugin"}
+            opts = parse_options(plugin.Options, table, f"plane '{name}'")
+            for value in vars(opts).values():  # every point reference, one or a list
+                for ref in value if isinstance(value, list) else [value]:
+                    if isinstance(ref, PointRef):
+                        ctx.check_ref(str(ref), earlier)
 
     def plan(self, options: HessianDirectionsOptions, ctx: Any) -> Plan:
         from lossatlas.engine.curvature import hessian_directions, hvp_operator

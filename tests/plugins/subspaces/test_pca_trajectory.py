@@ -117,3 +117,10 @@ def test_a_map_over_the_plane_with_the_path_on_it(tmp_path, scale: str) -> None:
 def test_a_run_without_snapshots_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="snapshot"):
         run(tmp_path, every=0)
+
+
+def test_a_trajectory_step_that_does_not_exist_is_refused_before_anything_runs(tmp_path) -> None:
+    text = TEXT.format(every=2, scale="fit").replace('of = "train"', 'of = "trian"')
+    with pytest.raises(ConfigError, match="names no earlier step.*did you mean 'train'"):
+        run_pipeline(parse_config(tomllib.loads(text)), str(tmp_path / "s.zarr"), make_registry())
+    assert not (tmp_path / "s.zarr").exists()

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-__all__ = ["MapGrid", "export_vts", "find_map", "plot_surfaces"]
+__all__ = ["MapGrid", "export_vts", "find_map", "find_maps", "plot_surfaces"]
 
 #: Dims that are never a map's axis (the flat parameter index).
 NOT_AXES = {"param"}
@@ -66,6 +66,17 @@ def _map_vars(ds: xr.Dataset, a: str, b: str) -> list[str]:
         for v in ds.data_vars
         if a in ds[v].dims and b in ds[v].dims and np.issubdtype(ds[v].dtype, np.floating)
     ]
+
+
+def find_maps(ds: xr.Dataset) -> list[MapGrid]:
+    """Every pair of numeric dims that float variables share, as one :class:`MapGrid`
+    each (most variables first); a clear error if there is none."""
+    numeric = _numeric_axes(ds)
+    pairs = [p for p in itertools.combinations(numeric, 2) if _map_vars(ds, *p)]
+    if not pairs:
+        find_map(ds)  # raises the error that says there is no map
+    pairs.sort(key=lambda p: -len(_map_vars(ds, *p)))
+    return [find_map(ds, list(p)) for p in pairs]
 
 
 def find_map(ds: xr.Dataset, axes: Sequence[str] | None = None) -> MapGrid:
@@ -152,13 +163,15 @@ def plot_surfaces(
     max_panels: int = 8,
     **_: Any,
 ) -> Figure:
-    """Each 2-D map of ``ds`` as a 3-D surface (up to ``max_panels``): the loss maps
-    (train first; every map if there is no loss), or the maps named in ``variables``
-    (a variable or one unrolled map). ``logz`` draws log10 of positive maps."""
+    """Each 2-D map of ``ds`` as a 3-D surface (up to ``max_panels``; over every pair of
+    axes that has maps, or over ``axes``): the loss maps (train first; every map if
+    there is no loss), or the maps named in ``variables`` (a variable or one unrolled
+    map). ``logz`` draws log10 of positive maps."""
     import matplotlib.pyplot as plt
 
-    grid = find_map(ds, axes)
-    names = list(grid.fields)
+    grids = [find_map(ds, axes)] if axes is not None else find_maps(ds)
+    where = {name: g for g in grids for name in g.fields}
+    names = list(where)
     if variables:
         chosen = [n for n in names if n in variables or n.split("[")[0] in variables]
         if not chosen:
@@ -168,13 +181,14 @@ def plot_surfaces(
     else:  # the losses (train first), or every map where there is no loss
         losses = [n for n in names if "loss" in n.split("[")[0]]
         names = sorted(losses, key=lambda n: (0 if n.startswith("train") else 1, names.index(n)))
-        names = names or list(grid.fields)
+        names = names or list(where)
     names = names[:max_panels]
     cols = min(len(names), 2)
     rows = (len(names) + cols - 1) // cols
     fig = plt.figure(figsize=(6.2 * cols, 4.8 * rows))
-    X, Y = np.meshgrid(grid.x, grid.y, indexing="ij")
     for k, name in enumerate(names):
+        grid = where[name]
+        X, Y = np.meshgrid(grid.x, grid.y, indexing="ij")
         ax = fig.add_subplot(rows, cols, k + 1, projection="3d")
         Z = grid.fields[name].copy()
         zlabel = name.split("[")[0]

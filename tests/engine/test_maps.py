@@ -72,6 +72,12 @@ def test_a_result_without_a_map_and_ambiguous_axes_are_clear_errors() -> None:
     with pytest.raises(ConfigError, match="--axes"):
         find_map(cube)
     assert set(find_map(cube, ["y", "z"]).fields) == {"a[x=0.0]", "a[x=1.0]"}
+    # surfaces draw the maps over every pair of axes
+    import matplotlib.pyplot as plt
+
+    fig = plot_surfaces(cube, max_panels=20)
+    assert len(fig.axes) == 4 + 3 + 2  # (x, y) per z, (x, z) per y, (y, z) per x
+    plt.close(fig)
     with pytest.raises(ConfigError, match="not a numeric dim"):
         find_map(cube, ["y", "w"])
 

@@ -33,6 +33,7 @@ from .errors import (
 from .hookspecs import hookimpl, hookspec
 from .objective import Objective, ParamEntry, ParamLayout, resolve_device, resolve_dtype
 from .options import NoOptions, PointRef, parse_options
+from .paths import PathSummary, plot_paths
 from .registry import PluginRecord, Registry, make_registry
 
 # Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
@@ -57,6 +58,7 @@ __all__ = [
     "Objective",
     "ParamEntry",
     "ParamLayout",
+    "PathSummary",
     "Plan",
     "PluginError",
     "PluginRecord",
@@ -75,6 +77,7 @@ __all__ = [
     "make_registry",
     "metric_variables",
     "parse_options",
+    "plot_paths",
     "resolve_device",
     "resolve_dtype",
 ]

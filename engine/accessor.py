@@ -235,9 +235,15 @@ class AtlasAccessor:
         """Draw this result with its probe's ``plot`` (the paper's figure).
 
         ``kwargs`` go to the probe (``logy=True`` is understood by most). The probe is
-        looked up in ``registry`` (default: the installed plugins).
+        looked up in ``registry`` (default: the installed plugins). ``surface=True``
+        draws the result's 2-D maps as 3-D surfaces instead
+        (:func:`lossatlas.engine.maps.plot_surfaces`, for any probe).
         """
         self._need()
+        if kwargs.pop("surface", False):
+            from .maps import plot_surfaces
+
+            return plot_surfaces(self._ds.load(), logz=bool(kwargs.get("logy")))
         reg = registry if registry is not None else _default_registry()
         probe = reg.get("probe", self.probe)
         return probe.plot(self._ds.load(), **kwargs)

@@ -1033,33 +1033,58 @@ def verify(store: str, runs: tuple[str, ...], repair: bool) -> None:
         )
 
 
-@cli.command(context_settings=CONTEXT, short_help="Write a stored result as netCDF or CSV.")
+@cli.command(context_settings=CONTEXT, short_help="Write a stored result as netCDF, CSV or VTK.")
 @click.argument("store", type=click.Path())
 @click.argument("group", metavar="RUN/STEP")
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["netcdf", "csv"]),
+    type=click.Choice(["netcdf", "csv", "vtk"]),
     required=True,
     help="netcdf: netCDF-4 with CF attributes (pip install 'lossatlas[netcdf]'); "
-    "csv: one tidy table.",
+    "csv: one tidy table; vtk: a VTK XML structured grid (.vts) of the step's 2-D maps, "
+    "for ParaView.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File.")
 @click.option("--var", "variables", multiple=True, metavar="NAME", help="Only this variable.")
+@click.option(
+    "--axes",
+    default=None,
+    metavar="A,B",
+    help="vtk: the two dims of the map, where a result has maps over several pairs.",
+)
+@click.option(
+    "--height",
+    default=None,
+    metavar="MAP",
+    help="vtk: lift the grid by this map (e.g. train_loss[map=hessian]); default flat.",
+)
 @debug_option
 @friendly
-def export(store: str, group: str, fmt: str, output: str, variables: tuple[str, ...]) -> None:
+def export(
+    store: str,
+    group: str,
+    fmt: str,
+    output: str,
+    variables: tuple[str, ...],
+    axes: str | None,
+    height: str | None,
+) -> None:
     """Write the stored result RUN/STEP of STORE to one file another tool reads.
 
     netCDF keeps every variable, coordinate and attribute (CF-1.11, attributes made
     netCDF-safe: lists and tables as JSON text); CSV is one tidy table with a row
     per value: variable, each dim's coordinate, value, units. --var keeps only the
-    variables named.
+    variables named. VTK writes every 2-D map of the step (each float variable over
+    the map's two axes, one array per index of any other dim, e.g.
+    train_loss[map=hessian]) as point arrays of one structured grid: open it in
+    ParaView, colour by an array, and use Warp By Scalar for a 3-D surface.
 
     \b
     Examples:
       lossatlas export atlas.zarr quickstart/line --format netcdf -o line.nc
       lossatlas export atlas.zarr quickstart/line --format csv -o line.csv --var train_loss
+      lossatlas export atlas.zarr maps/maps --format vtk -o maps.vts
     """
     from .store.export import export as do_export
 
@@ -1074,7 +1099,8 @@ def export(store: str, group: str, fmt: str, output: str, variables: tuple[str, 
             f"store '{store}' has no result for step '{step}' of run '{run_name}'"
             f"{suggest(step, ready)}; steps with results: {', '.join(ready) or 'none yet'}"
         )
-    path = do_export(st.open_step(run_name, step), fmt, output, list(variables) or None)
+    options = {k: v for k, v in (("axes", axes), ("height", height)) if v is not None}
+    path = do_export(st.open_step(run_name, step), fmt, output, list(variables) or None, **options)
     click.echo(f"wrote {path}")
 
 
@@ -1134,6 +1160,11 @@ def _results(st: Any, run_name: str) -> list[str]:
 )
 @click.option("--logy", is_flag=True, help="Logarithmic loss axis, where the plot has one.")
 @click.option(
+    "--surface",
+    is_flag=True,
+    help="Draw the step's 2-D maps as 3-D surfaces instead of the probe's figure.",
+)
+@click.option(
     "--dpi",
     type=int,
     default=130,
@@ -1142,7 +1173,9 @@ def _results(st: Any, run_name: str) -> list[str]:
 )
 @debug_option
 @friendly
-def plot(store: str, groups: tuple[str, ...], output: str, logy: bool, dpi: int) -> None:
+def plot(
+    store: str, groups: tuple[str, ...], output: str, logy: bool, surface: bool, dpi: int
+) -> None:
     """Draw the stored result RUN/STEP of STORE with its probe's plot.
 
     RUN/STEP names a run and one of its steps, as 'lossatlas inspect STORE' lists
@@ -1150,6 +1183,11 @@ def plot(store: str, groups: tuple[str, ...], output: str, logy: bool, dpi: int)
     the stored result alone (nothing is recomputed). Several RUN/STEP of one probe
     go on one figure where the probe compares results (goldilocks: seed 000 Fig. 4;
     radial-profile: Fig. 5a), each labelled by its RUN/STEP.
+
+    Steps of different probes that hold paths between two points (interpolation,
+    align, curve, neb, dss) go on one figure comparing the paths: the loss along each,
+    its barrier and its normalised length. --surface draws a step's 2-D maps (any
+    probe's: hessian-directions, trajectory ...) as 3-D surfaces.
 
     A step that is not complete (its run was interrupted, failed or is still
     running) is drawn from the cells done so far, with a warning and
@@ -1159,9 +1197,33 @@ def plot(store: str, groups: tuple[str, ...], output: str, logy: bool, dpi: int)
     Examples:
       lossatlas plot atlas.zarr quickstart/line -o line.png --logy
       lossatlas plot atlas.zarr fig4/relu-100 fig4/tanh-100 fig4/cnn -o fig4.png
+      lossatlas plot atlas.zarr paths/lines paths/curve paths/neb -o paths.png
+      lossatlas plot atlas.zarr maps/maps --surface -o surface.png
     """
-    path = draw(store, groups, output, logy=logy, dpi=dpi)
+    path = draw(store, groups, output, logy=logy, surface=surface, dpi=dpi)
     click.echo(f"wrote {path}")
+
+
+def _open_result(st: Any, store: str, group: str) -> Any:
+    """The stored result ``RUN/STEP`` of ``st`` (lazily), or a clear error naming the
+    results there are."""
+    if "/" not in group:
+        results = [f"{r}/{s}" for r in st.runs() for s in _results(st, r)]
+        raise ConfigError(
+            f"group '{group}' must be RUN/STEP{suggest(group, results)}; results in "
+            f"'{store}': {', '.join(results) or 'none yet'}"
+        )
+    run_name, step = group.split("/", 1)
+    _check_run(st, store, run_name)
+    if not st.step_ready(run_name, step):
+        ready = _results(st, run_name)
+        started = " (it has not started or its template is incomplete; resume the run)"
+        raise StoreError(
+            f"store '{store}' has no result for step '{step}' of run '{run_name}'"
+            + (started if step in st.steps(run_name) else suggest(step, ready))
+            + f"; steps of run '{run_name}' with results: {', '.join(ready) or 'none yet'}"
+        )
+    return st.open_step(run_name, step)
 
 
 def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) -> Path:
@@ -1188,49 +1250,71 @@ def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) 
     datasets = {}
     labels = []
     for group in groups:
-        if "/" not in group:
-            results = [f"{r}/{s}" for r in st.runs() for s in _results(st, r)]
-            raise ConfigError(
-                f"group '{group}' must be RUN/STEP{suggest(group, results)}; results in "
-                f"'{store}': {', '.join(results) or 'none yet'}"
-            )
-        run_name, step = group.split("/", 1)
-        _check_run(st, store, run_name)
-        if not st.step_ready(run_name, step):
-            ready = _results(st, run_name)
-            started = " (it has not started or its template is incomplete; resume the run)"
-            raise StoreError(
-                f"store '{store}' has no result for step '{step}' of run '{run_name}'"
-                + (started if step in st.steps(run_name) else suggest(step, ready))
-                + f"; steps of run '{run_name}' with results: {', '.join(ready) or 'none yet'}"
-            )
-        ds = st.open_step(run_name, step)
+        ds = _open_result(st, store, group)
         datasets[group] = ds
         labels.append(group)
         if ds.attrs.get("status") != "complete":
             cells = ds[STATUS_VAR].values
             done, total = int((cells > 0).sum()), int(cells.size)
+            run_name, step = group.split("/", 1)
             _warn(
                 f"step '{step}' of run '{run_name}' is partial ({done}/{total} cells done); "
                 "the plot shows what exists"
             )
             labels[-1] += f" (partial: {done}/{total} cells)"
     probes = sorted({str(ds.attrs["probe"]) for ds in datasets.values()})
-    if len(probes) > 1:
-        raise ConfigError(
-            f"groups {', '.join(groups)} are results of different probes ({', '.join(probes)}); "
-            "one figure compares results of one probe"
-        )
-    probe = _registry().get("probe", probes[0])
-    opts = {k: v for k, v in kwargs.items() if k != "dpi"}
-    if len(datasets) == 1:
+    registry = _registry()
+    probe = registry.get("probe", probes[0])
+    opts = {k: v for k, v in kwargs.items() if k not in ("dpi", "surface")}
+    if kwargs.get("surface"):
+        if len(datasets) > 1:
+            raise ConfigError("--surface draws the 2-D maps of one step; give one RUN/STEP")
+        from .maps import plot_surfaces
+
+        fig = plot_surfaces(next(iter(datasets.values())).load(), logz=bool(opts.get("logy")))
+    elif len(datasets) == 1:
         fig = probe.plot(next(iter(datasets.values())).load(), **opts)
-    else:
+    elif len(probes) == 1 and type(probe).plot_many is not _base_plot_many():
         fig = probe.plot_many({g: ds.load() for g, ds in datasets.items()}, **opts)
+    else:
+        fig = _compare_paths(registry, datasets, groups, probes, bool(opts.get("logy")))
     title_figure(fig, ", ".join(labels))
     fig.savefig(output, dpi=kwargs.get("dpi", 130), bbox_inches="tight")
     plt.close(fig)
     return Path(output)
+
+
+def _base_plot_many() -> Any:
+    from .components import Probe
+
+    return Probe.plot_many
+
+
+def _compare_paths(
+    registry: Any, datasets: dict[str, Any], groups: tuple[str, ...], probes: list[str], logy: bool
+) -> Any:
+    """The path comparison of several steps (see :mod:`lossatlas.engine.paths`): every
+    step's probe must declare the paths its result holds."""
+    from .paths import plot_paths
+
+    paths = {}
+    for group, ds in datasets.items():
+        found = registry.get("probe", str(ds.attrs["probe"])).paths(ds.load())
+        if not found:
+            what = (
+                f"are results of different probes ({', '.join(probes)})"
+                if len(probes) > 1
+                else f"are results of probe '{probes[0]}', which draws one result at a time"
+            )
+            raise ConfigError(
+                f"groups {', '.join(groups)} {what}; such steps go on one figure only as a "
+                f"comparison of paths, and '{group}' (probe '{ds.attrs['probe']}') holds no "
+                "path between two points; plot the steps one by one"
+            )
+        paths[group.split("/", 1)[1] if len({g.split("/")[0] for g in groups}) == 1 else group] = (
+            found
+        )
+    return plot_paths(paths, logy=logy)
 
 
 # ------------------------------------------------------------------------ report

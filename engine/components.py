@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .context import StepContext
+    from .paths import PathSummary
 
 __all__ = [
     "Cell",
@@ -364,6 +365,13 @@ class Probe(Component):
     def plot(self, ds: xr.Dataset, **kwargs: Any) -> Figure:
         """Draw the stored result as the paper does; return the figure."""
         raise NotImplementedError(f"probe '{self.name}' has no plot")
+
+    def paths(self, ds: xr.Dataset) -> list[PathSummary]:
+        """The paths between pairs of points this stored result holds (lines, curves,
+        elastic bands, strings), for the comparison figure
+        (:func:`lossatlas.engine.paths.plot_paths`, ``lossatlas plot`` of steps from
+        several probes). Optional: the default declares none."""
+        return []
 
     def plot_many(self, datasets: Mapping[str, xr.Dataset], **kwargs: Any) -> Figure:
         """Draw several stored results of this probe on one figure (``{label: ds}``;

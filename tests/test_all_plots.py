@@ -52,6 +52,19 @@ lr = 0.2
 record_every = 1
 """
 
+#: a second trained point, for the probes that join two.
+OTHER = """
+[[steps]]
+name = "other"
+probe = "train"
+from = "init:1"
+epochs = 2
+batch_size = 32
+lr = 0.2
+seed = 1
+record_every = 0
+"""
+
 #: probe name -> the [[steps]] of its tiny config (the LAST step is the one plotted).
 TINY: dict[str, str] = {
     "random-line": """
@@ -180,6 +193,49 @@ max_depth = 2
 name = "probe"
 probe = "permute-units"
 at = "train"
+""",
+    "align": TRAIN
+    + OTHER
+    + """
+[[steps]]
+name = "probe"
+probe = "align"
+a = "train"
+b = "other"
+points = 3
+""",
+    "curve": TRAIN
+    + OTHER
+    + """
+[[steps]]
+name = "probe"
+probe = "curve"
+pairs = [["train", "other"]]
+epochs = 1
+batch_size = 48
+points = 5
+""",
+    "neb": TRAIN
+    + OTHER
+    + """
+[[steps]]
+name = "probe"
+probe = "neb"
+pairs = [["train", "other"]]
+pivots = 1
+cycles = 2
+insert = 1
+steps = 3
+sub_pivots = 2
+""",
+    "lmc-instability": TRAIN
+    + """
+[[steps]]
+name = "probe"
+probe = "lmc-instability"
+of = "train"
+spawn = [0, 2]
+points = 3
 """,
 }
 

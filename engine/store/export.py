@@ -28,10 +28,12 @@ class Exporter:
     name: str
     suffixes: tuple[str, ...]
     summary: str
-    write: Callable[[Any, Path], None]
+    write: Callable[..., None]
     #: the Python package it needs, and the install hint
     requires: str = ""
     install: str = ""
+    #: the format's own options (keyword arguments of ``write``; ``--axes`` ...)
+    options: tuple[str, ...] = ()
 
 
 def safe_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +96,13 @@ def _write_csv(ds: Any, path: Path) -> None:
                 w.writerow([name, *(at.get(d, "") for d in dims), value, units])
 
 
+def _write_vtk(ds: Any, path: Path, axes: str | None = None, height: str | None = None) -> None:
+    from ..maps import export_vts
+
+    pair = None if axes is None else [a.strip() for a in axes.split(",")]
+    export_vts(ds.load(), path, pair, height)
+
+
 EXPORTERS: dict[str, Exporter] = {
     "netcdf": Exporter(
         "netcdf",
@@ -109,11 +118,25 @@ EXPORTERS: dict[str, Exporter] = {
         "one tidy table: variable, each dim, value, units",
         _write_csv,
     ),
+    "vtk": Exporter(
+        "vtk",
+        (".vts",),
+        "a VTK XML structured grid of the step's 2-D maps (ParaView)",
+        _write_vtk,
+        options=("axes", "height"),
+    ),
 }
 
 
-def export(ds: Any, fmt: str, output: str | Path, variables: list[str] | None = None) -> Path:
-    """Write ``ds`` (a step's Dataset) to ``output`` in format ``fmt``."""
+def export(
+    ds: Any,
+    fmt: str,
+    output: str | Path,
+    variables: list[str] | None = None,
+    **options: Any,
+) -> Path:
+    """Write ``ds`` (a step's Dataset) to ``output`` in format ``fmt``; ``options`` are
+    the format's own (:attr:`Exporter.options`, e.g. vtk's ``axes`` and ``height``)."""
     import importlib.util
 
     if fmt not in EXPORTERS:
@@ -129,6 +152,12 @@ def export(ds: Any, fmt: str, output: str | Path, variables: list[str] | None = 
             f"--format {fmt} needs the package '{exp.requires}', which is not installed; "
             f"{exp.install}"
         )
+    foreign = [k for k in options if k not in exp.options]
+    if foreign:
+        owners = [f"--format {e.name}" for e in EXPORTERS.values() if foreign[0] in e.options]
+        raise ConfigError(
+            f"--{foreign[0]} applies to {' and '.join(owners)} only, not to --format {fmt}"
+        )
     if variables:
         missing = [v for v in variables if v not in ds.data_vars]
         if missing:
@@ -137,5 +166,5 @@ def export(ds: Any, fmt: str, output: str | Path, variables: list[str] | None = 
                 f"variables: {', '.join(map(str, ds.data_vars))}"
             )
         ds = ds[variables]
-    exp.write(ds, path)
+    exp.write(ds, path, **options)
     return path

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from lossatlas.engine import Probe, hookimpl
 
+from .align import Align
+from .curve import Curve
 from .dss import DSS
 from .goldilocks import Goldilocks
 from .hessian_directions import HessianDirectionsProbe
 from .init_selection import InitSelection
 from .interpolation import Interpolation
+from .lmc_instability import LMCInstability
+from .neb import NEB
 from .permute_units import PermuteUnits
 from .projection_curvature import ProjectionCurvatureProbe
 from .radial_profile import RadialProfile
@@ -37,4 +41,8 @@ def lossatlas_register_probes() -> list[Probe]:
         ProjectionCurvatureProbe(),
         DSS(),
         PermuteUnits(),
+        Align(),
+        Curve(),
+        NEB(),
+        LMCInstability(),
     ]

@@ -452,6 +452,57 @@ class DSS(Probe):
             out[k].attrs = {"description": v, "units": "", "finite": 0}
         return out
 
+    # ---------------------------------------------------------------- paths
+
+    def paths(self, ds: Any) -> list[Any]:
+        """Each computed (pair, L0) cell's final string, for the path comparison figure
+        (positions along it from the stored beads; equal segments where the beads were
+        not stored)."""
+        from lossatlas.engine import PathSummary
+
+        out = []
+        t = np.asarray(ds["t"].values, dtype=float)
+        status = np.asarray(ds["cell_status"].values) if "cell_status" in ds else None
+        for p in range(ds.sizes["pair"]):
+            for ti, thr in enumerate(np.asarray(ds["threshold"].values, dtype=float)):
+                if status is not None and status[p, ti] == 0:
+                    continue
+                st = _cell_string(ds, p, ti)
+                if st["beads"] is not None:
+                    seg = np.linalg.norm(np.diff(st["beads"], axis=0), axis=1)
+                else:
+                    seg = np.ones(st["n"] - 1)
+                starts = np.concatenate([[0.0], np.cumsum(seg)]) / max(seg.sum(), 1e-300)
+                pos = np.concatenate(
+                    [
+                        starts[i]
+                        + t[: -1 if i < st["n"] - 2 else None] * seg[i] / max(seg.sum(), 1e-300)
+                        for i in range(st["n"] - 1)
+                    ]
+                )
+                loss = np.concatenate(
+                    [st["path"][i][: -1 if i < st["n"] - 2 else None] for i in range(st["n"] - 1)]
+                )
+                sel = {"pair": p, "threshold": ti}
+                connected = int(np.asarray(ds["connected"].isel(sel).values)) == 1
+                nb = st["n"] - 2
+                label = f"DSS, L0 = {thr:g}, {nb} bead{'' if nb == 1 else 's'}" + (
+                    "" if connected else " (not connected)"
+                )
+                if ds.sizes["pair"] > 1:
+                    label += f", pair {p}"
+                out.append(
+                    PathSummary(
+                        label,
+                        pos,
+                        loss,
+                        float(np.asarray(ds["length"].isel(sel).values)),
+                        float(np.asarray(ds["distance"].isel(sel).values)),
+                        "dss",
+                    )
+                )
+        return out
+
     # ---------------------------------------------------------------- plot
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:

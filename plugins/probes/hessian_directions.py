@@ -47,6 +47,7 @@ from lossatlas.engine import (
     Probe,
     grid_estimate,
     metric_variables,
+    parse_options,
 )
 from lossatlas.plugins.subspaces.directions import (
     centred_axis,
@@ -105,7 +106,8 @@ class HessianDirectionsOptions:
         default_factory=dict,
         metadata={
             "doc": "more maps, each a subspace table by map name: {plugin = 'three-points' | "
-            "'user-directions' | 'hessian' | 'filter-normalized', ...} (2 directions each)"
+            "'user-directions' | 'hessian' | 'filter-normalized' | 'pca-trajectory', ...} "
+            "(2 directions each)"
         },
     )
 
@@ -161,6 +163,8 @@ def _plane_units(attrs: dict[str, Any]) -> str:
         return "per filter" if "filter" in kind else kind.removeprefix("random-")
     if kind == "user":
         return "× the given directions"
+    if kind == "pca-trajectory":
+        return "" if attrs.get("scale") == "fit" else "parameter distance"
     return kind or "basis units"
 
 
@@ -186,10 +190,13 @@ class HessianDirectionsProbe(Probe):
                     f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}') "
                     f"has {n} directions; a 2-D map needs exactly 2"
                 )
-            for value in spec.values():
-                for ref in value if isinstance(value, list) else []:
-                    if isinstance(ref, str):
-                        ctx.check_ref(ref, earlier)
+            plugin = ctx.registry.get("subspace", spec["plugin"])
+            table = {k: v for k, v in spec.items() if k != "plugin"}
+            opts = parse_options(plugin.Options, table, f"plane '{name}'")
+            for value in vars(opts).values():  # every point reference, one or a list
+                for ref in value if isinstance(value, list) else [value]:
+                    if isinstance(ref, PointRef):
+                        ctx.check_ref(str(ref), earlier)
 
     def estimate(self, options: HessianDirectionsOptions, ctx: Any) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
@@ -521,10 +528,11 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
             ax = axes[row, col]
             Z = np.asarray(ds[f"{split}_{metric}"].sel(map=m).values, dtype=float)
             finite = Z[np.isfinite(Z)]
-            norm = None
+            norm, levels = None, 30
             if logz and finite.size and finite.min() > 0:
                 norm = LogNorm(vmin=finite.min(), vmax=finite.max())
-            cs = ax.contourf(A, B, Z, levels=30, cmap="viridis", norm=norm)
+                levels = np.geomspace(finite.min(), finite.max(), 30)
+            cs = ax.contourf(A, B, Z, levels=levels, cmap="viridis", norm=norm)
             ax.contour(A, B, Z, levels=15, colors="k", linewidths=0.3, alpha=0.5)
             fig.colorbar(cs, ax=ax, shrink=0.85)
             best = np.nanargmax(Z) if metric == "accuracy" else np.nanargmin(Z)
@@ -541,6 +549,11 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
             )
             centred = at_point[col] if col < len(at_point) else True
             ax.plot(0, 0, "+", color="white", ms=11, mew=2, label="x*" if centred else "origin")
+            plane = json.loads(ds.attrs.get(f"plane_{m}", "{}"))
+            if plane.get("path_coords"):  # a trajectory on its plane (pca-trajectory)
+                xy = np.asarray(plane["path_coords"], dtype=float)[:, :2]
+                ax.plot(xy[:, 0], xy[:, 1], "-", color="white", lw=1.2, alpha=0.9)
+                ax.plot(xy[:, 0], xy[:, 1], "o", color="C3", ms=2.5, label="trajectory")
             coords = ds.attrs.get(f"plane_{m}_model_coords")
             if coords is not None:
                 xy = np.asarray(coords, dtype=float).reshape(-1, 2)
@@ -557,11 +570,16 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
                 lab = ("α (random δ", "β (random η")
             else:
                 lab = (f"α ({kinds[col]} δ", f"β ({kinds[col]} η")
-                lam = json.loads(ds.attrs.get(f"plane_{m}", "{}")).get("eigenvalues")
+                lam = plane.get("eigenvalues")
                 if kinds[col] == "hessian" and lam:
                     lab = (f"α (v_max, λ={lam[0]:.3g}", f"β (v_min, λ={lam[1]:.3g}")
-            ax.set_xlabel(f"{lab[0]}; {units[col]})")
-            ax.set_ylabel(f"{lab[1]}; {units[col]})")
+            if plane.get("axis_labels"):  # the plane names its own axes
+                lab = tuple(
+                    f"{a} ({name}" for a, name in zip("αβ", plane["axis_labels"], strict=False)
+                )
+            unit = f"; {units[col]}" if units[col] else ""
+            ax.set_xlabel(f"{lab[0]}{unit})")
+            ax.set_ylabel(f"{lab[1]}{unit})")
             ax.set_title(f"{split} {metric}: {m} directions")
     title = (
         "seed 001: Hessian vs random directions"

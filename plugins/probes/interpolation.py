@@ -45,6 +45,7 @@ from lossatlas.engine import (
     Cell,
     ConfigError,
     Estimate,
+    PathSummary,
     Plan,
     PointRef,
     Probe,
@@ -53,7 +54,16 @@ from lossatlas.engine import (
     metric_variables,
 )
 
-__all__ = ["Interpolation", "alpha_grid", "curve_summary", "interpolate"]
+__all__ = [
+    "Interpolation",
+    "alpha_grid",
+    "bn_buffers",
+    "curve_summary",
+    "evaluate_points",
+    "interpolate",
+    "line_paths",
+    "validate_pairs",
+]
 
 
 @dataclass
@@ -84,15 +94,7 @@ class InterpolationOptions:
     )
 
     def validate(self) -> None:
-        if not self.pairs:
-            raise ValueError("option 'pairs' needs at least one pair")
-        for i, p in enumerate(self.pairs):
-            if len(p) != 2:
-                raise ValueError(f"option 'pairs'[{i}] must be two points [θ0, θ1], got {p}")
-        if self.labels and len(self.labels) != len(self.pairs):
-            raise ValueError(
-                f"option 'labels' has {len(self.labels)} labels for {len(self.pairs)} pairs"
-            )
+        validate_pairs(self.pairs, self.labels)
         if not self.alpha_min < self.alpha_max:
             raise ValueError("option 'alpha_min' must be below 'alpha_max'")
         if self.points < 2:
@@ -103,6 +105,18 @@ class InterpolationOptions:
             )
         if not 0 < self.zoom_width <= 0.5:
             raise ValueError(f"option 'zoom_width' must be in (0, 0.5], got {self.zoom_width}")
+
+
+def validate_pairs(pairs: list[list[Any]], labels: list[str], ends: str = "[θ0, θ1]") -> None:
+    """The options ``pairs`` (two points each, at least one pair) and ``labels`` (one per
+    pair, or none) of a probe that joins pairs of points; ValueError naming the bad one."""
+    if not pairs:
+        raise ValueError(f"option 'pairs' needs at least one pair {ends}")
+    for i, p in enumerate(pairs):
+        if len(p) != 2:
+            raise ValueError(f"option 'pairs'[{i}] must be two points {ends}, got {p}")
+    if labels and len(labels) != len(pairs):
+        raise ValueError(f"option 'labels' has {len(labels)} labels for {len(pairs)} pairs")
 
 
 def alpha_grid(lo: float, hi: float, n: int) -> np.ndarray:
@@ -139,6 +153,30 @@ def curve_summary(alpha: np.ndarray, loss: np.ndarray) -> dict[str, float]:
     if np.any(np.isfinite(loss)):
         k = int(np.nanargmin(loss))
         out["argmin_alpha"], out["min"] = float(alpha[k]), float(loss[k])
+    return out
+
+
+def line_paths(ds: Any, kind: str = "linear", prefix: str = "") -> list[PathSummary]:
+    """The straight lines of an interpolation-like result (``pair`` × ``alpha`` with
+    optional zooms, ``distance`` per pair) as :class:`~lossatlas.engine.PathSummary`,
+    α ∈ [0, 1] only; ``prefix`` selects variables named ``{prefix}train_loss`` …"""
+    labels = list(ds.attrs.get("labels") or [str(p) for p in ds["pair"].values])
+    out = []
+    for k in range(ds.sizes["pair"]):
+        alphas = [np.asarray(ds["alpha"].values, dtype=float)]
+        loss = [np.asarray(ds[f"{prefix}train_loss"].isel(pair=k).values, dtype=float)]
+        val = [np.asarray(ds[f"{prefix}validation_loss"].isel(pair=k).values, dtype=float)]
+        for z in ("zoom0", "zoom1"):
+            if f"{z}_{prefix}train_loss" in ds:
+                alphas.append(np.asarray(ds[f"alpha_{z}"].values, dtype=float))
+                loss.append(np.asarray(ds[f"{z}_{prefix}train_loss"].isel(pair=k).values))
+                val.append(np.asarray(ds[f"{z}_{prefix}validation_loss"].isel(pair=k).values))
+        a, L, V = np.concatenate(alphas), np.concatenate(loss), np.concatenate(val)
+        inside = (a >= 0) & (a <= 1)
+        a, L, V = a[inside], L[inside], V[inside]
+        a, first = np.unique(a, return_index=True)
+        d = float(np.asarray(ds["distance"].isel(pair=k).values))
+        out.append(PathSummary(labels[k], a, L[first], d, d, kind, V[first]))
     return out
 
 
@@ -198,6 +236,23 @@ def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
         model(inputs)
         seen += size
     return {n: b.detach().clone() for n, b in model.named_buffers()}
+
+
+def evaluate_points(obj: Any, X: torch.Tensor, recompute_bn: bool = False) -> dict[str, np.ndarray]:
+    """:meth:`Objective.evaluate_both` at the rows of ``X``; with ``recompute_bn`` the
+    BatchNorm statistics are recomputed at each row first (:func:`bn_buffers`, point by
+    point) and the objective's own buffers are restored afterwards."""
+    if not recompute_bn:
+        return obj.evaluate_both(X)
+    rows: list[dict[str, np.ndarray]] = []
+    saved = obj.buffers
+    try:
+        for x in X:
+            obj.buffers = bn_buffers(obj, x)
+            rows.append(obj.evaluate_both(x.unsqueeze(0)))
+    finally:
+        obj.buffers = saved
+    return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
 
 class Interpolation(Probe):
@@ -379,15 +434,7 @@ class Interpolation(Probe):
 
     @staticmethod
     def _evaluate_bn(obj: Any, X: torch.Tensor) -> dict[str, np.ndarray]:
-        rows: list[dict[str, np.ndarray]] = []
-        saved = obj.buffers
-        try:
-            for x in X:
-                obj.buffers = bn_buffers(obj, x)
-                rows.append(obj.evaluate_both(x.unsqueeze(0)))
-        finally:
-            obj.buffers = saved
-        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        return evaluate_points(obj, X, recompute_bn=True)
 
     # ------------------------------------------------------------- summaries
 
@@ -425,6 +472,13 @@ class Interpolation(Probe):
                     },
                 )
         return xr.Dataset(out)
+
+    # ------------------------------------------------------------------ paths
+
+    def paths(self, ds: Any) -> list[Any]:
+        """Each pair's straight line on α ∈ [0, 1] (main grid and zooms together), for
+        the path comparison figure (:func:`lossatlas.engine.plot_paths`)."""
+        return line_paths(ds, kind="linear")
 
     # ------------------------------------------------------------------ plot
 

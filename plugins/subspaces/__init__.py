@@ -6,6 +6,7 @@ from lossatlas.engine import SubspacePlugin, hookimpl
 
 from .directions import FilterNormalized, HessianPlane, ThreePoints, UserDirections
 from .hyperplane import Hyperplane, Hypersphere
+from .pca_trajectory import PCATrajectory
 from .random import RandomDirections
 
 
@@ -19,4 +20,5 @@ def lossatlas_register_subspaces() -> list[SubspacePlugin]:
         HessianPlane(),
         UserDirections(),
         ThreePoints(),
+        PCATrajectory(),
     ]

@@ -11,6 +11,7 @@ from .components import (
     DataBundle,
     DatasetPlugin,
     Executor,
+    LossPlugin,
     ModelPlugin,
     Plan,
     Probe,
@@ -29,7 +30,15 @@ from .errors import (
     StoreError,
 )
 from .hookspecs import hookimpl, hookspec
-from .objective import Objective, ParamEntry, ParamLayout, resolve_device, resolve_dtype
+from .losses import Loss, cross_entropy, default_loss, mean_squared_error, per_sample_mean
+from .objective import (
+    EvaluationPath,
+    Objective,
+    ParamEntry,
+    ParamLayout,
+    resolve_device,
+    resolve_dtype,
+)
 from .options import NoOptions, PointRef, parse_options
 from .registry import PluginRecord, Registry, make_registry
 
@@ -47,8 +56,11 @@ __all__ = [
     "DataBundle",
     "DataError",
     "DatasetPlugin",
+    "EvaluationPath",
     "Executor",
+    "Loss",
     "LossAtlasError",
+    "LossPlugin",
     "ModelPlugin",
     "NoOptions",
     "Objective",
@@ -66,11 +78,15 @@ __all__ = [
     "Subspace",
     "SubspacePlugin",
     "Variable",
+    "cross_entropy",
+    "default_loss",
     "hookimpl",
     "hookspec",
     "make_registry",
+    "mean_squared_error",
     "metric_variables",
     "parse_options",
+    "per_sample_mean",
     "resolve_device",
     "resolve_dtype",
 ]

@@ -326,7 +326,10 @@ class Executor(Component):
         raise NotImplementedError
 
 
-METRIC_UNITS = {"loss": "nats (cross-entropy) or mean squared error", "accuracy": "fraction"}
+METRIC_UNITS = {
+    "loss": "the run's loss (nats for cross-entropy; the step attr loss_units says)",
+    "accuracy": "fraction",
+}
 
 
 def metric_variables(metrics: Iterable[str], dims: tuple[str, ...]) -> dict[str, Variable]:

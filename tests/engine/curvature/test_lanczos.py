@@ -228,9 +228,10 @@ def test_psd_null_space_is_degenerate_not_a_saddle(method: str) -> None:
     """The review: λ_min = −2.2e−17 gave is_saddle = True and opposite_sign_found = True.
     Within its error bound the bottom is flat: 'degenerate', neither saddle nor minimum."""
     A = _null_space_matrix()
-    res = hessian_directions(MatrixHVP(A), A.shape[0], method=method)
-    assert res.shape == "degenerate"
+    kwargs = {} if method == "auto" else {"method": method}
+    res = hessian_directions(MatrixHVP(A), A.shape[0], **kwargs)
     assert not res.is_saddle and not res.opposite_sign_found
+    assert res.shape == "degenerate"
     assert res.eigenvalues[0] == pytest.approx(3.0, rel=1e-9)
     assert abs(res.eigenvalues[1]) <= res.error_bounds[1] + res.flat_tol * 3.0
     assert np.all(res.error_bounds < 1e-8)
@@ -243,9 +244,9 @@ def test_near_null_cluster_is_answered_within_a_bounded_hvp_count() -> None:
     D = 910
     A = _null_space_matrix(D, cluster=600)
     hvp = MatrixHVP(A)
-    res = hessian_directions(hvp, D, method="lanczos")
+    res = hessian_directions(hvp, D)  # the defaults (D > 512: Lanczos)
     assert res.converged and hvp.n_hvp == res.n_hvp
-    assert res.n_hvp < D  # a dense solve would cost D
+    assert res.n_hvp < D and res.method == "lanczos"  # a dense solve would cost D
     w = np.linalg.eigvalsh(A.numpy())
     assert abs(res.eigenvalues[1] - w[0]) <= res.error_bounds[1] + 1e-12
     assert res.shape == "degenerate"
@@ -308,7 +309,7 @@ def test_float32_error_bounds_cover_the_true_error() -> None:
         dtype=torch.float64,
     )
     w = torch.linalg.eigvalsh(obj64.hessian(x.double())).numpy()
-    res = hessian_directions(hvp_operator(obj32, x), obj32.D, method="lanczos")
-    assert res.steps[0].residual_check == "float64"
+    res = hessian_directions(hvp_operator(obj32, x), obj32.D)
+    assert res.method == "lanczos" and res.steps[0].residual_check == "float64"
     truth = np.array([w[-1], w[0]])
     assert np.all(np.abs(res.eigenvalues - truth) <= res.error_bounds * (1 + 1e-6) + 1e-12)

@@ -243,6 +243,7 @@ def baseline_rows(obj: Objective, X: torch.Tensor, ref: str, repeat: int, device
     spec = importlib.util.spec_from_file_location("baseline_objective", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_objective"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     data = Digits().load(DigitsOptions(), seed=0)
     old = module.Objective(obj.model, data, device=device)

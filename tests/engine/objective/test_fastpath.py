@@ -7,13 +7,14 @@ a plain module forward, and the objective must say which path ran and why.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from lossatlas.engine import Objective
-from lossatlas.engine.objective.fastpath import plan_stack
 from lossatlas.plugins.datasets.digits import Digits, DigitsOptions
 
 
@@ -48,19 +49,25 @@ def frozen_first(seed: int = 0) -> nn.Module:
     return m
 
 
-def reference_losses(obj: Objective, X: torch.Tensor, split: str = "train") -> np.ndarray:
+def reference_losses(
+    obj: Objective, X: torch.Tensor, split: str = "train", model: nn.Module | None = None
+) -> np.ndarray:
     """Cross-entropy of the *module itself* (its own forward, weights set by name), per
-    point: independent of the layout, the fast path and functional_call."""
+    point: independent of the fast path and of functional_call. ``model``: a copy made
+    before the objective saw it (default: a copy of the objective's)."""
     s = obj.splits[split]
-    model = obj.model
+    model = copy.deepcopy(model if model is not None else obj.model).to(obj.dtype)
+    sizes = dict(model.named_parameters())
     out = []
     with torch.no_grad():
         for x in X:
-            for name, t in obj.layout.unflatten(x).items():
-                model.get_parameter(name).copy_(t)
+            offset = 0
+            for p in sizes.values():
+                if not p.requires_grad:
+                    continue
+                p.copy_(x[offset : offset + p.numel()].reshape(p.shape))
+                offset += p.numel()
             out.append(float(nn.functional.cross_entropy(model(s.inputs), s.targets)))
-        for name, t in obj.layout.unflatten(obj.x0).items():  # restore
-            model.get_parameter(name).copy_(t)
     return np.asarray(out)
 
 
@@ -76,13 +83,17 @@ def points(obj: Objective, n: int = 4) -> torch.Tensor:
 def test_shared_parameters_evaluate_the_module_itself(digits, build) -> None:
     """The review found evaluate() 2.3397 vs loss() 2.3504 on the reused module (another
     network) and a KeyError on the tied one. Both are the module's own forward now."""
-    obj = Objective(build(), digits, dtype=torch.float64)
-    assert obj.fast_path is None and obj.evaluation_path.name == "generic"
-    assert "applied twice" in obj.evaluation_path.reason or "tied" in obj.evaluation_path.reason
+    model = build()
+    original = copy.deepcopy(model)  # before the objective touches it
+    obj = Objective(model, digits, dtype=torch.float64)
     X = points(obj)
-    want = reference_losses(obj, X)
+    want = reference_losses(obj, X, model=original)
     np.testing.assert_allclose(obj.evaluate(X)["loss"], want, rtol=1e-12)
     np.testing.assert_allclose(obj.loss(X[1]).item(), want[1], rtol=1e-12)
+    assert obj.fast_path is None and obj.evaluation_path.name == "generic"
+    assert "applied twice" in obj.evaluation_path.reason or "tied" in obj.evaluation_path.reason
+    # functional_call left the module holding its own Parameters (not x's views)
+    assert all(isinstance(p, nn.Parameter) for p in obj.model.parameters())
     # A shared tensor is one block of x (counted once), and the layout says so.
     n_unique = sum(p.numel() for p in obj.model.parameters())
     assert obj.D == n_unique
@@ -127,6 +138,7 @@ def test_frozen_parameters_are_constants_by_default(digits) -> None:
 def test_structure_rules(digits) -> None:
     """Each rule of plan_stack, on a model that breaks it."""
     from lossatlas.engine import ParamLayout
+    from lossatlas.engine.objective.fastpath import plan_stack
 
     base = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
     ops, why = plan_stack(base, ParamLayout(base))
@@ -200,15 +212,16 @@ def test_cli_grid_of_a_reused_module_is_the_module(tmp_path, write_config, run_c
     import xarray as xr
 
     ds = xr.open_zarr(store, group="reuse/line")
-    assert ds.attrs["evaluation_path"] == "generic"
-    assert "applied twice" in ds.attrs["evaluation_path_reason"]
     from lossatlas.engine import make_registry
     from lossatlas.engine.config import parse_config
     from lossatlas.engine.context import StepContext
 
     config = parse_config(cfg)
     ctx = StepContext(make_registry(), config, config.steps[0])
+    original = ctx.build_model()  # a fresh module, never given to an objective
     obj = ctx.objective
-    centre = reference_losses(obj, obj.x0.unsqueeze(0))[0]
+    centre = reference_losses(obj, obj.x0.unsqueeze(0), model=original)[0]
     mid = ds["train_loss"].sel(alpha=0.0)  # the centre of every line: the point itself
     np.testing.assert_allclose(np.asarray(mid.values, float), centre, rtol=1e-12)
+    assert ds.attrs["evaluation_path"] == "generic"
+    assert "applied twice" in ds.attrs["evaluation_path_reason"]

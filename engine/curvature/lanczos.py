@@ -361,23 +361,25 @@ def _start_vector(
     return torch.randn(D, generator=generator, dtype=torch.float64)
 
 
+@dataclass
+class _Caps:
+    """A solve's tolerance and caps (the public functions' keywords), and its random
+    stream (start vectors, fresh vectors after an invariant subspace)."""
+
+    tol: float
+    maxiter: int | None
+    ncv: int | None
+    max_hvp: int | None
+    generator: torch.Generator
+
+
 def _solve(
-    prob: _Problem,
-    k: int,
-    which: str,
-    *,
-    tol: float,
-    maxiter: int | None,
-    ncv: int | None,
-    max_hvp: int | None,
-    method: str,
-    v0: torch.Tensor,
-    shift: float,
-    generator: torch.Generator,
+    prob: _Problem, k: int, which: str, method: str, v0: torch.Tensor, shift: float, caps: _Caps
 ) -> tuple[np.ndarray, torch.Tensor, bool, str, int, float]:
     """(values of H − shift·I (k,), vectors (k, D) float64, converged, method, restarts,
     scale): dense, Lanczos, or Lanczos then dense, as the module docstring says."""
     D = prob.D
+    tol, maxiter, ncv, max_hvp = caps.tol, caps.maxiter, caps.ncv, caps.max_hvp
 
     def dense() -> tuple[np.ndarray, torch.Tensor, float]:
         w, U = prob.dense()
@@ -398,7 +400,7 @@ def _solve(
     budget = max_hvp if max_hvp is not None else (D if affordable else DEFAULT_MAX_HVP)
     restarts_cap = maxiter if maxiter is not None else max(1, budget)
     vals, vec, _res, conv, restarts, scale = _lanczos(
-        prob, k, which, tol, m, restarts_cap, budget, v0.to(prob.device), shift, generator
+        prob, k, which, tol, m, restarts_cap, budget, v0.to(prob.device), shift, caps.generator
     )
     if not conv and method == "auto" and affordable and max_hvp is None and maxiter is None:
         vals, vec, scale = dense()
@@ -420,31 +422,17 @@ def _eigen(
     prob: _Problem,
     k: int,
     which: str,
-    *,
-    tol: float,
-    maxiter: int | None,
-    ncv: int | None,
-    max_hvp: int | None,
     method: str,
     v0: torch.Tensor,
     shift: float,
-    generator: torch.Generator,
+    caps: _Caps,
     t0: float,
 ) -> EigenResult:
+    """One solve as an :class:`EigenResult`, re-checked in float64."""
     before = prob.n_hvp
     arpack_which = "BE" if which == "both" else which
     _vals, vec, converged, used, restarts, scale = _solve(
-        prob,
-        k,
-        arpack_which,
-        tol=tol,
-        maxiter=maxiter,
-        ncv=ncv,
-        max_hvp=max_hvp,
-        method=method,
-        v0=v0,
-        shift=shift,
-        generator=generator,
+        prob, k, arpack_which, method, v0, shift, caps
     )
     values, norms, n_check, precision = _check(hvp, vec, prob)
     order = np.argsort(values, kind="stable")
@@ -455,7 +443,7 @@ def _eigen(
         eigenvalues=values,
         eigenvectors=vectors,
         n_hvp=prob.n_hvp - before + n_check,
-        tol=tol,
+        tol=caps.tol,
         converged=bool(converged),
         residuals=norms / scale if scale > 0 else np.zeros_like(norms),
         residual_norms=norms,
@@ -515,21 +503,8 @@ def extreme_eigenpairs(
     tol = default_tol(torch_dtype) if tol is None else float(tol)
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
     prob = _Problem(hvp, D, torch_dtype, torch_device)
-    return _eigen(
-        hvp,
-        prob,
-        k,
-        which,
-        tol=tol,
-        maxiter=maxiter,
-        ncv=ncv,
-        max_hvp=max_hvp,
-        method=method,
-        v0=_start_vector(D, v0, g),
-        shift=float(shift),
-        generator=g,
-        t0=t0,
-    )
+    caps = _Caps(tol, maxiter, ncv, max_hvp, g)
+    return _eigen(hvp, prob, k, which, method, _start_vector(D, v0, g), float(shift), caps, t0)
 
 
 def hessian_directions(
@@ -575,25 +550,12 @@ def hessian_directions(
     flat_tol = default_flat_tol(torch_dtype) if flat_tol is None else float(flat_tol)
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
     prob = _Problem(hvp, D, torch_dtype, torch_device)
-    common: dict[str, Any] = dict(
-        tol=tol, maxiter=maxiter, ncv=ncv, max_hvp=max_hvp, generator=g, t0=t0
-    )
-    first = _eigen(
-        hvp, prob, 1, "LM", method=method, v0=_start_vector(D, None, g), shift=0.0, **common
-    )
+    caps = _Caps(tol, maxiter, ncv, max_hvp, g)
+    first = _eigen(hvp, prob, 1, "LM", method, _start_vector(D, None, g), 0.0, caps, t0)
     lam1 = float(first.eigenvalues[0])
     # Once the dense matrix exists, the other end comes from it too.
     second_method = "dense" if prob._dense is not None else method
-    second = _eigen(
-        hvp,
-        prob,
-        1,
-        "LM",
-        method=second_method,
-        v0=_start_vector(D, None, g),
-        shift=lam1,
-        **common,
-    )
+    second = _eigen(hvp, prob, 1, "LM", second_method, _start_vector(D, None, g), lam1, caps, t0)
     lam2 = float(second.eigenvalues[0])
     pairs = sorted([(lam1, first), (lam2, second)], key=lambda p: -p[0])
     dominant = 0 if pairs[0][1] is first else 1

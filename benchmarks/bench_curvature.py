@@ -1,12 +1,20 @@
 """Benchmark of the curvature layer on the digits MLP 64-100-100-10 (float32, CPU).
 
 (a) Dominant Hessian directions: our ``hessian_directions`` / ``extreme_eigenpairs``
-    (ARPACK Lanczos) vs PyHessian's power iteration (``hessian.eigenvalues``, tol=1e-3,
-    maxIter=100; the real package when importable, else a faithful copy of its loop),
-    HVP counts, seconds and the accuracy each reaches against a float64 reference.
+    (thick-restart Lanczos) vs PyHessian's power iteration (``hessian.eigenvalues``,
+    tol=1e-3, maxIter=100; the real package when importable, else a faithful copy of its
+    loop), HVP counts, seconds and the accuracy each reaches against a float64 reference.
 (b) The time of one HVP relative to one gradient.
 (c) The d = 500 subspace Hessian MᵀHM: ``Objective.subspace_hessian`` (batched HVPs) vs
     d sequential ``Objective.hvp`` calls.
+(d) Near-null clusters, before and after: the HVPs ``hessian_directions`` of lossatlas
+    0.1 (ARPACK ``eigsh``, stopping rule ‖r‖ ≤ tol·|θ|, restarts up to 10·D; copied
+    below as ``arpack_directions``) and of today's solver make on the review's spectrum
+    (D = 910, PSD, 600 eigenvalues in (0, 1e-7], 250 zero) and on an MLP fitting x² to
+    a near-zero mean squared error (float64; hundreds of eigenvalues below 1e-6·λ_max).
+(e) float32 accuracy at the initialisation and at trained points: the float32
+    eigenpairs' true error against a float64 reference, the error bound they report
+    (float64 re-check) and the residual a float32 HVP alone would report.
 
 Run: ``benchmarks/.peers/bin/python benchmarks/bench_curvature.py [--steps 200]``.
 PyHessian is GPL and not a dependency: ``bash benchmarks/peers.sh`` installs it in the
@@ -47,9 +55,11 @@ def timed(fn: Callable[[], object], reps: int = 5) -> float:
     return statistics.median(times)
 
 
-def train_briefly(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, steps: int) -> float:
-    """Full-batch Adam, lr 1e-3: a point partway down, where H is still indefinite."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def train_briefly(
+    model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, steps: int, lr: float = 1e-3
+) -> float:
+    """Full-batch Adam (lr 1e-3): a point partway down, where H is still indefinite."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     with torch.no_grad():
         loss = loss_fn(model(X), y)
@@ -113,12 +123,170 @@ def pyhessian_top(model, X, y, tol: float, max_iter: int, seed: int):
     return float(values[0]), v, count["n"], seconds
 
 
+# ------------------------------------------------------ (d) before/after: ARPACK
+
+
+def arpack_directions(hvp, D: int, tol: float, max_hvp: int) -> tuple[np.ndarray, int, str]:
+    """lossatlas 0.1's ``hessian_directions``: ARPACK eigsh "LM", then "LM" on H − λ1·I,
+    default maxiter (10·D restarts), stopping rule ‖r‖ ≤ tol·|θ|. Returns (eigenvalues
+    found, HVPs, outcome); stops the run at ``max_hvp`` HVPs (reported as such)."""
+    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+
+    class Budget(Exception):
+        pass
+
+    count = {"n": 0}
+
+    def counted(shift: float) -> HessianOperator:
+        op = HessianOperator(hvp, D, shift=shift)
+        inner = op._matmat
+
+        def matmat(X: np.ndarray) -> np.ndarray:
+            count["n"] += X.reshape(D, -1).shape[1]
+            if count["n"] > max_hvp:
+                raise Budget
+            return inner(X)
+
+        op._matmat = matmat  # type: ignore[method-assign]
+        return op
+
+    v0 = np.random.default_rng(0).standard_normal(D)
+    found = []
+    try:
+        for shift in (0.0, None):
+            s = 0.0 if shift == 0.0 else found[0]
+            w, _ = eigsh(counted(s), k=1, which="LM", tol=tol, v0=v0)
+            found.append(float(w[0]) + s)
+    except ArpackNoConvergence:
+        return np.asarray(found), count["n"], "no eigenpair: ConfigError raised (0.1)"
+    except Budget:
+        return np.asarray(found), count["n"], f"stopped by this benchmark at {max_hvp:,} HVPs"
+    return np.asarray(found), count["n"], "converged"
+
+
+def near_null_rows(args: argparse.Namespace) -> None:
+    """(d): HVPs of 0.1's ARPACK annihilation vs today's solver at near-null clusters."""
+    print("\n## (d) Near-null clusters: HVPs before (0.1, ARPACK) and after\n")
+    print("| problem | D | solver | HVPs | λ_max, λ_min | outcome |")
+    print("|---|---:|---|---:|---|---|")
+    rng = np.random.default_rng(0)
+    D = 910
+    lam = np.r_[np.linspace(0.5, 3.0, 60), rng.uniform(0, 1e-7, 600), np.zeros(D - 660)]
+    Q, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    A = torch.tensor((Q * lam) @ Q.T)
+
+    def matrix_hvp(V: torch.Tensor) -> torch.Tensor:
+        return V.double() @ A
+
+    matrix_hvp.dtype = torch.float64  # type: ignore[attr-defined]
+    problems = [("review's spectrum (PSD, 600 eigenvalues ≤ 1e-7, 250 zero)", matrix_hvp, D)]
+    from lossatlas.engine.training import train
+    from lossatlas.plugins.datasets.formula import Formula, FormulaOptions
+
+    data = Formula().load(
+        FormulaOptions(preset="x-squared", n_train=args.null_samples, n_validation=20), 0
+    )
+    width = args.null_width
+    model = MLPModel().build(MLPOptions(hidden=[width, width], activation="tanh"), data, 0)
+    obj = Objective(model, data, dtype=torch.float64)
+    res = train(obj, obj.x0, optimizer="adam", lr=3e-3, epochs=args.null_epochs, history=False)
+    loss = float(obj.evaluate(res.x_final)["loss"][0])
+    w = np.linalg.eigvalsh(obj.hessian(res.x_final).numpy())
+    small = int(np.sum(np.abs(w) < 1e-6 * np.abs(w).max()))
+    problems.append(
+        (
+            f"MLP 1-{width}-{width}-1 tanh fitting x² on {args.null_samples} points, MSE "
+            f"{loss:.1e} ({small} of {obj.D} eigenvalues below 1e-6·λ_max)",
+            hvp_operator(obj, res.x_final),
+            obj.D,
+        )
+    )
+    for name, hvp, dim in problems:
+        cap = 200 * dim
+        t0 = time.perf_counter()
+        w, n, outcome = arpack_directions(hvp, dim, 1e-9, cap)
+        sec = time.perf_counter() - t0
+        vals = ", ".join(f"{v:.3g}" for v in w) or "—"
+        print(
+            f"| {name} | {dim:,} | 0.1: ARPACK eigsh ({sec:.1f} s) | {n:,} | {vals} | {outcome} |"
+        )
+        t0 = time.perf_counter()
+        ours = hessian_directions(hvp, dim)
+        sec = time.perf_counter() - t0
+        vals = ", ".join(
+            f"{v:.3g} ± {b:.1e}" for v, b in zip(ours.eigenvalues, ours.error_bounds, strict=True)
+        )
+        print(
+            f"| {name} | {dim:,} | now: hessian_directions ({sec:.1f} s) | {ours.n_hvp:,} | "
+            f"{vals} | {ours.method}, converged={ours.converged}, shape {ours.shape} |"
+        )
+        if dim <= 5000:
+            t0 = time.perf_counter()
+            lanczos = hessian_directions(hvp, dim, method="lanczos")
+            sec = time.perf_counter() - t0
+            vals = ", ".join(
+                f"{v:.3g} ± {b:.1e}"
+                for v, b in zip(lanczos.eigenvalues, lanczos.error_bounds, strict=True)
+            )
+            print(
+                f"| {name} | {dim:,} | now, method=lanczos (no dense) ({sec:.1f} s) | "
+                f"{lanczos.n_hvp:,} | {vals} | "
+                f"converged={lanczos.converged}, shape {lanczos.shape} |"
+            )
+
+
+# --------------------------------------------------------- (e) float32 accuracy
+
+
+def float32_accuracy(args: argparse.Namespace, data, model: torch.nn.Module) -> None:
+    """(e): float32 eigenpairs against float64 at several training stages."""
+    print("\n## (e) float32 accuracy of (λ_max, λ_min), digits MLP 64-100-100-10\n")
+    print(
+        "| point | train loss | λ (float64 reference) | float32: |error| | reported bound "
+        "(float64 re-check) | bound covers | float32 HVP residual (what 0.1 reported) | "
+        "max ‖(H₃₂ − H₆₄)v‖ / ‖H‖ |"
+    )
+    print("|---|---:|---|---|---|---|---|---:|")
+    X, y = data.train.inputs, data.train.targets
+    m = copy.deepcopy(model)
+    done = 0
+    for steps in sorted(args.accuracy_steps):
+        loss = train_briefly(m, X, y, steps - done, lr=args.accuracy_lr)
+        done = steps
+        o32 = Objective(copy.deepcopy(m), data, dtype=torch.float32)
+        o64 = Objective(copy.deepcopy(m), data, dtype=torch.float64)
+        ref = hessian_directions(hvp_operator(o64, o64.x0), o64.D, tol=1e-12)
+        h32 = hvp_operator(o32, o32.x0)
+        got = hessian_directions(h32, o32.D)
+        err = np.abs(got.eigenvalues - ref.eigenvalues)
+        V = got.eigenvectors
+        HV32 = h32(V).double()
+        lam32 = (HV32 * V.double()).sum(1)
+        r32 = torch.linalg.vector_norm(HV32 - lam32[:, None] * V.double(), dim=1).numpy()
+        HV64 = hvp_operator(o64, o64.x0)(V.double())
+        scale = float(np.max(np.abs(ref.eigenvalues)))
+        dev = float(torch.linalg.vector_norm(HV32 - HV64, dim=1).max()) / scale
+        covers = all(err <= got.error_bounds * (1 + 1e-9))
+        print(
+            f"| {'init' if steps == 0 else f'{steps} Adam steps'} | {loss:.3g} | "
+            f"{ref.eigenvalues[0]:.6g}, {ref.eigenvalues[1]:.4g} | "
+            f"{err[0]:.1e}, {err[1]:.1e} | {got.error_bounds[0]:.1e}, {got.error_bounds[1]:.1e} | "
+            f"{'yes' if covers else 'NO'} | {r32[0]:.1e}, {r32[1]:.1e} | {dev:.1e} |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pyhessian-path", default="/tmp/pyhessian_pkg")
     ap.add_argument("--steps", type=int, default=0, help="Adam steps before measuring")
     ap.add_argument("--subspace-dim", type=int, default=500)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--accuracy-steps", type=int, nargs="*", default=[0, 300, 3000])
+    ap.add_argument("--accuracy-lr", type=float, default=3e-3)
+    ap.add_argument("--null-width", type=int, default=24)
+    ap.add_argument("--null-samples", type=int, default=40)
+    ap.add_argument("--null-epochs", type=int, default=6000)
+    ap.add_argument("--only", default="abcde", help="sections to run, e.g. 'de'")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -134,6 +302,13 @@ def main() -> None:
     data = Digits().load(DigitsOptions(), seed=0)
     model = MLPModel().build(MLPOptions(hidden=[100, 100]), data, seed=0)
     X, y = data.train.inputs, data.train.targets
+    if "e" in args.only:
+        float32_accuracy(args, data, model)
+    if "d" in args.only:
+        near_null_rows(args)
+    if not set("abc") & set(args.only):
+        return
+    print()
     final_loss = train_briefly(model, X, y, args.steps)
     obj = Objective(copy.deepcopy(model), data, dtype=torch.float32)
     obj64 = Objective(copy.deepcopy(model), data, dtype=torch.float64)
@@ -151,7 +326,7 @@ def main() -> None:
     v_max, v_min = ref.eigenvectors
     print(
         f"reference (float64, tol 1e-10): λ_max = {lam_max:.8g}, λ_min = {lam_min:.8g}, "
-        f"{ref.n_hvp} HVPs, residuals {ref.residuals[0]:.1e}, {ref.residuals[1]:.1e}\n"
+        f"{ref.n_hvp} HVPs, error bounds {ref.error_bounds[0]:.1e}, {ref.error_bounds[1]:.1e}\n"
     )
 
     def err(lam: float, v: torch.Tensor, lam_ref: float, v_ref: torch.Tensor) -> str:
@@ -171,7 +346,7 @@ def main() -> None:
     top = extreme_eigenpairs(hvp, D, k=1, which="LM")
     rows.append(
         (
-            "λ_max: ours, eigsh LM (default tol 1e-5)",
+            "λ_max: ours, Lanczos LM (default tol 1e-5)",
             top.n_hvp,
             top.seconds,
             err(top.eigenvalues[0], top.eigenvectors[0], lam_max, v_max),
@@ -180,7 +355,7 @@ def main() -> None:
     top6 = extreme_eigenpairs(hvp, D, k=1, which="LM", tol=1e-3)
     rows.append(
         (
-            "λ_max: ours, eigsh LM, tol 1e-3",
+            "λ_max: ours, Lanczos LM, tol 1e-3",
             top6.n_hvp,
             top6.seconds,
             err(top6.eigenvalues[0], top6.eigenvectors[0], lam_max, v_max),

@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float64")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
-    data = Formula().load(FormulaOptions(preset="quadratic"), 0)
+    data = Formula().load(FormulaOptions(preset="x-squared"), 0)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     base: dict[float, float] = {}

@@ -14,7 +14,16 @@ Reports points/second and the ratios; then the memory evaluation adds on top of 
 points themselves (peak resident-memory growth of a fresh process) for 625 vs 10,000
 points, to show that it does not grow with the number of points.
 
-Run:  python benchmarks/bench_objective.py [--device cuda] [--repeat 7]
+The guard of the fast path (0.2: the structural rule and the numerical confirmation
+at build time) is timed too: ``Objective.evaluate`` as built (confirmed fast path) vs
+the same ``MLPFastPath`` called directly without the objective around it, and the
+time the confirmation adds to building the objective.
+
+With ``--baseline-ref REF`` (a git commit whose objective is the single file
+``engine/objective.py``, e.g. lossatlas 0.1's ``c49d8da``) that code's
+``Objective.evaluate`` is timed side by side with today's on the same points.
+
+Run:  python benchmarks/bench_objective.py [--device cuda] [--repeat 7] [--baseline-ref REF]
 """
 
 from __future__ import annotations
@@ -152,6 +161,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--baseline-ref", default="", help="git ref of an older objective.py")
     args = ap.parse_args()
     obj, X = setup(args.device)
     B = X.shape[0]
@@ -176,6 +186,7 @@ def main() -> None:
     ref = loop(obj, X[:5]).numpy()
     assert abs(check - ref).max() < 1e-4, "batched and looped losses disagree"
     rss = {p: peak_rss(p, args.device) for p in (625, 10_000)}
+    guard = guard_rows(obj, X, max(15, 2 * args.repeat + 1), args.device)
 
     rows = [
         ("lossatlas `Objective.evaluate` (batched, chunked)", ours),
@@ -201,11 +212,112 @@ def main() -> None:
         f"{rss[625]:.0f} MiB for 625 points, {rss[10_000]:.0f} MiB for 10,000 points "
         "(bounded by the chunk, not by the number of points)"
     )
+    if args.baseline_ref:
+        baseline_rows(obj, X, args.baseline_ref, max(15, 2 * args.repeat + 1), args.device)
+    print("\n### The fast path's guard\n")
+    print("| what | seconds | ratio |")
+    print("|---|---:|---:|")
+    for name, t, ratio in guard:
+        print(f"| {name} | {t:.4f} | {ratio} |")
     print(
         json.dumps(
             {"ours_s": ours, "loop_s": base, "floor_s": floor, "strict_s": strict, "rss": rss}
         )
     )
+
+
+def baseline_rows(obj: Objective, X: torch.Tensor, ref: str, repeat: int, device: str) -> None:
+    """Today's ``evaluate`` vs the one of ``engine/objective.py`` at git ``ref``, on the same
+    model, data and points, rounds interleaved, best of ``repeat``."""
+    import importlib.util
+    import re
+    import tempfile
+    from pathlib import Path
+
+    src = subprocess.run(
+        ["git", "show", f"{ref}:engine/objective.py"], capture_output=True, text=True, check=True
+    ).stdout
+    src = re.sub(r"from \.(components|errors) import", r"from lossatlas.engine.\1 import", src)
+    path = Path(tempfile.mkdtemp()) / "baseline_objective.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("baseline_objective", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_objective"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    data = Digits().load(DigitsOptions(), seed=0)
+    old = module.Objective(obj.model, data, device=device)
+    diff = float(abs(old.evaluate(X)["loss"] - obj.evaluate(X)["loss"]).max())
+    best = {"old": float("inf"), "new": float("inf")}
+    for _ in range(repeat):
+        best["old"] = min(best["old"], best_of(lambda: old.evaluate(X), 1, device))
+        best["new"] = min(best["new"], best_of(lambda: obj.evaluate(X), 1, device))
+    print(f"\n### Today's evaluate vs {ref}'s (the fast path before the guard)\n")
+    print("| code | seconds | ratio |")
+    print("|---|---:|---:|")
+    print(f"| `Objective.evaluate` at {ref} | {best['old']:.4f} | 1.00 |")
+    print(f"| `Objective.evaluate` today | {best['new']:.4f} | {best['new'] / best['old']:.2f} |")
+    print(f"\nlargest difference of the 625 losses: {diff:.1e}")
+
+
+def guard_rows(
+    obj: Objective, X: torch.Tensor, repeat: int, device: str
+) -> list[tuple[str, float, str]]:
+    """evaluate() through the confirmed fast path vs the bare fast path, and the build
+    time of the objective with and without the confirmation (side by side, best of
+    ``repeat`` rounds)."""
+    import copy
+
+    import lossatlas.engine.objective.objective as core
+
+    assert obj.fast_path is not None, obj.evaluation_path
+    fast = obj.fast_path
+    inputs, targets = obj._split_tensors("train")
+    chunk = obj.point_chunk()
+    n = len(obj.splits["train"])
+    data = Digits().load(DigitsOptions(), seed=0)
+    model = copy.deepcopy(obj.model)
+
+    def build(check: bool) -> None:
+        if check:
+            Objective(copy.deepcopy(model), data, device=device)
+            return
+        saved = core.confirm
+        core.confirm = lambda *a, **k: (True, 0.0)  # the structural rule alone
+        try:
+            Objective(copy.deepcopy(model), data, device=device)
+        finally:
+            core.confirm = saved
+
+    best: dict[str, float] = {}
+    # Evaluations first, then builds: a build allocates (the data, a model copy), which
+    # would time the page faults of the next evaluation, not the evaluation.
+    for group in (
+        {
+            "evaluate": lambda: obj.evaluate(X),
+            "bare": lambda: fast.evaluate(X, inputs, targets, chunk, True)[0].div_(n),
+        },
+        {"build": lambda: build(True), "build_nocheck": lambda: build(False)},
+    ):
+        for k in group:
+            best[k] = float("inf")
+        for _ in range(repeat):
+            for k, fn in group.items():
+                best[k] = min(best[k], best_of(fn, 1, device))
+    return [
+        ("`Objective.evaluate`, 625 points (the confirmed fast path)", best["evaluate"], "1.00"),
+        (
+            "the same `MLPFastPath.evaluate` called bare (no guard, no objective)",
+            best["bare"],
+            f"{best['bare'] / best['evaluate']:.2f}",
+        ),
+        ("building the objective, with the confirmation", best["build"], "1.00"),
+        (
+            "building the objective, confirmation skipped",
+            best["build_nocheck"],
+            f"{best['build_nocheck'] / best['build']:.2f}",
+        ),
+    ]
 
 
 if __name__ == "__main__":

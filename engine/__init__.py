@@ -12,6 +12,7 @@ from .components import (
     DatasetPlugin,
     Estimate,
     Executor,
+    LossPlugin,
     ModelPlugin,
     Plan,
     Probe,
@@ -31,7 +32,15 @@ from .errors import (
     StoreError,
 )
 from .hookspecs import hookimpl, hookspec
-from .objective import Objective, ParamEntry, ParamLayout, resolve_device, resolve_dtype
+from .losses import Loss, cross_entropy, default_loss, mean_squared_error, per_sample_mean
+from .objective import (
+    EvaluationPath,
+    Objective,
+    ParamEntry,
+    ParamLayout,
+    resolve_device,
+    resolve_dtype,
+)
 from .options import NoOptions, PointRef, parse_options
 from .paths import PathSummary, plot_paths
 from .registry import PluginRecord, Registry, make_registry
@@ -51,8 +60,11 @@ __all__ = [
     "DataError",
     "DatasetPlugin",
     "Estimate",
+    "EvaluationPath",
     "Executor",
+    "Loss",
     "LossAtlasError",
+    "LossPlugin",
     "ModelPlugin",
     "NoOptions",
     "Objective",
@@ -71,12 +83,16 @@ __all__ = [
     "Subspace",
     "SubspacePlugin",
     "Variable",
+    "cross_entropy",
+    "default_loss",
     "grid_estimate",
     "hookimpl",
     "hookspec",
     "make_registry",
+    "mean_squared_error",
     "metric_variables",
     "parse_options",
+    "per_sample_mean",
     "plot_paths",
     "resolve_device",
     "resolve_dtype",

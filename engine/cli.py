@@ -691,11 +691,11 @@ def plugins(name: str | None, as_json: bool) -> None:
     """List every plugin, its distribution and what it registers; broken ones marked.
 
     The names shown are what a config uses: [model] plugin = NAME,
-    [dataset] plugin = NAME, probe = NAME in [[steps]], subspace tables
-    {plugin = NAME}, executor = NAME. Set LOSSATLAS_DISABLE_PLUGINS=a,b to
-    switch plugins off by name.
+    [dataset] plugin = NAME, [loss] plugin = NAME, probe = NAME in [[steps]],
+    subspace tables {plugin = NAME}, executor = NAME. Set
+    LOSSATLAS_DISABLE_PLUGINS=a,b to switch plugins off by name.
 
-    With NAME, show the options of the model, data set, subspace, probe or
+    With NAME, show the options of the model, data set, loss, subspace, probe or
     executor of that name (each of them if several kinds use the name): each
     option's TOML key, type, default and what it does.
 
@@ -727,6 +727,7 @@ def plugins(name: str | None, as_json: bool) -> None:
 USED_AS = {
     "model": '[model] plugin = "{name}"',
     "dataset": '[dataset] plugin = "{name}"',
+    "loss": '[loss] plugin = "{name}"',
     "subspace": 'a subspace table {{plugin = "{name}", ...}}',
     "probe": '[[steps]] probe = "{name}"',
     "executor": 'executor = "{name}", options in [executor_options]',
@@ -749,7 +750,7 @@ def _show_component(registry: Any, name: str, as_json: bool) -> None:
                     raise
         every = sorted({n for table in registry.components.values() for n in table})
         raise PluginError(
-            f"no model, dataset, subspace, probe or executor is named '{name}'"
+            f"no model, dataset, loss, subspace, probe or executor is named '{name}'"
             f"{suggest(name, every)}; 'lossatlas plugins' lists them"
         )
     rows = []

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .context import StepContext
+    from .losses import Loss
     from .paths import PathSummary
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DatasetPlugin",
     "Estimate",
     "Executor",
+    "LossPlugin",
     "ModelPlugin",
     "Plan",
     "Probe",
@@ -58,6 +60,12 @@ class Component:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+    def sources(self, options: Any) -> list[str]:
+        """Files of the user's own code this component runs with ``options`` (an
+        import-path model, data set or loss); the engine stores their SHA-256 in the
+        provenance. Default: none (the component's code is the installed package's)."""
+        return []
 
 
 # --------------------------------------------------------------------------- data
@@ -122,6 +130,23 @@ class ModelPlugin(Component):
 
     def build(self, options: Any, data: DataBundle, seed: int) -> torch.nn.Module:
         """Build the module for ``data`` (input shape, outputs), initialised from ``seed``."""
+        raise NotImplementedError
+
+
+# -------------------------------------------------------------------------- losses
+
+
+class LossPlugin(Component):
+    """A loss function, selected by ``[loss] plugin = "..."`` in a config.
+
+    ``build`` returns a :class:`~lossatlas.engine.losses.Loss`: the function of the
+    model's outputs and the targets on a batch, what it returns (one value per sample,
+    or their mean or sum), the tasks it applies to and its units. The objective, every
+    probe, the HVPs and the trainers go through it.
+    """
+
+    def build(self, options: Any, data: DataBundle) -> Loss:
+        """The loss for ``data`` (its task, number of outputs) with ``options``."""
         raise NotImplementedError
 
 
@@ -406,7 +431,10 @@ class Executor(Component):
         raise NotImplementedError
 
 
-METRIC_UNITS = {"loss": "nats (cross-entropy) or mean squared error", "accuracy": "fraction"}
+METRIC_UNITS = {
+    "loss": "the run's loss (nats for cross-entropy; the step attr loss_units says)",
+    "accuracy": "fraction",
+}
 
 
 def metric_variables(metrics: Iterable[str], dims: tuple[str, ...]) -> dict[str, Variable]:

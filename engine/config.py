@@ -16,6 +16,9 @@
     [dataset]
     plugin = "digits"
 
+    [loss]                   # optional: default cross-entropy (classification) or mse
+    plugin = "l1"
+
     [[steps]]
     name = "line"
     probe = "random-line"
@@ -49,27 +52,36 @@ TOP_KEYS = {
     "description": str,
     "model": dict,
     "dataset": dict,
+    "loss": dict,
     "steps": list,
     "executor_options": dict,
 }
-COMPONENT_KEYS = {"plugin", "seed", "checkpoint"}
+COMPONENT_KEYS = {"plugin", "seed", "checkpoint", "include_frozen"}
+#: the engine's keys in a [dataset] table and in a [loss] table (the rest are options)
+DATA_KEYS = {"plugin", "seed", "checkpoint"}
+LOSS_KEYS = {"plugin"}
 STEP_KEYS = {"name", "probe", "model", "dataset"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 @dataclass
 class ComponentConfig:
-    """``[model]`` or ``[dataset]``: the plugin, its seed, a checkpoint, its options."""
+    """``[model]``, ``[dataset]`` or ``[loss]``: the plugin, its seed, a checkpoint,
+    its options; for a model also ``include_frozen`` (frozen parameters become
+    coordinates of x; default false: they are constants)."""
 
     plugin: str
     seed: int
     options: dict[str, Any]
     checkpoint: str | None = None
+    include_frozen: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"plugin": self.plugin, "seed": self.seed, **self.options}
         if self.checkpoint:
             d["checkpoint"] = self.checkpoint
+        if self.include_frozen:
+            d["include_frozen"] = True
         return d
 
 
@@ -108,10 +120,12 @@ class RunConfig:
     executor_options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<config>"
+    #: ``[loss]``: None means the default of the data set's task.
+    loss: ComponentConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The full config as plain data (stored as JSON in the provenance)."""
-        return {
+        d = {
             "name": self.name,
             "seed": self.seed,
             "device": self.device,
@@ -124,6 +138,9 @@ class RunConfig:
             "steps": [s.to_dict() for s in self.steps],
             "executor_options": self.executor_options,
         }
+        if self.loss is not None:  # absent, not null: older runs keep their identity
+            d["loss"] = {"plugin": self.loss.plugin, **self.loss.options}
+        return d
 
     def science(self) -> dict[str, Any]:
         """What determines the numbers (not where or how they are computed)."""
@@ -163,7 +180,9 @@ def check_run_name(name: Any, where: str = "run name") -> str:
     return name
 
 
-def _component(table: Any, where: str, default_seed: int) -> ComponentConfig:
+def _component(
+    table: Any, where: str, default_seed: int, engine_keys: set[str] = COMPONENT_KEYS
+) -> ComponentConfig:
     if not isinstance(table, dict):
         raise ConfigError(f'{where}: expected a table such as {{plugin = "..."}}')
     if "plugin" not in table:
@@ -171,14 +190,27 @@ def _component(table: Any, where: str, default_seed: int) -> ComponentConfig:
     plugin = table["plugin"]
     if not isinstance(plugin, str):
         raise ConfigError(f"{where}: key 'plugin' must be a string, got {plugin!r}")
-    seed = table.get("seed", default_seed)
+    own = {k: table[k] for k in engine_keys if k in table}
+    seed = own.get("seed", default_seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}: key 'seed' must be a non-negative integer, got {seed!r}")
-    checkpoint = table.get("checkpoint")
+    checkpoint = own.get("checkpoint")
     if checkpoint is not None and not isinstance(checkpoint, str):
         raise ConfigError(f"{where}: key 'checkpoint' must be a file path string")
-    options = {k: v for k, v in table.items() if k not in COMPONENT_KEYS}
-    return ComponentConfig(plugin=plugin, seed=seed, options=options, checkpoint=checkpoint)
+    include_frozen = own.get("include_frozen", False)
+    if not isinstance(include_frozen, bool):
+        raise ConfigError(
+            f"{where}: key 'include_frozen' must be true or false (frozen parameters "
+            "become coordinates of the landscape when true)"
+        )
+    options = {k: v for k, v in table.items() if k not in engine_keys}
+    return ComponentConfig(
+        plugin=plugin,
+        seed=seed,
+        options=options,
+        checkpoint=checkpoint,
+        include_frozen=include_frozen,
+    )
 
 
 def parse_config(
@@ -211,7 +243,8 @@ def parse_config(
             f'{source}: a [dataset] table is required, e.g. [dataset] plugin = "digits"'
         )
     model = _component(data["model"], f"{source}: [model]", seed)
-    dataset = _component(data["dataset"], f"{source}: [dataset]", 0)
+    dataset = _component(data["dataset"], f"{source}: [dataset]", 0, DATA_KEYS)
+    loss = _component(data["loss"], f"{source}: [loss]", 0, LOSS_KEYS) if "loss" in data else None
     raw_steps = data.get("steps", [])
     if not raw_steps:
         raise ConfigError(f'{source}: no [[steps]]; add at least one, e.g. probe = "random-line"')
@@ -237,7 +270,7 @@ def parse_config(
                 probe=st["probe"],
                 options=options,
                 model=_component(st["model"], f"{where}: [model]", seed) if "model" in st else None,
-                dataset=_component(st["dataset"], f"{where}: [dataset]", 0)
+                dataset=_component(st["dataset"], f"{where}: [dataset]", 0, DATA_KEYS)
                 if "dataset" in st
                 else None,
             )
@@ -255,6 +288,7 @@ def parse_config(
         executor_options=data.get("executor_options", {}),
         description=data.get("description", ""),
         source=source,
+        loss=loss,
     )
 
 

@@ -24,6 +24,7 @@ import torch
 from .components import Cell, DataBundle, Subspace
 from .config import ComponentConfig, RunConfig, StepConfig
 from .errors import ConfigError, DataError, LossAtlasError, ShapeError, StoreError
+from .losses import Loss, default_loss, default_loss_name
 from .objective import Objective, resolve_device, resolve_dtype
 from .options import PointRef, parse_options, suggest
 
@@ -251,11 +252,40 @@ class StepContext:
         return model
 
     @cached_property
+    def loss(self) -> Loss:
+        """The run's loss: its ``[loss]`` plugin, or the default of the data's task."""
+        cfg = self.config.loss
+        if cfg is None:
+            return default_loss(self.data.task)
+        plugin = self.registry.get("loss", cfg.plugin)
+        opts = parse_options(plugin.Options, cfg.options, f"[loss] '{cfg.plugin}'")
+        with blame(f"loss '{cfg.plugin}'"):
+            loss = plugin.build(opts, self.data)
+        if not isinstance(loss, Loss):
+            raise ShapeError(
+                f"loss '{cfg.plugin}': build() returned a {type(loss).__name__}, not a "
+                "lossatlas.engine.Loss"
+            )
+        return loss
+
+    def loss_plugin_name(self) -> str:
+        """The ``[loss]`` plugin's name, or the task's default (``cross-entropy``/``mse``)."""
+        cfg = self.config.loss
+        return cfg.plugin if cfg is not None else default_loss_name(self.data.task)
+
+    @cached_property
     def objective(self) -> Objective:
-        """The objective of this step's model and data on the run's device and dtype."""
+        """The objective of this step's model, data and loss on the run's device and
+        dtype (frozen parameters excluded unless ``[model] include_frozen = true``)."""
         bs = self.config.batch_size or None
         return Objective(
-            self.build_model(), self.data, device=self.device, dtype=self.dtype, batch_size=bs
+            self.build_model(),
+            self.data,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=bs,
+            loss=self.loss,
+            include_frozen=self.model_config.include_frozen,
         )
 
     # --------------------------------------------------------------- points
@@ -265,8 +295,7 @@ class StepContext:
         if seed is None:
             return self.objective.x0.clone()
         model = self.build_model(seed)
-        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-        return flat.to(self.device, self.dtype)
+        return self.objective.layout.vector(model).to(self.device, self.dtype)
 
     def resolve_point(self, ref: str) -> torch.Tensor:
         """A point x ∈ R^D named by a :class:`~lossatlas.engine.PointRef`."""
@@ -294,8 +323,7 @@ class StepContext:
                 raise ShapeError(
                     f"step '{self.step.name}': point '{ref}' does not fit the model: {first}"
                 ) from None
-            flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-            return flat.to(self.device, self.dtype)
+            return self.objective.layout.vector(model).to(self.device, self.dtype)
         run, step, var = self.parse_ref(ref)
         ds = self.load_step(step, run=run)
         name = var or "point"

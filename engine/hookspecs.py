@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .components import DatasetPlugin, Executor, ModelPlugin, Probe, SubspacePlugin
+    from .components import (
+        DatasetPlugin,
+        Executor,
+        LossPlugin,
+        ModelPlugin,
+        Probe,
+        SubspacePlugin,
+    )
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -47,6 +54,22 @@ def lossatlas_register_datasets() -> list[DatasetPlugin]:
     unique ``name`` (selected by ``[dataset] plugin = "..."``). A data set is read from
     bundled files, generated, or read from a local path given in its options; it must
     never download. All plugins' answers are collected.
+    """
+
+
+# --------------------------------------------------------------------------- losses
+
+
+@hookspec
+def lossatlas_register_losses() -> list[LossPlugin]:
+    """Register loss functions.
+
+    Return a list of :class:`~lossatlas.engine.LossPlugin` instances, each with a
+    unique ``name`` (selected by ``[loss] plugin = "..."``; without a ``[loss]`` table
+    a run uses ``cross-entropy`` for classification and ``mse`` for regression). A
+    plugin's ``build(options, data)`` returns a :class:`~lossatlas.engine.Loss`; it
+    must be written in torch operations, as autograd, ``vmap`` and forward-mode AD
+    run through it. All plugins' answers are collected.
     """
 
 

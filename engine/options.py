@@ -63,8 +63,10 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it converted."""
+def _coerce(value: Any, tp: Any, where: str, allow_inf: bool = False) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted. Floats must be
+    finite unless ``allow_inf`` (a field's ``metadata={"allow_inf": True}``: inf means
+    something there, e.g. NEB's ``spring = inf``)."""
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -77,7 +79,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, where, allow_inf)
             except ConfigError as exc:
                 errors.append(exc)
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
@@ -94,7 +96,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a {_type_name(tp)}, got {value!r}")
         args = get_args(tp)
         inner = args[0] if args else Any
-        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(v, inner, f"{where}[{i}]", allow_inf) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
@@ -116,7 +118,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         value = float(value)
-        if not math.isfinite(value):
+        if math.isnan(value) or (math.isinf(value) and not allow_inf):
             raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return value
     if tp is str:
@@ -149,7 +151,12 @@ def parse_options(cls: type[T], table: dict[str, Any] | None, where: str) -> T:
     kwargs = {}
     for name, f in known.items():
         if name in table:
-            kwargs[f.name] = _coerce(table[name], hints[f.name], f"{where}: option '{name}'")
+            kwargs[f.name] = _coerce(
+                table[name],
+                hints[f.name],
+                f"{where}: option '{name}'",
+                bool(f.metadata.get("allow_inf", False)),
+            )
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: option '{name}' ({_type_name(hints[f.name])}) is required")
     try:

@@ -20,7 +20,15 @@ from typing import Any, Literal
 import pluggy
 
 from . import hookspecs
-from .components import Component, DatasetPlugin, Executor, ModelPlugin, Probe, SubspacePlugin
+from .components import (
+    Component,
+    DatasetPlugin,
+    Executor,
+    LossPlugin,
+    ModelPlugin,
+    Probe,
+    SubspacePlugin,
+)
 from .errors import PluginError
 from .options import suggest
 
@@ -29,12 +37,13 @@ __all__ = ["KINDS", "PluginRecord", "Registry", "make_registry"]
 GROUP = "lossatlas"
 DISABLE_ENV = "LOSSATLAS_DISABLE_PLUGINS"
 
-Kind = Literal["model", "dataset", "subspace", "probe", "executor"]
+Kind = Literal["model", "dataset", "loss", "subspace", "probe", "executor"]
 
 #: kind -> (hook name, base class, plural)
 KINDS: dict[str, tuple[str, type, str]] = {
     "model": ("lossatlas_register_models", ModelPlugin, "models"),
     "dataset": ("lossatlas_register_datasets", DatasetPlugin, "datasets"),
+    "loss": ("lossatlas_register_losses", LossPlugin, "losses"),
     "subspace": ("lossatlas_register_subspaces", SubspacePlugin, "subspaces"),
     "probe": ("lossatlas_register_probes", Probe, "probes"),
     "executor": ("lossatlas_register_executors", Executor, "executors"),

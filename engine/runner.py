@@ -32,6 +32,7 @@ from .config import RunConfig
 from .context import StepContext, blame
 from .errors import ConfigError, LossAtlasError, PluginError, RunInterrupted, StoreError
 from .options import parse_options, suggest
+from .provenance import checkout_commit, step_facts
 from .registry import Registry
 from .sizes import Limits, check_estimate, plan_bytes
 from .store import STATUS_NONFINITE, STATUS_PENDING, RunLease, Store
@@ -129,6 +130,7 @@ def provenance(config: RunConfig) -> dict[str, Any]:
     )
     return {
         "lossatlas_version": lossatlas.__version__,
+        "lossatlas_commit": checkout_commit(),
         "torch_version": torch.__version__,
         "python_version": sys.version.split()[0],
         "numpy_version": np.__version__,
@@ -498,6 +500,7 @@ def _run_step(
             "config": ctx.config.to_json(),
             **provenance(ctx.config),
             **problem_facts(ctx),
+            **step_facts(ctx),
             "started": _now(),
             "status": "running",
         }

@@ -6,8 +6,9 @@ an :class:`~lossatlas.engine.Objective`. The trace estimate of
 :func:`curvature_trace` needs no HVP at all, only the loss at many points.
 
 =============================  ===================================================
-:func:`extreme_eigenpairs`     k eigenpairs at an end of the spectrum (eigsh)
+:func:`extreme_eigenpairs`     k eigenpairs at an end of the spectrum (Lanczos)
 :func:`hessian_directions`     (λ_max, λ_min) pairs, Böttcher & Wheeler App. B
+:func:`classify_extremes`      minimum / maximum / saddle / degenerate, with bounds
 :func:`hutchinson_trace`       Hutchinson (1989)
 :func:`hutchpp_trace`          Hutch++ (Meyer et al. 2020)
 :func:`curvature_trace`        HVP-free, Böttcher & Wheeler eq. (23)
@@ -17,9 +18,20 @@ an :class:`~lossatlas.engine.Objective`. The trace estimate of
 
 from __future__ import annotations
 
+from .classify import (
+    SHAPES,
+    Shape,
+    classify_extremes,
+    default_flat_tol,
+    shape_codes,
+    sign_counts,
+)
 from .curvature_based import LossAt, curvature_trace, directional_curvatures
 from .hutchinson import hutchinson_trace
 from .lanczos import (
+    DEFAULT_MAX_HVP,
+    DENSE_D,
+    DENSE_LIMIT,
     EigenResult,
     HessianDirections,
     default_tol,
@@ -32,15 +44,22 @@ from .probes import TraceEstimate, random_probes
 from .slq import SpectralDensity, lanczos_tridiagonal, spectral_density
 
 __all__ = [
+    "DEFAULT_MAX_HVP",
+    "DENSE_D",
+    "DENSE_LIMIT",
     "HVP",
+    "SHAPES",
     "EigenResult",
     "HessianDirections",
     "HessianOperator",
     "LossAt",
     "ObjectiveHVP",
+    "Shape",
     "SpectralDensity",
     "TraceEstimate",
+    "classify_extremes",
     "curvature_trace",
+    "default_flat_tol",
     "default_tol",
     "directional_curvatures",
     "extreme_eigenpairs",
@@ -50,5 +69,7 @@ __all__ = [
     "hvp_operator",
     "lanczos_tridiagonal",
     "random_probes",
+    "shape_codes",
+    "sign_counts",
     "spectral_density",
 ]

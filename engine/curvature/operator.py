@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 
+from ..errors import ShapeError
+
 if TYPE_CHECKING:
     from ..objective import Objective
 
@@ -63,8 +65,14 @@ class ObjectiveHVP:
         self.fallback: str | None = None
         self._at: Callable[[torch.Tensor], torch.Tensor] | None = None  # Objective.hvp_at
         self._at_tried = False
+        self._float64: ObjectiveHVP | None = None
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
+        if V.ndim not in (1, 2) or V.shape[-1] != self.D:
+            raise ShapeError(
+                f"an HVP of D={self.D} parameters was given vectors of shape "
+                f"{tuple(V.shape)}; give (k, {self.D}) rows (or one ({self.D},) vector)"
+            )
         V = V.reshape(-1, self.D).to(self.device, self.dtype)
         self.n_hvp += int(V.shape[0])
         self.n_calls += 1
@@ -86,6 +94,17 @@ class ObjectiveHVP:
                 self.fallback = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                 self.chosen = "reverse"
         return self.objective.hvp_many(self.x, V, self.split, method=self.chosen)  # type: ignore[arg-type]
+
+    def float64(self) -> ObjectiveHVP:
+        """The same HVP in float64 at the same point (the objective's float64 copy,
+        :meth:`Objective.astype`): what the eigensolvers re-check residuals with.
+        Itself when already float64. Made once."""
+        if self.dtype == torch.float64:
+            return self
+        if self._float64 is None:
+            twin = self.objective.astype(torch.float64)
+            self._float64 = ObjectiveHVP(twin, self.x.to(torch.float64), self.split, "reverse")
+        return self._float64
 
     def __repr__(self) -> str:
         return (

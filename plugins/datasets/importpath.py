@@ -22,7 +22,14 @@ from lossatlas.engine import ConfigError, DataBundle, DataError, DatasetPlugin, 
 
 from .arrays import TaskOption, bundle_from_arrays, expand_path
 
-__all__ = ["PythonData", "PythonDataOptions", "call_with", "check_import_path", "load_object"]
+__all__ = [
+    "PythonData",
+    "PythonDataOptions",
+    "call_with",
+    "check_import_path",
+    "load_object",
+    "source_files",
+]
 
 
 def check_import_path(text: str, option: str) -> None:
@@ -81,6 +88,17 @@ def load_object(text: str, where: str, search_path: list[str] | None = None) -> 
     if not callable(obj):
         raise ConfigError(f"{where}: '{text}' is a {type(obj).__name__}, not a function")
     return obj
+
+
+def source_files(text: str, where: str, search_path: list[str] | None = None) -> list[str]:
+    """The file that defines the object at import path ``text`` (for the provenance's
+    source hashes), or none for an object without a Python source file."""
+    obj = load_object(text, where, search_path)
+    try:
+        path = inspect.getsourcefile(inspect.unwrap(obj))
+    except TypeError:  # a builtin or C extension
+        return []
+    return [path] if path else []
 
 
 def call_with(
@@ -180,3 +198,6 @@ class PythonData(DatasetPlugin):
             f"{where}: '{text}' returned {got}; return a DataBundle, (X, y) or "
             "(X_train, y_train, X_val, y_val)"
         )
+
+    def sources(self, options: PythonDataOptions) -> list[str]:
+        return source_files(options.function, "dataset 'python'", options.search_path)

@@ -23,7 +23,12 @@ import torch
 from torch import nn
 
 from lossatlas.engine import ConfigError, DataBundle, ModelPlugin
-from lossatlas.plugins.datasets.importpath import call_with, check_import_path, load_object
+from lossatlas.plugins.datasets.importpath import (
+    call_with,
+    check_import_path,
+    load_object,
+    source_files,
+)
 
 from .resnet import calibrate_batchnorm, uncalibrated_batchnorm
 
@@ -85,3 +90,6 @@ class PythonModel(ModelPlugin):
             with torch.random.fork_rng(devices=[]):  # dropout etc. must not touch the RNG
                 calibrate_batchnorm(model, inputs)
         return model
+
+    def sources(self, options: PythonModelOptions) -> list[str]:
+        return source_files(options.factory, "model 'python'", options.search_path)

@@ -8,9 +8,15 @@ spring) and reports, per (pair, threshold) cell:
 
 - ``connected`` and ``reason`` (connected / bead failed / barrier remained / depth or
   bead budget exhausted / endpoint above threshold / diverged) — never an endless loop;
-- the normalised geodesic length Σ‖S[i+1]−S[i]‖ / ‖θ1−θ2‖ over all parameters and over
-  weight matrices only (1 for a convex level set), the number of beads, the maximum
-  loss along the final string and per segment, the loss along the string on a t grid;
+- for connected pairs, the normalised geodesic length Σ‖S[i+1]−S[i]‖ / ‖θ1−θ2‖ over
+  all parameters and over weight matrices only (1 for a convex level set); NaN for an
+  unconnected pair (its string is no connection), which stores instead the loss the
+  failed bead reached and the steps it took (``failed_bead_loss``,
+  ``failed_bead_steps``);
+- ``beads``, the models of the final string *counting both endpoints* (the paper's
+  count: Table 1's 4.9 beads at L0 = 0.1 include θ1 and θ2), and ``beads_inserted``,
+  the beads the algorithm added between them; the maximum loss along the final string
+  and per segment, the loss along the string on a t grid;
 - the beads themselves, padded to (pair, threshold, bead, param), so the path can be
   redrawn (e.g. its top-3 principal components, Appendix D).
 
@@ -146,14 +152,31 @@ class DSSOptions:
     train_endpoints: bool = field(
         default=False,
         metadata={
-            "doc": "train endpoints above L0 down to alpha·L0 first (the paper's protocol: "
-            "two random models trained to each loss level); false: such a pair is "
-            "reported 'endpoint-above-threshold'"
+            "doc": "train endpoints above L0 down to endpoint_alpha·L0 first (the paper's "
+            "protocol: two random models trained to each loss level); false: such a pair "
+            "is reported 'endpoint-above-threshold'"
+        },
+    )
+    endpoint_alpha: float = field(
+        default=0.0,
+        metadata={
+            "doc": "trained endpoints stop at endpoint_alpha·L0 (0: alpha, as beads; the "
+            "authors' code trains endpoints to 1.0·L0 and beads to 0.95·L0)"
+        },
+    )
+    initial_beads: int = field(
+        default=0,
+        metadata={
+            "doc": "beads put evenly on the straight segment and trained before any "
+            "segment is checked (the authors' code starts every string with 1)"
         },
     )
     store_beads: bool = field(
         default=True,
-        metadata={"doc": "store the beads (pair, threshold, bead, param) to redraw the path"},
+        metadata={
+            "doc": "store the beads' parameters, bead_params (pair, threshold, bead, param), "
+            "to redraw the path"
+        },
     )
 
     def validate(self) -> None:
@@ -185,6 +208,15 @@ class DSSOptions:
                 raise ValueError(f"option '{name}' must be ≥ 0")
         if self.lr <= 0:
             raise ValueError(f"option 'lr' must be positive, got {self.lr}")
+        if self.initial_beads < 0 or self.initial_beads > self.max_beads:
+            raise ValueError(
+                f"option 'initial_beads' must be in 0 … max_beads ({self.max_beads}), "
+                f"got {self.initial_beads}"
+            )
+        if not 0 <= self.endpoint_alpha <= 1:
+            raise ValueError(
+                f"option 'endpoint_alpha' must be in [0, 1], got {self.endpoint_alpha}"
+            )
         if self.spring < 0 or self.kappa < 0 or self.min_segment < 0:
             raise ValueError("options 'spring', 'kappa' and 'min_segment' must be ≥ 0")
 
@@ -259,26 +291,66 @@ class DSS(Probe):
                 dtype="int8",
             ),
             "reason": Variable(pt, f"why the string stopped: {legend}", dtype="int8"),
-            "beads_inserted": Variable(pt, "beads inserted between θ1 and θ2", dtype="int32"),
+            "beads": Variable(
+                pt,
+                "models on the final string counting both endpoints θ1 and θ2 (the paper's "
+                "bead count, Table 1)",
+                units="count",
+                dtype="int32",
+            ),
+            "beads_inserted": Variable(
+                pt,
+                "beads the algorithm inserted between θ1 and θ2 (beads − 2)",
+                units="count",
+                dtype="int32",
+            ),
             "rounds": Variable(pt, "breadth-first rounds (0 for greedy)", dtype="int32"),
             "max_depth_reached": Variable(pt, "deepest recursion level of a bead", dtype="int32"),
             "train_steps": Variable(
-                pt, "optimizer steps spent on accepted beads and endpoints", dtype="int64"
+                pt,
+                "optimizer steps spent on accepted beads and endpoints (a failed bead's "
+                "steps are in failed_bead_steps)",
+                dtype="int64",
+            ),
+            "failed_bead_loss": Variable(
+                pt,
+                "loss the bead that missed alpha·L0 reached when its step cap ended it "
+                "(reason bead-failed; NaN: no bead failed, or it diverged)",
+                units="loss",
+                finite=False,
+            ),
+            "failed_bead_steps": Variable(
+                pt,
+                "optimizer steps the failed bead took (-1: no bead failed)",
+                dtype="int64",
             ),
             "length_norm": Variable(
                 pt,
-                "path length / ‖θ1−θ2‖ over all parameters of the final string (the "
-                "normalised geodesic length where connected == 1; for an unconnected pair "
-                "the string it stopped at — length_norm_mean averages connected pairs only)",
+                "normalised geodesic length: path length / ‖θ1−θ2‖ over all parameters "
+                "of the connecting string (NaN for an unconnected pair)",
+                finite=False,
             ),
             "length_norm_weights": Variable(
-                pt, "path length / ‖θ1−θ2‖ over weight matrices only (biases excluded)"
+                pt,
+                "path length / ‖θ1−θ2‖ over weight matrices only (biases excluded); NaN "
+                "for an unconnected pair",
+                finite=False,
             ),
-            "length": Variable(pt, "path length Σ‖S[i+1]−S[i]‖", units="parameter norm"),
+            "length": Variable(
+                pt,
+                "path length Σ‖S[i+1]−S[i]‖ of the connecting string (NaN unconnected)",
+                units="parameter norm",
+                finite=False,
+            ),
             "distance": Variable(
                 pt, "‖θ1−θ2‖ (after endpoint training, if any)", units="parameter norm"
             ),
-            "max_loss": Variable(pt, "maximum loss along the final string", units="loss"),
+            "max_loss": Variable(
+                pt,
+                "maximum loss along the final string (for an unconnected pair, the string "
+                "where it stopped: with no bead inserted, the straight segment)",
+                units="loss",
+            ),
             "endpoint_loss": Variable(
                 (*pt, "end"),
                 "loss of θ1 and θ2 (after endpoint training, if any)",
@@ -323,9 +395,10 @@ class DSS(Probe):
         }
         if options.store_beads:
             coords["param"] = np.arange(obj.D)
-            variables["beads"] = Variable(
+            variables["bead_params"] = Variable(
                 (*pt, "bead", "param"),
-                "the beads of the final string, θ1 first and θ2 last (NaN padding)",
+                "the parameters of each bead of the final string, θ1 first and θ2 last "
+                "(NaN padding)",
                 dtype=dtype,
                 finite=False,
             )
@@ -347,6 +420,8 @@ class DSS(Probe):
                 "reasons": json.dumps(REASONS),
                 "pairs": json.dumps([[str(r) for r in p] for p in options.pairs]),
                 "strategy": options.strategy,
+                "tolerance": options.tolerance,
+                "alpha": options.alpha,
                 "paper": "Freeman & Bruna, ICLR 2017",
             },
         )
@@ -391,16 +466,20 @@ class DSS(Probe):
 
         path_loss = np.full((nb, cfg.points), np.nan)
         path_loss[: n - 1] = m["path_loss"]
+        connected = state.status == 0
         out: dict[str, Any] = {
-            "connected": np.int8(state.status == 0),
+            "connected": np.int8(connected),
             "reason": np.int8(state.status),
+            "beads": np.int32(n),
             "beads_inserted": np.int32(state.inserted),
             "rounds": np.int32(state.rounds),
             "max_depth_reached": np.int32(max(state.depth)),
             "train_steps": np.int64(bead_steps_taken(state)),
-            "length_norm": m["length_norm"],
-            "length_norm_weights": m["length_norm_weights"],
-            "length": m["length"],
+            "failed_bead_loss": np.float64(state.failed_loss),
+            "failed_bead_steps": np.int64(state.failed_steps),
+            "length_norm": m["length_norm"] if connected else np.nan,
+            "length_norm_weights": m["length_norm_weights"] if connected else np.nan,
+            "length": m["length"] if connected else np.nan,
             "distance": m["distance"],
             "max_loss": m["max_loss"],
             "endpoint_loss": np.asarray([state.bead_loss[0], state.bead_loss[-1]]),
@@ -417,7 +496,7 @@ class DSS(Probe):
         if options.store_beads:
             beads = np.full((nb, obj.D), np.nan)
             beads[:n] = torch.stack(state.beads).double().cpu().numpy()
-            out["beads"] = beads
+            out["bead_params"] = beads
         return out
 
     # ------------------------------------------------------------ finalize
@@ -427,7 +506,7 @@ class DSS(Probe):
 
         conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)
         length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
-        beads = np.where(conn, np.asarray(ds["beads_inserted"].values, dtype=float), np.nan)
+        beads = np.where(conn, _bead_counts(ds), np.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # no connected pair: NaN
             stats = {
@@ -436,6 +515,7 @@ class DSS(Probe):
                 "length_norm_std": np.nanstd(length, 0),
                 "beads_mean": np.nanmean(beads, 0),
                 "beads_std": np.nanstd(beads, 0),
+                "beads_inserted_mean": np.nanmean(beads - 2, 0),
             }
         out = xr.Dataset(
             {k: (("threshold",), v) for k, v in stats.items()},
@@ -445,8 +525,11 @@ class DSS(Probe):
             "connected_fraction": "fraction of pairs connected below L0",
             "length_norm_mean": "mean normalised geodesic length over connected pairs",
             "length_norm_std": "std of the normalised geodesic length over connected pairs",
-            "beads_mean": "mean number of beads over connected pairs",
-            "beads_std": "std of the number of beads over connected pairs",
+            "beads_mean": "mean number of beads over connected pairs, endpoints included "
+            "(the paper's count)",
+            "beads_std": "std of the number of beads (endpoints included) over connected pairs",
+            "beads_inserted_mean": "mean number of inserted beads (endpoints excluded) over "
+            "connected pairs",
         }
         for k, v in desc.items():
             out[k].attrs = {"description": v, "units": "", "finite": 0}
@@ -538,6 +621,14 @@ def _load(
 # ----------------------------------------------------------------------- plot
 
 
+def _bead_counts(ds: Any) -> np.ndarray:
+    """Beads per cell counting both endpoints, from ``beads`` (or, in a result stored
+    before that variable existed, from ``beads_inserted`` + 2)."""
+    if "beads" in ds and ds["beads"].dims == ds["connected"].dims:
+        return np.asarray(ds["beads"].values, dtype=float)
+    return np.asarray(ds["beads_inserted"].values, dtype=float) + 2
+
+
 def _cell_string(ds: Any, pair: int, ti: int) -> dict[str, Any]:
     """The final string of one (pair, threshold) cell, read back from the Dataset."""
     sel = {"pair": pair, "threshold": ti}
@@ -546,8 +637,10 @@ def _cell_string(ds: Any, pair: int, ti: int) -> dict[str, Any]:
     n = max(n, 2)
     path = np.asarray(ds["path_loss"].isel(sel).values, dtype=float)[: n - 1]
     beads = None
-    if "beads" in ds:
-        beads = np.asarray(ds["beads"].isel(sel).values, dtype=float)[:n]
+    # 'bead_params'; results stored before 0.2 named them 'beads' (with a param dim)
+    name = "bead_params" if "bead_params" in ds else "beads"
+    if name in ds and "param" in ds[name].dims:
+        beads = np.asarray(ds[name].isel(sel).values, dtype=float)[:n]
     return {"n": n, "path": path, "beads": beads, "bead_loss": loss[:n]}
 
 
@@ -567,7 +660,7 @@ def plot_dss(
     thr = np.asarray(ds["threshold"].values, dtype=float)
     conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)
     length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
-    beads = np.where(conn, np.asarray(ds["beads_inserted"].values, dtype=float), np.nan)
+    beads = np.where(conn, _bead_counts(ds), np.nan)
     reasons = json.loads(ds.attrs.get("reasons", "{}")) or {str(k): v for k, v in REASONS.items()}
     fig = plt.figure(figsize=(13, 9))
     with warnings.catch_warnings():
@@ -577,7 +670,7 @@ def plot_dss(
     frac = conn.mean(0)
     order = np.argsort(thr)
     for k, (mean, std, label) in enumerate(
-        [(lm, ls, "normalised geodesic length"), (bm, bs, "beads")]
+        [(lm, ls, "normalised geodesic length"), (bm, bs, "beads (endpoints included)")]
     ):
         ax = fig.add_subplot(2, 2, 1 + k)
         ax.errorbar(thr[order], mean[order], yerr=std[order], marker="o", capsize=3)
@@ -638,6 +731,9 @@ def plot_dss(
         ax.plot(x, st["path"][i], color="C0")
     ax.plot(starts, st["bead_loss"], "o", color="C1", ms=4, label="beads")
     ax.axhline(L0, color="C3", ls="--", lw=1, label="L0")
+    tol = float(ds.attrs.get("tolerance", 1.0))
+    if tol != 1.0:
+        ax.axhline(tol * L0, color="C3", ls=":", lw=1, label=f"{tol:g}·L0 (a segment passes below)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("loss")
     if logy:

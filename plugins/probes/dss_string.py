@@ -90,10 +90,17 @@ class StringConfig:
     min_segment: float = 1e-3
     split: Literal["train", "validation"] = "train"
     train_endpoints: bool = False
+    initial_beads: int = 0
+    endpoint_alpha: float = 0.0
 
     @property
     def target(self) -> float:
         return self.alpha * self.threshold
+
+    @property
+    def endpoint_target(self) -> float:
+        """Where trained endpoints stop: endpoint_alpha·L0 (0: alpha·L0, as beads)."""
+        return (self.endpoint_alpha or self.alpha) * self.threshold
 
 
 @dataclass
@@ -111,6 +118,16 @@ class StringState:
     rounds: int = 0
     status: int = RUNNING
     endpoint_steps: list[int] = field(default_factory=lambda: [0, 0])
+    #: The bead that missed α·L0 (status bead-failed or diverged): the loss it reached
+    #: (NaN if none failed, or it diverged) and the optimizer steps it took (-1: none).
+    failed_loss: float = math.nan
+    failed_steps: int = -1
+
+    def fail(self, loss: float, steps: int, status: int) -> None:
+        """Stop with ``status``, keeping what the failed bead reached."""
+        self.failed_loss = float(loss)
+        self.failed_steps = int(steps)
+        self.status = status
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         """Plain tensors, for ``torch.save`` and a ``weights_only=True`` load."""
@@ -123,6 +140,7 @@ class StringState:
             "seg_max": torch.tensor(self.seg_max, dtype=torch.float64),
             "counters": torch.tensor([self.inserted, self.rounds, self.status], dtype=torch.int64),
             "endpoint_steps": torch.tensor(self.endpoint_steps, dtype=torch.int64),
+            "failed": torch.tensor([self.failed_loss, self.failed_steps], dtype=torch.float64),
         }
 
     @classmethod
@@ -131,6 +149,7 @@ class StringState:
     ) -> StringState:
         beads = d["beads"].to(device, dtype)
         inserted, rounds, status = (int(v) for v in d["counters"])
+        failed = d.get("failed", torch.tensor([math.nan, -1.0]))
         return cls(
             beads=[b for b in beads],
             depth=[int(v) for v in d["depth"]],
@@ -142,6 +161,8 @@ class StringState:
             rounds=rounds,
             status=status,
             endpoint_steps=[int(v) for v in d["endpoint_steps"]],
+            failed_loss=float(failed[0]),
+            failed_steps=int(failed[1]),
         )
 
     def insert(self, i: int, x: torch.Tensor, depth: int, loss: float, steps: int) -> None:
@@ -186,6 +207,7 @@ def train_beads(
     right: torch.Tensor | None,
     cfg: StringConfig,
     seed: int,
+    target: float | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     """Train k beads at once (a vmapped ensemble) until each loss is ≤ α·L0.
 
@@ -196,15 +218,17 @@ def train_beads(
     spring ζ·(‖x−a‖+‖x−b‖) and the constraint of ``cfg.constrain``, and updates the
     beads still above the target (SGD with momentum, or Adam). Every ``check_every``
     steps the full-split loss decides which beads are done. A bead stops at
-    ``bead_steps`` steps whatever happens.
+    ``bead_steps`` steps whatever happens. ``target`` (default α·L0) is the loss to
+    reach.
 
     Returns (x (k, D), reached (k,) bool, steps (k,) int, loss (k,) float; NaN where a
     bead diverged).
     """
     n = len(obj.splits[cfg.split])
     bs = n if cfg.batch_size <= 0 else min(cfg.batch_size, n)
+    goal = cfg.target if target is None else float(target)
     with _few_threads(obj, obj._activations_per_sample * bs * x0.shape[0]):
-        return _train_beads(obj, x0, left, right, cfg, seed, bs)
+        return _train_beads(obj, x0, left, right, cfg, seed, bs, goal)
 
 
 def _train_beads(
@@ -215,6 +239,7 @@ def _train_beads(
     cfg: StringConfig,
     seed: int,
     bs: int,
+    goal: float,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     X = x0.detach().clone()
     k = X.shape[0]
@@ -231,7 +256,7 @@ def _train_beads(
             X = X - ((X - mid) * normal).sum(1, keepdim=True) * normal
 
     def bead_loss(x: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return obj._sum_loss(obj._forward(x, xb), yb) / xb.shape[0]
+        return obj.batch_loss(x, xb, yb)
 
     batched_loss = vmap(bead_loss, in_dims=(0, None, None))
 
@@ -249,7 +274,7 @@ def _train_beads(
     reached = np.zeros(k, dtype=bool)
     loss = obj.evaluate(X, cfg.split)["loss"]
     diverged = ~np.isfinite(loss)
-    reached = (loss <= cfg.target) & ~diverged
+    reached = (loss <= goal) & ~diverged
     perm = torch.arange(n)
     pos = n
     t = 0
@@ -294,7 +319,7 @@ def _train_beads(
             loss[sel] = now
             bad = ~np.isfinite(now) | ~torch.isfinite(X[sel]).all(1).cpu().numpy()
             diverged[sel] |= bad
-            reached[sel] = (now <= cfg.target) & ~bad
+            reached[sel] = (now <= goal) & ~bad
     loss = np.where(diverged, np.nan, loss)
     return X, reached, steps, loss
 
@@ -356,9 +381,9 @@ def _start(
     )
     high = ~(loss <= cfg.threshold)
     if high.any() and cfg.train_endpoints:
-        sel = np.flatnonzero(~(loss <= cfg.target))
+        sel = np.flatnonzero(~(loss <= cfg.endpoint_target))
         x, _reached, steps, now = train_beads(
-            obj, ends[sel], None, None, cfg, _seed(seed, "endpoints")
+            obj, ends[sel], None, None, cfg, _seed(seed, "endpoints"), cfg.endpoint_target
         )
         for j, e in enumerate(sel):
             state.beads[e] = x[j]
@@ -367,7 +392,28 @@ def _start(
         high = ~(np.asarray(state.bead_loss) <= cfg.threshold)
     if high.any():
         state.status = 5
+    elif cfg.initial_beads > 0:
+        _initial_beads(obj, state, cfg, seed)
     return state
+
+
+def _initial_beads(obj: Objective, state: StringState, cfg: StringConfig, seed: int) -> None:
+    """Insert ``initial_beads`` beads evenly spaced on the straight segment, trained to
+    α·L0 as one ensemble before any segment is checked (the authors' code starts every
+    string this way, with one bead: ``WeightString(…, numbeads=1)``)."""
+    a, b = state.beads[0], state.beads[-1]
+    n = cfg.initial_beads
+    t = torch.arange(1, n + 1, dtype=torch.float64, device=a.device).to(a.dtype) / (n + 1)
+    x0 = a.unsqueeze(0) + t.unsqueeze(1) * (b - a).unsqueeze(0)
+    left = torch.cat([a.unsqueeze(0), x0[:-1]])
+    right = torch.cat([x0[1:], b.unsqueeze(0)])
+    x, reached, steps, loss = train_beads(obj, x0, left, right, cfg, _seed(seed, "initial"))
+    if not reached.all():
+        worst = int(np.argmax(np.where(reached, -np.inf, np.nan_to_num(loss, nan=np.inf))))
+        state.fail(loss[worst], steps[worst], 6 if not np.isfinite(loss[worst]) else 1)
+        return
+    for j in range(n):
+        state.insert(j, x[j], 1, float(loss[j]), int(steps[j]))
 
 
 def _seed(seed: int, *keys: Any) -> int:
@@ -442,7 +488,7 @@ def _greedy(
             obj, x0, a, b, cfg, _seed(seed, "bead", state.inserted)
         )
         if not reached[0]:
-            state.status = 6 if not np.isfinite(loss[0]) else 1
+            state.fail(loss[0], steps[0], 6 if not np.isfinite(loss[0]) else 1)
             break
         state.insert(i, x[0], depth, float(loss[0]), int(steps[0]))
         if on_bead is not None:
@@ -485,7 +531,9 @@ def _breadth_first(
             obj, x0, a, b, cfg, _seed(seed, "round", state.rounds)
         )
         if not reached.all():
-            state.status = 6 if not np.isfinite(loss).all() else 1
+            # The failed bead with the highest loss it reached (a diverged one first).
+            worst = int(np.argmax(np.where(reached, -np.inf, np.nan_to_num(loss, nan=np.inf))))
+            state.fail(loss[worst], steps[worst], 6 if not np.isfinite(loss).all() else 1)
             break
         state.rounds += 1
         for j, i in reversed(list(enumerate(failing))):  # right to left keeps indices valid
@@ -499,7 +547,9 @@ def _breadth_first(
 
 def string_measures(obj: Objective, state: StringState, cfg: StringConfig) -> dict[str, Any]:
     """Length (all parameters, weights only), normalised by ‖θ1−θ2‖, and the loss along
-    the whole final string: (n-1, points) on the t grid of each segment."""
+    the whole final string: (n-1, points) on the t grid of each segment. The lengths
+    are those of the string as it stands; the probe stores them for connected pairs
+    only (an unconnected string is no geodesic)."""
     S = torch.stack(state.beads)
     steps = S[1:] - S[:-1]
     dist = float((S[-1] - S[0]).norm())

@@ -8,7 +8,10 @@ products) and its eigenvalues (``torch.linalg.eigvalsh``, float64):
 
 - Tr(H_d), ‖H_d‖ (Frobenius, √Σ h_i²) and the ratio Tr(H_d)/‖H_d‖ — large in the
   Goldilocks zone, about independent of d once d ≫ (Tr H/‖H‖)²;
-- the fraction of positive eigenvalues — above ½ in the zone, falling as d grows;
+- the fraction of positive eigenvalues — above ½ in the zone, falling as d grows. An
+  eigenvalue counts as positive (negative) only beyond flat_tol·max|λ| (default 1e-9 in
+  float64, 1e-5 in float32; attr ``flat_tol``); within it it is *flat*
+  (``frac_flat``), so the null space of a degenerate Hessian is neither;
 - loss and accuracy at the point.
 
 ``finalize`` adds mean ± σ over samples and the radius where the mean ratio peaks
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from lossatlas.engine import Cell, Estimate, Plan, Probe, ShapeError, Variable, grid_estimate
+from lossatlas.engine.curvature import default_flat_tol, sign_counts
 from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
 
 __all__ = [
@@ -50,19 +54,29 @@ def radius_grid(options: Any, ctx: Any) -> tuple[np.ndarray, np.ndarray, float]:
     return rel * ref, rel, ref
 
 
-def hessian_stats(H: torch.Tensor) -> dict[str, Any]:
-    """Tr, Frobenius norm, ratio, eigenvalues and positive counts of a symmetric H."""
+def hessian_stats(H: torch.Tensor, flat_tol: float | None = None) -> dict[str, Any]:
+    """Tr, Frobenius norm, ratio, eigenvalues and sign counts of a symmetric H.
+
+    An eigenvalue is positive (negative) only beyond ``flat_tol``·max|λ| (default by
+    H's dtype, :func:`~lossatlas.engine.curvature.default_flat_tol`), else flat."""
+    tol = default_flat_tol(H.dtype) if flat_tol is None else float(flat_tol)
     Hd = H.detach().to("cpu", torch.float64)
     eig = torch.linalg.eigvalsh(Hd)
     tr = float(eig.sum())
     fro = float(torch.sqrt((eig**2).sum()))
-    npos = int((eig > 0).sum())
+    npos, nneg, nflat = sign_counts(eig, tol)
+    n = eig.numel()
     return {
         "trace": tr,
         "norm": fro,
         "ratio": tr / fro if fro > 0 else np.nan,
         "n_positive": npos,
-        "frac_positive": npos / eig.numel(),
+        "n_negative": nneg,
+        "n_flat": nflat,
+        "frac_positive": npos / n,
+        "frac_negative": nneg / n,
+        "frac_flat": nflat / n,
+        "flat_tol": tol,
         "eig_max": float(eig[-1]),
         "eig_min": float(eig[0]),
         "eigenvalues": eig.numpy(),
@@ -153,8 +167,17 @@ class GoldilocksOptions:
         default=False,
         metadata={"doc": "also store every eigenvalue of H_d (padded with NaN to max(dims))"},
     )
+    flat_tol: float = field(
+        default=0.0,
+        metadata={
+            "doc": "|λ| ≤ flat_tol·max|λ| counts as flat, neither positive nor negative "
+            "(0: 1e-9 in float64, 1e-5 in float32)"
+        },
+    )
 
     def validate(self) -> None:
+        if self.flat_tol < 0:
+            raise ValueError(f"option 'flat_tol' must be ≥ 0, got {self.flat_tol}")
         _validate_radii(self)
         if not self.dims or min(self.dims) < 1:
             raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
@@ -167,8 +190,16 @@ STAT_VARS = {
     "trace": ("Tr(H_d), the total curvature on the hyperplane", "loss units"),
     "norm": ("‖H_d‖, Frobenius norm √Σh_i²", "loss units"),
     "ratio": ("Tr(H_d)/‖H_d‖", ""),
-    "frac_positive": ("fraction of positive eigenvalues of H_d", "fraction"),
-    "n_positive": ("number of positive eigenvalues of H_d", "count"),
+    "frac_positive": (
+        "fraction of positive eigenvalues of H_d (λ > flat_tol·max|λ|)",
+        "fraction",
+    ),
+    "n_positive": ("number of positive eigenvalues of H_d (λ > flat_tol·max|λ|)", "count"),
+    "frac_negative": ("fraction of negative eigenvalues of H_d (λ < −flat_tol·max|λ|)", "fraction"),
+    "frac_flat": (
+        "fraction of flat eigenvalues of H_d (|λ| ≤ flat_tol·max|λ|: zero within the accuracy)",
+        "fraction",
+    ),
     "eig_max": ("largest eigenvalue of H_d", "loss units"),
     "eig_min": ("smallest eigenvalue of H_d", "loss units"),
 }
@@ -286,6 +317,9 @@ class Goldilocks(Probe):
                 "dim": {"description": "hyperplane dimension d"},
             },
             attrs={
+                "flat_tol": options.flat_tol or default_flat_tol(obj.dtype),
+                "sign_rule": "an eigenvalue of H_d is positive (negative) beyond "
+                "flat_tol·max|λ|, else flat",
                 "radius_over": "all parameters" if options.include_bias else "weights",
                 "r_reference": ref,
                 "radius_unit": options.radius_unit,
@@ -311,7 +345,9 @@ class Goldilocks(Probe):
             device=obj.device,
         )
         M = _hyperplane(options, ctx, x, d, g)
-        stats = hessian_stats(obj.subspace_hessian(x, M, split=options.split))
+        stats = hessian_stats(
+            obj.subspace_hessian(x, M, split=options.split), options.flat_tol or None
+        )
         out: dict[str, Any] = {k: v[0] for k, v in obj.evaluate_both(x.unsqueeze(0)).items()}
         out.update({k: stats[k] for k in STAT_VARS})
         if options.eigenvalues:
@@ -324,7 +360,8 @@ class Goldilocks(Probe):
         import xarray as xr
 
         out = xr.Dataset()
-        names = ["ratio", "frac_positive", "trace", "norm", "train_loss", "validation_loss"]
+        names = ["ratio", "frac_positive", "frac_flat", "trace", "norm"]
+        names += ["train_loss", "validation_loss"]
         names += [n for n in ("train_accuracy", "validation_accuracy") if n in ds]
         for k in names:
             out[f"{k}_mean"] = ds[k].mean("sample")

@@ -8,8 +8,9 @@ At a point x* (usually a trained model) the probe
    largest-magnitude eigenvalue, then the largest-magnitude eigenvalue of the opposite
    sign by annihilation (Lanczos on H − λ1·I, Appendix B), by
    :func:`lossatlas.engine.curvature.hessian_directions`; the eigenpairs are stored
-   (``eigenvalues``, ``eigenvectors``) with the HVP count, tolerance and residuals
-   ‖Hv − λv‖/|λ| in their attrs;
+   (``eigenvalues``, ``eigenvectors``) with the HVP count, tolerance, float64 error
+   bounds ‖Hv − λv‖ and the point's shape (``minimum``/``maximum``/``saddle``/
+   ``degenerate``: a sign counts only beyond bound + flat_tol·max|λ|) in their attrs;
 2. draws two Gaussian directions normalised per filter like x* (Li et al. 2018), exactly
    orthogonal (see ``docs/probes/hessian-directions.md``);
    Any other plane can be added as a map through ``planes``: a subspace table per map
@@ -24,8 +25,8 @@ At a point x* (usually a trained model) the probe
    seed 001's Table 2 as variables: the metrics at the centre and at each map's
    train-loss minimum.
 
-Cost: the HVPs of two eigsh runs (tens to hundreds; see attrs ``n_hvp``) plus
-points² loss evaluations per map and split, batched per row.
+Cost: the HVPs of two Lanczos runs (tens to hundreds, capped; see attrs ``n_hvp``)
+plus points² loss evaluations per map and split, batched per row.
 """
 
 from __future__ import annotations
@@ -99,9 +100,27 @@ class HessianDirectionsOptions:
     )
     tol: float = field(
         default=0.0,
-        metadata={"doc": "eigsh relative tolerance (0: 1e-9 in float64, 1e-5 in float32)"},
+        metadata={
+            "doc": "Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)"
+        },
     )
-    maxiter: int = field(default=0, metadata={"doc": "eigsh restarts (0: ARPACK default)"})
+    maxiter: int = field(
+        default=0, metadata={"doc": "Lanczos restarts at most (0: bounded by max_hvp)"}
+    )
+    max_hvp: int = field(
+        default=0,
+        metadata={
+            "doc": "HVPs per eigenpair at most (0: D where the dense Hessian fits, then the "
+            "dense solve; 5000 beyond); at the cap the best Ritz pair is kept, with its bound"
+        },
+    )
+    flat_tol: float = field(
+        default=0.0,
+        metadata={
+            "doc": "an eigenvalue within its bound + flat_tol·max|λ| of 0 is flat: the point "
+            "is then 'degenerate', not a saddle or minimum (0: 1e-9 float64, 1e-5 float32)"
+        },
+    )
     planes: dict[str, Any] = field(
         default_factory=dict,
         metadata={
@@ -136,8 +155,8 @@ class HessianDirectionsOptions:
                     f"option 'planes': plane '{name}' must be a table with plugin = \"...\" "
                     "(e.g. 'three-points', 'user-directions')"
                 )
-        if self.tol < 0 or self.maxiter < 0:
-            raise ValueError("options 'tol' and 'maxiter' must be ≥ 0")
+        if self.tol < 0 or self.maxiter < 0 or self.max_hvp < 0 or self.flat_tol < 0:
+            raise ValueError("options 'tol', 'maxiter', 'max_hvp' and 'flat_tol' must be ≥ 0")
 
 
 def _cache(ctx: Any, options: HessianDirectionsOptions) -> tuple[torch.Tensor, np.ndarray]:
@@ -246,25 +265,29 @@ class HessianDirectionsProbe(Probe):
                     obj.D,
                     tol=options.tol or None,
                     maxiter=options.maxiter or None,
+                    max_hvp=options.max_hvp or None,
+                    flat_tol=options.flat_tol or None,
                     generator=ctx.generator("eigen"),
                 )
             except ConfigError as exc:
                 raise ConfigError(f"step '{ctx.step.name}': Hessian directions: {exc}") from None
+            if res.is_zero:
+                raise ConfigError(
+                    f"step '{ctx.step.name}': Hessian directions: the Hessian is zero here "
+                    "(H·v = 0 for every vector tried): every eigenvalue is 0 and no direction "
+                    "dominates (all ReLU units dead? a diverged training?)"
+                )
             V = res.eigenvectors.detach().to("cpu", torch.float64)
             eig_attrs = {
                 "description": "dominant Hessian eigenvalues (λ_max, λ_min): the largest-"
-                "magnitude one, then the opposite-sign end by annihilation",
+                "magnitude one, then the opposite-sign end by annihilation; each within "
+                "its error bound (attr error_bounds, float64 residual norms)",
                 "units": "loss / parameter²",
-                "n_hvp": int(res.n_hvp),
-                "tol": float(res.tol),
-                "converged": int(res.converged),
-                "residuals": [float(v) for v in res.residuals],
+                **res.attrs(),
                 "residual_norms": [float(v) for v in res.residual_norms],
-                "dominant": ["max", "min"][res.dominant],
-                "opposite_sign_found": int(res.opposite_sign_found),
-                "seconds": round(float(res.seconds), 3),
                 "split": options.split,
-                "method": "eigsh (implicitly restarted Lanczos) + annihilation, seed 001 App. B",
+                "algorithm": "thick-restart Lanczos (or the dense Hessian) + annihilation, "
+                "seed 001 App. B",
             }
             static["eigenvalues"] = (("eigen",), np.asarray(res.eigenvalues, float), eig_attrs)
             static["eigenvectors"] = (
@@ -275,8 +298,14 @@ class HessianDirectionsProbe(Probe):
             attrs.update(
                 lambda_max=float(res.eigenvalues[0]),
                 lambda_min=float(res.eigenvalues[1]),
+                lambda_error_bounds=[float(v) for v in res.error_bounds],
                 n_hvp=int(res.n_hvp),
                 eigen_converged=int(res.converged),
+                shape=res.shape,
+                shape_flat_tol=float(res.flat_tol),
+                shape_rule="saddle: λ_min < −t_min and λ_max > t_max; minimum: λ_min > t_min; "
+                "maximum: λ_max < −t_max; else degenerate (flat within the accuracy); "
+                "t = error bound + flat_tol·max|λ|",
             )
             W = V * (r if options.scale == "relative" else 1.0)
             dirs[maps.index("hessian")] = W.numpy()
@@ -588,10 +617,12 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
     )
     if "eigenvalues" in ds:
         a = ds["eigenvalues"].attrs
-        res = a.get("residuals", [])
-        title += f" — {a.get('n_hvp')} HVPs, tol {a.get('tol'):.0e}, residuals " + ", ".join(
-            f"{r:.1e}" for r in res
+        bounds = a.get("error_bounds", a.get("residual_norms", []))
+        title += f" — {a.get('n_hvp')} HVPs, tol {a.get('tol'):.0e}, error bounds " + ", ".join(
+            f"{r:.1e}" for r in bounds
         )
+        if "shape" in a:
+            title += f"; the point is {a['shape']}"
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.text(0.5, 0.005, title, ha="center", fontsize=9)
     return fig

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lossatlas.engine import Cell, Plan, Probe, Variable
+from lossatlas.engine.curvature import default_flat_tol
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import _check_dims, _hyperplane, _validate_basis, hessian_stats
@@ -27,7 +28,7 @@ from .goldilocks import _check_dims, _hyperplane, _validate_basis, hessian_stats
 __all__ = ["MEASURES", "InitSelection", "InitSelectionOptions"]
 
 MEASURES = {
-    "n_positive": "number of positive eigenvalues of H_d",
+    "n_positive": "number of positive eigenvalues of H_d (λ > flat_tol·max|λ|)",
     "trace": "Tr(H_d)",
     "ratio": "Tr(H_d)/‖H_d‖",
     "initial_validation_loss": "validation loss at the initialisation",
@@ -97,7 +98,12 @@ class InitSelection(Probe):
     def plan(self, options: InitSelectionOptions, ctx: Any) -> Plan:
         obj = ctx.objective
         variables = {k: Variable(("init",), v) for k, v in MEASURES.items()}
-        variables["frac_positive"] = Variable(("init",), "fraction of positive eigenvalues")
+        variables["frac_positive"] = Variable(
+            ("init",), "fraction of positive eigenvalues (λ > flat_tol·max|λ|)"
+        )
+        variables["n_flat"] = Variable(
+            ("init",), "eigenvalues of H_d within flat_tol·max|λ| of 0 (flat)", units="count"
+        )
         variables["norm"] = Variable(("init",), "‖H_d‖ (Frobenius)")
         variables["radius"] = Variable(("init",), "radius of the initialisation (weights)")
         for s in ("train", "validation"):
@@ -118,7 +124,12 @@ class InitSelection(Probe):
                     {"description": "mean radius of a Xavier init"},
                 )
             },
-            attrs={"dim": options.dim, "optimizer": options.optimizer, "lr": options.lr},
+            attrs={
+                "dim": options.dim,
+                "optimizer": options.optimizer,
+                "lr": options.lr,
+                "flat_tol": default_flat_tol(obj.dtype),
+            },
         )
 
     def compute(self, options: InitSelectionOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
@@ -144,7 +155,8 @@ class InitSelection(Probe):
             for s in ("train", "validation")
             for m in obj.metric_names()
         }
-        out.update({k: st[k] for k in ("n_positive", "trace", "ratio", "frac_positive", "norm")})
+        keys = ("n_positive", "n_flat", "trace", "ratio", "frac_positive", "norm")
+        out.update({k: st[k] for k in keys})
         out["initial_validation_loss"] = float(res.history["validation_loss"][0])
         out["radius"] = float(obj.layout.radius(x))
         return out

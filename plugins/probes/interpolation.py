@@ -221,7 +221,8 @@ def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     model = copy.deepcopy(obj.model)
     state = obj.layout.unflatten(x)
     for name, p in model.named_parameters():
-        p.copy_(state[name])
+        if name in state:  # frozen parameters are not coordinates: they keep their values
+            p.copy_(state[name])
     bns = _bn_modules(model)
     for m in bns:
         m.reset_running_stats()

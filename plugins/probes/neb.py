@@ -94,7 +94,8 @@ class NEBOptions:
         default=math.inf,
         metadata={
             "doc": "inf: redistribute the pivots to their target spacing before every step "
-            "(the peer's default); a finite k: springs k·(spacing error) along the tangent"
+            "(the peer's default); a finite k: springs k·(spacing error) along the tangent",
+            "allow_inf": True,
         },
     )
     weight_decay: float = field(

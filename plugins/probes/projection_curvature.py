@@ -8,7 +8,10 @@ unit vectors) the projected Hessian
 
 is computed exactly (two HVPs per projection) together with its eigenvalues, the
 principal curvatures κ̃_min ≤ κ̃_max of the 2-D loss picture. ``finalize`` gives the
-fraction of projections that show the saddle (κ̃_min < 0 < κ̃_max), the ensemble mean
+fraction of projections that show the saddle (κ̃_min < −t < t < κ̃_max, with
+t = flat_tol·max(|κ̃_min|, |κ̃_max|): a principal curvature within t of zero is flat,
+and such a projection counts as flat/degenerate, not as a saddle or a minimum; the
+fractions of minima, maxima and flat projections are stored too), the ensemble mean
 of H̃ (the *expected projected Hessian*, eq. 22: Tr H · I for Gaussian directions,
 Tr H / D · I for unit ones) and its eigenvalues, and the ensemble means of κ̃ — the two
 ways of averaging that §III.1 contrasts.
@@ -46,6 +49,7 @@ from lossatlas.engine import (
     Variable,
     grid_estimate,
 )
+from lossatlas.engine.curvature import SHAPES, default_flat_tol, shape_codes
 from lossatlas.plugins.probes.trace import DENSE_LIMIT, check_landscape, landscape_for
 
 __all__ = ["ProjectionCurvatureOptions", "ProjectionCurvatureProbe", "projected_hessians"]
@@ -85,8 +89,18 @@ class ProjectionCurvatureOptions:
             f"{DENSE_LIMIT}), 'dense' or 'none'"
         },
     )
+    flat_tol: float = field(
+        default=0.0,
+        metadata={
+            "doc": "a principal curvature within flat_tol·max|κ̃| of 0 is flat: the "
+            "projection is then flat/degenerate, not a saddle (0: 1e-9 in float64, "
+            "1e-5 in float32)"
+        },
+    )
 
     def validate(self) -> None:
+        if self.flat_tol < 0:
+            raise ValueError(f"option 'flat_tol' must be ≥ 0, got {self.flat_tol}")
         if self.projections < 1 or self.block < 1 or self.chunk < 1:
             raise ValueError("options 'projections', 'block' and 'chunk' must be ≥ 1")
         if self.projections % self.block:
@@ -168,7 +182,12 @@ class ProjectionCurvatureProbe(Probe):
             from lossatlas.engine.curvature import hessian_directions
 
             try:
-                res = hessian_directions(hvp, D, generator=ctx.generator("eigen"))
+                res = hessian_directions(
+                    hvp,
+                    D,
+                    generator=ctx.generator("eigen"),
+                    flat_tol=options.flat_tol or None,
+                )
             except ConfigError as exc:
                 raise ConfigError(f"step '{ctx.step.name}': Hessian directions: {exc}") from None
             lam = np.asarray(res.eigenvalues, float)
@@ -177,19 +196,20 @@ class ProjectionCurvatureProbe(Probe):
                 H = ctx.objective.hessian(x, options.split).detach().to("cpu", torch.float64)
                 trace, trace_method = float(torch.trace(H)), f"dense Hessian ({D} HVPs)"
             info = {
-                "n_hvp": int(res.n_hvp),
-                "tol": float(res.tol),
-                "converged": int(res.converged),
-                "residuals": [float(r) for r in res.residuals],
-                "method": "eigsh + annihilation (seed 001 App. B)",
+                **res.attrs(),
+                "algorithm": "thick-restart Lanczos (or dense) + annihilation (seed 001 App. B)",
             }
         else:
             w = hvp.eigenvalues
             lam = np.asarray([w[-1], w[0]], float)
             trace, trace_method = hvp.trace, "analytic"
-            info = {"method": "analytic"}
+            tol = options.flat_tol or default_flat_tol(torch.float64)
+            shape = SHAPES[int(shape_codes(lam[0], lam[1], tol))]
+            info = {"method": "analytic", "shape": shape, "flat_tol": tol}
         n_blocks = options.projections // options.block
         dims = ("block", "projection")
+        dtype = getattr(hvp, "dtype", torch.float64)
+        flat_tol = options.flat_tol or default_flat_tol(dtype)
         v = {
             "h11": Variable(dims, "δᵀHδ", "loss / parameter²"),
             "h12": Variable(dims, "δᵀHη", "loss / parameter²"),
@@ -238,6 +258,9 @@ class ProjectionCurvatureProbe(Probe):
             attrs={
                 "landscape": desc,
                 "D": int(D),
+                "flat_tol": float(flat_tol),
+                "shape_rule": "per projection, t = flat_tol·max(|κ̃_min|, |κ̃_max|): saddle "
+                "κ̃_min < −t and κ̃_max > t; minimum κ̃_min > t; maximum κ̃_max < −t; else flat",
                 "normalize": options.normalize,
                 "n_hvp_per_projection": 2,
                 "n_hvp": 2 * options.projections,
@@ -276,18 +299,41 @@ class ProjectionCurvatureProbe(Probe):
         return plot_projections(ds)
 
 
+def projection_shapes(ds: xr.Dataset) -> np.ndarray:
+    """Shape code (index into ``SHAPES``) of every stored projection, flattened, by the
+    result's ``flat_tol`` (0 for results stored before it existed: plain signs)."""
+    kmin = np.asarray(ds["kappa_min"].values, float).reshape(-1)
+    kmax = np.asarray(ds["kappa_max"].values, float).reshape(-1)
+    return shape_codes(kmax, kmin, float(ds.attrs.get("flat_tol", 0.0)))
+
+
 def ensemble_summary(ds: xr.Dataset) -> xr.Dataset:
-    """Saddle fraction, expected projected Hessian and mean principal curvatures."""
+    """Shape fractions, expected projected Hessian and mean principal curvatures."""
     flat = {
         k: np.asarray(ds[k].values, float).reshape(-1)
         for k in ("h11", "h12", "h22", "kappa_min", "kappa_max")
     }
-    saddle = float(np.mean(flat["kappa_min"] * flat["kappa_max"] < 0))
+    codes = projection_shapes(ds)
+    frac = {name: float(np.mean(codes == i)) for i, name in enumerate(SHAPES)}
     m11, m12, m22 = (float(np.mean(flat[k])) for k in ("h11", "h12", "h22"))
     emin, emax = _eig2(np.asarray(m11), np.asarray(m12), np.asarray(m22))
     u = "loss / parameter²"
+    t = "t = flat_tol·max|κ̃|"
     out = {
-        "saddle_fraction": ((), saddle, "fraction of projections with κ̃_min < 0 < κ̃_max", ""),
+        "saddle_fraction": (
+            (),
+            frac["saddle"],
+            f"fraction of projections showing a saddle, κ̃_min < −t and κ̃_max > t ({t})",
+            "",
+        ),
+        "minimum_fraction": ((), frac["minimum"], f"fraction with κ̃_min > t ({t})", ""),
+        "maximum_fraction": ((), frac["maximum"], f"fraction with κ̃_max < −t ({t})", ""),
+        "flat_fraction": (
+            (),
+            frac["degenerate"],
+            f"fraction with a principal curvature within t of 0 ({t}): flat/degenerate",
+            "",
+        ),
         "expected_h11": ((), m11, "ensemble mean of δᵀHδ", u),
         "expected_h12": ((), m12, "ensemble mean of δᵀHη", u),
         "expected_h22": ((), m22, "ensemble mean of ηᵀHη", u),
@@ -343,7 +389,7 @@ def plot_projections(ds: Any) -> Any:
     ax.hist(flat["kappa_min"], bins=bins, alpha=0.6, color="C3", label="κ̃_min")
     ax.hist(flat["kappa_max"], bins=bins, alpha=0.6, color="C4", label="κ̃_max")
     ax.axvline(0, color="k", lw=0.8)
-    saddle = float(np.mean(flat["kappa_min"] * flat["kappa_max"] < 0))
+    saddle = float(np.mean(projection_shapes(ds) == SHAPES.index("saddle")))
     lam = ds["hessian_eigenvalues"].values
     ax.set_title(
         f"saddle seen in {100 * saddle:.2f}% of {S[-1]} projections; "

@@ -23,7 +23,7 @@ regression MLP: every filter is one number) cannot hold orthogonal pieces; such
 filters are pooled into one block per tensor (normalised like ``layer``), and counted
 in the subspace's attrs (``pooled_filters``).
 
-Cost: O(D·d) arithmetic, no forward pass (``hessian``: the HVPs of two eigsh runs).
+Cost: O(D·d) arithmetic, no forward pass (``hessian``: the HVPs of two capped Lanczos runs).
 """
 
 from __future__ import annotations
@@ -267,13 +267,25 @@ class HessianOptions:
     )
     tol: float = field(
         default=0.0,
-        metadata={"doc": "eigsh relative tolerance (0: 1e-9 in float64, 1e-5 in float32)"},
+        metadata={
+            "doc": "Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)"
+        },
     )
-    maxiter: int = field(default=0, metadata={"doc": "eigsh restarts (0: ARPACK's default)"})
+    maxiter: int = field(
+        default=0, metadata={"doc": "Lanczos restarts at most (0: bounded by max_hvp)"}
+    )
+    max_hvp: int = field(
+        default=0,
+        metadata={"doc": "HVPs per eigenpair at most (0: D where the dense Hessian fits; 5000)"},
+    )
     scale: Scale = field(
         default="relative",
         metadata={"doc": "'relative': unit eigenvectors × ‖x‖; 'absolute': unit eigenvectors"},
     )
+
+    def validate(self) -> None:
+        if self.tol < 0 or self.maxiter < 0 or self.max_hvp < 0:
+            raise ValueError("options 'tol', 'maxiter' and 'max_hvp' must be ≥ 0")
 
 
 class HessianPlane(SubspacePlugin):
@@ -293,23 +305,29 @@ class HessianPlane(SubspacePlugin):
                 obj.D,
                 tol=options.tol or None,
                 maxiter=options.maxiter or None,
+                max_hvp=options.max_hvp or None,
                 generator=generator,
             )
         except ConfigError as exc:
             step = getattr(getattr(ctx, "step", None), "name", None)
             where = f"step '{step}': " if step else ""
             raise ConfigError(f"{where}subspace 'hessian': {exc}") from None
+        if res.is_zero:
+            step = getattr(getattr(ctx, "step", None), "name", None)
+            where = f"step '{step}': " if step else ""
+            raise ConfigError(
+                f"{where}subspace 'hessian': the Hessian is zero here (H·v = 0 for every "
+                "vector tried): no direction dominates (all ReLU units dead?)"
+            )
         V = _scaled(res.eigenvectors.to(torch.float64), origin, options.scale)
         return Subspace(
             origin=origin,
             basis=_basis(V, origin),
             attrs={
+                **res.attrs(),
                 "kind": "hessian",
                 "eigenvalues": [float(v) for v in res.eigenvalues],
-                "n_hvp": int(res.n_hvp),
-                "tol": float(res.tol),
                 "converged": bool(res.converged),
-                "residuals": [float(r) for r in res.residuals],
                 "opposite_sign_found": bool(res.opposite_sign_found),
                 "scale": options.scale,
                 "cosine": unit_cosine(V),

@@ -187,6 +187,42 @@ def _checkpoint_other_model(tmp: Path) -> dict[str, Any]:
     return cfg(model={"checkpoint": str(path)})
 
 
+def _parameterless_model(tmp: Path) -> dict[str, Any]:
+    (tmp / "no_params.py").write_text(
+        "import torch\n"
+        "class Zeros(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return torch.zeros(x.shape[0], 10)\n"
+    )
+    return cfg(
+        model={
+            "plugin": "python",
+            "factory": "no_params:Zeros",
+            "search_path": [str(tmp)],
+            "hidden": None,
+        }
+    )
+
+
+def _labels_out_of_range(tmp: Path) -> dict[str, Any]:
+    (tmp / "bad_labels.py").write_text(
+        "import torch\n"
+        "from lossatlas.engine import DataBundle, Split\n"
+        "def load():\n"
+        "    x = torch.randn(20, 64)\n"
+        "    y = torch.arange(20) % 12\n"
+        "    return DataBundle(Split(x, y), Split(x, y), 'classification', 10)\n"
+    )
+    return cfg(
+        dataset={
+            "plugin": "python",
+            "function": "bad_labels:load",
+            "search_path": [str(tmp)],
+            "limit": None,
+        }
+    )
+
+
 def _ragged_arrays(tmp: Path) -> dict[str, Any]:
     path = tmp / "ragged.npz"
     np.savez(path, x=np.zeros((20, 4), dtype=np.float32), y=np.zeros(15, dtype=np.int64))
@@ -268,6 +304,20 @@ ROWS: dict[str, Row] = {
             }
         ),
         "> D=",
+    ),
+    "a model with no parameters": Row(_parameterless_model, "has no coordinates to study"),
+    "labels beyond the number of classes": Row(
+        _labels_out_of_range, "has class label 11, outside [0, 10) (n_outputs = 10)"
+    ),
+    "a loss for another task": Row(
+        cfg(loss={"plugin": "l1"}), "loss 'l1' is for regression but the data set is a"
+    ),
+    "a renamed formula preset": Row(
+        cfg(
+            dataset={"plugin": "formula", "preset": "quadratic", "limit": None},
+            model={"hidden": [4]},
+        ),
+        "'quadratic' was renamed 'x-squared'",
     ),
     # -- files
     "a checkpoint that is a pickle with code": Row(_pickle_with_code, "refuses to load"),

@@ -30,6 +30,7 @@ def test_there_are_hooks_for_every_kind() -> None:
     assert names == {
         "lossatlas_register_models",
         "lossatlas_register_datasets",
+        "lossatlas_register_losses",
         "lossatlas_register_subspaces",
         "lossatlas_register_probes",
         "lossatlas_register_executors",

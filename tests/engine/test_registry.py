@@ -58,7 +58,7 @@ def fake_eps(monkeypatch):
 
 #: The engine's own entry points (pyproject.toml); third-party plugins installed in the
 #: same environment (``pip install ./examples/plugin-package``) come on top of them.
-BUILTINS = {"models", "datasets", "subspaces", "probes", "executors"}
+BUILTINS = {"models", "datasets", "losses", "subspaces", "probes", "executors"}
 
 
 def builtin_names(reg, kind: str) -> list[str]:
@@ -73,6 +73,7 @@ def test_builtins_register_through_entry_points() -> None:
     assert all(r.status == "ok" for r in ours.values())
     assert "mlp" in builtin_names(reg, "model") and "digits" in builtin_names(reg, "dataset")
     assert "random-line" in builtin_names(reg, "probe")
+    assert "l1" in builtin_names(reg, "loss")
     assert "local" in builtin_names(reg, "executor")
 
 
@@ -82,6 +83,7 @@ def test_builtins_are_found_beside_a_third_party_plugin(fake_eps) -> None:
     assert {r.name for r in reg.records if r.distribution == "lossatlas"} == BUILTINS
     assert "extra-probe" in reg.names("probe") and "extra-probe" not in builtin_names(reg, "probe")
     assert "random-line" in builtin_names(reg, "probe")
+    assert "l1" in builtin_names(reg, "loss")
 
 
 def test_a_plugin_that_fails_to_import_is_recorded_and_others_load(fake_eps) -> None:

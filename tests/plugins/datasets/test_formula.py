@@ -48,12 +48,40 @@ def test_presets_and_overrides() -> None:
     np.testing.assert_allclose(
         fa.train.targets[:, 0].numpy(), np.log(np.sin(10 * x) + 2) + np.sin(x), rtol=1e-5
     )
-    cubic = load(preset="cubic", n_train=7)
+    cubic = load(preset="x-cubed", n_train=7)
     assert len(cubic.train) == 7
     xc = cubic.train.inputs[:, 0].double().numpy()
     np.testing.assert_allclose(cubic.train.targets[:, 0].numpy(), xc**3, rtol=1e-5, atol=1e-7)
-    quad = load(preset="quadratic", expression="x**4")  # a given option wins over the preset
+    quad = load(preset="x-squared", expression="x**4")  # a given option wins over the preset
     assert quad.attrs["expression"] == "x**4"
+
+
+def test_seed_002_presets_are_the_authors_tasks() -> None:
+    """Freeman & Bruna §4.1 as in their code: 10,000 uniform points of [0, 1] each for
+    train and test, y = 0.5x² + 0.25x + 0.1 (quadratic) and 8x³ − 10x² + 3x (cubic)."""
+    for name, f in (
+        ("fb2017-quadratic", lambda x: 0.5 * x**2 + 0.25 * x + 0.1),
+        ("fb2017-cubic", lambda x: 8 * x**3 - 10 * x**2 + 3 * x),
+    ):
+        data = load(preset=name)
+        assert len(data.train) == 10_000 and len(data.validation) == 10_000
+        x = data.train.inputs[:, 0].double().numpy()
+        assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() - x.min() > 0.99
+        np.testing.assert_allclose(data.train.targets[:, 0].numpy(), f(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fb"),
+    [("quadratic", "x-squared", "fb2017-quadratic"), ("cubic", "x-cubed", "fb2017-cubic")],
+)
+def test_renamed_presets_say_their_new_names(old: str, new: str, fb: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(preset=old)
+    text = str(info.value)
+    assert f"'{old}' was renamed '{new}'" in text and f"is '{fb}'" in text
+    assert "\n" not in text
+    with pytest.raises(ConfigError, match="did you mean 'x-squared'"):
+        load(preset="x-squard")
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ hidden = [4, 4]
 activation = "sigmoid"
 [dataset]
 plugin = "formula"
-preset = "quadratic"
+preset = "x-squared"
 [[steps]]
 name = "dss"
 probe = "dss"
@@ -79,7 +79,7 @@ def run(text: str, store: Path) -> Store:
 
 def linear_objective(dtype: torch.dtype = torch.float64) -> Objective:
     """Linear regression of y = x² (a convex loss) on 50 points."""
-    data = Formula().load(FormulaOptions(preset="quadratic", n_train=50, n_validation=20), 0)
+    data = Formula().load(FormulaOptions(preset="x-squared", n_train=50, n_validation=20), 0)
     torch.manual_seed(0)
     return Objective(MLP(1, [], 1), data, dtype=dtype)
 
@@ -249,9 +249,9 @@ def test_counterexample_does_not_connect(tmp_path: Path) -> None:
     assert float(ds["length_norm"].values[0, 0]) >= 1.0
     assert ds["connected_fraction"].values.tolist() == [1.0, 0.0]
     n = int(ds["beads_inserted"].values[0, 0]) + 2
-    beads = ds["beads"].values[0, 0]
+    beads = ds["bead_params"].values[0, 0]
     assert np.isfinite(beads[:n]).all() and np.isnan(beads[n:]).all()
-    np.testing.assert_allclose(beads[0], ds["beads"].values[0, 1, 0])
+    np.testing.assert_allclose(beads[0], ds["bead_params"].values[0, 1, 0])
     # The figure is drawn from the stored Dataset alone.
     import matplotlib
 
@@ -294,8 +294,61 @@ def test_resuming_after_a_kill_gives_the_same_string(tmp_path: Path) -> None:
         dss_module.BEAD_CALLBACKS.pop()
     assert resumed_from and resumed_from[0] == 3  # continued from the third bead
     assert not side.exists()
-    for name in ("beads", "bead_loss", "path_loss", "length_norm", "beads_inserted"):
+    for name in ("bead_params", "bead_loss", "path_loss", "length_norm", "beads_inserted"):
         np.testing.assert_array_equal(part[name].values, whole[name].values, err_msg=name)
+
+
+def test_an_unconnected_cell_says_so_and_keeps_the_failed_bead(tmp_path: Path) -> None:
+    """The review: an unconnected cell stored length_norm = 1.0, beads_inserted = 0,
+    train_steps = 0 — the numbers of a straight connection — and threw the failed bead
+    away. Now its lengths are NaN and the failed bead's loss and steps are stored; bead
+    counts include the endpoints (the paper's count) next to beads_inserted."""
+    ds = run(COUNTEREXAMPLE, tmp_path / "s.zarr").open_step("ce", "dss").load()
+    ok, bad = ds.isel(pair=0, threshold=0), ds.isel(pair=0, threshold=1)
+    assert int(ok["connected"]) == 1 and int(bad["connected"]) == 0
+    assert int(bad["reason"]) == 1  # bead-failed
+    for name in ("length_norm", "length_norm_weights", "length"):
+        assert np.isnan(float(bad[name])), name
+        assert np.isfinite(float(ok[name])), name
+    assert float(bad["failed_bead_loss"]) > 0.9 * 0.02  # it missed alpha·L0
+    assert int(bad["failed_bead_steps"]) == 300  # the bead_steps cap
+    assert np.isnan(float(ok["failed_bead_loss"]))
+    assert int(ok["beads"]) == int(ok["beads_inserted"]) + 2 >= 3
+    assert int(bad["beads"]) == int(bad["beads_inserted"]) + 2
+    assert float(ds["beads_mean"].sel(threshold=0.2)) == int(ok["beads"])
+    assert float(ds["beads_inserted_mean"].sel(threshold=0.2)) == int(ok["beads_inserted"])
+    assert "endpoints" in ds["beads"].attrs["description"]
+    assert "NaN for an unconnected pair" in ds["length_norm"].attrs["description"]
+    assert int(ds["cell_status"].max()) == 1  # NaN lengths are results, not 'nonfinite'
+
+
+def test_initial_beads_start_the_string_as_the_authors_code_does() -> None:
+    """initial_beads = 1: one trained midpoint bead before any segment is checked
+    (LaunchScripts/QUADRATICS.py: WeightString(…, numbeads=1)); endpoint_alpha sets
+    where trained endpoints stop."""
+    obj = linear_objective()
+    best = torch.linalg.lstsq(
+        torch.cat([obj.splits["train"].inputs, torch.ones(50, 1, dtype=obj.dtype)], 1),
+        obj.splits["train"].targets,
+    ).solution.reshape(-1)
+    L = float(obj.evaluate(best)["loss"][0])
+    a, b = (
+        best + torch.tensor([0.3, 0.0], dtype=obj.dtype),
+        best - torch.tensor([0.3, 0.0], dtype=obj.dtype),
+    )
+    top = float(obj.evaluate(torch.stack([a, b]))["loss"].max())
+    cfg = StringConfig(threshold=1.05 * top, initial_beads=1, bead_steps=500)
+    state = run_string(obj, a, b, cfg, seed=0)
+    assert state.status == 0 and state.inserted == 1 and len(state.beads) == 3
+    assert state.depth[1] == 1 and state.bead_loss[1] <= cfg.target
+    none = run_string(obj, a, b, StringConfig(threshold=1.05 * top), seed=0)
+    assert len(none.beads) == 2  # convex: no bead needed without the initial one
+    far = best + 2.0
+    cfg = StringConfig(
+        threshold=2 * L, train_endpoints=True, endpoint_alpha=1.0, alpha=0.5, bead_steps=4000
+    )
+    state = run_string(obj, far, best, cfg, seed=0)
+    assert cfg.target < state.bead_loss[0] <= 2 * L  # stopped at 1.0·L0, not at 0.5·L0
 
 
 def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
@@ -310,7 +363,7 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_permute_units_keeps_the_function_of_a_deeper_mlp() -> None:
-    data = Formula().load(FormulaOptions(preset="cubic"), 0)
+    data = Formula().load(FormulaOptions(preset="x-cubed"), 0)
     torch.manual_seed(0)
     obj = Objective(MLP(1, [4, 5], 1, "sigmoid"), data, dtype=torch.float64)
     x = obj.x0 + 0.1 * torch.randn(obj.D, dtype=obj.dtype)

@@ -90,7 +90,11 @@ def test_goldilocks_cells_match_brute_force(tmp_path, basis, directions, metric,
     cell = ds.isel(radius=ir, dim=idim, sample=isample)
     assert float(cell["trace"]) == pytest.approx(float(eig.sum()), rel=1e-8)
     assert float(cell["norm"]) == pytest.approx(float(H.norm()), rel=1e-8)
-    assert float(cell["frac_positive"]) == pytest.approx(float((eig > 0).double().mean()))
+    t = float(ds.attrs["flat_tol"]) * float(eig.abs().max())
+    assert float(ds.attrs["flat_tol"]) == 1e-9  # float64
+    assert float(cell["frac_positive"]) == pytest.approx(float((eig > t).double().mean()))
+    assert float(cell["frac_negative"]) == pytest.approx(float((eig < -t).double().mean()))
+    assert float(cell["frac_flat"]) == pytest.approx(float((eig.abs() <= t).double().mean()))
     assert float(cell["ratio"]) == pytest.approx(float(eig.sum() / H.norm()), rel=1e-8)
     np.testing.assert_allclose(cell["eigenvalues"].values[:6], eig.numpy(), rtol=1e-7, atol=1e-12)
     assert np.isnan(ds["eigenvalues"].isel(dim=0).values[..., 3:]).all()
@@ -105,7 +109,24 @@ def test_hessian_stats_counts():
     st = hessian_stats(torch.diag(torch.tensor([3.0, -1.0, 2.0, 0.5])))
     assert st["trace"] == pytest.approx(4.5)
     assert st["n_positive"] == 3 and st["frac_positive"] == 0.75
+    assert st["n_negative"] == 1 and st["n_flat"] == 0
     assert st["ratio"] == pytest.approx(4.5 / np.sqrt(9 + 1 + 4 + 0.25))
+
+
+def test_a_null_space_is_flat_not_positive_or_negative():
+    """A PSD H_d with an exact null space, rotated so rounding gives its zero eigenvalues
+    either sign (±1e-17): they are flat, not a fraction of them positive (float64)."""
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))
+    lam = torch.tensor([0.0] * 5 + [0.5, 1, 2, 3, 4, 5, 6], dtype=torch.float64)
+    H = (Q * lam) @ Q.T
+    raw = torch.linalg.eigvalsh(0.5 * (H + H.T))[:5]
+    assert (raw != 0).any()  # rounding really does give them signs
+    st = hessian_stats(H)
+    assert (st["n_positive"], st["n_negative"], st["n_flat"]) == (7, 0, 5)
+    assert st["flat_tol"] == 1e-9
+    st32 = hessian_stats(H.float())
+    assert st32["flat_tol"] == 1e-5 and st32["n_flat"] == 5
 
 
 def test_dim_larger_than_model_is_refused(tmp_path):

@@ -84,7 +84,9 @@ def test_init_selection_end_to_end(tmp_path):
     cell = ds.isel(init=2)
     assert float(cell["trace"]) == pytest.approx(float(eig.sum()), rel=1e-8)
     assert float(cell["ratio"]) == pytest.approx(float(eig.sum() / H.norm()), rel=1e-8)
-    assert int(cell["n_positive"]) == int((eig > 0).sum())
+    t = float(ds.attrs["flat_tol"]) * float(eig.abs().max())
+    assert int(cell["n_positive"]) == int((eig > t).sum())
+    assert int(cell["n_flat"]) == int((eig.abs() <= t).sum())
     assert float(cell["radius"]) == pytest.approx(float(obj.layout.radius(x)), rel=1e-12)
     assert float(cell["initial_validation_loss"]) == pytest.approx(
         float(obj.loss(x, "validation")), rel=1e-10

@@ -219,6 +219,25 @@ def test_recompute_bn_statistics():
     torch.testing.assert_close(bufs["1.running_var"], h.var(0, unbiased=True))
 
 
+def test_recompute_bn_statistics_with_a_frozen_layer():
+    """A frozen first layer is a constant of the objective (not in x): the BN statistics
+    are recomputed with its own weights."""
+    torch.manual_seed(0)
+    X = torch.randn(40, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,))
+    data = DataBundle(Split(X, y), Split(X[:10], y[:10]), "classification", 3)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 3)
+    )
+    model[0].requires_grad_(False)
+    W0, b0 = model[0].weight.detach().double().clone(), model[0].bias.detach().double().clone()
+    obj = Objective(model, data, dtype=torch.float64)
+    assert "0.weight" in obj.layout.frozen
+    x = obj.x0 + 0.3 * torch.randn(obj.D, dtype=torch.float64)
+    bufs = bn_buffers(obj, x)
+    torch.testing.assert_close(bufs["1.running_mean"], (X @ W0.T + b0).mean(0))
+
+
 def test_bad_pairs_are_config_errors(tmp_path):
     text = DIGITS.format(dtype="float64", pairs='["init", "trian"]')
     with pytest.raises(ConfigError, match="trian"):

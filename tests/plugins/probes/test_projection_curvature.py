@@ -122,3 +122,49 @@ def test_plot(run) -> None:
 
     fig = ProjectionCurvatureProbe().plot(_open(run, "eq26"))
     assert len(fig.axes) == 3
+
+
+def test_projections_of_a_null_space_are_flat_not_saddles() -> None:
+    """A PSD Hessian of rank 1 projects to 2 × 2 matrices of rank 1: κ̃_min is zero up
+    to rounding, of either sign. Those projections are flat, not saddles (float64)."""
+    import xarray as xr
+
+    from lossatlas.plugins.probes.projection_curvature import _eig2, ensemble_summary
+
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(50, generator=g, dtype=torch.float64)
+    H = torch.outer(u, u)
+
+    def hvp(V: torch.Tensor) -> torch.Tensor:
+        return V @ H
+
+    h = projected_hessians(hvp, 50, torch.Generator().manual_seed(1), 400)
+    kmin, kmax = _eig2(h[:, 0], h[:, 1], h[:, 2])
+    assert (kmin < 0).any() and (kmin > 0).any()  # rounding gives the zero both signs
+    dims = ("block", "projection")
+    ds = xr.Dataset(
+        {
+            "h11": (dims, h[None, :, 0]),
+            "h12": (dims, h[None, :, 1]),
+            "h22": (dims, h[None, :, 2]),
+            "kappa_min": (dims, kmin[None]),
+            "kappa_max": (dims, kmax[None]),
+        },
+        attrs={"flat_tol": 1e-9},
+    )
+    out = ensemble_summary(ds)
+    assert float(out["saddle_fraction"]) == 0.0
+    assert float(out["flat_fraction"]) == 1.0
+    assert float(out["minimum_fraction"]) == 0.0
+
+
+def test_shape_fractions_and_hessian_shape_are_stored(run) -> None:
+    ds = _open(run, "eq26")
+    total = sum(float(ds[f"{k}_fraction"]) for k in ("saddle", "minimum", "maximum", "flat"))
+    assert total == pytest.approx(1.0)
+    assert ds.attrs["flat_tol"] == 1e-9
+    assert ds["hessian_eigenvalues"].attrs["shape"] == "saddle"
+    model = _open(run, "model")
+    attrs = model["hessian_eigenvalues"].attrs
+    assert attrs["shape"] in ("saddle", "minimum", "maximum", "degenerate")
+    assert len(attrs["error_bounds"]) == 2 and attrs["flat_tol"] == 1e-9

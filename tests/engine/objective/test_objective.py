@@ -199,10 +199,10 @@ def test_memory_is_bounded_by_chunks() -> None:
 def test_mlp_fast_path_equals_the_vmapped_forward(case: str) -> None:
     """MLPs take a fused baddbmm path in evaluate; it must equal the generic vmap path."""
     obj = make(case)
-    assert obj._stack is not None
+    assert obj.fast_path is not None and obj.evaluation_path.name == "mlp-fast-path"
     X = torch.stack([point(obj, s) for s in range(5)])
     fast = obj.evaluate_both(X)
-    obj._stack = None
+    obj.fast_path = None
     slow = obj.evaluate_both(X)
     for k in fast:
         np.testing.assert_allclose(fast[k], slow[k], rtol=1e-12)
@@ -219,11 +219,12 @@ def test_mlp_fast_path_edges(hidden: list[int], bias: bool, task: str) -> None:
     data = Digits().load(DigitsOptions(limit=90), seed=0) if task == "digits" else regression_data()
     model = MLPModel().build(MLPOptions(hidden=hidden, bias=bias), data, seed=1)
     obj = Objective(model, data, dtype=torch.float64)
-    obj.CPU_CACHE_BYTES = 1  # one point per forward block, inside chunks of 4
-    assert obj._stack is not None and obj._cache_chunk(len(obj.splits["train"])) == 1
+    assert obj.fast_path is not None
+    obj.fast_path.cache_bytes = 1  # one point per forward block, inside chunks of 4
+    assert obj.fast_path.cache_chunk(len(obj.splits["train"])) == 1
     X = torch.stack([point(obj, s) for s in range(6)] + [0 * obj.x0])
     fast = obj.evaluate_both(X, chunk=4)
-    obj._stack = None
+    obj.fast_path = None
     slow = obj.evaluate_both(X, chunk=4)
     for k in fast:
         np.testing.assert_allclose(fast[k], slow[k], rtol=1e-12)
@@ -244,6 +245,51 @@ def test_other_models_take_the_vmapped_path() -> None:
             return self.a(x) * 2
 
     obj = Objective(Custom(), data, dtype=torch.float64)
-    assert obj._stack is None
+    assert obj.fast_path is None and obj.evaluation_path.name == "generic"
+    assert "Custom is not a plain torch.nn.Sequential" in obj.evaluation_path.reason
     out = obj.evaluate(obj.x0.unsqueeze(0))
     assert out["loss"][0] == pytest.approx(obj.loss(obj.x0).item(), rel=1e-12)
+
+
+def test_misuse_of_the_api_is_one_line_shape_errors() -> None:
+    """The review's raw Python errors: torch.cat's ValueError for a model without
+    parameters, IndexError for a 1-D basis, a reshape RuntimeError for an HVP vector of
+    the wrong length, IndexError for labels ≥ n_outputs. Each is one ShapeError line."""
+    from lossatlas.engine.curvature import hvp_operator
+
+    data = Digits().load(DigitsOptions(limit=40), seed=0)
+
+    class Zeros(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], 10)
+
+    cases = []
+    with pytest.raises(ShapeError) as info:
+        Objective(Zeros(), data)
+    cases.append((info, "has no parameters"))
+    frozen = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).requires_grad_(False)
+    with pytest.raises(ShapeError) as info:
+        Objective(frozen, data)
+    cases.append((info, "include_frozen = true"))
+    obj = Objective(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), data, dtype=torch.float64)
+    with pytest.raises(ShapeError) as info:
+        obj.subspace_hessian(obj.x0, torch.ones(obj.D, dtype=torch.float64))
+    cases.append((info, "basis.reshape(-1, 1)"))
+    with pytest.raises(ShapeError) as info:
+        hvp_operator(obj, obj.x0)(torch.ones(5, dtype=torch.float64))
+    cases.append((info, "given vectors of shape (5,)"))
+    with pytest.raises(ShapeError) as info:
+        obj.hvp(obj.x0, torch.ones(3, dtype=torch.float64))
+    cases.append((info, "has 3 entries"))
+    bad = DataBundle(
+        Split(data.train.inputs, data.train.targets % 10 + 2),
+        data.validation,
+        "classification",
+        10,
+    )
+    with pytest.raises(ShapeError) as info:
+        Objective(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), bad)
+    cases.append((info, "labels must lie in 0 … 9"))
+    for info, words in cases:
+        text = str(info.value)
+        assert words in text and "\n" not in text, text

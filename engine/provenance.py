@@ -1,0 +1,147 @@
+"""Provenance of what actually ran: the facts a step's attrs record beyond its config.
+
+The config says what was asked for; these say what ran:
+
+- :func:`step_facts` — the resolved options of the model, data set, loss and probe
+  (every default filled in), the loss, which forward :meth:`Objective.evaluate` uses
+  and why, which parameters are coordinates (frozen ones left out, tied ones counted
+  once), and the SHA-256 of every source file of the user's own code the step imports
+  (an import-path model, data set or loss);
+- :func:`checkout_commit` — the lossatlas git commit when lossatlas is installed from
+  a git checkout (``-dirty`` when it has uncommitted changes), else ``""``.
+
+The runner calls them when it writes a step's template, after the whole pipeline has
+been validated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .options import parse_options
+
+if TYPE_CHECKING:
+    from .context import StepContext
+
+__all__ = ["checkout_commit", "file_sha256", "resolved_options", "step_facts"]
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.cache
+def checkout_commit() -> str:
+    """``git rev-parse HEAD`` of the checkout lossatlas is imported from (with
+    ``-dirty`` if tracked files changed), or ``""`` when it is not a git checkout (an
+    installed wheel) or git is not available."""
+    import lossatlas
+
+    root = Path(lossatlas.__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file() or not (root / ".git").exists():
+        return ""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{head}-dirty" if dirty else head
+
+
+def _plain(options: Any) -> Any:
+    """An options dataclass as JSON-able data, with presets resolved where the options
+    know how (a ``resolved()`` method, e.g. the formula data set)."""
+    resolve = getattr(options, "resolved", None)
+    if callable(resolve):
+        return resolve()
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        return dataclasses.asdict(options)
+    return {}
+
+
+def resolved_options(ctx: StepContext) -> dict[str, Any]:
+    """The options of the step's model, data set, loss and probe with every default
+    filled in, as plain data."""
+    out: dict[str, Any] = {}
+    for kind, cfg in (("model", ctx.model_config), ("dataset", ctx.dataset_config)):
+        plugin = ctx.registry.get(kind, cfg.plugin)
+        opts = parse_options(plugin.Options, cfg.options, f"[{kind}] '{cfg.plugin}'")
+        out[kind] = {"plugin": cfg.plugin, "seed": cfg.seed, **_plain(opts)}
+        if kind == "model":
+            out[kind]["include_frozen"] = cfg.include_frozen
+    loss = ctx.config.loss
+    if loss is None:
+        out["loss"] = {"plugin": ctx.loss_plugin_name(), "default_for_task": ctx.data.task}
+    else:
+        plugin = ctx.registry.get("loss", loss.plugin)
+        opts = parse_options(plugin.Options, loss.options, f"[loss] '{loss.plugin}'")
+        out["loss"] = {"plugin": loss.plugin, **_plain(opts)}
+    out["probe"] = {"probe": ctx.probe.name, **_plain(ctx.options)}
+    return out
+
+
+def _sources(ctx: StepContext) -> dict[str, str]:
+    """path -> SHA-256 of the user's source files the step's components import."""
+    found: dict[str, str] = {}
+    tables = [("model", ctx.model_config), ("dataset", ctx.dataset_config)]
+    if ctx.config.loss is not None:
+        tables.append(("loss", ctx.config.loss))
+    for kind, cfg in tables:
+        plugin = ctx.registry.get(kind, cfg.plugin)
+        opts = parse_options(plugin.Options, cfg.options, f"[{kind}] '{cfg.plugin}'")
+        for path in plugin.sources(opts):
+            p = Path(path)
+            if p.is_file():
+                found[str(p.resolve())] = file_sha256(p)
+    return found
+
+
+def step_facts(ctx: StepContext) -> dict[str, Any]:
+    """Attrs of a step's result that record what ran (see the module docstring)."""
+    obj = ctx.objective
+    layout = obj.layout
+    loss = obj.loss_fn
+    cfg = ctx.config.loss
+    if cfg is not None:
+        record = ctx.registry.provider("loss", cfg.plugin)
+        loss_plugin = f"{record.name} ({record.distribution} {record.version})"
+    else:
+        loss_plugin = f"engine default for {ctx.data.task}"
+    return {
+        "loss": loss.name,
+        "loss_plugin": loss_plugin,
+        "loss_description": loss.description,
+        "loss_units": loss.units,
+        "loss_options": json.dumps(dict(loss.options), sort_keys=True, default=str),
+        **obj.evaluation_path.attrs(),
+        "parameters": layout.describe(),
+        "include_frozen": int(layout.include_frozen),
+        "frozen_parameters": json.dumps(layout.frozen),
+        "n_frozen": int(layout.frozen_size),
+        "tied_parameters": json.dumps(layout.tied, sort_keys=True),
+        "resolved_options": json.dumps(resolved_options(ctx), sort_keys=True, default=str),
+        "source_sha256": json.dumps(_sources(ctx), sort_keys=True),
+    }

@@ -8,7 +8,7 @@ A component has a ``name`` (its key in configs), a one-line ``summary`` and an
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -359,6 +359,12 @@ class Probe(Component):
     #: as points (``STEP`` means ``STEP.point``). Declared, references to them are
     #: checked before anything runs; None: not declared, checked when resolved.
     points: ClassVar[tuple[str, ...] | None] = None
+    #: True: a unit of work may cover several consecutive cells of the last cell dim,
+    #: as many as the engine's rule on :meth:`estimate` gives
+    #: (:func:`lossatlas.engine.sweep.rows_per_cell`), computed together by
+    #: :meth:`compute_block` and written as one chunk. For probes whose cells are cheap
+    #: evaluations (a row of a grid); cells that train or keep scratch leave it False.
+    blockable: ClassVar[bool] = False
 
     def check(self, options: Any, ctx: StepContext) -> None:
         """Raise ConfigError/ShapeError for impossible options (cheap; store untouched)."""
@@ -376,6 +382,15 @@ class Probe(Component):
     def compute(self, options: Any, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         """Return each variable's values at ``cell`` (shape: its non-cell dims)."""
         raise NotImplementedError
+
+    def compute_block(
+        self, options: Any, ctx: StepContext, cells: Sequence[Cell]
+    ) -> list[dict[str, Any]]:
+        """:meth:`compute` for several consecutive cells of one unit of work (only for
+        probes that declare :attr:`blockable`), one result per cell in order. Override it
+        to batch their work (one batched evaluation of every cell's points); each cell's
+        values must equal what :meth:`compute` gives it alone. Default: one by one."""
+        return [self.compute(options, ctx, cell) for cell in cells]
 
     def finalize(self, options: Any, ctx: StepContext, ds: xr.Dataset) -> xr.Dataset | None:
         """Optionally add summary variables computed from the complete result.

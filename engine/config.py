@@ -8,6 +8,7 @@
     dtype = "float32"        # float32 | float64
     executor = "local"       # local | dask | any registered executor
     batch_size = 0           # samples per pass (0: full batch)
+    rows_per_cell = 0        # cells per unit of work (0: by the step's estimate)
 
     [model]
     plugin = "mlp"
@@ -55,6 +56,7 @@ TOP_KEYS = {
     "loss": dict,
     "steps": list,
     "executor_options": dict,
+    "rows_per_cell": int,
 }
 COMPONENT_KEYS = {"plugin", "seed", "checkpoint", "include_frozen"}
 #: the engine's keys in a [dataset] table and in a [loss] table (the rest are options)
@@ -122,6 +124,10 @@ class RunConfig:
     source: str = "<config>"
     #: ``[loss]``: None means the default of the data set's task.
     loss: ComponentConfig | None = None
+    #: Cells of the last cell dim per unit of work (chunk and task); 0: by the engine's
+    #: rule on each step's estimate (:func:`lossatlas.engine.sweep.rows_per_cell`). How,
+    #: not what: the numbers do not depend on it, so it is not part of :meth:`science`.
+    rows_per_cell: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The full config as plain data (stored as JSON in the provenance)."""
@@ -140,6 +146,8 @@ class RunConfig:
         }
         if self.loss is not None:  # absent, not null: older runs keep their identity
             d["loss"] = {"plugin": self.loss.plugin, **self.loss.options}
+        if self.rows_per_cell:  # absent when automatic, likewise
+            d["rows_per_cell"] = self.rows_per_cell
         return d
 
     def science(self) -> dict[str, Any]:
@@ -147,6 +155,7 @@ class RunConfig:
         d = self.to_dict()
         for k in ("device", "executor", "executor_options", "description"):
             d.pop(k)
+        d.pop("rows_per_cell", None)
         return d
 
     def to_json(self) -> str:
@@ -236,6 +245,12 @@ def parse_config(
     batch_size = data.get("batch_size", 0)
     if batch_size < 0:
         raise ConfigError(f"{source}: key 'batch_size' must be 0 (full batch) or positive")
+    rows_per_cell = data.get("rows_per_cell", 0)
+    if rows_per_cell < 0:
+        raise ConfigError(
+            f"{source}: key 'rows_per_cell' must be 0 (chosen by the engine) or positive, "
+            f"got {rows_per_cell}"
+        )
     if "model" not in data:
         raise ConfigError(f'{source}: a [model] table is required, e.g. [model] plugin = "mlp"')
     if "dataset" not in data:
@@ -289,6 +304,7 @@ def parse_config(
         description=data.get("description", ""),
         source=source,
         loss=loss,
+        rows_per_cell=rows_per_cell,
     )
 
 

@@ -36,7 +36,7 @@ from .provenance import checkout_commit, step_facts
 from .registry import Registry
 from .sizes import Limits, check_estimate, plan_bytes
 from .store import STATUS_NONFINITE, STATUS_PENDING, RunLease, Store
-from .sweep import CellJob, StepRuntime
+from .sweep import CellJob, StepRuntime, rows_per_cell
 
 __all__ = [
     "Progress",
@@ -377,11 +377,10 @@ def _run_leased(
                 raise _os_error(exc, store) from exc
             raise
     all_done = all(store.step_status(run, c.step.name) == "complete" for c in contexts)
-    store.set_run_attrs(
+    store.set_run_attrs(  # consolidates the store's metadata, under its lock
         run,
         {"status": "complete" if all_done else "partial", "finished": _now(), "error": ""},
     )
-    store.consolidate()
     return report
 
 
@@ -504,8 +503,11 @@ def _run_step(
             "started": _now(),
             "status": "running",
         }
+        with blame(f"step '{name}': probe '{ctx.probe.name}' (estimate)"):
+            est = ctx.probe.estimate(ctx.options, ctx)
+        rows = rows_per_cell(ctx, est, plan.cell_shape(), ctx.config.rows_per_cell)
         try:
-            store.write_template(run, name, plan, attrs)
+            store.write_template(run, name, plan, attrs, rows_per_cell=rows)
         except BaseException as exc:  # a signal right after the template moved in
             with contextlib.suppress(Exception):
                 if store.step_ready(run, name):
@@ -529,17 +531,21 @@ def _run_step(
         pending = store.pending_cells(run, name)
         rep.cells = int(np.prod(shape)) if shape else 1
         progress.step_started(name, rep.cells, len(pending))
+        # A job computes a unit of work: the cells that share a chunk (one, or several
+        # rows of the last cell dim, as the template was written).
+        units = runtime.units(pending)
 
-        def on_done(_index: tuple[int, ...], st: int) -> None:
-            rep.computed += 1
+        def on_done(index: tuple[int, ...], st: int) -> None:
+            for _ in runtime.unit_cells(index):
+                rep.computed += 1
+                progress.cell_done(name, st)
             if st == STATUS_NONFINITE:
                 rep.nonfinite += 1
-            progress.cell_done(name, st)
             if lease is not None:
                 lease.check()
 
         try:
-            executor.run(exec_opts, job, pending, on_done)
+            executor.run(exec_opts, job, units, on_done)
         finally:
             job.forget()
         status = store.cell_status(run, name)
@@ -560,7 +566,8 @@ def _run_step(
                     "not an xarray Dataset or None (a bug in the probe)"
                 )
             if len(extra.data_vars):
-                store.write_summary(run, name, extra)
+                # consolidated by the step's last attrs, just below
+                store.write_summary(run, name, extra, consolidate=False)
     except BaseException as exc:
         with contextlib.suppress(Exception):  # never mask the error itself
             store.set_step_attrs(

@@ -39,7 +39,7 @@ from .lanczos import (
     hessian_directions,
 )
 from .meyer2020hutchpp import hutchpp_trace
-from .operator import HVP, HessianOperator, ObjectiveHVP, hvp_operator
+from .operator import HVP, ObjectiveHVP, hvp_operator
 from .probes import TraceEstimate, random_probes
 from .slq import SpectralDensity, lanczos_tridiagonal, spectral_density
 
@@ -73,3 +73,13 @@ __all__ = [
     "sign_counts",
     "spectral_density",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Defined on first use: it subclasses SciPy's LinearOperator (scipy.sparse.linalg
+    # is 0.4 s to import, and most runs never need it).
+    if name == "HessianOperator":
+        from .scipy_operator import HessianOperator
+
+        return HessianOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -233,12 +233,15 @@ class Store:
             zarr.consolidate_metadata(str(self.path))
         return None
 
-    def set_run_attrs(self, run: str, attrs: dict[str, Any]) -> None:
+    def set_run_attrs(self, run: str, attrs: dict[str, Any], consolidate: bool = True) -> None:
         # Consolidated too: xr.open_datatree reads the consolidated metadata, and a run
-        # that failed must not show "running" there.
+        # that failed must not show "running" there. ``consolidate=False`` where another
+        # change follows at once and consolidates (each consolidation reads the metadata
+        # of the whole store: its cost grows with the store, not with the work).
         with self.lock():
             zarr.open_group(str(self.path), path=run, mode="r+").attrs.update(attrs)
-            zarr.consolidate_metadata(str(self.path))
+            if consolidate:
+                zarr.consolidate_metadata(str(self.path))
 
     def remove_leftovers(self, run: str) -> list[Path]:
         """Delete the temporary files of writes killed midway (zarr writes
@@ -363,6 +366,14 @@ class Store:
         g = self.step_group(run, step)
         return g is not None and bool(g.attrs.get("template_complete"))
 
+    def rows_per_cell(self, run: str, step: str) -> int:
+        """How many indices of the last cell dim one chunk (one unit of work) covers: the
+        template's ``cell_status`` chunking (1 for stores made before 0.2)."""
+        g = self.step_group(run, step)
+        if g is None or not g.attrs.get("template_complete") or not g.attrs.get("cell_dims"):
+            return 1
+        return int(g[STATUS_VAR].chunks[-1])
+
     def engine_vars(self, run: str, step: str) -> set[str]:
         """The arrays the engine owns in a step (planned and static variables, coords,
         ``cell_status``): a probe's ``finalize`` may not replace them."""
@@ -380,15 +391,25 @@ class Store:
         with self.lock():
             self._discard(self.path / run / step)
 
-    def write_template(self, run: str, step: str, plan: Plan, attrs: dict[str, Any]) -> None:
+    def write_template(
+        self, run: str, step: str, plan: Plan, attrs: dict[str, Any], rows_per_cell: int = 1
+    ) -> None:
         """Write the step's empty, labelled template (values NaN, cell_status 0).
 
         Nothing the size of the result is allocated: coordinates and static arrays are
         written, every variable and ``cell_status`` is an array of its fill value with no
         chunk on disk yet. The template is built outside the store and moved into place
         in one rename, so a reader sees no step or a whole template, never half of one.
+
+        ``rows_per_cell``: how many consecutive indices of the last cell dim one unit of
+        work (one chunk of every variable and of ``cell_status``) covers; 1 is one
+        chunk per probe cell. The layout is fixed here: a resumed step keeps it
+        (:func:`rows_per_chunk` reads it back).
         """
         cell_dims = plan.cell_dims
+        rows = max(1, int(rows_per_cell)) if cell_dims else 1
+        if cell_dims:
+            rows = min(rows, max(1, len(plan.coords[cell_dims[-1]])))
         for name, var in plan.variables.items():
             missing = [d for d in cell_dims if d not in var.dims]
             if missing:
@@ -419,6 +440,7 @@ class Store:
             {*plan.variables, *plan.static, *coords, *plan.coords, STATUS_VAR}
         )
         ds.attrs["summary_vars"] = []
+        ds.attrs["rows_per_cell"] = rows
         ds.attrs["template_complete"] = 0
         encoding = {name: {"compressors": compressors()} for name in ds.variables}
 
@@ -430,7 +452,10 @@ class Store:
             for name, var in plan.variables.items():
                 shape = tuple(len(plan.coords[d]) for d in var.dims)
                 chunks = tuple(
-                    1 if d in cell_dims else max(1, len(plan.coords[d])) for d in var.dims
+                    (rows if d == cell_dims[-1] else 1)
+                    if d in cell_dims
+                    else max(1, len(plan.coords[d]))
+                    for d in var.dims
                 )
                 fill = _fill(var.dtype)
                 vattrs = {
@@ -456,7 +481,7 @@ class Store:
             g.create_array(
                 STATUS_VAR,
                 shape=plan.cell_shape(),
-                chunks=tuple(1 for _ in cell_dims),
+                chunks=tuple(rows if k == len(cell_dims) - 1 else 1 for k in range(len(cell_dims))),
                 dtype="uint8",
                 fill_value=STATUS_PENDING,
                 compressors=compressors(),
@@ -474,17 +499,49 @@ class Store:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def set_step_attrs(self, run: str, step: str, attrs: dict[str, Any]) -> None:
+    def set_step_attrs(
+        self, run: str, step: str, attrs: dict[str, Any], consolidate: bool = True
+    ) -> None:
         with self.lock():
             g = zarr.open_group(str(self.path), path=f"{run}/{step}", mode="r+")
             g.attrs.update(_jsonable_attrs(attrs))
-            zarr.consolidate_metadata(str(self.path))
+            if consolidate:
+                zarr.consolidate_metadata(str(self.path))
+
+    @staticmethod
+    def write_regions(writes: list[tuple[zarr.Array, Any, np.ndarray]]) -> None:
+        """Write each ``(array, region, values)`` of a unit of work, all at once.
+
+        zarr-python's synchronous ``array[region] = values`` is a round trip through its
+        event-loop thread per call; a cell's variables go in one round trip (one
+        ``asyncio.gather``), which is what a cell costs the store besides encoding. The
+        caller writes ``cell_status`` afterwards, in a call of its own, so a status is
+        never on disk before its data."""
+        if not writes:
+            return
+        try:
+            import asyncio
+
+            from zarr.core.sync import sync
+
+            coros = [arr._async_array.setitem(region, value) for arr, region, value in writes]
+        except (ImportError, AttributeError):  # another zarr-python: one write at a time
+            for arr, region, value in writes:
+                arr[region] = value
+            return
+
+        async def _all() -> None:
+            await asyncio.gather(*coros)
+
+        sync(_all())
 
     def open_arrays(self, run: str, step: str) -> zarr.Group:
         """The step's group for writing cells (the sweep's runtime)."""
         return zarr.open_group(str(self.path), path=self.group_path(run, step), mode="r+")
 
-    def write_summary(self, run: str, step: str, ds: xr.Dataset) -> list[str]:
+    def write_summary(
+        self, run: str, step: str, ds: xr.Dataset, consolidate: bool = True
+    ) -> list[str]:
         """Add a probe's summary (what ``finalize`` returned) to a step; return the
         names written.
 
@@ -564,17 +621,29 @@ class Store:
             names = sorted(previous | {str(n) for n in out.variables})
             kept["summary_vars"] = names
             zarr.open_group(str(self.path), path=f"{run}/{step}", mode="r+").attrs.update(kept)
-            zarr.consolidate_metadata(str(self.path))
+            if consolidate:
+                zarr.consolidate_metadata(str(self.path))
         return sorted(str(n) for n in out.data_vars)
 
     # Version 0.1's name for it.
     write_variables = write_summary
 
-    def open_step(self, run: str, step: str) -> xr.Dataset:
-        """The step's result as an xarray Dataset (lazily loaded)."""
+    def open_step(self, run: str, step: str, chunks: Any = None) -> xr.Dataset:
+        """The step's result as an xarray Dataset (lazily loaded).
+
+        ``chunks=None`` (the default) gives xarray's lazily indexed numpy arrays: values
+        are read when used. Dask arrays (``chunks={}``, one per stored chunk) are for
+        results larger than memory; importing ``dask.array`` costs 1.3 s, which the
+        engine's own reads (finalize, point references, summaries) do not pay."""
         if not self.step_ready(run, step):
             raise StoreError(f"store '{self.path}' has no result for step '{step}' of run '{run}'")
-        return xr.open_zarr(str(self.path), group=f"{run}/{step}", consolidated=False)
+        return xr.open_dataset(
+            str(self.path),
+            engine="zarr",
+            group=f"{run}/{step}",
+            consolidated=False,
+            chunks=chunks,
+        )
 
     # ------------------------------------------------------------- scratch
 

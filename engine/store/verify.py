@@ -152,6 +152,7 @@ def repair(store: Store, problems: list[Problem]) -> tuple[int, list[Problem]]:
     marked = 0
     unrepairable = [p for p in problems if not p.repairable]
     touched: set[tuple[str, str]] = set()
+    done_units: set[tuple[str, str, tuple[int, ...]]] = set()
     for p in problems:
         if not p.repairable:
             continue
@@ -165,21 +166,36 @@ def repair(store: Store, problems: list[Problem]) -> tuple[int, list[Problem]]:
                     shutil.rmtree(store.path / p.run / p.step / p.array, ignore_errors=True)
             continue
         cell_dims = tuple(g.attrs.get("cell_dims", ()))
+        # A chunk may hold several cells of the last cell dim (one unit of work): the
+        # whole unit is rewritten with the fill value (a whole chunk: a damaged chunk is
+        # never read back) and marked not run; it is recomputed as one.
+        rows = int(g[STATUS_VAR].chunks[-1]) if cell_dims else 1
+        unit = _unit(p.cell, rows)
+        key = (p.run, p.step, unit)
+        marked += 1
+        if key in done_units:
+            continue
+        done_units.add(key)
+        n_last = int(g[STATUS_VAR].shape[-1]) if cell_dims else 1
+        stop = min(n_last, unit[-1] + rows) if cell_dims else 0
         for name, arr in g.arrays():
             dims = _dims(arr)
             if name == STATUS_VAR or not all(d in dims for d in cell_dims):
                 continue
             if "finite" not in arr.attrs:
                 continue
-            region = _region(dims, cell_dims, p.cell)
-            shape = tuple(arr.shape[k] for k, d in enumerate(dims) if d not in cell_dims)
+            region = _region(dims, cell_dims, unit, stop)
+            shape = tuple(
+                (stop - unit[-1]) if cell_dims and d == cell_dims[-1] else arr.shape[k]
+                for k, d in enumerate(dims)
+                if d not in cell_dims or d == cell_dims[-1]
+            )
             fill = _fill(str(arr.dtype))
             arr[region] = np.full(shape, fill if fill is not None else 0, dtype=arr.dtype)
         if cell_dims:
-            g[STATUS_VAR][p.cell] = STATUS_PENDING
+            g[STATUS_VAR][(*unit[:-1], slice(unit[-1], stop))] = STATUS_PENDING
         else:
             g[STATUS_VAR][...] = STATUS_PENDING
-        marked += 1
     for run, step in sorted(touched):
         g = store.step_group(run, step)
         summary = list(g.attrs.get("summary_vars", [])) if g is not None else []
@@ -200,10 +216,26 @@ def _cells(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     return [tuple(i) for i in itertools.product(*(range(n) for n in shape))] if shape else [()]
 
 
-def _region(dims: tuple[str, ...], cell_dims: tuple[str, ...], idx: tuple[int, ...]) -> Any:
-    at = dict(zip(cell_dims, idx, strict=False))
+def _region(
+    dims: tuple[str, ...],
+    cell_dims: tuple[str, ...],
+    idx: tuple[int, ...],
+    stop: int | None = None,
+) -> Any:
+    """The region of cell ``idx`` in an array of ``dims``; with ``stop``, the cells
+    ``idx[-1] … stop − 1`` of the last cell dim (a unit of work)."""
+    at: dict[str, Any] = dict(zip(cell_dims, idx, strict=False))
+    if stop is not None and cell_dims:
+        at[cell_dims[-1]] = slice(idx[-1], stop)
     region = tuple(at[d] if d in at else slice(None) for d in dims)
     return region if region else Ellipsis
+
+
+def _unit(cell: tuple[int, ...], rows: int) -> tuple[int, ...]:
+    """The first cell of the unit of work (chunk) holding ``cell``."""
+    if not cell:
+        return cell
+    return (*cell[:-1], cell[-1] - cell[-1] % rows)
 
 
 def _why(exc: Exception) -> str:

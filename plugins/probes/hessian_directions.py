@@ -192,6 +192,7 @@ class HessianDirectionsProbe(Probe):
     points = ()  # no (param,) results for later steps
     summary = "2-D loss maps along the dominant Hessian directions vs filter-normalised random"
     Options = HessianDirectionsOptions
+    blockable = True  # rows of a map are cheap: several per unit of work
 
     def check(self, options: HessianDirectionsOptions, ctx: Any) -> None:
         if "hessian" in options.maps and ctx.objective.D < 3:
@@ -422,12 +423,24 @@ class HessianDirectionsProbe(Probe):
         )
 
     def compute(self, options: HessianDirectionsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        return self.compute_block(options, ctx, [cell])[0]
+
+    def compute_block(
+        self, options: HessianDirectionsOptions, ctx: Any, cells: Any
+    ) -> list[dict[str, Any]]:
+        """Grid rows (map, α) of one unit of work, evaluated in one batched call: each
+        row's points are built in float64 (as one row alone) and stacked in the run's
+        dtype, so a row's values do not depend on the rows it shares a unit with."""
         origins, dirs, dtype = _cache(ctx, options)
-        m = cell.index["map"]
         beta = centred_axis(options.span, options.points)
-        d = torch.as_tensor(dirs[m], dtype=torch.float64)
-        pts = plane_grid(origins[m], d, float(cell.coords["alpha"]), beta)
-        return ctx.objective.evaluate_both(pts.to(dtype))
+        rows = []
+        for cell in cells:
+            m = cell.index["map"]
+            d = torch.as_tensor(dirs[m], dtype=torch.float64)
+            rows.append(plane_grid(origins[m], d, float(cell.coords["alpha"]), beta).to(dtype))
+        values = ctx.objective.evaluate_both(torch.cat(rows) if len(rows) > 1 else rows[0])
+        n = len(beta)
+        return [{k: v[i * n : (i + 1) * n] for k, v in values.items()} for i in range(len(cells))]
 
     def finalize(
         self, options: HessianDirectionsOptions, ctx: Any, ds: xr.Dataset

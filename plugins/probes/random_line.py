@@ -58,6 +58,7 @@ class RandomLine(Probe):
     points = ()  # no (param,) results for later steps
     summary = "loss and accuracy along random unit directions through a point"
     Options = RandomLineOptions
+    blockable = True  # a direction's line is cheap: several per unit of work
 
     def estimate(self, options: RandomLineOptions, ctx: Any) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
@@ -107,16 +108,28 @@ class RandomLine(Probe):
         )
 
     def compute(self, options: RandomLineOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+        return self.compute_block(options, ctx, [cell])[0]
+
+    def compute_block(
+        self, options: RandomLineOptions, ctx: Any, cells: Any
+    ) -> list[dict[str, Any]]:
+        """Several directions' lines in one batched evaluation (each direction drawn from
+        its own cell's seed, its points built as alone)."""
         obj = ctx.objective
         x = ctx.resolve_point(options.at)
-        g = cell.generator()
-        u = torch.randn(obj.D, generator=g, dtype=torch.float64).to(x.device, x.dtype)
-        u = u / u.norm()
         scale = float(x.norm()) if options.scale == "relative" else 1.0
         alpha = torch.linspace(-options.span, options.span, options.points, dtype=torch.float64)
         alpha[options.points // 2] = 0.0
-        points = x.unsqueeze(0) + (alpha * scale).to(x.dtype).to(x.device).unsqueeze(1) * u
-        return obj.evaluate_both(points)
+        step = (alpha * scale).to(x.dtype).to(x.device).unsqueeze(1)
+        lines = []
+        for cell in cells:
+            g = cell.generator()
+            u = torch.randn(obj.D, generator=g, dtype=torch.float64).to(x.device, x.dtype)
+            u = u / u.norm()
+            lines.append(x.unsqueeze(0) + step * u)
+        values = obj.evaluate_both(torch.cat(lines) if len(lines) > 1 else lines[0])
+        n = options.points
+        return [{k: v[i * n : (i + 1) * n] for k, v in values.items()} for i in range(len(cells))]
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
         """Loss (and accuracy) against α, one colour per direction; solid: train,

@@ -399,7 +399,11 @@ class Objective:
         out = torch.zeros_like(x)
         for inputs, targets, _w in self.batches(split):
             xi = x.clone().requires_grad_(True)
-            (hv,) = torch.autograd.grad(self._grad_graph(xi, inputs, targets, n), xi, v)
+            # ∂(∇L·v)/∂x = H·v with v constant: bit for bit the product with
+            # grad_outputs=v, but a scalar output (grad_outputs makes torch.autograd
+            # import torch.fx's symbolic shapes and sympy: ~1 s once per process)
+            g = self._grad_graph(xi, inputs, targets, n)
+            (hv,) = torch.autograd.grad(torch.dot(g, v), xi)
             out += hv
         return out
 
@@ -434,7 +438,9 @@ class Objective:
         def product(v: torch.Tensor) -> torch.Tensor:
             vv = self._vector(v, "the vector v of an HVP")
             with torch.enable_grad():
-                (hv,) = torch.autograd.grad(g, xi, grad_outputs=vv, retain_graph=True)
+                # a scalar output: bit for bit grad_outputs=vv, without the import of
+                # sympy that grad_outputs costs (see hvp)
+                (hv,) = torch.autograd.grad(torch.dot(g, vv), xi, retain_graph=True)
             return hv
 
         return product

@@ -7,6 +7,7 @@ from lossatlas.engine import Probe, hookimpl
 from .align import Align
 from .curve import Curve
 from .dss import DSS
+from .eigenpairs import Eigenpairs
 from .goldilocks import Goldilocks
 from .hessian_directions import HessianDirectionsProbe
 from .init_selection import InitSelection
@@ -45,4 +46,5 @@ def lossatlas_register_probes() -> list[Probe]:
         Curve(),
         NEB(),
         LMCInstability(),
+        Eigenpairs(),
     ]

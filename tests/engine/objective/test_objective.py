@@ -293,3 +293,43 @@ def test_misuse_of_the_api_is_one_line_shape_errors() -> None:
     for info, words in cases:
         text = str(info.value)
         assert words in text and "\n" not in text, text
+
+
+def test_the_common_paths_import_no_symbolic_shapes() -> None:
+    """Evaluating at many points (vmap), a gradient and HVPs (one at a point, the
+    double-backward one) must not import sympy: torch imports it for ``nll_loss`` under
+    vmap and for ``autograd.grad(..., grad_outputs=v)``, ~1 s of a small run's time."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from lossatlas.engine import Objective\n"
+        "from lossatlas.plugins.datasets.digits import Digits, DigitsOptions\n"
+        "from lossatlas.plugins.models.mlp import MLPModel, MLPOptions\n"
+        "d = Digits().load(DigitsOptions(limit=100), 0)\n"
+        "obj = Objective(MLPModel().build(MLPOptions(hidden=[8]), d, 0), d, fast_path=False)\n"
+        "x = obj.x0\n"
+        "obj.evaluate(torch.stack([x, 2 * x]))\n"
+        "obj.grad(x)\n"
+        "v = torch.ones_like(x)\n"
+        "obj.hvp_at(x)(v)\n"
+        "obj.hvp(x, v)\n"
+        "print(sorted(m for m in ('sympy', 'torch.fx.experimental.symbolic_shapes') "
+        "if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hvps_equal_the_product_with_grad_outputs_bit_for_bit(dtype: torch.dtype) -> None:
+    d = Digits().load(DigitsOptions(limit=200), 0)
+    obj = Objective(MLPModel().build(MLPOptions(hidden=[8]), d, 0), d, dtype=dtype)
+    v = torch.randn(obj.D, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    xi = obj.x0.clone().requires_grad_(True)
+    inputs, targets = obj._split_tensors("train")
+    g = obj._grad_graph(xi, inputs, targets, len(inputs))
+    (want,) = torch.autograd.grad(g, xi, grad_outputs=v)
+    assert torch.equal(obj.hvp_at(obj.x0)(v), want)
+    assert torch.equal(obj.hvp(obj.x0, v), want)

@@ -44,6 +44,14 @@ from .objective import (
 from .options import NoOptions, PointRef, parse_options
 from .paths import PathSummary, plot_paths
 from .registry import PluginRecord, Registry, make_registry
+from .streaming import (
+    ArrayRows,
+    DatasetRows,
+    LoaderRows,
+    NpyFile,
+    StreamedSplit,
+    sample_rows,
+)
 
 # Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
 # xarray support it, and lossatlas keeps it up to date under a lock (see store.py).
@@ -53,20 +61,24 @@ _warnings.filterwarnings("ignore", message="Consolidated metadata is currently n
 _warnings.filterwarnings("ignore", message="The data type \\(FixedLengthUTF32")
 
 __all__ = [
+    "ArrayRows",
     "Cell",
     "Component",
     "ConfigError",
     "DataBundle",
     "DataError",
     "DatasetPlugin",
+    "DatasetRows",
     "Estimate",
     "EvaluationPath",
     "Executor",
+    "LoaderRows",
     "Loss",
     "LossAtlasError",
     "LossPlugin",
     "ModelPlugin",
     "NoOptions",
+    "NpyFile",
     "Objective",
     "ParamEntry",
     "ParamLayout",
@@ -80,6 +92,7 @@ __all__ = [
     "ShapeError",
     "Split",
     "StoreError",
+    "StreamedSplit",
     "Subspace",
     "SubspacePlugin",
     "Variable",
@@ -96,4 +109,5 @@ __all__ = [
     "plot_paths",
     "resolve_device",
     "resolve_dtype",
+    "sample_rows",
 ]

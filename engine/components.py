@@ -81,6 +81,17 @@ class Split:
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample's input."""
+        return tuple(self.inputs.shape[1:])
+
+    @property
+    def streamed(self) -> bool:
+        """False: the inputs are in memory (a :class:`~lossatlas.engine.streaming.
+        StreamedSplit` reads them batch by batch)."""
+        return False
+
     def to(self, device: torch.device | str, dtype: torch.dtype) -> Split:
         targets = self.targets
         targets = (
@@ -107,7 +118,7 @@ class DataBundle:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.inputs.shape[1:])
+        return self.train.sample_shape
 
     def split(self, name: str) -> Split:
         if name == "train":
@@ -321,7 +332,8 @@ def grid_estimate(
     item = torch.finfo(ctx.dtype).bits // 8
     data = ctx.data
     data_bytes = sum(
-        int(s.inputs.numel()) * s.inputs.element_size() for s in (data.train, data.validation)
+        int(s.batch_bytes()) if s.streamed else int(s.inputs.numel()) * s.inputs.element_size()
+        for s in (data.train, data.validation)
     )
     cells = int(cells)
     return Estimate(

@@ -151,8 +151,7 @@ class Objective:
                 )
 
     def _check_shapes(self) -> None:
-        inputs, targets = self._split_tensors("train")
-        sample, tsample = inputs[:2], targets[:2]
+        sample, tsample = self._head("train", 2)
         try:
             with torch.no_grad():
                 out = self._forward(self.x0, sample)
@@ -227,7 +226,7 @@ class Objective:
         ]
         try:
             with torch.no_grad():
-                self._forward(self.x0, self._split_tensors("train")[0][:1])
+                self._forward(self.x0, self._head("train", 1)[0])
         finally:
             for h in handles:
                 h.remove()
@@ -241,8 +240,7 @@ class Objective:
         if ops is None:
             return EvaluationPath("generic", f"not the MLP fast path: {why}")
         fast = MLPFastPath(ops, self.loss_fn, self.device, self.dtype)
-        inputs, targets = self._split_tensors("train")
-        inputs, targets = inputs[:CHECK_SAMPLES], targets[:CHECK_SAMPLES]
+        inputs, targets = self._head("train", CHECK_SAMPLES)
         g = torch.Generator().manual_seed(0)
         scale = 0.1 * (float(self.x0.norm()) / max(self.D, 1) ** 0.5 + 1e-3)
         delta = torch.randn(self.D, generator=g, dtype=torch.float64) * scale
@@ -274,8 +272,25 @@ class Objective:
     def loss_name(self) -> str:
         return self.loss_fn.name
 
+    def streamed(self, split: SplitName = "train") -> bool:
+        """Whether ``split`` is read batch by batch (:mod:`lossatlas.engine.streaming`)."""
+        return bool(self.splits[split].streamed)
+
+    def _head(self, split: SplitName, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` samples of a split (inputs, targets) in this objective's dtype,
+        without reading the rest of a streamed split."""
+        s = self.splits[split]
+        if s.streamed:
+            inputs, targets = s.head(n)  # type: ignore[attr-defined]
+            if targets.is_floating_point():
+                targets = targets.to(self.dtype)
+            return inputs.to(self.dtype), targets
+        inputs, targets = self._split_tensors(split)
+        return inputs[:n], targets[:n]
+
     def _split_tensors(self, split: SplitName) -> tuple[torch.Tensor, torch.Tensor]:
-        """A split's inputs and targets in this objective's dtype."""
+        """A split's inputs and targets in this objective's dtype (the whole split: a
+        streamed split is loaded, see :attr:`StreamedSplit.inputs`)."""
         s = self.splits[split]
         targets = s.targets
         if targets.is_floating_point():
@@ -314,7 +329,18 @@ class Objective:
     def batches(
         self, split: SplitName = "train", batch_size: int | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
-        """(inputs, targets, weight) over a split; weights (batch/N) sum to one."""
+        """(inputs, targets, weight) over a split; weights (batch/N) sum to one.
+
+        A streamed split is read from its source batch by batch (``batch_size``, else the
+        run's, else the split's own), never held whole."""
+        s = self.splits[split]
+        if s.streamed:
+            n = len(s)
+            for inputs, targets in s.batches(batch_size or self.batch_size):  # type: ignore[attr-defined]
+                if targets.is_floating_point():
+                    targets = targets.to(self.dtype)
+                yield inputs.to(self.dtype), targets, int(inputs.shape[0]) / n
+            return
         inputs, targets = self._split_tensors(split)
         n = int(inputs.shape[0])
         size = batch_size or self.batch_size or n
@@ -429,7 +455,7 @@ class Objective:
         batch would have to be held at once) — use :meth:`hvp` there.
         """
         n = len(self.splits[split])
-        if (self.batch_size or n) < n:
+        if (self.batch_size or n) < n or self.streamed(split):
             return None
         inputs, targets = self._split_tensors(split)
         xi = self._vector(x, "the point x").clone().requires_grad_(True)
@@ -469,7 +495,7 @@ class Objective:
             raise ShapeError(f"HVP vectors must be (k, D={self.D}), got {tuple(V.shape)}")
         k = V.shape[0]
         if chunk is None:
-            per = self._activations_per_sample * len(self.splits[split]) * 6 + 4 * self.D
+            per = self._activations_per_sample * self._pass_samples(split) * 6 + 4 * self.D
             chunk = max(1, min(k, self.memory_budget // (per * V.element_size())))
         outs = []
         for i in range(0, k, chunk):
@@ -557,9 +583,17 @@ class Objective:
 
     # ---------------------------------------------------------- many points
 
+    def _pass_samples(self, split: SplitName) -> int:
+        """Samples one forward pass holds: the batch (the split's own when streamed)."""
+        s = self.splits[split]
+        n = len(s)
+        if s.streamed:
+            return min(n, self.batch_size or s.batch_size)  # type: ignore[attr-defined]
+        return min(n, self.batch_size or n)
+
     def point_chunk(self, split: SplitName = "train") -> int:
         """How many points one batched pass evaluates within the memory budget."""
-        n = min(len(self.splits[split]), self.batch_size or len(self.splits[split]))
+        n = self._pass_samples(split)
         per_point = (self._activations_per_sample * n * 3 + 2 * self.D) * (
             torch.finfo(self.dtype).bits // 8
         )
@@ -643,6 +677,11 @@ class Objective:
 
     def function(self, split: SplitName = "train") -> Callable[[torch.Tensor], torch.Tensor]:
         """x ↦ L(x) as a plain function (full batch; for torch.func transforms)."""
+        if self.streamed(split):
+            raise ConfigError(
+                "Objective.function needs the whole split in one pass; this split is "
+                "streamed: use loss(), grad() and hvp(), which read it batch by batch"
+            )
         inputs, targets = self._split_tensors(split)
         n = int(inputs.shape[0])
 

@@ -13,6 +13,7 @@ from .importpath import PythonData
 from .mnist import MNIST
 from .mnist1d import MNIST1D
 from .permutation import Permutation
+from .streaming import OnDisk, TorchDataset
 from .synthetic import Blobs, Moons
 
 
@@ -30,4 +31,6 @@ def lossatlas_register_datasets() -> list[DatasetPlugin]:
         Moons(),
         Permutation(),
         DeepLinearData(),
+        OnDisk(),
+        TorchDataset(),
     ]

@@ -9,6 +9,9 @@
     executor = "local"       # local | dask | any registered executor
     batch_size = 0           # samples per pass (0: full batch)
     rows_per_cell = 0        # cells per unit of work (0: by the step's estimate)
+    autocast = ""            # "bf16" | "fp16": evaluations' forward in lower precision
+    compile = false          # torch.compile the batched forward of evaluations
+    memory_format = "contiguous"  # or "channels_last" (image batches)
 
     [model]
     plugin = "mlp"
@@ -57,6 +60,9 @@ TOP_KEYS = {
     "steps": list,
     "executor_options": dict,
     "rows_per_cell": int,
+    "autocast": str,
+    "compile": bool,
+    "memory_format": str,
 }
 COMPONENT_KEYS = {"plugin", "seed", "checkpoint", "include_frozen"}
 #: the engine's keys in a [dataset] table and in a [loss] table (the rest are options)
@@ -128,6 +134,13 @@ class RunConfig:
     #: rule on each step's estimate (:func:`lossatlas.engine.sweep.rows_per_cell`). How,
     #: not what: the numbers do not depend on it, so it is not part of :meth:`science`.
     rows_per_cell: int = 0
+    #: ``"bf16"``/``"fp16"``: evaluations of the loss at many points run their forward
+    #: under torch.autocast (science: it changes the numbers); ``""``: off.
+    autocast: str = ""
+    #: torch.compile the batched forward of evaluations (how, not what).
+    compile: bool = False
+    #: ``"channels_last"`` for image batches (how, not what).
+    memory_format: str = "contiguous"
 
     def to_dict(self) -> dict[str, Any]:
         """The full config as plain data (stored as JSON in the provenance)."""
@@ -148,6 +161,12 @@ class RunConfig:
             d["loss"] = {"plugin": self.loss.plugin, **self.loss.options}
         if self.rows_per_cell:  # absent when automatic, likewise
             d["rows_per_cell"] = self.rows_per_cell
+        if self.autocast:
+            d["autocast"] = self.autocast
+        if self.compile:
+            d["compile"] = True
+        if self.memory_format != "contiguous":
+            d["memory_format"] = self.memory_format
         return d
 
     def science(self) -> dict[str, Any]:
@@ -155,7 +174,8 @@ class RunConfig:
         d = self.to_dict()
         for k in ("device", "executor", "executor_options", "description"):
             d.pop(k)
-        d.pop("rows_per_cell", None)
+        for k in ("rows_per_cell", "compile", "memory_format"):
+            d.pop(k, None)
         return d
 
     def to_json(self) -> str:
@@ -235,7 +255,13 @@ def parse_config(
         want = TOP_KEYS[key]
         ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
         if not ok:
-            kind = {str: "a string", int: "an integer", dict: "a table", list: "a list"}[want]
+            kind = {
+                str: "a string",
+                int: "an integer",
+                dict: "a table",
+                list: "a list",
+                bool: "true or false",
+            }[want]
             raise ConfigError(f"{source}: key '{key}' must be {kind}, got {value!r}")
     run_name = data.get("name") or name or Path(source).stem
     check_run_name(run_name, f"{source}: run name")
@@ -245,6 +271,17 @@ def parse_config(
     batch_size = data.get("batch_size", 0)
     if batch_size < 0:
         raise ConfigError(f"{source}: key 'batch_size' must be 0 (full batch) or positive")
+    autocast = data.get("autocast", "")
+    if autocast not in ("", "bf16", "fp16"):
+        raise ConfigError(
+            f'{source}: key \'autocast\' must be "bf16", "fp16" or "" (off), got {autocast!r}'
+        )
+    memory_format = data.get("memory_format", "contiguous")
+    if memory_format not in ("contiguous", "channels_last"):
+        raise ConfigError(
+            f'{source}: key \'memory_format\' must be "contiguous" or "channels_last", '
+            f"got {memory_format!r}"
+        )
     rows_per_cell = data.get("rows_per_cell", 0)
     if rows_per_cell < 0:
         raise ConfigError(
@@ -305,6 +342,9 @@ def parse_config(
         source=source,
         loss=loss,
         rows_per_cell=rows_per_cell,
+        autocast=autocast,
+        compile=data.get("compile", False),
+        memory_format=memory_format,
     )
 
 

@@ -288,6 +288,9 @@ class StepContext:
             batch_size=bs,
             loss=self.loss,
             include_frozen=self.model_config.include_frozen,
+            autocast=self.config.autocast or None,
+            compile=self.config.compile,
+            memory_format=self.config.memory_format,
         )
 
     # --------------------------------------------------------------- points

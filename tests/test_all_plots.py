@@ -15,6 +15,7 @@ from typing import Any
 
 import matplotlib
 import pytest
+import torch
 from click.testing import CliRunner
 
 from lossatlas.engine import make_registry
@@ -100,6 +101,16 @@ name = "probe"
 probe = "hessian-directions"
 at = "train"
 points = 3
+""",
+    "eigenpairs": TRAIN
+    + """
+[[steps]]
+name = "probe"
+probe = "eigenpairs"
+at = "train"
+k = 2
+which = "both"
+store_vectors = true
 """,
     "trace": """
 [[steps]]
@@ -307,6 +318,33 @@ def test_probe_honours_device_and_dtype(
         ds = st.open_step(probe, step.name)
         assert ds.attrs["device"].startswith(device) and ds.attrs["dtype"] == dtype
         assert ds.atlas.completion == 1.0, f"step {step.name} on {device}/{dtype} incomplete"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("probe", PROBES)
+def test_probe_on_cuda_gives_the_cpu_numbers(probe: str, tmp_path: Path) -> None:
+    """Every probe's CUDA path (float64) computes what its CPU path computes, to the
+    rounding of other kernels: each stored floating-point variable of every step."""
+    import numpy as np
+
+    results = {}
+    for device in ("cpu", "cuda"):
+        text = f'name = "{probe}"\ndevice = "{device}"\n' + HEADER + TINY[probe]
+        config = parse_config(tomllib.loads(text), source=f"<tiny {probe} {device}>")
+        store = tmp_path / f"{device}.zarr"
+        run_pipeline(config, str(store), make_registry(), progress=None)
+        results[device] = {
+            step.name: Store(str(store)).open_step(probe, step.name).load() for step in config.steps
+        }
+    for step, want in results["cpu"].items():
+        got = results["cuda"][step]
+        for name in want.data_vars:
+            a, b = np.asarray(got[name].values), np.asarray(want[name].values)
+            if a.dtype.kind != "f" or "seconds" in str(name) or str(name).endswith("_time"):
+                continue
+            np.testing.assert_allclose(
+                a, b, rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=f"{step}/{name}"
+            )
 
 
 #: UDUNITS strings a stored result may use ("1": dimensionless).

@@ -63,6 +63,16 @@ class Objective:
     fast_path:
         Allow the MLP fast path of :meth:`evaluate` (used only where it is proven to
         compute the module's forward: :mod:`~lossatlas.engine.objective.fastpath`).
+    autocast:
+        ``"bf16"`` or ``"fp16"``: :meth:`evaluate` runs the model's forward under
+        ``torch.autocast`` in that precision (loss sums stay float64; gradients, HVPs
+        and training stay in ``dtype``). Its accuracy cost is measured in
+        ``benchmarks/bench_big.py``; ``None``: off.
+    compile:
+        :meth:`evaluate`'s batched forward (the generic path) through
+        ``torch.compile`` (a one-time compilation per input shape).
+    memory_format:
+        ``"channels_last"``: image batches (4-D inputs) are laid out channels-last.
 
     Attributes: :attr:`layout` and :attr:`D` (the coordinates), :attr:`x0` (the
     model's parameters as a vector), :attr:`loss_fn` (the :class:`Loss`),
@@ -81,6 +91,9 @@ class Objective:
         loss: Loss | None = None,
         include_frozen: bool = False,
         fast_path: bool = True,
+        autocast: str | None = None,
+        compile: bool = False,
+        memory_format: str = "contiguous",
     ) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
@@ -126,9 +139,31 @@ class Objective:
         self._check_targets()
         self._check_shapes()
         self._activations_per_sample = self._measure_activations()
+        if autocast not in (None, "", "bf16", "fp16"):
+            raise ConfigError(f"autocast must be 'bf16', 'fp16' or off, got {autocast!r}")
+        if memory_format not in ("contiguous", "channels_last"):
+            raise ConfigError(
+                f"memory_format must be 'contiguous' or 'channels_last', got {memory_format!r}"
+            )
+        #: the lower precision of evaluate's forward (None: the objective's dtype)
+        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autocast or "")
+        self.compile = bool(compile)
+        self.channels_last = memory_format == "channels_last"
+        self._compiled: dict[tuple[int, ...], Callable[..., object]] = {}
         self.fast_path: MLPFastPath | None = None
-        self.evaluation_path = self._choose_path(fast_path)
+        self.evaluation_path = self._choose_path(fast_path and self.autocast is None)
+        if self.autocast is not None:
+            self.evaluation_path = EvaluationPath(
+                "generic", f"autocast {autocast}: the generic forward in lower precision"
+            )
         self._twins: dict[torch.dtype, Objective] = {}
+        #: bytes evaluate's chunks may take on a GPU: half the memory free when the
+        #: objective was made (measured once: a chunk size that moved between calls
+        #: could move the last bits of a result)
+        self.device_budget = self.memory_budget
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            free, _total = torch.cuda.mem_get_info(self.device)
+            self.device_budget = max(self.memory_budget, int(free) // 2)
 
     # ----------------------------------------------------------------- checks
 
@@ -373,6 +408,9 @@ class Objective:
             twin.frozen_params = {n: p.to(dtype) for n, p in self.frozen_params.items()}
             twin.x0 = self.x0.to(dtype)
             twin.fast_path = None
+            twin.autocast = None
+            twin.compile = False
+            twin._compiled = {}
             twin.evaluation_path = EvaluationPath("generic", f"a {dtype} copy for re-checks")
             twin._twins = {}
             self._twins[dtype] = twin
@@ -597,7 +635,7 @@ class Objective:
         per_point = (self._activations_per_sample * n * 3 + 2 * self.D) * (
             torch.finfo(self.dtype).bits // 8
         )
-        return max(1, int(self.memory_budget // per_point))
+        return max(1, int(getattr(self, "device_budget", self.memory_budget) // per_point))
 
     def _generic_sums(
         self,
@@ -615,7 +653,12 @@ class Objective:
             c = self._correct(out, targets) if classify else torch.zeros((), device=p.device)
             return self._sum_loss(out, targets), c
 
-        batched = vmap(one)
+        batched: Callable[..., tuple[torch.Tensor, torch.Tensor]] = vmap(one)
+        if getattr(self, "compile", False):
+            key = (*inputs.shape, int(classify))
+            if key not in self._compiled:
+                self._compiled[key] = torch.compile(batched, dynamic=False)
+            batched = self._compiled[key]  # type: ignore[assignment]
         B = X.shape[0]
         loss = torch.zeros(B, dtype=torch.float64, device=X.device)
         correct = torch.zeros(B, dtype=torch.float64, device=X.device)
@@ -647,9 +690,15 @@ class Objective:
         loss = torch.zeros(B, dtype=torch.float64, device=self.device)
         correct = torch.zeros(B, dtype=torch.float64, device=self.device)
         classify = self.task == "classification"
+        low = getattr(self, "autocast", None)
         for inputs, targets, _w in self.batches(split):
+            if getattr(self, "channels_last", False) and inputs.ndim == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             if self.fast_path is not None:
                 lo, co = self.fast_path.evaluate(X, inputs, targets, chunk, classify)
+            elif low is not None:
+                with torch.autocast(self.device.type, dtype=low):
+                    lo, co = self._generic_sums(X, inputs, targets, chunk, classify)
             else:
                 lo, co = self._generic_sums(X, inputs, targets, chunk, classify)
             loss += lo

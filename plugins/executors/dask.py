@@ -55,6 +55,15 @@ class DaskOptions:
     timeout: float = field(
         default=60.0, metadata={"doc": "seconds to wait for the scheduler and its first worker"}
     )
+    resources: dict[str, float] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "worker resources each task needs, e.g. {GPU = 1}: one task per GPU at a "
+            "time on workers started with --resources GPU=1 (a LocalCluster gives each "
+            "worker these resources; a task on a machine with several GPUs uses the "
+            "worker's own, by worker number)"
+        },
+    )
 
     def validate(self) -> None:
         if importlib.util.find_spec("distributed") is None:  # checked before the store
@@ -80,17 +89,39 @@ class DaskOptions:
             raise ValueError(f"option 'block' must be at least 1, got {self.block}")
         if not self.timeout > 0:
             raise ValueError(f"option 'timeout' must be positive, got {self.timeout}")
+        bad = [k for k, v in self.resources.items() if not isinstance(v, int | float) or v <= 0]
+        if bad:
+            raise ValueError(f"option 'resources': amounts must be positive numbers ({bad})")
 
 
 def run_block(
-    job: Callable[[tuple[int, ...]], int], cells: tuple[tuple[int, ...], ...], threads: int
+    job: Callable[[tuple[int, ...]], int],
+    cells: tuple[tuple[int, ...], ...],
+    threads: int,
+    gpu: bool = False,
 ) -> list[tuple[tuple[int, ...], int]]:
-    """Run on a worker: compute and write ``cells`` with ``job``; return their statuses."""
+    """Run on a worker: compute and write ``cells`` with ``job``; return their statuses.
+
+    ``gpu``: the task holds a GPU resource; on a machine with several GPUs the worker
+    uses GPU (worker number mod GPUs), so that one worker per GPU shares none."""
     import torch
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    if gpu and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        torch.cuda.set_device(_worker_number() % torch.cuda.device_count())
     return [(tuple(index), int(job(tuple(index)))) for index in cells]
+
+
+def _worker_number() -> int:
+    """This Dask worker's number (LocalCluster names them 0, 1, …; else a hash)."""
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return 0
+    return int(name) if str(name).isdigit() else abs(hash(str(name)))
 
 
 def _forget(job: Any) -> None:
@@ -100,7 +131,7 @@ def _forget(job: Any) -> None:
         forget()
 
 
-def local_cluster(workers: int) -> Any:
+def local_cluster(workers: int, resources: dict[str, float] | None = None) -> Any:
     """A ``LocalCluster`` on loopback: ``workers`` processes of one thread each.
 
     Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (good for pandas); torch's
@@ -120,6 +151,7 @@ def local_cluster(workers: int) -> Any:
             dashboard_address="127.0.0.1:0",
             worker_dashboard_address=None,
             silence_logs=logging.ERROR,
+            **({"resources": dict(resources)} if resources else {}),
         )
 
 
@@ -169,7 +201,7 @@ class DaskExecutor(Executor):
             finally:
                 client.close()
             return
-        cluster = local_cluster(options.workers or (os.cpu_count() or 1))
+        cluster = local_cluster(options.workers or (os.cpu_count() or 1), options.resources)
         try:
             client = distributed.Client(cluster, set_as_default=False)
             try:
@@ -210,8 +242,18 @@ class DaskExecutor(Executor):
         """Run ``cells`` as tasks of ``options.block`` cells each through ``client``."""
         distributed = _import_distributed()
         blocks = [tuple(cells[i : i + options.block]) for i in range(0, len(cells), options.block)]
+        gpu = any(k.upper() == "GPU" for k in options.resources)
         futures = [
-            client.submit(run_block, job, block, options.threads, pure=False) for block in blocks
+            client.submit(
+                run_block,
+                job,
+                block,
+                options.threads,
+                gpu,
+                pure=False,
+                resources=dict(options.resources) or None,
+            )
+            for block in blocks
         ]
         owner = {f.key: block for f, block in zip(futures, blocks, strict=True)}
         try:

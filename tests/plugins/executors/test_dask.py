@@ -203,3 +203,20 @@ def test_an_unreachable_scheduler_is_a_clear_error(
     assert "\n" not in line and "cannot reach the scheduler at tcp://127.0.0.1:9" in line
     assert not (tmp_path / "s.zarr").exists()  # refused before the store is made
     assert "Traceback" not in result.output
+
+
+def test_tasks_hold_the_worker_resources_they_ask_for(
+    tmp_path: Path, tiny_config: Any, toml: Any
+) -> None:
+    """``resources = {GPU = 1}``: each task holds one GPU of its worker (one task per GPU
+    at a time); a LocalCluster gives each worker the resources. The numbers do not move."""
+    data = tiny_config(step={"directions": 4})
+    _run(toml, data, tmp_path / "local.zarr")
+    opts = {"workers": 2, "resources": {"GPU": 1}}
+    _run(toml, {**data, "executor": "dask", "executor_options": opts}, tmp_path / "gpu.zarr")
+    _assert_equal_steps(tmp_path / "gpu.zarr", tmp_path / "local.zarr", "tiny", ["line"])
+    from lossatlas.plugins.executors.dask import DaskExecutor, DaskOptions
+
+    with DaskExecutor().client(DaskOptions(workers=1, resources={"GPU": 1})) as client:
+        info = client.scheduler_info()
+        assert [w["resources"] for w in info["workers"].values()] == [{"GPU": 1}]

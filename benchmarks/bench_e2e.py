@@ -18,12 +18,16 @@ Workloads (digits MLP 64-100-100-10, float32, CPU, the 1797 digits split 80/20):
   (``eigenpairs``, tol 1e-5·‖H‖) vs PyHessian's ``eigenvalues(top_n=1)`` at its default
   tol 1e-3, and ``eigen-tight`` against PyHessian at tol 1e-6 (closer to our accuracy);
 - ``small``: a 3 × 3 plane vs ``python -c "import torch, xarray, zarr"`` (the start-up
-  floor of any run).
+  floor of any run);
+- ``resnet-plane`` (with ``--device cuda``): a 51 × 51 random plane of ResNet-20 on 10k
+  CIFAR-10-shaped samples (a generated ``.npy`` file, read by the ``on-disk`` data set)
+  vs loss-landscapes' ``random_plane`` on the GPU.
 
 Targets (issue 15): ``plane``, ``interpolation``, ``eigen`` ≤ 1.0× the peer; ``small``
 ≤ 2.0×. The peers run from ``benchmarks/.peers`` (``bash benchmarks/peers.sh``)::
 
     python benchmarks/bench_e2e.py [--runs 5] [--only plane,eigen]
+    python benchmarks/bench_e2e.py --device cuda --only resnet-plane --runs 2
 """
 
 from __future__ import annotations
@@ -96,6 +100,30 @@ H = hessian(model, nn.CrossEntropyLoss(), data=(X[tr], y[tr]), cuda=False)
 values, vectors = H.eigenvalues(top_n=1)
 np.savez(sys.argv[1], values=np.asarray(values))
 """,
+    "resnet-plane": """
+import loss_landscapes, loss_landscapes.metrics
+sys.path.insert(0, sys.argv[2])
+from lossatlas.plugins.models.resnet import ResNet
+X = torch.as_tensor(np.load(sys.argv[3])).cuda()
+y = torch.as_tensor(np.load(sys.argv[4])).cuda()
+torch.manual_seed(0)
+model = ResNet((3, 32, 32), 10, depth=20).cuda().eval()
+
+
+class Loss(loss_landscapes.metrics.Metric):
+    def __call__(self, wrapper):
+        total = 0.0
+        for i in range(0, len(X), 1000):
+            total += float(nn.functional.cross_entropy(wrapper.forward(X[i:i + 1000]),
+                                                       y[i:i + 1000], reduction="sum"))
+        return total / len(X)
+
+
+with torch.no_grad():
+    Z = loss_landscapes.random_plane(model, Loss(), distance=1.0, steps=51,
+                                     normalization="filter", deepcopy_model=True)
+np.save(sys.argv[1], Z)
+""",
     "eigen-tight": """
 from pyhessian import hessian
 model = mlp(0)
@@ -149,8 +177,35 @@ points = 3
 """,
 }
 CONFIGS["eigen-tight"] = CONFIGS["eigen"]
+RESNET_CONFIG = """
+seed = 0
+device = "cuda"
+batch_size = 1000
+[model]
+plugin = "resnet"
+depth = 20
+[dataset]
+plugin = "on-disk"
+inputs = "{x}"
+targets = "{y}"
+validation_inputs = "{x}"
+validation_targets = "{y}"
+[[steps]]
+name = "plane"
+probe = "hessian-directions"
+maps = ["random"]
+points = 51
+span = 1.0
+"""
 
-TARGETS = {"plane": 1.0, "interpolation": 1.0, "eigen": 1.0, "eigen-tight": 1.0, "small": 2.0}
+TARGETS = {
+    "resnet-plane": 1.0,
+    "plane": 1.0,
+    "interpolation": 1.0,
+    "eigen": 1.0,
+    "eigen-tight": 1.0,
+    "small": 2.0,
+}
 
 
 def timed(cmd: list[str]) -> tuple[float, float, float]:
@@ -173,8 +228,20 @@ def commands(
     counter[0] += 1
     n = counter[0]
     cfg = tmp / f"{work}.toml"
+    x, y = tmp / "x.npy", tmp / "y.npy"
+    if work == "resnet-plane" and not x.exists():
+        import numpy as np
+
+        g = np.random.default_rng(0)
+        np.save(x, g.standard_normal((10_000, 3, 32, 32), dtype=np.float32))
+        np.save(y, g.integers(0, 10, 10_000))
     if not cfg.exists():
-        cfg.write_text(f'name = "{work}"\n' + CONFIG_HEAD + CONFIGS[work])
+        body = (
+            RESNET_CONFIG.format(x=x, y=y)
+            if work == "resnet-plane"
+            else CONFIG_HEAD + CONFIGS[work]
+        )
+        cfg.write_text(f'name = "{work}"\n' + body)
     ours = [
         str(Path(sys.executable).with_name("lossatlas")),
         "run",
@@ -190,6 +257,8 @@ def commands(
         if not script.exists():
             script.write_text(textwrap.dedent(HEAD) + textwrap.dedent(PEERS[work]))
         peer = [peer_python, str(script), str(tmp / f"peer{n}.npz")]
+        if work == "resnet-plane":
+            peer += [str(ROOT), str(x), str(y)]
     return ours, peer
 
 
@@ -224,17 +293,22 @@ PEER_NAME = {
     "eigen": "PyHessian `eigenvalues(top_n=1)`, tol 1e-3",
     "eigen-tight": "PyHessian `eigenvalues(top_n=1)`, tol 1e-6",
     "small": '`python -c "import torch, xarray, zarr"`',
+    "resnet-plane": "loss-landscapes `random_plane` on the GPU",
 }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--only", default="small,plane,interpolation,eigen,eigen-tight")
+    p.add_argument("--only", default="")
+    p.add_argument("--device", default="cpu", help="cuda: the resnet-plane workload")
     default_peer = ROOT / "benchmarks" / ".peers" / "bin" / "python"
     p.add_argument("--peer-python", default=str(default_peer))
     args = p.parse_args()
-    works = [w for w in args.only.split(",") if w]
+    default = (
+        "resnet-plane" if args.device == "cuda" else "small,plane,interpolation,eigen,eigen-tight"
+    )
+    works = [w for w in (args.only or default).split(",") if w]
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     print(f"{os.cpu_count()} cores, load average before: {' '.join(load)}; {args.runs} pairs")
     print()

@@ -26,6 +26,14 @@ run() {
   echo "($((SECONDS - t0)) s; load average after: $(cut -d' ' -f1-3 /proc/loadavg))" >> "$out"
   echo >> "$out"
 }
+if [ "$device" = cuda ]; then
+  # the GPU rows of docs/benchmarks.md: whole processes, big models, top eigenpair
+  run benchmarks/bench_e2e.py --device cuda --runs 2
+  run benchmarks/bench_big.py --device cuda --samples 10000 --points 8 --batch 1000 --eigen --eigen-samples 10000
+else
+  run benchmarks/bench_e2e.py --runs 5
+  run benchmarks/bench_big.py --samples 1000 --points 3 --rounds 2
+fi
 run benchmarks/bench_objective.py --device "$device"
 run benchmarks/bench_interpolation.py --device "$device"
 run benchmarks/bench_planes.py

@@ -637,6 +637,26 @@ class Objective:
         )
         return max(1, int(getattr(self, "device_budget", self.memory_budget) // per_point))
 
+    def _batched_sums(self, classify: bool) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        """(points, inputs, targets) ↦ summed loss and correct count per point, vmapped
+        over the points; the data are arguments, not closed over, so a compiled version
+        (``compile=True``, made once per objective and task) never sees stale data."""
+
+        def one(
+            p: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self._forward(p, inputs)
+            c = self._correct(out, targets) if classify else torch.zeros((), device=p.device)
+            return self._sum_loss(out, targets), c
+
+        batched = vmap(one, in_dims=(0, None, None))
+        if not getattr(self, "compile", False):
+            return batched
+        key = (int(classify),)
+        if key not in self._compiled:
+            self._compiled[key] = torch.compile(batched, dynamic=False)
+        return self._compiled[key]  # type: ignore[return-value]
+
     def _generic_sums(
         self,
         X: torch.Tensor,
@@ -648,22 +668,12 @@ class Objective:
         """Summed loss and correct count (float64, (B,)) at the points X on one batch,
         by the generic forward: ``functional_call`` vmapped over chunks of points."""
 
-        def one(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            out = self._forward(p, inputs)
-            c = self._correct(out, targets) if classify else torch.zeros((), device=p.device)
-            return self._sum_loss(out, targets), c
-
-        batched: Callable[..., tuple[torch.Tensor, torch.Tensor]] = vmap(one)
-        if getattr(self, "compile", False):
-            key = (*inputs.shape, int(classify))
-            if key not in self._compiled:
-                self._compiled[key] = torch.compile(batched, dynamic=False)
-            batched = self._compiled[key]  # type: ignore[assignment]
+        batched = self._batched_sums(classify)
         B = X.shape[0]
         loss = torch.zeros(B, dtype=torch.float64, device=X.device)
         correct = torch.zeros(B, dtype=torch.float64, device=X.device)
         for i in range(0, B, chunk):
-            lo, co = batched(X[i : i + chunk])
+            lo, co = batched(X[i : i + chunk], inputs, targets)
             loss[i : i + chunk] = lo.double()
             correct[i : i + chunk] = co.double()
         return loss, correct

@@ -19,6 +19,9 @@ Workloads (digits MLP 64-100-100-10, float32, CPU, the 1797 digits split 80/20):
   tol 1e-3, and ``eigen-tight`` against PyHessian at tol 1e-6 (closer to our accuracy);
 - ``small``: a 3 × 3 plane vs ``python -c "import torch, xarray, zarr"`` (the start-up
   floor of any run);
+- ``units``: the ``plane`` run with units of work sized by the engine's rule vs the same
+  run with ``rows_per_cell = 1`` (one row per chunk, as before 0.2): what grouping cheap
+  cells saves, as whole processes;
 - ``resnet-plane`` (with ``--device cuda``): a 51 × 51 random plane of ResNet-20 on 10k
   CIFAR-10-shaped samples (a generated ``.npy`` file, read by the ``on-disk`` data set)
   vs loss-landscapes' ``random_plane`` on the GPU.
@@ -177,6 +180,7 @@ points = 3
 """,
 }
 CONFIGS["eigen-tight"] = CONFIGS["eigen"]
+CONFIGS["units"] = CONFIGS["plane"]
 RESNET_CONFIG = """
 seed = 0
 device = "cuda"
@@ -199,6 +203,7 @@ span = 1.0
 """
 
 TARGETS = {
+    "units": 1.0,
     "resnet-plane": 1.0,
     "plane": 1.0,
     "interpolation": 1.0,
@@ -208,10 +213,14 @@ TARGETS = {
 }
 
 
+#: the children's environment (``--threads`` sets OMP_NUM_THREADS for both tools)
+ENV = dict(os.environ)
+
+
 def timed(cmd: list[str]) -> tuple[float, float, float]:
     """(wall s, CPU s, peak RSS MiB) of one run of ``cmd`` to completion."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode() if proc.stderr else ""
@@ -252,6 +261,11 @@ def commands(
     ]
     if work == "small":
         peer = [sys.executable, "-c", "import torch, xarray, zarr"]
+    elif work == "units":
+        rows1 = tmp / "units-rows1.toml"
+        if not rows1.exists():
+            rows1.write_text('name = "units"\nrows_per_cell = 1\n' + CONFIG_HEAD + CONFIGS[work])
+        peer = [*ours[:2], str(rows1), "--store", str(tmp / f"r{n}.zarr"), "-q"]
     else:
         script = tmp / f"peer_{work}.py"
         if not script.exists():
@@ -294,6 +308,7 @@ PEER_NAME = {
     "eigen-tight": "PyHessian `eigenvalues(top_n=1)`, tol 1e-6",
     "small": '`python -c "import torch, xarray, zarr"`',
     "resnet-plane": "loss-landscapes `random_plane` on the GPU",
+    "units": "lossatlas, `rows_per_cell = 1`",
 }
 
 
@@ -302,6 +317,13 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--only", default="")
     p.add_argument("--device", default="cpu", help="cuda: the resnet-plane workload")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS for both tools (0: their default); 1 is the steadiest on a "
+        "machine shared with other work",
+    )
     default_peer = ROOT / "benchmarks" / ".peers" / "bin" / "python"
     p.add_argument("--peer-python", default=str(default_peer))
     args = p.parse_args()
@@ -309,8 +331,14 @@ def main() -> None:
         "resnet-plane" if args.device == "cuda" else "small,plane,interpolation,eigen,eigen-tight"
     )
     works = [w for w in (args.only or default).split(",") if w]
+    if args.threads:
+        ENV.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
-    print(f"{os.cpu_count()} cores, load average before: {' '.join(load)}; {args.runs} pairs")
+    threads = args.threads or "default"
+    print(
+        f"{os.cpu_count()} cores, threads per process: {threads}, load average before: "
+        f"{' '.join(load)}; {args.runs} pairs"
+    )
     print()
     print(
         "| workload | lossatlas wall (s) | peer | peer wall (s) | wall ratio (range) | "

@@ -344,11 +344,6 @@ class StreamedSplit(Split):
 
 
 def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    from .sizes import available_memory
+
+    return available_memory()

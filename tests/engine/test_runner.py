@@ -337,3 +337,47 @@ def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path: Path, monkey
     run_pipeline(config(text), str(path), registry())
     assert not chunk_tmp.exists() and not root_tmp.exists() and mine.exists()
     assert load_all(path, "t", "p").attrs["status"] == "complete"
+
+
+def test_a_small_run_imports_nothing_it_does_not_use(tmp_path: Path, tiny_config: Any) -> None:
+    """A run of a map on digits imports none of the modules that cost a second and do no
+    work here: sympy (torch's, for nll_loss under vmap and grad_outputs), scikit-learn
+    (the digits file is read directly), dask.array (xarray's first Variable),
+    scipy.sparse.linalg (HessianOperator). The run itself is checked complete."""
+    import json as _json
+    import subprocess
+    import sys
+
+    data = tiny_config(
+        steps=[{"name": "m", "probe": "hessian-directions", "points": 3, "maps": ["random"]}]
+    )
+    code = (
+        "import json, sys\n"
+        "from lossatlas.engine import make_registry\n"
+        "from lossatlas.engine.config import parse_config\n"
+        "from lossatlas.engine.runner import run_pipeline\n"
+        f"cfg = parse_config(json.loads({_json.dumps(_json.dumps(data))}))\n"
+        f"run_pipeline(cfg, {str(tmp_path / 's.zarr')!r}, make_registry())\n"
+        "mods = ('sympy', 'sklearn', 'dask.array', 'scipy.sparse.linalg')\n"
+        "print(json.dumps([m for m in mods if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert _json.loads(out.stdout.strip().splitlines()[-1]) == []
+    from lossatlas.engine.store import Store
+
+    assert Store(tmp_path / "s.zarr").step_status("tiny", "m") == "complete"
+
+
+def test_dask_arrays_still_work_after_the_lazy_lookup() -> None:
+    """xarray finds dask arrays once dask.array is imported (the lazy lookup of
+    engine/store/layout.py changes when dask is looked for, not what is found)."""
+    import dask.array as da
+    import xarray as xr
+
+    import lossatlas.engine.store  # noqa: F401
+
+    v = xr.Variable(("x",), da.ones(4, chunks=2))
+    assert v.chunks == ((2, 2),)
+    masked = da.ma.masked_array(da.arange(4.0, chunks=2), mask=[0, 1, 0, 0])
+    assert np.isnan(xr.Variable(("x",), masked).values[1])

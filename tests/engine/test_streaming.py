@@ -101,38 +101,44 @@ def test_sample_rows_is_a_seeded_subset() -> None:
     assert np.all(np.diff(a) > 0) and np.array_equal(sample_rows(50, 0, 1), np.arange(50))
 
 
+def _run_line(tmp_path: Path, toml: Any, run_cli: Any, name: str, data: dict[str, Any]) -> Any:
+    """A float64 random-line run of a 64-8-10 MLP on ``data``, its stored result."""
+    from lossatlas.engine.store import Store
+
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(
+        toml(
+            {
+                "name": name,
+                "dtype": "float64",
+                "model": {"plugin": "mlp", "hidden": [8]},
+                "dataset": data,
+                "steps": [{"name": "line", "probe": "random-line", "points": 5}],
+            }
+        )
+    )
+    out = run_cli("run", cfg, "--store", tmp_path / "s.zarr", "-q")
+    assert out.exit_code == 0, out.output
+    return Store(tmp_path / "s.zarr").open_step(name, "line").load()
+
+
 def test_on_disk_runs_like_the_same_arrays_in_memory(
     tmp_path: Path, toml: Any, run_cli: Any
 ) -> None:
     """The ``on-disk`` data set (a .npy file, streamed) and ``tensors`` (the same arrays
     in a .npz, in memory) split by the same seed give the same line, to rounding."""
-    from lossatlas.engine.store import Store
 
     X, y = _arrays()
     np.save(tmp_path / "x.npy", X.astype(np.float32))
     np.save(tmp_path / "y.npy", y)
     np.savez(tmp_path / "xy.npz", x=X.astype(np.float32), y=y)
-    results = {}
-    for name, data in (
-        ("disk", {"plugin": "on-disk", "inputs": str(tmp_path / "x.npy"),
-                  "targets": str(tmp_path / "y.npy")}),
-        ("memory", {"plugin": "tensors", "path": str(tmp_path / "xy.npz")}),
-    ):  # fmt: skip
-        cfg = tmp_path / f"{name}.toml"
-        cfg.write_text(
-            toml(
-                {
-                    "name": name,
-                    "dtype": "float64",
-                    "model": {"plugin": "mlp", "hidden": [8]},
-                    "dataset": data,
-                    "steps": [{"name": "line", "probe": "random-line", "points": 5}],
-                }
-            )
-        )
-        out = run_cli("run", cfg, "--store", tmp_path / "s.zarr", "-q")
-        assert out.exit_code == 0, out.output
-        results[name] = Store(tmp_path / "s.zarr").open_step(name, "line").load()
+    disk = {"plugin": "on-disk", "inputs": str(tmp_path / "x.npy"),
+            "targets": str(tmp_path / "y.npy")}  # fmt: skip
+    memory = {"plugin": "tensors", "path": str(tmp_path / "xy.npz")}
+    results = {
+        "disk": _run_line(tmp_path, toml, run_cli, "disk", disk),
+        "memory": _run_line(tmp_path, toml, run_cli, "memory", memory),
+    }
     for var in ("train_loss", "validation_loss", "train_accuracy"):
         np.testing.assert_allclose(
             results["disk"][var].values, results["memory"][var].values, rtol=1e-12
@@ -213,7 +219,6 @@ def test_torch_dataset_by_import_path_and_max_samples(
 ) -> None:
     """``torch-dataset``: a Dataset made by the user's function gives the numbers of the
     same arrays in memory; ``max_samples`` keeps a seeded subset of each split."""
-    from lossatlas.engine.store import Store
 
     X, y = _arrays()
     np.savez(tmp_path / "xy.npz", x=X.astype(np.float32), y=y)
@@ -232,23 +237,7 @@ def test_torch_dataset_by_import_path_and_max_samples(
         "memory": {"plugin": "tensors", "path": str(tmp_path / "xy.npz")},
         "subset": {"plugin": "torch-dataset", **common, "max_samples": 50},
     }
-    got = {}
-    for name, data in runs.items():
-        cfg = tmp_path / f"{name}.toml"
-        cfg.write_text(
-            toml(
-                {
-                    "name": name,
-                    "dtype": "float64",
-                    "model": {"plugin": "mlp", "hidden": [8]},
-                    "dataset": data,
-                    "steps": [{"name": "line", "probe": "random-line", "points": 5}],
-                }
-            )
-        )
-        out = run_cli("run", cfg, "--store", tmp_path / "s.zarr", "-q")
-        assert out.exit_code == 0, out.output
-        got[name] = Store(tmp_path / "s.zarr").open_step(name, "line").load()
+    got = {name: _run_line(tmp_path, toml, run_cli, name, data) for name, data in runs.items()}
     np.testing.assert_allclose(
         got["torchds"]["train_loss"].values, got["memory"]["train_loss"].values, rtol=1e-12
     )

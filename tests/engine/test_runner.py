@@ -7,6 +7,7 @@ import tomllib
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest

@@ -207,7 +207,6 @@ def bench_depth(depth: int, args: argparse.Namespace, data: DataBundle) -> list[
                 )
             )
     print(f"ResNet-{depth} done", flush=True, file=sys.stderr)
-    print(f"ResNet-{depth} done", flush=True, file=sys.stderr)
     return rows
 
 

@@ -17,6 +17,7 @@ from .components import (
     Plan,
     Probe,
     Split,
+    StepContext,
     Subspace,
     SubspacePlugin,
     Variable,
@@ -41,8 +42,17 @@ from .objective import (
     resolve_device,
     resolve_dtype,
 )
-from .options import NoOptions, PointRef, parse_options
+from .options import NoOptions, OptimizerOptions, option, options_schema, parse_options
 from .paths import PathSummary, plot_paths
+from .points import (
+    Point,
+    PointRef,
+    RandomPoint,
+    StepRef,
+    collect_refs,
+    parse_point,
+    parse_random,
+)
 from .registry import PluginRecord, Registry, make_registry
 
 # Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
@@ -68,21 +78,27 @@ __all__ = [
     "ModelPlugin",
     "NoOptions",
     "Objective",
+    "OptimizerOptions",
     "ParamEntry",
     "ParamLayout",
     "PathSummary",
     "Plan",
     "PluginError",
     "PluginRecord",
+    "Point",
     "PointRef",
     "Probe",
+    "RandomPoint",
     "Registry",
     "ShapeError",
     "Split",
+    "StepContext",
+    "StepRef",
     "StoreError",
     "Subspace",
     "SubspacePlugin",
     "Variable",
+    "collect_refs",
     "cross_entropy",
     "default_loss",
     "grid_estimate",
@@ -91,7 +107,11 @@ __all__ = [
     "make_registry",
     "mean_squared_error",
     "metric_variables",
+    "option",
+    "options_schema",
     "parse_options",
+    "parse_point",
+    "parse_random",
     "per_sample_mean",
     "plot_paths",
     "resolve_device",

@@ -2,15 +2,31 @@
 
 Plugins subclass these and return instances from the ``lossatlas_register_*`` hooks.
 A component has a ``name`` (its key in configs), a one-line ``summary`` and an
-``Options`` dataclass (see :mod:`lossatlas.engine.options`).
+``Options`` dataclass (see :mod:`lossatlas.engine.options`); it is generic in that
+type (``class MyProbe(Probe[MyOptions])``), so its methods are typed with it.
+
+:class:`StepContext` is the *protocol* of what a probe or subspace sees while it runs
+(the engine's implementation lives in :mod:`lossatlas.engine.context`); declaring it
+here keeps this module free of the engine's upper floors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Protocol,
+    TypeVar,
+    runtime_checkable,
+)
 
 import numpy as np
 import torch
@@ -21,9 +37,11 @@ if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-    from .context import StepContext
+    from .config import ComponentConfig, RunConfig, StepConfig
     from .losses import Loss
+    from .objective import Objective
     from .paths import PathSummary
+    from .points import PointRef, StepRef
 
 __all__ = [
     "Cell",
@@ -37,6 +55,7 @@ __all__ = [
     "Plan",
     "Probe",
     "Split",
+    "StepContext",
     "Subspace",
     "SubspacePlugin",
     "Variable",
@@ -47,21 +66,28 @@ __all__ = [
 
 Task = Literal["classification", "regression"]
 
+#: A component's options type (its ``Options`` dataclass).
+O = TypeVar("O")
 
-class Component:
-    """Base of every pluggable component."""
+
+class Component(Generic[O]):
+    """Base of every pluggable component, generic in its options type ``O``.
+
+    Subclass one of the kinds below, set ``name``, ``summary`` and ``Options``, and
+    type the methods with ``O``: ``class Line(Probe[LineOptions])``.
+    """
 
     #: The key that selects this component in a config (``plugin = "mlp"``).
     name: ClassVar[str] = ""
     #: One line for ``lossatlas plugins`` and the docs.
     summary: ClassVar[str] = ""
-    #: The dataclass of this component's options.
-    Options: ClassVar[type] = NoOptions
+    #: The dataclass of this component's options (``O``); :class:`NoOptions` if none.
+    Options: ClassVar[type[Any]] = NoOptions
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
-    def sources(self, options: Any) -> list[str]:
+    def sources(self, options: O) -> list[str]:
         """Files of the user's own code this component runs with ``options`` (an
         import-path model, data set or loss); the engine stores their SHA-256 in the
         provenance. Default: none (the component's code is the installed package's)."""
@@ -117,18 +143,18 @@ class DataBundle:
         raise KeyError(name)
 
 
-class DatasetPlugin(Component):
+class DatasetPlugin(Component[O]):
     """A data set. ``load`` returns the same bundle for the same options and seed."""
 
-    def load(self, options: Any, seed: int) -> DataBundle:
+    def load(self, options: O, seed: int) -> DataBundle:
         """Load or generate the data; ``seed`` fixes the train/validation split."""
         raise NotImplementedError
 
 
-class ModelPlugin(Component):
+class ModelPlugin(Component[O]):
     """A model family. ``build`` returns a freshly initialised ``torch.nn.Module``."""
 
-    def build(self, options: Any, data: DataBundle, seed: int) -> torch.nn.Module:
+    def build(self, options: O, data: DataBundle, seed: int) -> torch.nn.Module:
         """Build the module for ``data`` (input shape, outputs), initialised from ``seed``."""
         raise NotImplementedError
 
@@ -136,7 +162,7 @@ class ModelPlugin(Component):
 # -------------------------------------------------------------------------- losses
 
 
-class LossPlugin(Component):
+class LossPlugin(Component[O]):
     """A loss function, selected by ``[loss] plugin = "..."`` in a config.
 
     ``build`` returns a :class:`~lossatlas.engine.losses.Loss`: the function of the
@@ -145,7 +171,7 @@ class LossPlugin(Component):
     probe, the HVPs and the trainers go through it.
     """
 
-    def build(self, options: Any, data: DataBundle) -> Loss:
+    def build(self, options: O, data: DataBundle) -> Loss:
         """The loss for ``data`` (its task, number of outputs) with ``options``."""
         raise NotImplementedError
 
@@ -192,12 +218,12 @@ class Subspace:
         return self.basis[:, start:stop].T.contiguous()
 
 
-class SubspacePlugin(Component):
+class SubspacePlugin(Component[O]):
     """Makes subspaces through a point (random planes, Hessian directions, ...)."""
 
     def build(
         self,
-        options: Any,
+        options: O,
         ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
@@ -270,6 +296,127 @@ class Cell:
         g = torch.Generator(device=device)
         g.manual_seed(self.seed)
         return g
+
+
+@runtime_checkable
+class StepContext(Protocol):
+    """What a probe (and a subspace plugin) sees while it checks, plans and computes a
+    step: the run, the step, the model, data and objective, and the engine's services.
+
+    The engine builds one per step and process (a Dask worker rebuilds its own from the
+    config: nothing but the config travels). Everything below is public and stable;
+    a probe needs nothing else (never read the store or the registry directly).
+
+    Attributes:
+        config: the whole run config (:class:`~lossatlas.engine.config.RunConfig`).
+        step: this step's config (name, probe, raw options).
+        options: this step's options, parsed into the probe's ``Options`` dataclass.
+        device: the torch device every tensor of the step lives on.
+        dtype: the floating-point dtype (``torch.float32`` or ``torch.float64``).
+        seed: the run seed (derive others with :meth:`seed_for`, never reuse it).
+        cache: a dict a probe may keep per-process values in (a basis read once,
+            a solve done once); it lives as long as the context, never in the store.
+    """
+
+    config: RunConfig
+    step: StepConfig
+    options: Any
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
+    cache: dict[Any, Any]
+
+    @property
+    def data(self) -> DataBundle:
+        """The step's data set (its ``[steps.dataset]`` or the run's), loaded once."""
+        ...
+
+    @property
+    def objective(self) -> Objective:
+        """The step's :class:`~lossatlas.engine.Objective` (model, data, loss), built once."""
+        ...
+
+    @property
+    def loss(self) -> Loss:
+        """The run's loss (its ``[loss]`` plugin, or the task's default)."""
+        ...
+
+    @property
+    def model_config(self) -> ComponentConfig:
+        """The ``[model]`` table this step uses (its own or the run's)."""
+        ...
+
+    @property
+    def dataset_config(self) -> ComponentConfig:
+        """The ``[dataset]`` table this step uses (its own or the run's)."""
+        ...
+
+    def build_model(self, seed: int | None = None) -> torch.nn.Module:
+        """A fresh module of the step's model, initialised from ``seed`` (default: the
+        model's own, with its checkpoint loaded if the config names one)."""
+        ...
+
+    def init_point(self, seed: int | None = None) -> torch.Tensor:
+        """The flat parameters (D,) of an initialisation (``seed`` None: the model's)."""
+        ...
+
+    def resolve_point(self, ref: str | PointRef) -> torch.Tensor:
+        """The parameter vector (D,) a point reference names (any form of
+        :mod:`lossatlas.engine.points`), on :attr:`device` in :attr:`dtype`. References
+        are checked before the run starts; a probe only resolves them."""
+        ...
+
+    def load_step(self, step: str | StepRef, run: str | None = None) -> xr.Dataset:
+        """The stored result of a step: ``STEP`` of this run, ``RUN/STEP``, or ``step``
+        of ``run``."""
+        ...
+
+    def step_options(self, ref: str | StepRef) -> dict[str, Any]:
+        """The raw options table of the step ``ref`` names (this run's config, or the
+        stored step's config for ``RUN/STEP``)."""
+        ...
+
+    def earlier_steps(self) -> list[str]:
+        """The names of this run's steps before this one, in order."""
+        ...
+
+    def subspace(self, spec: dict[str, Any] | str, origin: torch.Tensor, seed: int) -> Subspace:
+        """Build a subspace through ``origin`` from a table ``{plugin = "...", ...}``
+        (options of that subspace plugin), drawing random numbers from ``seed``."""
+        ...
+
+    def check_subspace(self, spec: dict[str, Any] | str) -> Any:
+        """Parse a subspace table without building it; return its parsed options."""
+        ...
+
+    def seed_for(self, *keys: Any) -> int:
+        """A seed derived from the run seed, this step's name and ``keys`` (any JSON-able
+        values): the same in every process."""
+        ...
+
+    def generator(self, *keys: Any) -> torch.Generator:
+        """A CPU ``torch.Generator`` seeded with :meth:`seed_for` of ``keys``. Draw random
+        numbers from generators like this one or :meth:`Cell.generator`; never seed or
+        draw from torch's global generator (a resumed or distributed run would differ)."""
+        ...
+
+    def cell_scratch(self, cell: Cell) -> Path:
+        """A folder for ``cell``'s intermediate files, kept until the step completes, so
+        a killed cell continues from them; never part of the result."""
+        ...
+
+    def artifact(
+        self, name: str, compute: Callable[[], dict[str, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
+        """A step-level result computed once (``compute()``, a dict of arrays), stored
+        in the step's scratch space and read back by every later caller, in any process:
+        a solve that cells share (hessian-directions' eigenvectors) runs in the first
+        cell that needs it, on a worker, and survives an interruption."""
+        ...
+
+    def static(self, name: str) -> np.ndarray:
+        """A static array of this step's plan, read back from the store."""
+        ...
 
 
 @dataclass
@@ -347,7 +494,7 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} PiB"  # pragma: no cover
 
 
-class Probe(Component):
+class Probe(Component[O]):
     """A measurement (or a training run) that fills a labelled result.
 
     The engine calls ``check`` before touching the store, ``plan`` once, ``compute``
@@ -360,24 +507,28 @@ class Probe(Component):
     #: checked before anything runs; None: not declared, checked when resolved.
     points: ClassVar[tuple[str, ...] | None] = None
 
-    def check(self, options: Any, ctx: StepContext) -> None:
+    def check(self, options: O, ctx: StepContext) -> None:
         """Raise ConfigError/ShapeError for impossible options (cheap; store untouched)."""
 
-    def estimate(self, options: Any, ctx: StepContext) -> Estimate | None:
+    def estimate(self, options: O, ctx: StepContext) -> Estimate | None:
         """What the step will cost (:class:`Estimate`), from the options, the model size
         ``ctx.objective.D`` and the data alone: no earlier result, nothing allocated.
         The engine refuses a step over the memory or disk limit before anything is
         written. None: unknown (the engine then checks the plan's size before writing)."""
         return None
 
-    def plan(self, options: Any, ctx: StepContext) -> Plan:
+    def plan(self, options: O, ctx: StepContext) -> Plan:
+        """Declare the result (:class:`Plan`): dims, coords, variables and cell dims.
+        Called once per step, before any cell; keep it cheap (it runs in the driver
+        before the store's template is written): heavy set-up work belongs in cells or
+        in :meth:`StepContext.artifact`."""
         raise NotImplementedError
 
-    def compute(self, options: Any, ctx: StepContext, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: O, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         """Return each variable's values at ``cell`` (shape: its non-cell dims)."""
         raise NotImplementedError
 
-    def finalize(self, options: Any, ctx: StepContext, ds: xr.Dataset) -> xr.Dataset | None:
+    def finalize(self, options: O, ctx: StepContext, ds: xr.Dataset) -> xr.Dataset | None:
         """Optionally add summary variables computed from the complete result.
 
         Return a Dataset of the summary variables, or ``ds`` with them assigned
@@ -388,7 +539,16 @@ class Probe(Component):
         return None
 
     def plot(self, ds: xr.Dataset, **kwargs: Any) -> Figure:
-        """Draw the stored result as the paper does; return the figure."""
+        """Draw the stored result as the paper does; return the figure.
+
+        ``ds`` is the step's stored result, loaded (possibly partial: cells not yet
+        computed are NaN, ``ds.attrs["status"]`` is not ``complete``). Keyword arguments
+        the engine passes: ``logy`` (bool, a logarithmic loss axis where the plot has
+        one); a probe may document more of its own (``metric`` ...) and must accept and
+        ignore any it does not know. The engine then puts ``RUN/STEP`` on top of the
+        figure: a title the plugin set with ``fig.suptitle`` is kept after it
+        (``"run/step — your title"``). Return the figure; the engine saves and closes it.
+        """
         raise NotImplementedError(f"probe '{self.name}' has no plot")
 
     def paths(self, ds: xr.Dataset) -> list[PathSummary]:
@@ -412,22 +572,39 @@ class Probe(Component):
 # ----------------------------------------------------------------------- executors
 
 
-class Executor(Component):
+class Executor(Component[O]):
     """Runs the cells of a sweep. ``run`` calls ``job(cell_index)`` for each index
     (a picklable callable that computes the cell and writes it into the store itself)
-    and ``on_done(cell_index, status)`` in the driver as each one finishes."""
+    and ``on_done(cell_index, status)`` in the driver as each one finishes.
 
-    def check(self, options: Any) -> None:
+    Lifecycle: the runner opens one :meth:`session` per pipeline and passes what it
+    yields to every step's :meth:`run` as ``session`` (a Dask client of one cluster,
+    a Ray connection ...); ``job`` carries the plugins a worker must load
+    (:attr:`lossatlas.engine.sweep.CellJob.plugins`)."""
+
+    def check(self, options: O) -> None:
         """Raise ConfigError if the executor cannot run with ``options`` (its cluster is
         unreachable, a package is missing). Called before the store is touched."""
 
+    @contextmanager
+    def session(self, options: O) -> Iterator[Any]:
+        """Set up what every step of a pipeline shares (start or connect to a cluster)
+        and tear it down after the last step, also on an error or Ctrl-C. Yields the
+        object :meth:`run` receives as ``session``; the default yields None."""
+        yield None
+
     def run(
         self,
-        options: Any,
+        options: O,
         job: Callable[[tuple[int, ...]], int],
         cells: Iterable[tuple[int, ...]],
         on_done: Callable[[tuple[int, ...], int], None],
+        session: Any = None,
     ) -> None:
+        """Run ``job`` on every index of ``cells`` (in any order, anywhere) and call
+        ``on_done(index, status)`` here as each finishes; an exception in a job stops
+        the step (cells already written stay). ``session``: what :meth:`session`
+        yielded (None when called outside one)."""
         raise NotImplementedError
 
 

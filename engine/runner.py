@@ -153,7 +153,7 @@ def validate(config: RunConfig, registry: Registry, store: Store | None) -> list
     contexts = [StepContext(registry, config, step, store) for step in config.steps]
     # Build the model and data once per distinct pair (catches shape mismatches).
     built: dict[str, Any] = {}
-    for i, ctx in enumerate(contexts):
+    for ctx in contexts:
         key = json.dumps([ctx.model_config.to_dict(), ctx.dataset_config.to_dict()], sort_keys=True)
         if key in built:
             ctx.__dict__["data"] = built[key].data
@@ -161,12 +161,11 @@ def validate(config: RunConfig, registry: Registry, store: Store | None) -> list
         else:
             _ = ctx.objective
             built[key] = ctx
+        # Every point and step reference, nested ones included, before the probe's
+        # own check: a probe may rely on its references being sound.
+        ctx.check_references()
         with blame(f"step '{ctx.step.name}': probe '{ctx.probe.name}' (check)"):
             ctx.probe.check(ctx.options, ctx)
-        # After the probe's own check, which knows better what its options name.
-        earlier = [c.step.name for c in contexts[:i]]
-        for ref in ctx.point_refs():
-            ctx.check_ref(ref, earlier)
     # Last, as it may connect to a cluster: everything cheap is refused first.
     executor.check(exec_opts)
     return contexts

@@ -45,7 +45,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, PathSummary, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    PathSummary,
+    Plan,
+    PointRef,
+    Probe,
+    StepContext,
+    Variable,
+)
 
 from .git_rebasin import (
     PermutationSpec,
@@ -58,7 +67,6 @@ from .git_rebasin import (
 )
 from .interpolation import (
     _bn_modules,
-    _earlier_steps,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -117,9 +125,9 @@ class AlignOptions:
             raise ValueError(f"option 'points' must be 0 or at least 2, got {self.points}")
 
 
-def _spec(ctx: Any) -> PermutationSpec:
+def _spec(ctx: StepContext) -> PermutationSpec:
     """The model's permutation spec, traced once per context."""
-    cache = ctx.__dict__.setdefault("_probe_cache", {})
+    cache = ctx.cache
     key = ("align-spec", ctx.step.name)
     if key not in cache:
         obj = ctx.objective
@@ -155,10 +163,7 @@ class Align(Probe):
 
     # --------------------------------------------------------------- checking
 
-    def check(self, options: AlignOptions, ctx: Any) -> None:
-        earlier = _earlier_steps(ctx)
-        for ref in (options.a, options.b):
-            ctx.check_ref(str(ref), earlier)
+    def check(self, options: AlignOptions, ctx: StepContext) -> None:
         spec = _spec(ctx)
         if spec.n_groups == 0:
             why = "; ".join(f"{lab}: {reason}" for lab, _n, reason in spec.fixed[:3])
@@ -175,7 +180,7 @@ class Align(Probe):
 
     # --------------------------------------------------------------- planning
 
-    def plan(self, options: AlignOptions, ctx: Any) -> Plan:
+    def plan(self, options: AlignOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         spec = _spec(ctx)
         G = spec.n_groups
@@ -282,7 +287,7 @@ class Align(Probe):
 
     # -------------------------------------------------------------- computing
 
-    def compute(self, options: AlignOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: AlignOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         spec = _spec(ctx)
         xa = ctx.resolve_point(options.a)

@@ -55,12 +55,12 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
     Variable,
 )
 
 from .interpolation import (
     _bn_modules,
-    _earlier_steps,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -288,11 +288,7 @@ class Curve(Probe):
     summary = "Garipov et al.: train a Bezier curve / polychain of low loss between two minima"
     Options = CurveOptions
 
-    def check(self, options: CurveOptions, ctx: Any) -> None:
-        earlier = _earlier_steps(ctx)
-        for pair in options.pairs:
-            for ref in pair:
-                ctx.check_ref(str(ref), earlier)
+    def check(self, options: CurveOptions, ctx: StepContext) -> None:
         if options.epochs == 0:
             raise ConfigError(
                 f"step '{ctx.step.name}': epochs = 0 trains no curve (its bends stay on "
@@ -302,7 +298,7 @@ class Curve(Probe):
     def labels(self, options: CurveOptions) -> list[str]:
         return list(options.labels) or [f"{a} → {b}" for a, b in options.pairs]
 
-    def plan(self, options: CurveOptions, ctx: Any) -> Plan:
+    def plan(self, options: CurveOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         t = np.linspace(0.0, 1.0, options.points)
         pt = ("pair", "t")
@@ -375,7 +371,7 @@ class Curve(Probe):
             },
         )
 
-    def compute(self, options: CurveOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: CurveOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         a, b = (str(r) for r in options.pairs[cell.index["pair"]])
         w0, w1 = ctx.resolve_point(a), ctx.resolve_point(b)

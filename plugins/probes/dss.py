@@ -48,6 +48,7 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
     Variable,
     grid_estimate,
 )
@@ -226,7 +227,7 @@ class DSSOptions:
         )
 
 
-def checkpoint_path(ctx: Any, cell: Cell) -> Path | None:
+def checkpoint_path(ctx: StepContext, cell: Cell) -> Path | None:
     """Where the string of ``cell`` is saved between beads (the cell's scratch space)."""
     if ctx.store is None:
         return None
@@ -250,12 +251,7 @@ class DSS(Probe):
 
     # -------------------------------------------------------------- checks
 
-    def check(self, options: DSSOptions, ctx: Any) -> None:
-        names = [s.name for s in ctx.config.steps]
-        earlier = names[: names.index(ctx.step.name)]
-        for pair in options.pairs:
-            for ref in pair:
-                ctx.check_ref(str(ref), earlier)
+    def check(self, options: DSSOptions, ctx: StepContext) -> None:
         if options.max_beads + 2 > 10_000:
             raise ConfigError(
                 f"step '{ctx.step.name}': max_beads={options.max_beads} is "
@@ -264,7 +260,7 @@ class DSS(Probe):
 
     # ---------------------------------------------------------------- plan
 
-    def estimate(self, options: DSSOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: DSSOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nb = options.max_beads + 2
         D = ctx.objective.D
@@ -278,7 +274,7 @@ class DSS(Probe):
             drivers=("pairs", "thresholds", "max_beads", "points"),
         )
 
-    def plan(self, options: DSSOptions, ctx: Any) -> Plan:
+    def plan(self, options: DSSOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         nb = options.max_beads + 2
         pt = ("pair", "threshold")
@@ -428,7 +424,7 @@ class DSS(Probe):
 
     # ------------------------------------------------------------- compute
 
-    def compute(self, options: DSSOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: DSSOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         refs = options.pairs[cell.index["pair"]]
         theta1 = ctx.resolve_point(refs[0])
@@ -501,7 +497,7 @@ class DSS(Probe):
 
     # ------------------------------------------------------------ finalize
 
-    def finalize(self, options: DSSOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: DSSOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)

@@ -27,7 +27,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, Estimate, Plan, Probe, ShapeError, Variable, grid_estimate
+from lossatlas.engine import (
+    Cell,
+    Estimate,
+    Plan,
+    Probe,
+    ShapeError,
+    StepContext,
+    Variable,
+    grid_estimate,
+)
 from lossatlas.engine.curvature import default_flat_tol, sign_counts
 from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
 
@@ -43,7 +52,7 @@ __all__ = [
 # ----------------------------------------------------------- shared helpers
 
 
-def radius_grid(options: Any, ctx: Any) -> tuple[np.ndarray, np.ndarray, float]:
+def radius_grid(options: Any, ctx: StepContext) -> tuple[np.ndarray, np.ndarray, float]:
     """(absolute radii, radii relative to the reference, reference radius) of a probe
     whose options have radius_min, radius_max, radii and radius_unit."""
     layout = ctx.objective.layout
@@ -100,7 +109,7 @@ def _validate_basis(o: Any) -> None:
         raise ValueError(f"need nnz_min ≤ nnz_max, got nnz_min={o.nnz_min} > nnz_max={o.nnz_max}")
 
 
-def _span(options: Any, ctx: Any) -> int:
+def _span(options: Any, ctx: StepContext) -> int:
     """How many coordinates a probe's subspaces may use: D, or the weights only."""
     layout = ctx.objective.layout
     if getattr(options, "directions", "all") == "weights":
@@ -108,7 +117,9 @@ def _span(options: Any, ctx: Any) -> int:
     return int(ctx.objective.D)
 
 
-def _check_dims(dims: list[int], options: Any, ctx: Any, where: str, extra: int = 0) -> None:
+def _check_dims(
+    dims: list[int], options: Any, ctx: StepContext, where: str, extra: int = 0
+) -> None:
     """Refuse, before anything is written, a d that does not fit: d + ``extra`` (1 for a
     hypersphere's radial direction) must be ≤ the coordinates the subspaces span."""
     n = _span(options, ctx)
@@ -205,7 +216,7 @@ STAT_VARS = {
 }
 
 
-def _basis_kwargs(options: Any, ctx: Any) -> dict[str, Any]:
+def _basis_kwargs(options: Any, ctx: StepContext) -> dict[str, Any]:
     """``make_basis`` keywords from a probe's options: the sparse-fort count range (None:
     the recipe's default for the spanned coordinates), the metric η of the draws'
     scheme, and the support (weights only, or None for all coordinates)."""
@@ -224,7 +235,7 @@ def _basis_kwargs(options: Any, ctx: Any) -> dict[str, Any]:
 
 
 def _hyperplane(
-    options: Any, ctx: Any, x: torch.Tensor, d: int, g: torch.Generator
+    options: Any, ctx: StepContext, x: torch.Tensor, d: int, g: torch.Generator
 ) -> torch.Tensor:
     from lossatlas.plugins.subspaces.hyperplane import make_basis
 
@@ -238,10 +249,10 @@ class Goldilocks(Probe):
     summary = "Tr(H)/‖H‖ and positive eigenvalues on random hyperplanes vs radius (seed 000)"
     Options = GoldilocksOptions
 
-    def check(self, options: GoldilocksOptions, ctx: Any) -> None:
+    def check(self, options: GoldilocksOptions, ctx: StepContext) -> None:
         _check_dims(options.dims, options, ctx, f"probe 'goldilocks' (step '{ctx.step.name}')")
 
-    def estimate(self, options: GoldilocksOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: GoldilocksOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         cells = options.radii * len(options.dims) * options.samples
         d = max(options.dims)
@@ -257,7 +268,7 @@ class Goldilocks(Probe):
             drivers=("radii", "dims", "samples"),
         )
 
-    def plan(self, options: GoldilocksOptions, ctx: Any) -> Plan:
+    def plan(self, options: GoldilocksOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         dims = ("radius", "dim", "sample")
@@ -330,7 +341,7 @@ class Goldilocks(Probe):
             },
         )
 
-    def compute(self, options: GoldilocksOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: GoldilocksOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         r = float(cell.coords["radius"])
         d = int(cell.coords["dim"])
@@ -356,7 +367,7 @@ class Goldilocks(Probe):
             out["eigenvalues"] = pad
         return out
 
-    def finalize(self, options: GoldilocksOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: GoldilocksOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         out = xr.Dataset()

@@ -46,9 +46,9 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
     grid_estimate,
     metric_variables,
-    parse_options,
 )
 from lossatlas.plugins.subspaces.directions import (
     centred_axis,
@@ -159,10 +159,10 @@ class HessianDirectionsOptions:
             raise ValueError("options 'tol', 'maxiter', 'max_hvp' and 'flat_tol' must be ≥ 0")
 
 
-def _cache(ctx: Any, options: HessianDirectionsOptions) -> tuple[torch.Tensor, np.ndarray]:
+def _cache(ctx: StepContext, options: HessianDirectionsOptions) -> tuple[torch.Tensor, np.ndarray]:
     """(origins (map, D) in x*'s dtype, directions (map, axis, D)) read once per context."""
     key = ("hessian-directions", ctx.step.name)
-    store = ctx.__dict__.setdefault("_probe_cache", {})
+    store = ctx.cache
     if key not in store:
         x = ctx.resolve_point(options.at)
         origins = torch.as_tensor(ctx.static("origin"), dtype=torch.float64)
@@ -193,31 +193,22 @@ class HessianDirectionsProbe(Probe):
     summary = "2-D loss maps along the dominant Hessian directions vs filter-normalised random"
     Options = HessianDirectionsOptions
 
-    def check(self, options: HessianDirectionsOptions, ctx: Any) -> None:
+    def check(self, options: HessianDirectionsOptions, ctx: StepContext) -> None:
         if "hessian" in options.maps and ctx.objective.D < 3:
             raise ConfigError(
                 f"step '{ctx.step.name}': the model has D={ctx.objective.D} "
                 "parameters; Hessian directions need D ≥ 3"
             )
-        names = [s.name for s in ctx.config.steps]
-        earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else []
         for name, spec in options.planes.items():
-            ctx.check_subspace(spec)
+            ctx.check_subspace(spec)  # its point references are checked by the engine
             n = len(spec["vectors"]) if isinstance(spec.get("vectors"), list) else spec.get("dim")
             if n is not None and n != 2:
                 raise ConfigError(
                     f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}') "
                     f"has {n} directions; a 2-D map needs exactly 2"
                 )
-            plugin = ctx.registry.get("subspace", spec["plugin"])
-            table = {k: v for k, v in spec.items() if k != "plugin"}
-            opts = parse_options(plugin.Options, table, f"plane '{name}'")
-            for value in vars(opts).values():  # every point reference, one or a list
-                for ref in value if isinstance(value, list) else [value]:
-                    if isinstance(ref, PointRef):
-                        ctx.check_ref(str(ref), earlier)
 
-    def estimate(self, options: HessianDirectionsOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: HessianDirectionsOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
         maps = max(1, len(options.maps))
@@ -231,7 +222,7 @@ class HessianDirectionsProbe(Probe):
             drivers=("points", "maps"),
         )
 
-    def plan(self, options: HessianDirectionsOptions, ctx: Any) -> Plan:
+    def plan(self, options: HessianDirectionsOptions, ctx: StepContext) -> Plan:
         from lossatlas.engine.curvature import hessian_directions, hvp_operator
 
         obj = ctx.objective
@@ -421,7 +412,9 @@ class HessianDirectionsProbe(Probe):
             },
         )
 
-    def compute(self, options: HessianDirectionsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: HessianDirectionsOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         origins, dirs, dtype = _cache(ctx, options)
         m = cell.index["map"]
         beta = centred_axis(options.span, options.points)
@@ -430,7 +423,7 @@ class HessianDirectionsProbe(Probe):
         return ctx.objective.evaluate_both(pts.to(dtype))
 
     def finalize(
-        self, options: HessianDirectionsOptions, ctx: Any, ds: xr.Dataset
+        self, options: HessianDirectionsOptions, ctx: StepContext, ds: xr.Dataset
     ) -> xr.Dataset | None:
         return table2(ds)
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Plan, Probe, Variable
+from lossatlas.engine import Cell, Plan, Probe, StepContext, Variable
 from lossatlas.engine.curvature import default_flat_tol
 from lossatlas.engine.geometry import draw_init, init_radius
 
@@ -92,10 +92,10 @@ class InitSelection(Probe):
     summary = "Hessian measures of many inits vs their training speed (seed 000 Fig. 6)"
     Options = InitSelectionOptions
 
-    def check(self, options: InitSelectionOptions, ctx: Any) -> None:
+    def check(self, options: InitSelectionOptions, ctx: StepContext) -> None:
         _check_dims([options.dim], options, ctx, f"probe 'init-selection' (step '{ctx.step.name}')")
 
-    def plan(self, options: InitSelectionOptions, ctx: Any) -> Plan:
+    def plan(self, options: InitSelectionOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         variables = {k: Variable(("init",), v) for k, v in MEASURES.items()}
         variables["frac_positive"] = Variable(
@@ -132,7 +132,9 @@ class InitSelection(Probe):
             },
         )
 
-    def compute(self, options: InitSelectionOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: InitSelectionOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         import torch
 
         from lossatlas.engine.training import train_as
@@ -161,7 +163,7 @@ class InitSelection(Probe):
         out["radius"] = float(obj.layout.radius(x))
         return out
 
-    def finalize(self, options: InitSelectionOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: InitSelectionOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         target = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"

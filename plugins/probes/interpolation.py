@@ -49,9 +49,12 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    RandomPoint,
+    StepContext,
     Variable,
     grid_estimate,
     metric_variables,
+    parse_random,
 )
 
 __all__ = [
@@ -68,7 +71,7 @@ __all__ = [
 
 @dataclass
 class InterpolationOptions:
-    pairs: list[list[PointRef]] = field(
+    pairs: list[list[RandomPoint | PointRef]] = field(
         default_factory=lambda: [[PointRef("init"), PointRef("train")]],
         metadata={
             "doc": "pairs [θ0, θ1] of points to join: 'init', 'init:SEED', a step, "
@@ -181,20 +184,7 @@ def line_paths(ds: Any, kind: str = "linear", prefix: str = "") -> list[PathSumm
 
 
 def _is_random(ref: str) -> bool:
-    return ref == "random" or ref.startswith("random:")
-
-
-def _snapshot(ref: str) -> tuple[str, str] | None:
-    """``[RUN/]STEP@N`` as (``[RUN/]STEP``, ``N``), else None."""
-    if "@" not in ref or ref.startswith("checkpoint:"):
-        return None
-    base, _, n = ref.rpartition("@")
-    return base, n
-
-
-def _earlier_steps(ctx: Any) -> list[str]:
-    names = [s.name for s in ctx.config.steps]
-    return names[: names.index(ctx.step.name)] if ctx.step.name in names else names
+    return isinstance(ref, RandomPoint) or ref == "random" or ref.startswith("random:")
 
 
 def _bn_modules(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
@@ -264,38 +254,13 @@ class Interpolation(Probe):
 
     # -------------------------------------------------------------- checking
 
-    def check(self, options: InterpolationOptions, ctx: Any) -> None:
-        earlier = _earlier_steps(ctx)
+    def check(self, options: InterpolationOptions, ctx: StepContext) -> None:
         for pair in options.pairs:
-            for ref in pair:
-                if _is_random(ref):
-                    if ref.startswith("random:"):
-                        try:
-                            r = float(ref.split(":", 1)[1])
-                        except ValueError:
-                            r = -1.0
-                        if not r > 0:
-                            raise ConfigError(
-                                f"step '{ctx.step.name}': point '{ref}': 'random:R' needs a "
-                                "positive radius R"
-                            )
-                    elif all(_is_random(p) for p in pair):
-                        raise ConfigError(
-                            f"step '{ctx.step.name}': pair {list(pair)}: 'random' takes the "
-                            "norm of the other point; give one of them a radius ('random:R')"
-                        )
-                    continue
-                snap = _snapshot(ref)
-                if snap is not None:
-                    base, n = snap
-                    if not n.isdigit() or not base or "." in base.rpartition("/")[2]:
-                        raise ConfigError(
-                            f"step '{ctx.step.name}': point '{ref}': a recorded snapshot is "
-                            "'STEP@N' or 'RUN/STEP@N', N the optimizer step of a snapshot "
-                            "the train step STEP recorded (record_every)"
-                        )
-                    ref = base
-                ctx.check_ref(ref, earlier)
+            if all(_is_random(p) for p in pair) and any(parse_random(p) is None for p in pair):
+                raise ConfigError(
+                    f"step '{ctx.step.name}': pair {list(pair)}: 'random' takes the "
+                    "norm of the other point; give one of them a radius ('random:R')"
+                )
         if options.recompute_bn and not _bn_modules(ctx.objective.model):
             raise ConfigError(
                 f"step '{ctx.step.name}': recompute_bn = true but the model has no BatchNorm "
@@ -316,7 +281,7 @@ class Interpolation(Probe):
     def labels(self, options: InterpolationOptions) -> list[str]:
         return list(options.labels) or [f"{a} → {b}" for a, b in options.pairs]
 
-    def estimate(self, options: InterpolationOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: InterpolationOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
         points = options.points + 2 * options.zoom_points
@@ -328,7 +293,7 @@ class Interpolation(Probe):
             drivers=("pairs", "points", "zoom_points"),
         )
 
-    def plan(self, options: InterpolationOptions, ctx: Any) -> Plan:
+    def plan(self, options: InterpolationOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         grids = self._grids(options)
         variables: dict[str, Variable] = {}
@@ -368,53 +333,18 @@ class Interpolation(Probe):
 
     # ------------------------------------------------------------- computing
 
-    def _endpoint(self, ref: str, other: str, ctx: Any, g: torch.Generator) -> torch.Tensor:
+    def _endpoint(self, ref: str, other: str, ctx: StepContext, g: torch.Generator) -> torch.Tensor:
         obj = ctx.objective
-        snap = _snapshot(ref)
-        if snap is not None:
-            return self._recorded(ref, *snap, ctx)
         if not _is_random(ref):
             return ctx.resolve_point(ref)
-        if ref == "random":
-            r = float(self._endpoint(other, ref, ctx, g).double().norm())
-        else:
-            r = float(ref.split(":", 1)[1])
+        radius = parse_random(ref)
+        r = float(self._endpoint(other, ref, ctx, g).double().norm()) if radius is None else radius
         u = torch.randn(obj.D, generator=g, dtype=torch.float64)
         return (u * (r / u.norm())).to(obj.device, obj.dtype)
 
-    @staticmethod
-    def _recorded(ref: str, base: str, n: str, ctx: Any) -> torch.Tensor:
-        """The snapshot θ(t = N) a ``train`` step recorded in its ``trajectory``."""
-        obj = ctx.objective
-        run, step, _var = ctx.parse_ref(base)
-        ds = ctx.load_step(step, run=run)
-        if "trajectory" not in ds or "record" not in ds.coords:
-            raise ConfigError(
-                f"point '{ref}': step '{base}' recorded no trajectory; 'STEP@N' needs a "
-                'step with probe = "train"'
-            )
-        steps = np.asarray(ds["record"].values)
-        if "recorded_step" in ds:  # where a run that stopped early really ended
-            actual = np.asarray(ds["recorded_step"].values, dtype=np.float64)
-            steps = np.where(np.isfinite(actual), actual, steps).astype(np.int64)
-        hit = np.flatnonzero(steps == int(n))
-        row = None if not len(hit) else np.asarray(ds["trajectory"].values[hit[0]])
-        if row is None or not np.all(np.isfinite(row)):
-            finite = np.all(np.isfinite(np.asarray(ds["trajectory"].values)), axis=1)
-            have = steps[finite]
-            near = have[np.argsort(np.abs(have - int(n)), kind="stable")[:3]]
-            raise ConfigError(
-                f"point '{ref}': step '{base}' has no snapshot at optimizer step {n}; the "
-                f"nearest recorded steps are {', '.join(str(int(k)) for k in sorted(near))} "
-                f"({len(have)} snapshots, steps {int(have.min())}…{int(have.max())})"
-            )
-        if row.shape[0] != obj.D:
-            raise ConfigError(
-                f"point '{ref}' has {row.shape[0]} parameters but the model has D={obj.D}"
-            )
-        return torch.as_tensor(row).to(obj.device, obj.dtype)
-
-    def compute(self, options: InterpolationOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: InterpolationOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         obj = ctx.objective
         a_ref, b_ref = (str(r) for r in options.pairs[cell.index["pair"]])
         g = cell.generator()
@@ -439,7 +369,7 @@ class Interpolation(Probe):
 
     # ------------------------------------------------------------- summaries
 
-    def finalize(self, options: InterpolationOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: InterpolationOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         out = {}

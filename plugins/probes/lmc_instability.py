@@ -35,7 +35,6 @@ passes over both splits.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -44,9 +43,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable, parse_options
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    Probe,
+    StepContext,
+    StepRef,
+    Variable,
+    option,
+    parse_options,
+)
 
-from .interpolation import Interpolation, _bn_modules, evaluate_points, interpolate
+from .interpolation import _bn_modules, evaluate_points, interpolate
 from .train import TrainOptions, _steps, planned_record_steps
 
 __all__ = ["LMCInstability", "LMCInstabilityOptions", "frankle_barrier"]
@@ -54,12 +63,11 @@ __all__ = ["LMCInstability", "LMCInstabilityOptions", "frankle_barrier"]
 
 @dataclass
 class LMCInstabilityOptions:
-    of: PointRef = field(
-        default=PointRef("train"),
-        metadata={
-            "doc": "the parent: a train step ('STEP' or 'RUN/STEP') that recorded snapshots "
-            "at every spawn step"
-        },
+    of: StepRef = option(
+        StepRef("train"),
+        doc="the parent: a train step ('STEP' or 'RUN/STEP') that recorded snapshots at "
+        "every spawn step",
+        probes=("train",),
     )
     spawn: list[int] = field(
         default_factory=lambda: [0],
@@ -95,22 +103,13 @@ def frankle_barrier(alpha: np.ndarray, values: np.ndarray) -> float:
     return float(np.max(values) - ends)
 
 
-def _parent(options: LMCInstabilityOptions, ctx: Any) -> tuple[TrainOptions, int, np.ndarray]:
+def _parent(
+    options: LMCInstabilityOptions, ctx: StepContext
+) -> tuple[TrainOptions, int, np.ndarray]:
     """(the parent's train options, its planned total steps T, its recorded steps)."""
-    run, step, _var = ctx.parse_ref(str(options.of))
     where = f"step '{ctx.step.name}': parent '{options.of}'"
-    if run is None:
-        source = next((s for s in ctx.config.steps if s.name == step), None)
-        if source is None or source.probe != "train":
-            raise ConfigError(f"{where} is not a train step of this run")
-        table = dict(source.options)
-    else:
-        ds = ctx.load_step(step, run=run)
-        if ds.attrs.get("probe") != "train":
-            raise ConfigError(f"{where} is not a train step (probe '{ds.attrs.get('probe')}')")
-        table = json.loads(ds.attrs["step_config"])
-        table = {k: v for k, v in table.items() if k not in ("name", "probe", "model", "dataset")}
-    opts = parse_options(TrainOptions, table, where)
+    # The engine checked that 'of' names a train step (StepRef, probes = ("train",)).
+    opts = parse_options(TrainOptions, ctx.step_options(options.of), where)
     _per, total = _steps(opts, len(ctx.objective.splits["train"]))
     record = planned_record_steps(opts.record_every, total)
     return opts, total, record
@@ -122,10 +121,7 @@ class LMCInstability(Probe):
     summary = "Frankle et al.: error barrier between two children spawned at step k vs k"
     Options = LMCInstabilityOptions
 
-    def check(self, options: LMCInstabilityOptions, ctx: Any) -> None:
-        names = [s.name for s in ctx.config.steps]
-        earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else names
-        ctx.check_ref(str(options.of), earlier, point=False)
+    def check(self, options: LMCInstabilityOptions, ctx: StepContext) -> None:
         opts, total, record = _parent(options, ctx)
         late = [k for k in options.spawn if k > total]
         if late:
@@ -144,7 +140,7 @@ class LMCInstability(Probe):
         if opts.epochs == 0 or total == 0:
             raise ConfigError(f"step '{ctx.step.name}': the parent '{options.of}' trains no step")
 
-    def plan(self, options: LMCInstabilityOptions, ctx: Any) -> Plan:
+    def plan(self, options: LMCInstabilityOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         opts, total, _record = _parent(options, ctx)
         alpha = np.linspace(0.0, 1.0, options.points)
@@ -205,14 +201,16 @@ class LMCInstability(Probe):
             },
         )
 
-    def compute(self, options: LMCInstabilityOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: LMCInstabilityOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         from lossatlas.engine.training import train
 
         obj = ctx.objective
         opts, total, _record = _parent(options, ctx)
         k = int(cell.coords["spawn"])
         of = str(options.of)
-        start = Interpolation._recorded(f"{of}@{k}", of, str(k), ctx)
+        start = ctx.resolve_point(f"{of}@{k}")
         remaining = total - k
         per_epoch, _ = _steps(opts, len(obj.splits["train"]))
         g = cell.generator()
@@ -255,7 +253,7 @@ class LMCInstability(Probe):
         out["child_seed"] = np.asarray(seeds, dtype=np.int64)
         return out
 
-    def finalize(self, options: LMCInstabilityOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: LMCInstabilityOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         metric = ds.attrs.get("metric", "error")

@@ -48,11 +48,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, PathSummary, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    PathSummary,
+    Plan,
+    PointRef,
+    Probe,
+    StepContext,
+    Variable,
+)
 
 from .interpolation import (
     _bn_modules,
-    _earlier_steps,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -351,11 +359,7 @@ class NEB(Probe):
     )
     Options = NEBOptions
 
-    def check(self, options: NEBOptions, ctx: Any) -> None:
-        earlier = _earlier_steps(ctx)
-        for pair in options.pairs:
-            for ref in pair:
-                ctx.check_ref(str(ref), earlier)
+    def check(self, options: NEBOptions, ctx: StepContext) -> None:
         if options.max_pivots > 10_000:
             raise ConfigError(
                 f"step '{ctx.step.name}': the chain could grow to {options.max_pivots} pivots; "
@@ -365,7 +369,7 @@ class NEB(Probe):
     def labels(self, options: NEBOptions) -> list[str]:
         return list(options.labels) or [f"{a} → {b}" for a, b in options.pairs]
 
-    def plan(self, options: NEBOptions, ctx: Any) -> Plan:
+    def plan(self, options: NEBOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         npiv = options.max_pivots
         ndense = (npiv - 1) * (options.sub_pivots + 1) + 1
@@ -438,7 +442,7 @@ class NEB(Probe):
             },
         )
 
-    def compute(self, options: NEBOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: NEBOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         a, b = (str(r) for r in options.pairs[cell.index["pair"]])
         w0, w1 = ctx.resolve_point(a), ctx.resolve_point(b)

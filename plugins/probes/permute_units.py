@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, StepContext, Variable
 
 __all__ = ["PermuteUnits", "PermuteUnitsOptions", "permute_units"]
 
@@ -105,10 +105,10 @@ class PermuteUnits(Probe):
     Options = PermuteUnitsOptions
     points = ("point", "source")
 
-    def check(self, options: PermuteUnitsOptions, ctx: Any) -> None:
+    def check(self, options: PermuteUnitsOptions, ctx: StepContext) -> None:
         _entries(ctx.objective.layout, options.layer, list(options.units))
 
-    def plan(self, options: PermuteUnitsOptions, ctx: Any) -> Plan:
+    def plan(self, options: PermuteUnitsOptions, ctx: StepContext) -> Plan:
         w, bias, nxt = _entries(ctx.objective.layout, options.layer, list(options.units))
 
         def where(e: Any) -> list[Any]:
@@ -136,7 +136,7 @@ class PermuteUnits(Probe):
             },
         )
 
-    def compute(self, options: PermuteUnitsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: PermuteUnitsOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         x = ctx.resolve_point(options.at)
         y = permute_units(obj.layout, x, options.layer, list(options.units))

@@ -46,6 +46,7 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
     Variable,
     grid_estimate,
 )
@@ -154,7 +155,7 @@ class ProjectionCurvatureProbe(Probe):
     summary = "ensembles of random 2-D projected Hessians: how often a saddle looks like one"
     Options = ProjectionCurvatureOptions
 
-    def check(self, options: ProjectionCurvatureOptions, ctx: Any) -> None:
+    def check(self, options: ProjectionCurvatureOptions, ctx: StepContext) -> None:
         if options.landscape != "model":
             check_landscape(options, ctx)
         elif options.exact == "dense" and ctx.objective.D > 20000:
@@ -163,7 +164,7 @@ class ProjectionCurvatureProbe(Probe):
                 f"form a {ctx.objective.D:,}² Hessian; use exact = 'none'"
             )
 
-    def estimate(self, options: ProjectionCurvatureOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: ProjectionCurvatureOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         n = ctx.objective.D if options.landscape == "model" else options.n_params
         return grid_estimate(
@@ -175,7 +176,7 @@ class ProjectionCurvatureProbe(Probe):
             drivers=("projections", "block", "chunk"),
         )
 
-    def plan(self, options: ProjectionCurvatureOptions, ctx: Any) -> Plan:
+    def plan(self, options: ProjectionCurvatureOptions, ctx: StepContext) -> Plan:
         hvp, _loss, x, D, desc = landscape_for(options, ctx)
         scale = 1.0 if options.normalize == "none" else 1.0 / D
         if options.landscape == "model":
@@ -267,7 +268,9 @@ class ProjectionCurvatureProbe(Probe):
             },
         )
 
-    def compute(self, options: ProjectionCurvatureOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: ProjectionCurvatureOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         hvp, _loss, _x, D, _desc = landscape_for(options, ctx)
         dtype = getattr(hvp, "dtype", torch.float64)
         device = getattr(hvp, "device", "cpu")
@@ -291,7 +294,7 @@ class ProjectionCurvatureProbe(Probe):
         }
 
     def finalize(
-        self, options: ProjectionCurvatureOptions, ctx: Any, ds: xr.Dataset
+        self, options: ProjectionCurvatureOptions, ctx: StepContext, ds: xr.Dataset
     ) -> xr.Dataset | None:
         return ensemble_summary(ds)
 

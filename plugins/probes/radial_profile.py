@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Estimate, Plan, Probe, Variable, grid_estimate
+from lossatlas.engine import Cell, Estimate, Plan, Probe, StepContext, Variable, grid_estimate
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import (
@@ -169,10 +169,10 @@ class RadialProfile(Probe):
     summary = "mean loss (power law) and Tr(H)/r, ‖H‖/r versus radius (seed 000 Fig. 5)"
     Options = RadialProfileOptions
 
-    def check(self, options: RadialProfileOptions, ctx: Any) -> None:
+    def check(self, options: RadialProfileOptions, ctx: StepContext) -> None:
         _check_dims(options.dims, options, ctx, f"probe 'radial-profile' (step '{ctx.step.name}')")
 
-    def estimate(self, options: RadialProfileOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: RadialProfileOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = len(ctx.objective.metric_names())
         d = max(options.dims)
@@ -187,7 +187,7 @@ class RadialProfile(Probe):
             drivers=("radii", "samples", "dims", "hessian_samples"),
         )
 
-    def plan(self, options: RadialProfileOptions, ctx: Any) -> Plan:
+    def plan(self, options: RadialProfileOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         variables = {
@@ -241,7 +241,9 @@ class RadialProfile(Probe):
             },
         )
 
-    def compute(self, options: RadialProfileOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: RadialProfileOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         obj = ctx.objective
         r = float(cell.coords["radius"])
         g = cell.generator()
@@ -278,7 +280,7 @@ class RadialProfile(Probe):
         out["trace"], out["norm"] = tr, nm
         return out
 
-    def finalize(self, options: RadialProfileOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: RadialProfileOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         r = ds["radius"].values

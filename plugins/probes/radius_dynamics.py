@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, ConfigError, Plan, Probe, Variable
+from lossatlas.engine import Cell, ConfigError, Plan, Probe, StepContext, Variable
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import mark_reference
@@ -118,7 +118,7 @@ class RadiusDynamics(Probe):
     summary = "radius vs training step from r0 below/at/above r_Xavier, free or constrained"
     Options = RadiusDynamicsOptions
 
-    def check(self, options: RadiusDynamicsOptions, ctx: Any) -> None:
+    def check(self, options: RadiusDynamicsOptions, ctx: StepContext) -> None:
         from .train import MAX_TRAJECTORY_BYTES
 
         obj = ctx.objective
@@ -132,7 +132,7 @@ class RadiusDynamics(Probe):
                 f"{options.snapshots}; 0 keeps none)"
             )
 
-    def plan(self, options: RadiusDynamicsOptions, ctx: Any) -> Plan:
+    def plan(self, options: RadiusDynamicsOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         steps = _record_steps(options, len(obj.splits["train"]))
         snaps = snapshot_steps(steps, options.snapshots)
@@ -188,7 +188,9 @@ class RadiusDynamics(Probe):
             attrs={"optimizer": options.optimizer, "lr": options.lr},
         )
 
-    def compute(self, options: RadiusDynamicsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: RadiusDynamicsOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         import torch
 
         from lossatlas.engine.training import train_as
@@ -251,7 +253,7 @@ class RadiusDynamics(Probe):
             out["trajectory"] = kept
         return out
 
-    def finalize(self, options: RadiusDynamicsOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: RadiusDynamicsOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         steps = ds["step"].values

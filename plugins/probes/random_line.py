@@ -20,6 +20,7 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
     grid_estimate,
     metric_variables,
 )
@@ -59,7 +60,7 @@ class RandomLine(Probe):
     summary = "loss and accuracy along random unit directions through a point"
     Options = RandomLineOptions
 
-    def estimate(self, options: RandomLineOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: RandomLineOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
         return grid_estimate(
@@ -70,7 +71,7 @@ class RandomLine(Probe):
             drivers=("directions", "points"),
         )
 
-    def plan(self, options: RandomLineOptions, ctx: Any) -> Plan:
+    def plan(self, options: RandomLineOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         x = ctx.resolve_point(options.at)
         norm = float(x.norm())
@@ -106,7 +107,7 @@ class RandomLine(Probe):
             attrs={"at": str(options.at)},
         )
 
-    def compute(self, options: RandomLineOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: RandomLineOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         x = ctx.resolve_point(options.at)
         g = cell.generator()

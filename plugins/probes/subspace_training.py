@@ -53,6 +53,7 @@ from lossatlas.engine import (
     Estimate,
     Plan,
     Probe,
+    StepContext,
     Subspace,
     Variable,
     grid_estimate,
@@ -186,7 +187,7 @@ def intrinsic_dimension(dims: np.ndarray, acc: np.ndarray, threshold: float) -> 
     return np.nan
 
 
-def full_space_baseline(options: Any, ctx: Any) -> dict[str, np.ndarray]:
+def full_space_baseline(options: Any, ctx: StepContext) -> dict[str, np.ndarray]:
     """Li et al. 2018's d_int90 baseline: ``options.samples`` full-space trainings (all D
     parameters) from ``options.init`` draws at their natural radius, with the probe's
     optimiser, lr, momentum, epochs and batch size. Returns ``validation_accuracy``
@@ -410,7 +411,7 @@ class SubspaceTraining(Probe):
     summary = "train on random hyperplanes/hyperspheres over (radius, d): d_int90 per radius"
     Options = SubspaceTrainingOptions
 
-    def check(self, options: SubspaceTrainingOptions, ctx: Any) -> None:
+    def check(self, options: SubspaceTrainingOptions, ctx: StepContext) -> None:
         extra = 1 if "hypersphere" in options.surfaces else 0
         _check_dims(
             options.dims,
@@ -420,7 +421,7 @@ class SubspaceTraining(Probe):
             extra=extra,
         )
 
-    def estimate(self, options: SubspaceTrainingOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: SubspaceTrainingOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         surfaces = max(1, len(options.surfaces))
         d = max(options.dims)
@@ -434,7 +435,7 @@ class SubspaceTraining(Probe):
             drivers=("radii", "dims", "samples", "epochs"),
         )
 
-    def plan(self, options: SubspaceTrainingOptions, ctx: Any) -> Plan:
+    def plan(self, options: SubspaceTrainingOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         dims = ("surface", "dim", "radius", "sample", "epoch")
@@ -504,7 +505,9 @@ class SubspaceTraining(Probe):
             },
         )
 
-    def compute(self, options: SubspaceTrainingOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: SubspaceTrainingOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         obj = ctx.objective
         sphere = cell.coords["surface"] == "hypersphere"
         d = int(cell.coords["dim"])
@@ -539,7 +542,7 @@ class SubspaceTraining(Probe):
         out["final_norm"] = np.linalg.norm(np.asarray(res["x"], np.float64), axis=1).reshape(shape)
         return out
 
-    def finalize(self, options: SubspaceTrainingOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: SubspaceTrainingOptions, ctx: StepContext, ds: Any) -> Any:
         import warnings
 
         import xarray as xr

@@ -41,6 +41,7 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
     Variable,
     grid_estimate,
 )
@@ -117,13 +118,13 @@ class TraceOptions:
             raise ValueError("Hutch++ needs directions ≥ 3 (or set hutchpp = false)")
 
 
-def landscape_for(options: Any, ctx: Any) -> tuple[Any, Any, torch.Tensor, int, str]:
+def landscape_for(options: Any, ctx: StepContext) -> tuple[Any, Any, torch.Tensor, int, str]:
     """(hvp, loss_at, x, D, description) of the run's model or of a quadratic saddle.
 
     Cached on the context, so each process builds it once.
     """
     key = ("landscape", ctx.step.name)
-    cache = ctx.__dict__.setdefault("_probe_cache", {})
+    cache = ctx.cache
     if key in cache:
         return cache[key]
     if options.landscape == "model":
@@ -150,7 +151,7 @@ def landscape_for(options: Any, ctx: Any) -> tuple[Any, Any, torch.Tensor, int, 
     return out
 
 
-def check_landscape(options: Any, ctx: Any) -> None:
+def check_landscape(options: Any, ctx: StepContext) -> None:
     """Build the quadratic landscape once to check its options; errors name the step."""
     try:
         make_landscape(options.landscape, options.n_params, options.n_negative)
@@ -164,7 +165,7 @@ class TraceProbe(Probe):
     summary = "Hutchinson vs curvature-based (HVP-free) vs exact trace of H, and its density"
     Options = TraceOptions
 
-    def check(self, options: TraceOptions, ctx: Any) -> None:
+    def check(self, options: TraceOptions, ctx: StepContext) -> None:
         if options.landscape != "model":
             check_landscape(options, ctx)
         elif options.exact == "dense" and ctx.objective.D > 20000:
@@ -174,7 +175,7 @@ class TraceProbe(Probe):
                 "use exact = 'none'"
             )
 
-    def estimate(self, options: TraceOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: TraceOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         n = ctx.objective.D if options.landscape == "model" else options.n_params
         per = 4 * options.directions + options.n_points + options.density_steps
@@ -187,7 +188,7 @@ class TraceProbe(Probe):
             drivers=("directions", "repeats", "n_points"),
         )
 
-    def plan(self, options: TraceOptions, ctx: Any) -> Plan:
+    def plan(self, options: TraceOptions, ctx: StepContext) -> Plan:
         from lossatlas.engine.curvature import spectral_density
 
         hvp, _loss_at, x, D, desc = landscape_for(options, ctx)
@@ -298,7 +299,7 @@ class TraceProbe(Probe):
             coord_attrs={"n": {"description": "number of directions averaged"}},
         )
 
-    def compute(self, options: TraceOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: TraceOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         from lossatlas.engine.curvature import (
             curvature_trace,
             hutchinson_trace,
@@ -335,7 +336,9 @@ class TraceProbe(Probe):
             ).estimate
         return out
 
-    def finalize(self, options: TraceOptions, ctx: Any, ds: xr.Dataset) -> xr.Dataset | None:
+    def finalize(
+        self, options: TraceOptions, ctx: StepContext, ds: xr.Dataset
+    ) -> xr.Dataset | None:
         return agreement(ds)
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, StepContext, Variable
 from lossatlas.engine.training import train
 
 __all__ = ["Train", "TrainOptions", "planned_record_steps"]
@@ -124,7 +124,7 @@ class Train(Probe):
     Options = TrainOptions
     points = ("point", "initial")
 
-    def check(self, options: TrainOptions, ctx: Any) -> None:
+    def check(self, options: TrainOptions, ctx: StepContext) -> None:
         obj = ctx.objective
         _per, total = _steps(options, len(obj.splits["train"]))
         R = len(planned_record_steps(options.record_every, total))
@@ -135,7 +135,7 @@ class Train(Probe):
                 f"needs {size / 2**30:.1f} GiB; raise record_every (now {options.record_every})"
             )
 
-    def plan(self, options: TrainOptions, ctx: Any) -> Plan:
+    def plan(self, options: TrainOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         per_epoch, total = _steps(options, len(obj.splits["train"]))
         record = planned_record_steps(options.record_every, total)
@@ -201,7 +201,7 @@ class Train(Probe):
             },
         )
 
-    def compute(self, options: TrainOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: TrainOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         x0 = ctx.resolve_point(options.start)
         _per_epoch, total = _steps(options, len(obj.splits["train"]))

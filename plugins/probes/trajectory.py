@@ -44,10 +44,12 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
-    PointRef,
     Probe,
+    StepContext,
+    StepRef,
     Variable,
     grid_estimate,
+    option,
 )
 
 __all__ = ["Trajectory", "project_trajectory"]
@@ -55,11 +57,10 @@ __all__ = ["Trajectory", "project_trajectory"]
 
 @dataclass
 class TrajectoryOptions:
-    of: PointRef = field(
-        default=PointRef("train"),
-        metadata={
-            "doc": "the train step whose recorded trajectory to project ('STEP' or 'RUN/STEP')"
-        },
+    of: StepRef = option(
+        StepRef("train"),
+        doc="the train step whose recorded trajectory to project ('STEP' or 'RUN/STEP')",
+        probes=("train",),
     )
     grid: int = field(default=25, metadata={"doc": "points per axis of the (α, β) surface"})
     margin: float = field(
@@ -130,9 +131,8 @@ class Trajectory(Probe):
 
     # -------------------------------------------------------------- loading
 
-    def _load(self, options: TrajectoryOptions, ctx: Any) -> dict[str, np.ndarray]:
-        run, step, _var = ctx.parse_ref(str(options.of))
-        ds = ctx.load_step(step, run=run)
+    def _load(self, options: TrajectoryOptions, ctx: StepContext) -> dict[str, np.ndarray]:
+        ds = ctx.load_step(options.of)
         missing = [v for v in ("trajectory", "initial", "point") if v not in ds]
         if missing:
             raise ConfigError(
@@ -162,23 +162,6 @@ class Trajectory(Probe):
             "start": np.asarray(ds["initial"].values, dtype=np.float64),
             "end": np.asarray(ds["point"].values, dtype=np.float64),
         }
-
-    def check(self, options: TrajectoryOptions, ctx: Any) -> None:
-        names = [s.name for s in ctx.config.steps]
-        earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else names
-        _run, step, var = ctx.parse_ref(str(options.of))
-        if var is not None:
-            raise ConfigError(
-                f"step '{ctx.step.name}': option 'of' = '{options.of}' names a variable; "
-                f"'of' takes a train step ('{step}' or 'RUN/{step}'), whose trajectory is used"
-            )
-        ctx.check_ref(str(options.of), earlier, point=False)
-        source = next((s for s in ctx.config.steps if s.name == step and _run is None), None)
-        if source is not None and source.probe != "train":
-            raise ConfigError(
-                f"step '{ctx.step.name}': '{options.of}' is not a train step (its probe is "
-                f"'{source.probe}'); point 'of' at a step with probe = \"train\""
-            )
 
     @staticmethod
     def _surface_geometry(
@@ -225,7 +208,7 @@ class Trajectory(Probe):
 
     # ------------------------------------------------------------- planning
 
-    def estimate(self, options: TrajectoryOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: TrajectoryOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
         points = options.grid**2 + (options.control_grid**2 if options.control else 0)
@@ -233,7 +216,7 @@ class Trajectory(Probe):
             ctx, 1, points * nm, points_per_cell=points, drivers=("grid", "control_grid")
         )
 
-    def plan(self, options: TrajectoryOptions, ctx: Any) -> Plan:
+    def plan(self, options: TrajectoryOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         data = self._load(options, ctx)
         if data["traj"].shape[1] != obj.D:
@@ -326,7 +309,7 @@ class Trajectory(Probe):
 
     # ------------------------------------------------------------ computing
 
-    def compute(self, options: TrajectoryOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: TrajectoryOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         data = self._load(options, ctx)
         traj, start, end = data["traj"], data["start"], data["end"]

@@ -34,7 +34,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import ConfigError, ParamLayout, PointRef, Subspace, SubspacePlugin
+from lossatlas.engine import (
+    ConfigError,
+    ParamLayout,
+    PointRef,
+    StepContext,
+    Subspace,
+    SubspacePlugin,
+)
 
 __all__ = [
     "FilterNormalized",
@@ -240,7 +247,7 @@ class FilterNormalized(SubspacePlugin):
     def build(
         self,
         options: FilterNormalizedOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:
@@ -294,7 +301,11 @@ class HessianPlane(SubspacePlugin):
     Options = HessianOptions
 
     def build(
-        self, options: HessianOptions, ctx: Any, origin: torch.Tensor, generator: torch.Generator
+        self,
+        options: HessianOptions,
+        ctx: StepContext,
+        origin: torch.Tensor,
+        generator: torch.Generator,
     ) -> Subspace:
         from lossatlas.engine.curvature import hessian_directions, hvp_operator
 
@@ -387,7 +398,7 @@ class UserDirections(SubspacePlugin):
     def build(
         self,
         options: UserDirectionsOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:
@@ -447,7 +458,7 @@ class ThreePoints(SubspacePlugin):
     def build(
         self,
         options: ThreePointsOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:

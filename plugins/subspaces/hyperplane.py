@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import torch
 
-from lossatlas.engine import ConfigError, ShapeError, Subspace, SubspacePlugin
+from lossatlas.engine import ConfigError, ShapeError, StepContext, Subspace, SubspacePlugin
 from lossatlas.engine.geometry import layer_metric
 
 from .random import orthonormal_gaussian
@@ -337,17 +337,17 @@ def _nnz(options: Any, D: int) -> tuple[int, int] | None:
     return lo, max(lo, options.nnz_max or hi)
 
 
-def _eta(options: Any, ctx: Any, dtype: torch.dtype) -> torch.Tensor | None:
+def _eta(options: Any, ctx: StepContext, dtype: torch.dtype) -> torch.Tensor | None:
     if not options.metric:
         return None
     return layer_metric(ctx.objective.layout, options.metric_scheme, dtype=torch.float64)
 
 
-def _support(options: Any, ctx: Any) -> torch.Tensor | None:
+def _support(options: Any, ctx: StepContext) -> torch.Tensor | None:
     return ctx.objective.layout.mask("weight") if options.directions == "weights" else None
 
 
-def _spanned(options: Any, ctx: Any, D: int) -> int:
+def _spanned(options: Any, ctx: StepContext, D: int) -> int:
     sup = _support(options, ctx)
     return D if sup is None else int(sup.sum())
 
@@ -358,7 +358,11 @@ class Hyperplane(SubspacePlugin):
     Options = HyperplaneOptions
 
     def build(
-        self, options: HyperplaneOptions, ctx: Any, origin: torch.Tensor, generator: torch.Generator
+        self,
+        options: HyperplaneOptions,
+        ctx: StepContext,
+        origin: torch.Tensor,
+        generator: torch.Generator,
     ) -> Subspace:
         D = int(origin.shape[0])
         M = make_basis(
@@ -449,7 +453,7 @@ class Hypersphere(SubspacePlugin):
     def build(
         self,
         options: HypersphereOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:

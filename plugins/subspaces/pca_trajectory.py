@@ -34,21 +34,29 @@ instead of an SVD of the R × D matrix; the tests check both give the same direc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
-from lossatlas.engine import ConfigError, PointRef, Subspace, SubspacePlugin
+from lossatlas.engine import (
+    ConfigError,
+    StepContext,
+    StepRef,
+    Subspace,
+    SubspacePlugin,
+    option,
+)
 
 __all__ = ["PCATrajectory", "PCATrajectoryOptions", "trajectory_pca"]
 
 
 @dataclass
 class PCATrajectoryOptions:
-    of: PointRef = field(
-        default=PointRef("train"),
-        metadata={"doc": "the train step whose recorded trajectory is analysed"},
+    of: StepRef = option(
+        StepRef("train"),
+        doc="the train step whose recorded trajectory is analysed ('STEP' or 'RUN/STEP')",
+        probes=("train",),
     )
     dim: int = field(default=2, metadata={"doc": "number of principal directions"})
     scale: Literal["fit", "unit"] = field(
@@ -121,12 +129,11 @@ class PCATrajectory(SubspacePlugin):
     def build(
         self,
         options: PCATrajectoryOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:
-        run, step, _var = ctx.parse_ref(str(options.of))
-        ds = ctx.load_step(step, run=run)
+        ds = ctx.load_step(options.of)
         where = f"subspace 'pca-trajectory': '{options.of}'"
         if "trajectory" not in ds:
             raise ConfigError(

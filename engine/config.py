@@ -6,7 +6,8 @@
     seed = 0                 # run seed: every cell's seed is derived from it
     device = "cpu"           # cpu | cuda | cuda:N
     dtype = "float32"        # float32 | float64
-    executor = "local"       # local | dask | any registered executor
+    executor = "local"       # local | dask | any registered executor; or a table:
+                             # [executor] plugin = "dask", workers = 4
     batch_size = 0           # samples per pass (0: full batch)
 
     [model]
@@ -40,7 +41,14 @@ from typing import Any
 from .errors import ConfigError
 from .options import suggest
 
-__all__ = ["ComponentConfig", "RunConfig", "StepConfig", "load_config", "parse_config"]
+__all__ = [
+    "ComponentConfig",
+    "RunConfig",
+    "StepConfig",
+    "load_config",
+    "parse_config",
+    "parse_executor_option",
+]
 
 TOP_KEYS = {
     "name": str,
@@ -224,6 +232,8 @@ def parse_config(
                 f"top-level keys are: {', '.join(sorted(TOP_KEYS))}"
             )
         want = TOP_KEYS[key]
+        if key == "executor" and isinstance(value, dict):
+            continue  # the [executor] table, checked below
         ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
         if not ok:
             kind = {str: "a string", int: "an integer", dict: "a table", list: "a list"}[want]
@@ -245,6 +255,7 @@ def parse_config(
     model = _component(data["model"], f"{source}: [model]", seed)
     dataset = _component(data["dataset"], f"{source}: [dataset]", 0, DATA_KEYS)
     loss = _component(data["loss"], f"{source}: [loss]", 0, LOSS_KEYS) if "loss" in data else None
+    executor, executor_options = _executor(data, source)
     raw_steps = data.get("steps", [])
     if not raw_steps:
         raise ConfigError(f'{source}: no [[steps]]; add at least one, e.g. probe = "random-line"')
@@ -280,16 +291,50 @@ def parse_config(
         seed=seed,
         device=data.get("device", "cpu"),
         dtype=data.get("dtype", "float32"),
-        executor=data.get("executor", "local"),
+        executor=executor,
         batch_size=batch_size,
         model=model,
         dataset=dataset,
         steps=steps,
-        executor_options=data.get("executor_options", {}),
+        executor_options=executor_options,
         description=data.get("description", ""),
         source=source,
         loss=loss,
     )
+
+
+def _executor(data: dict[str, Any], source: str) -> tuple[str, dict[str, Any]]:
+    """The executor's name and options: ``executor = "dask"`` with an optional
+    ``[executor_options]`` table, or one ``[executor]`` table ``{plugin = "dask", ...}``
+    whose other keys are the options (the generic form: any executor, no CLI change)."""
+    value = data.get("executor", "local")
+    options = dict(data.get("executor_options", {}))
+    if isinstance(value, str):
+        return value, options
+    table = dict(value)
+    name = table.pop("plugin", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: [executor]: key 'plugin' is required, e.g. plugin = \"dask\"")
+    if options and table:
+        raise ConfigError(
+            f"{source}: executor options are given twice ([executor] and "
+            "[executor_options]); keep them in [executor]"
+        )
+    return name, {**options, **table}
+
+
+def parse_executor_option(text: str, where: str = "-E") -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``-E``/``--executor-option`` as (key, value): VALUE read as a TOML
+    value (``4``, ``1.5``, ``true``, ``"text"``), else as a plain string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{where}: '{text}' is not KEY=VALUE (e.g. -E workers=4)")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
 
 
 def load_config(path: str | Path) -> RunConfig:

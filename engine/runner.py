@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import inspect
 import json
 import platform
 import signal
@@ -30,7 +31,14 @@ import lossatlas
 from .components import Estimate, human_bytes
 from .config import RunConfig
 from .context import StepContext, blame
-from .errors import ConfigError, LossAtlasError, PluginError, RunInterrupted, StoreError
+from .errors import (
+    ConfigError,
+    LossAtlasError,
+    MissingStepError,
+    PluginError,
+    RunInterrupted,
+    StoreError,
+)
 from .options import parse_options, suggest
 from .provenance import checkout_commit, step_facts
 from .registry import Registry
@@ -39,9 +47,11 @@ from .store import STATUS_NONFINITE, STATUS_PENDING, RunLease, Store
 from .sweep import CellJob, StepRuntime
 
 __all__ = [
+    "ExecutorSession",
     "Progress",
     "RunReport",
     "StepReport",
+    "check_earlier_steps",
     "estimate_steps",
     "provenance",
     "run_pipeline",
@@ -231,13 +241,15 @@ def run_pipeline(
     """
     progress = progress or Progress()
     store = Store(store_path)
-    store.check_writable()
-    contexts = validate(config, registry, store)
-    names = [c.step.name for c in contexts]
     if steps:
+        names = [s.name for s in config.steps]
         unknown = [s for s in steps if s not in names]
         if unknown:
             raise ConfigError(f"--step: no step named {', '.join(unknown)} in the config")
+        check_earlier_steps(config, registry, store, steps)
+    store.check_writable()
+    contexts = validate(config, registry, store)
+    names = [c.step.name for c in contexts]
     if rerun is not None and rerun not in names:
         raise ConfigError(
             f"--rerun: no step named '{rerun}' in the config{suggest(rerun, names)}; "
@@ -254,21 +266,127 @@ def run_pipeline(
     with signals_as_interrupts():
         lease = RunLease(store, config.name).acquire(wait=wait, notice=progress.notice)
         try:
-            return _run_leased(
-                config,
-                store,
-                contexts,
-                executor,
-                exec_opts,
-                progress,
-                lease,
-                steps=steps,
-                rerun=rerun,
-                allow_plugin_change=allow_plugin_change,
-                limits=limits,
-            )
+            with ExecutorSession(executor, exec_opts) as session:
+                return _run_leased(
+                    config,
+                    store,
+                    contexts,
+                    session,
+                    progress,
+                    lease,
+                    steps=steps,
+                    rerun=rerun,
+                    allow_plugin_change=allow_plugin_change,
+                    limits=limits,
+                )
+        except StoreError as exc:
+            if steps and exc.context.get("missing") == "result":
+                raise _left_out(exc, config, store, steps) from None
+            raise
         finally:
             lease.release()
+
+
+class ExecutorSession:
+    """One :meth:`Executor.session` for a whole pipeline, opened when the first step
+    with cells to compute needs it (a pipeline already complete starts no cluster) and
+    closed after the last step, also on an error or an interrupt."""
+
+    def __init__(self, executor: Any, options: Any) -> None:
+        self.executor = executor
+        self.options = options
+        self._stack = contextlib.ExitStack()
+        self._opened = False
+        self._session: Any = None
+
+    def __enter__(self) -> ExecutorSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+
+    def get(self) -> Any:
+        """What the executor's session yielded (opened on the first call)."""
+        if not self._opened:
+            self._session = self._stack.enter_context(self.executor.session(self.options))
+            self._opened = True
+        return self._session
+
+    def run(self, job: Any, cells: list[Any], on_done: Any) -> None:
+        """The executor's ``run`` with the session (an executor of version 0.1 whose
+        ``run`` takes no ``session`` is called without it)."""
+        if not cells:
+            return
+        params = inspect.signature(self.executor.run).parameters
+        if "session" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            self.executor.run(self.options, job, cells, on_done, session=self.get())
+        else:
+            self.executor.run(self.options, job, cells, on_done)
+
+
+def _ready_steps(store: Store, run: str) -> set[str]:
+    """The steps of ``run`` with a result in ``store`` (none if the store is new)."""
+    if not store.exists() or run not in store.runs():
+        return set()
+    return {s for s in store.steps(run) if store.step_ready(run, s)}
+
+
+def _missing_earlier(config: RunConfig, store: Store, steps: list[str]) -> list[str]:
+    """The config's steps left out by ``steps`` that have no result in ``store``."""
+    ready = _ready_steps(store, config.name)
+    return [s.name for s in config.steps if s.name not in steps and s.name not in ready]
+
+
+def check_earlier_steps(
+    config: RunConfig, registry: Registry, store: Store, steps: list[str]
+) -> None:
+    """Refuse to run only ``steps`` when one of them uses a point of an earlier step
+    that is neither chosen nor in the store (before the store is touched): a
+    :class:`MissingStepError` whose ``context`` names both steps."""
+    missing = set(_missing_earlier(config, store, steps))
+    if not missing:
+        return
+    for step in config.steps:
+        if step.name not in steps:
+            continue
+        ctx = StepContext(registry, config, step)
+        for use in ctx.references():
+            p = use.point
+            if p.local and p.step in missing:
+                reason = (
+                    f"--step {step.name}: it uses point '{use.ref}' of step '{p.step}', which "
+                    f"has no result in store '{store.path}' for run '{config.name}'"
+                )
+                raise MissingStepError(
+                    f"{reason}; " + _needs_hint(p.step or "", steps),
+                    reason=reason,
+                    step=step.name,
+                    needed=p.step,
+                    ref=str(use.ref),
+                    run=config.name,
+                    store=str(store.path),
+                    steps=list(steps),
+                )
+
+
+def _needs_hint(needed: str, steps: list[str]) -> str:
+    return f"name step '{needed}' with --step too, or run the whole config without --step"
+
+
+def _left_out(exc: StoreError, config: RunConfig, store: Store, steps: list[str]) -> StoreError:
+    """A store error about a step's missing result, said as what ``steps`` left out."""
+    needed = str(exc.context.get("step", ""))
+    if needed not in _missing_earlier(config, store, steps):
+        return exc
+    reason = f"{exc} (left out by --step)"
+    return MissingStepError(
+        f"{reason}; " + _needs_hint(needed, steps),
+        reason=reason,
+        needed=needed,
+        run=config.name,
+        store=str(store.path),
+        steps=list(steps),
+    )
 
 
 #: errno values of OS errors that end a run with one line naming the path.
@@ -295,8 +413,7 @@ def _run_leased(
     config: RunConfig,
     store: Store,
     contexts: list[StepContext],
-    executor: Any,
-    exec_opts: Any,
+    session: ExecutorSession,
     progress: Progress,
     lease: RunLease,
     *,
@@ -356,8 +473,7 @@ def _run_leased(
                 _run_step(
                     ctx,
                     store,
-                    executor,
-                    exec_opts,
+                    session,
                     progress,
                     lease=lease,
                     allow_plugin_change=allow_plugin_change,
@@ -449,8 +565,7 @@ def _check_plugins(
 def _run_step(
     ctx: StepContext,
     store: Store,
-    executor: Any,
-    exec_opts: Any,
+    session: ExecutorSession,
     progress: Progress,
     *,
     lease: RunLease | None = None,
@@ -521,7 +636,7 @@ def _run_step(
 
     try:
         runtime = StepRuntime(ctx, store)
-        job = CellJob.make(store, ctx.config, name)
+        job = CellJob.make(store, ctx.config, name, ctx.registry)
         job.install(runtime)
         status = store.cell_status(run, name)
         shape = status.shape
@@ -538,7 +653,7 @@ def _run_step(
                 lease.check()
 
         try:
-            executor.run(exec_opts, job, pending, on_done)
+            session.run(job, pending, on_done)
         finally:
             job.forget()
         status = store.cell_status(run, name)

@@ -573,7 +573,12 @@ class Store:
     def open_step(self, run: str, step: str) -> xr.Dataset:
         """The step's result as an xarray Dataset (lazily loaded)."""
         if not self.step_ready(run, step):
-            raise StoreError(f"store '{self.path}' has no result for step '{step}' of run '{run}'")
+            raise StoreError(
+                f"store '{self.path}' has no result for step '{step}' of run '{run}'",
+                run=run,
+                step=step,
+                missing="result",
+            )
         return xr.open_zarr(str(self.path), group=f"{run}/{step}", consolidated=False)
 
     # ------------------------------------------------------------- scratch

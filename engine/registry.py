@@ -131,6 +131,48 @@ class Registry:
     def provider(self, kind: str, name: str) -> PluginRecord:
         return self.components[kind][name][1]
 
+    def describe(self, name: str) -> list[dict[str, Any]]:
+        """Every component called ``name`` (of any kind) as a row: kind, summary, the
+        providing plugin, its options (name, type, default, doc) and their JSON Schema;
+        a PluginError that says why when there is none."""
+        from .options import describe_options, options_schema
+
+        found = [
+            (kind, *self.components[kind][name]) for kind in KINDS if name in self.components[kind]
+        ]
+        if not found:
+            for kind in KINDS:  # a component of a plugin that failed to load or is disabled
+                try:
+                    self.get(kind, name)
+                except PluginError as exc:
+                    if not str(exc).startswith("unknown "):
+                        raise
+            every = sorted({n for table in self.components.values() for n in table})
+            raise PluginError(
+                f"no model, dataset, loss, subspace, probe or executor is named '{name}'"
+                f"{suggest(name, every)}; 'lossatlas plugins' lists them"
+            )
+        rows = []
+        for kind, comp, record in found:
+            schema = options_schema(comp.Options)
+            schema = {"title": f"{kind} '{name}'", "description": comp.summary, **schema}
+            rows.append(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "summary": comp.summary,
+                    "plugin": record.name,
+                    "distribution": record.distribution,
+                    "version": record.version,
+                    "options": [
+                        {"name": n, "type": t, "default": d, "doc": doc}
+                        for n, t, d, doc in describe_options(comp.Options)
+                    ],
+                    "schema": schema,
+                }
+            )
+        return rows
+
 
 def _all_names(record: PluginRecord) -> list[str]:
     return [n for names in record.registered.values() for n in names]

@@ -500,6 +500,32 @@ def _run_leased(
     return report
 
 
+def _summary_attrs(ctx: StepContext, store: Store, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attrs a probe's ``finalize`` returned, to add to its step's: new keys, or the
+    probe's own keys again (a repaired step finalizes twice); a key the engine wrote
+    (status, provenance, config ...) is the engine's and is refused."""
+    owned = {
+        "probe",
+        "step",
+        "run",
+        "status",
+        "step_config",
+        "config",
+        "started",
+        "finished",
+        "cell_dims",
+        "static_vars",
+        "summary_vars",
+    }
+    clash = sorted(set(attrs) & owned)
+    if clash:
+        raise PluginError(
+            f"probe '{ctx.probe.name}': finalize returned attrs {clash}, which belong to the "
+            "engine; return the probe's own facts under other names"
+        )
+    return dict(attrs)
+
+
 def _stopped_status(exc: BaseException) -> str:
     """``interrupted`` (Ctrl-C, a signal) or ``failed`` (an error): a stopped run's status."""
     return "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
@@ -675,6 +701,8 @@ def _run_step(
                 )
             if len(extra.data_vars):
                 store.write_summary(run, name, extra)
+            if extra.attrs:
+                store.set_step_attrs(run, name, _summary_attrs(ctx, store, extra.attrs))
     except BaseException as exc:
         with contextlib.suppress(Exception):  # never mask the error itself
             store.set_step_attrs(

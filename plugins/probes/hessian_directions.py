@@ -32,7 +32,7 @@ plus points² loss evaluations per map and split, batched per row.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -49,10 +49,10 @@ from lossatlas.engine import (
     StepContext,
     grid_estimate,
     metric_variables,
+    option,
 )
 from lossatlas.plugins.subspaces.directions import (
     centred_axis,
-    normalized_directions,
     plane_grid,
     unit_cosine,
 )
@@ -64,85 +64,56 @@ MAPS = ("hessian", "random")
 
 @dataclass
 class HessianDirectionsOptions:
-    at: PointRef = field(
-        default=PointRef("init"), metadata={"doc": "the point x* (a trained model: e.g. 'train')"}
+    at: PointRef = option(PointRef("init"), doc="the point x* (a trained model: e.g. 'train')")
+    points: int = option(25, doc="grid points per axis (the centre is evaluated)", ge=3, odd=True)
+    span: float = option(
+        0.25,
+        doc="α, β run over [−span, span]; relative: × ‖x*‖ (Hessian map) / per filter (random map)",
+        gt=0,
     )
-    points: int = field(
-        default=25, metadata={"doc": "grid points per axis (odd: the centre is evaluated)"}
+    scale: Literal["relative", "absolute"] = option(
+        "relative",
+        doc="'relative': Hessian directions × ‖x*‖, random directions filter-normalised "
+        "(‖δ_f‖ = ‖x*_f‖); 'absolute': all directions unit vectors",
     )
-    span: float = field(
-        default=0.25,
-        metadata={
-            "doc": "α, β run over [−span, span]; relative: × ‖x*‖ (Hessian map) / per filter "
-            "(random map)"
-        },
+    maps: list[str] = option(
+        list(MAPS), doc="which maps to draw: 'hessian', 'random' or both", choices=MAPS
     )
-    scale: Literal["relative", "absolute"] = field(
-        default="relative",
-        metadata={
-            "doc": "'relative': Hessian directions × ‖x*‖, random directions filter-normalised "
-            "(‖δ_f‖ = ‖x*_f‖); 'absolute': all directions unit vectors"
-        },
+    norm: Literal["filter", "layer", "none"] = option(
+        "filter", doc="normalisation of the random directions (Li et al. 2018)"
     )
-    maps: list[str] = field(
-        default_factory=lambda: list(MAPS),
-        metadata={"doc": "which maps to draw: 'hessian', 'random' or both"},
+    include_bias_and_norm: bool = option(
+        False, doc="random directions also move biases and norm-layer scales"
     )
-    norm: Literal["filter", "layer", "none"] = field(
-        default="filter",
-        metadata={"doc": "normalisation of the random directions (Li et al. 2018)"},
+    split: Literal["train", "validation"] = option(
+        "train", doc="the loss whose Hessian gives the directions"
     )
-    include_bias_and_norm: bool = field(
-        default=False, metadata={"doc": "random directions also move biases and norm-layer scales"}
+    tol: float = option(
+        0.0,
+        doc="Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)",
+        ge=0,
     )
-    split: Literal["train", "validation"] = field(
-        default="train", metadata={"doc": "the loss whose Hessian gives the directions"}
+    maxiter: int = option(0, doc="Lanczos restarts at most (0: bounded by max_hvp)", ge=0)
+    max_hvp: int = option(
+        0,
+        doc="HVPs per eigenpair at most (0: D where the dense Hessian fits, then the dense "
+        "solve; 5000 beyond); at the cap the best Ritz pair is kept, with its bound",
+        ge=0,
     )
-    tol: float = field(
-        default=0.0,
-        metadata={
-            "doc": "Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)"
-        },
+    flat_tol: float = option(
+        0.0,
+        doc="an eigenvalue within its bound + flat_tol·max|λ| of 0 is flat: the point is "
+        "then 'degenerate', not a saddle or minimum (0: 1e-9 float64, 1e-5 float32)",
+        ge=0,
     )
-    maxiter: int = field(
-        default=0, metadata={"doc": "Lanczos restarts at most (0: bounded by max_hvp)"}
-    )
-    max_hvp: int = field(
-        default=0,
-        metadata={
-            "doc": "HVPs per eigenpair at most (0: D where the dense Hessian fits, then the "
-            "dense solve; 5000 beyond); at the cap the best Ritz pair is kept, with its bound"
-        },
-    )
-    flat_tol: float = field(
-        default=0.0,
-        metadata={
-            "doc": "an eigenvalue within its bound + flat_tol·max|λ| of 0 is flat: the point "
-            "is then 'degenerate', not a saddle or minimum (0: 1e-9 float64, 1e-5 float32)"
-        },
-    )
-    planes: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={
-            "doc": "more maps, each a subspace table by map name: {plugin = 'three-points' | "
-            "'user-directions' | 'hessian' | 'filter-normalized' | 'pca-trajectory', ...} "
-            "(2 directions each)"
-        },
+    planes: dict[str, Any] = option(
+        {},
+        doc="more maps, each a subspace table by map name: {plugin = 'three-points' | "
+        "'user-directions' | 'hessian' | 'filter-normalized' | 'pca-trajectory', ...} "
+        "(2 directions each)",
     )
 
     def validate(self) -> None:
-        if self.points < 3 or self.points % 2 == 0:
-            raise ValueError(
-                f"option 'points' must be odd and at least 3 (the centre is "
-                f"evaluated), got {self.points}"
-            )
-        if not self.span > 0:
-            raise ValueError(f"option 'span' must be positive, got {self.span}")
-        bad = [m for m in self.maps if m not in MAPS]
-        if bad or len(set(self.maps)) != len(self.maps):
-            raise ValueError(
-                f"option 'maps' must list distinct entries of {list(MAPS)}, got {self.maps}"
-            )
         if not self.maps and not self.planes:
             raise ValueError("options 'maps' and 'planes' are both empty: there is no map to draw")
         for name, spec in self.planes.items():
@@ -155,19 +126,31 @@ class HessianDirectionsOptions:
                     f"option 'planes': plane '{name}' must be a table with plugin = \"...\" "
                     "(e.g. 'three-points', 'user-directions')"
                 )
-        if self.tol < 0 or self.maxiter < 0 or self.max_hvp < 0 or self.flat_tol < 0:
-            raise ValueError("options 'tol', 'maxiter', 'max_hvp' and 'flat_tol' must be ≥ 0")
 
-
-def _cache(ctx: StepContext, options: HessianDirectionsOptions) -> tuple[torch.Tensor, np.ndarray]:
-    """(origins (map, D) in x*'s dtype, directions (map, axis, D)) read once per context."""
-    key = ("hessian-directions", ctx.step.name)
-    store = ctx.cache
-    if key not in store:
-        x = ctx.resolve_point(options.at)
-        origins = torch.as_tensor(ctx.static("origin"), dtype=torch.float64)
-        store[key] = (origins.to(x.device), ctx.static("directions"), x.dtype)
-    return store[key]
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """Every map as the subspace table that builds it: the built-in maps by the
+        ``hessian`` and ``filter-normalized`` plugins, then ``planes``."""
+        out: dict[str, dict[str, Any]] = {}
+        if "hessian" in self.maps:
+            out["hessian"] = {
+                "plugin": "hessian",
+                "split": self.split,
+                "tol": self.tol,
+                "maxiter": self.maxiter,
+                "max_hvp": self.max_hvp,
+                "flat_tol": self.flat_tol,
+                "scale": self.scale,
+            }
+        if "random" in self.maps:
+            out["random"] = {
+                "plugin": "filter-normalized",
+                "dim": 2,
+                "norm": self.norm,
+                "include_bias_and_norm": self.include_bias_and_norm,
+                "orthogonal": True,
+            }
+        out.update(self.planes)
+        return out
 
 
 def _plane_units(attrs: dict[str, Any]) -> str:
@@ -187,7 +170,12 @@ def _plane_units(attrs: dict[str, Any]) -> str:
     return kind or "basis units"
 
 
-class HessianDirectionsProbe(Probe):
+def _seed_key(name: str) -> tuple[str, ...]:
+    """The seed keys of a map's plane (the built-in maps keep version 0.1's)."""
+    return {"hessian": ("eigen",), "random": ("random",)}.get(name, ("plane", name))
+
+
+class HessianDirectionsProbe(Probe[HessianDirectionsOptions]):
     name = "hessian-directions"
     points = ()  # no (param,) results for later steps
     summary = "2-D loss maps along the dominant Hessian directions vs filter-normalised random"
@@ -199,7 +187,7 @@ class HessianDirectionsProbe(Probe):
                 f"step '{ctx.step.name}': the model has D={ctx.objective.D} "
                 "parameters; Hessian directions need D ≥ 3"
             )
-        for name, spec in options.planes.items():
+        for name, spec in options.tables().items():
             ctx.check_subspace(spec)  # its point references are checked by the engine
             n = len(spec["vectors"]) if isinstance(spec.get("vectors"), list) else spec.get("dim")
             if n is not None and n != 2:
@@ -211,7 +199,7 @@ class HessianDirectionsProbe(Probe):
     def estimate(self, options: HessianDirectionsOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
-        maps = max(1, len(options.maps))
+        maps = max(1, len(options.tables()))
         D = ctx.objective.D
         return grid_estimate(
             ctx,
@@ -222,172 +210,28 @@ class HessianDirectionsProbe(Probe):
             drivers=("points", "maps"),
         )
 
-    def plan(self, options: HessianDirectionsOptions, ctx: StepContext) -> Plan:
-        from lossatlas.engine.curvature import hessian_directions, hvp_operator
-
-        obj = ctx.objective
+    def _point(self, options: HessianDirectionsOptions, ctx: StepContext) -> torch.Tensor:
+        """x*, refused with one line where it has no Hessian (NaN/inf, a loss of inf)."""
         x = ctx.resolve_point(options.at)
-        loss = float(obj.evaluate(x, options.split)["loss"][0])
+        loss = float(ctx.objective.evaluate(x, options.split)["loss"][0])
         if not (bool(torch.isfinite(x).all()) and np.isfinite(loss)):
             what = "has NaN/inf parameters" if not torch.isfinite(x).all() else f"has loss {loss}"
             raise ConfigError(
                 f"step '{ctx.step.name}': the point '{options.at}' {what}, so it has no "
                 "Hessian (did its training diverge? see its 'diverged' variable)"
             )
-        r = float(x.norm())
-        if options.scale == "relative" and r == 0:
+        if options.scale == "relative" and float(x.norm()) == 0:
             raise ConfigError(
                 f"step '{ctx.step.name}': the point '{options.at}' has norm 0; "
                 "use scale = 'absolute'"
             )
-        maps = list(options.maps)
-        dirs = np.zeros((len(maps), 2, obj.D))
-        static: dict[str, Any] = {}
-        attrs: dict[str, Any] = {
-            "at": str(options.at),
-            "scale": options.scale,
-            "span": options.span,
-        }
-        cosines = []
-        if "hessian" in maps:
-            try:
-                res = hessian_directions(
-                    hvp_operator(obj, x, options.split),
-                    obj.D,
-                    tol=options.tol or None,
-                    maxiter=options.maxiter or None,
-                    max_hvp=options.max_hvp or None,
-                    flat_tol=options.flat_tol or None,
-                    generator=ctx.generator("eigen"),
-                )
-            except ConfigError as exc:
-                raise ConfigError(f"step '{ctx.step.name}': Hessian directions: {exc}") from None
-            if res.is_zero:
-                raise ConfigError(
-                    f"step '{ctx.step.name}': Hessian directions: the Hessian is zero here "
-                    "(H·v = 0 for every vector tried): every eigenvalue is 0 and no direction "
-                    "dominates (all ReLU units dead? a diverged training?)"
-                )
-            V = res.eigenvectors.detach().to("cpu", torch.float64)
-            eig_attrs = {
-                "description": "dominant Hessian eigenvalues (λ_max, λ_min): the largest-"
-                "magnitude one, then the opposite-sign end by annihilation; each within "
-                "its error bound (attr error_bounds, float64 residual norms)",
-                "units": "loss / parameter²",
-                **res.attrs(),
-                "residual_norms": [float(v) for v in res.residual_norms],
-                "split": options.split,
-                "algorithm": "thick-restart Lanczos (or the dense Hessian) + annihilation, "
-                "seed 001 App. B",
-            }
-            static["eigenvalues"] = (("eigen",), np.asarray(res.eigenvalues, float), eig_attrs)
-            static["eigenvectors"] = (
-                ("eigen", "param"),
-                V.numpy(),
-                {"description": "unit eigenvectors of the eigenvalues (rows)", "units": ""},
-            )
-            attrs.update(
-                lambda_max=float(res.eigenvalues[0]),
-                lambda_min=float(res.eigenvalues[1]),
-                lambda_error_bounds=[float(v) for v in res.error_bounds],
-                n_hvp=int(res.n_hvp),
-                eigen_converged=int(res.converged),
-                shape=res.shape,
-                shape_flat_tol=float(res.flat_tol),
-                shape_rule="saddle: λ_min < −t_min and λ_max > t_max; minimum: λ_min > t_min; "
-                "maximum: λ_max < −t_max; else degenerate (flat within the accuracy); "
-                "t = error bound + flat_tol·max|λ|",
-            )
-            W = V * (r if options.scale == "relative" else 1.0)
-            dirs[maps.index("hessian")] = W.numpy()
-            cosines.append(unit_cosine(W)[0])
-        if "random" in maps:
-            R, info = normalized_directions(
-                x,
-                obj.layout,
-                2,
-                ctx.generator("random"),
-                norm=options.norm,
-                include_bias_and_norm=options.include_bias_and_norm,
-                orthogonal=True,
-            )
-            R = R.cpu()
-            if options.scale == "absolute":
-                R = R / torch.linalg.vector_norm(R, dim=1, keepdim=True)
-            dirs[maps.index("random")] = R.numpy()
-            cosines.append(unit_cosine(R)[0])
-            attrs.update(
-                random_blocks=info["blocks"],
-                random_pooled_filters=info["pooled_filters"],
-                random_norm=options.norm,
-            )
-        x_np = x.detach().to("cpu", torch.float64).numpy()
-        origins = np.tile(x_np, (len(maps), 1))
-        kinds = ["hessian" if m == "hessian" else f"random-{options.norm}-normalized" for m in maps]
-        rel = options.scale == "relative"
-        units = [
-            ("× ‖x*‖" if m == "hessian" else "per filter") if rel else "absolute" for m in maps
-        ]
-        for name, spec in options.planes.items():
-            sub = ctx.subspace(spec, x, ctx.seed_for("plane", name))
-            where = f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}')"
-            if sub.dim != 2:
-                raise ConfigError(f"{where} has {sub.dim} directions; a 2-D map needs exactly 2")
-            if sub.origin.shape != x.shape:
-                raise ConfigError(
-                    f"{where}: its origin has {sub.origin.numel()} entries, D={obj.D}"
-                )
-            W = sub.columns().detach().to("cpu", torch.float64)
-            if not torch.all(torch.isfinite(W)) or torch.any(
-                torch.linalg.vector_norm(W, dim=1) == 0
-            ):
-                raise ConfigError(f"{where}: a direction is zero or not finite")
-            maps.append(name)
-            dirs = np.concatenate([dirs, W.numpy()[None]])
-            origins = np.concatenate(
-                [origins, sub.origin.detach().to("cpu", torch.float64).numpy()[None]]
-            )
-            cosines.append(unit_cosine(W)[0])
-            kinds.append(str(sub.attrs.get("kind", spec["plugin"])))
-            units.append(_plane_units(sub.attrs))
-            if "model_coords" in sub.attrs:
-                attrs[f"plane_{name}_model_coords"] = [
-                    float(c) for xy in sub.attrs["model_coords"] for c in xy
-                ]
-            attrs[f"plane_{name}"] = json.dumps(sub.attrs, default=str, sort_keys=True)
-        attrs["map_kinds"] = kinds
-        attrs["map_units"] = units
-        at_point = [bool(np.array_equal(o, x_np)) for o in origins]
-        static["origin"] = (
-            ("map", "param"),
-            origins,
-            {"description": "the centre of each map (x* unless a plane has its own)", "units": ""},
-        )
-        static["origin_is_point"] = (
-            ("map",),
-            np.asarray(at_point, dtype=np.int8),
-            {"description": "1 where the map is centred on x* itself", "units": ""},
-        )
-        static["directions"] = (
-            ("map", "axis", "param"),
-            dirs,
-            {
-                "description": "the displacement vectors δ (axis alpha) and η (axis beta) of each "
-                "map: x = x* + α·δ + β·η",
-                "units": "parameter",
-            },
-        )
-        static["direction_norm"] = (
-            ("map", "axis"),
-            np.linalg.norm(dirs, axis=2),
-            {"description": "‖δ‖, ‖η‖", "units": "parameter"},
-        )
-        static["direction_cosine"] = (
-            ("map",),
-            np.asarray(cosines),
-            {"description": "cos(δ, η), measured in float64 (0 up to rounding)", "units": ""},
-        )
-        static["point_norm"] = ((), np.float64(r), {"description": "‖x*‖", "units": ""})
+        return x
+
+    def plan(self, options: HessianDirectionsOptions, ctx: StepContext) -> Plan:
+        """The grid of every map; the planes themselves are built in the cells."""
+        obj = ctx.objective
+        x = self._point(options, ctx)
+        maps = list(options.tables())
         axis = centred_axis(options.span, options.points)
         unit = "× ‖x*‖ (per filter for random)" if options.scale == "relative" else "absolute"
         coords: dict[str, np.ndarray] = {
@@ -397,14 +241,15 @@ class HessianDirectionsProbe(Probe):
             "axis": np.asarray(["alpha", "beta"]),
             "param": np.arange(obj.D),
         }
-        if "hessian" in maps:
+        if "hessian" in options.maps:
             coords["eigen"] = np.asarray(["max", "min"])
+        norm = np.float64(float(x.norm()))
         return Plan(
             coords=coords,
             cell_dims=("map", "alpha"),
             variables=metric_variables(obj.metric_names(), ("map", "alpha", "beta")),
-            static=static,
-            attrs=attrs,
+            static={"point_norm": ((), norm, {"description": "‖x*‖", "units": ""})},
+            attrs={"at": str(options.at), "scale": options.scale, "span": options.span},
             coord_attrs={
                 "alpha": {"description": "step along δ (Hessian map: v_max)", "units": unit},
                 "beta": {"description": "step along η (Hessian map: v_min)", "units": unit},
@@ -412,23 +257,172 @@ class HessianDirectionsProbe(Probe):
             },
         )
 
+    def plane(
+        self, options: HessianDirectionsOptions, ctx: StepContext, name: str
+    ) -> dict[str, Any]:
+        """Map ``name``'s plane: ``origin`` (D,), ``directions`` (2, D) in float64 and the
+        subspace's ``attrs`` (with ``at_point``: 1 where the origin is x* itself) — built
+        once per step by its subspace plugin (the Hessian map's eigen-solve included)
+        and read back by every other cell and process."""
+
+        def build() -> dict[str, Any]:
+            spec = options.tables()[name]
+            x = ctx.resolve_point(options.at)
+            sub = ctx.subspace(spec, x, ctx.seed_for(*_seed_key(name)))
+            where = f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}')"
+            if sub.dim != 2:
+                raise ConfigError(f"{where} has {sub.dim} directions; a 2-D map needs exactly 2")
+            if sub.origin.shape != x.shape:
+                raise ConfigError(
+                    f"{where}: its origin has {sub.origin.numel()} entries, D={ctx.objective.D}"
+                )
+            W = sub.columns().detach().to("cpu", torch.float64)
+            if name == "random" and options.scale == "absolute":
+                W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True)
+            if not torch.all(torch.isfinite(W)) or torch.any(
+                torch.linalg.vector_norm(W, dim=1) == 0
+            ):
+                raise ConfigError(f"{where}: a direction is zero or not finite")
+            origin = sub.origin.detach().to("cpu", torch.float64).numpy()
+            x_np = x.detach().to("cpu", torch.float64).numpy()
+            attrs = json.loads(json.dumps(sub.attrs, default=str))
+            attrs["at_point"] = int(np.array_equal(origin, x_np))
+            return {"origin": origin, "directions": W.numpy(), "attrs": attrs}
+
+        return ctx.artifact(f"plane-{name}", build)
+
     def compute(
         self, options: HessianDirectionsOptions, ctx: StepContext, cell: Cell
     ) -> dict[str, Any]:
-        origins, dirs, dtype = _cache(ctx, options)
-        m = cell.index["map"]
+        plane = self.plane(options, ctx, str(cell.coords["map"]))
         beta = centred_axis(options.span, options.points)
-        d = torch.as_tensor(dirs[m], dtype=torch.float64)
-        pts = plane_grid(origins[m], d, float(cell.coords["alpha"]), beta)
-        return ctx.objective.evaluate_both(pts.to(dtype))
+        origin = torch.as_tensor(plane["origin"], dtype=torch.float64)
+        d = torch.as_tensor(plane["directions"], dtype=torch.float64)
+        pts = plane_grid(origin, d, float(cell.coords["alpha"]), beta)
+        return ctx.objective.evaluate_both(pts.to(ctx.objective.device, ctx.dtype))
 
     def finalize(
         self, options: HessianDirectionsOptions, ctx: StepContext, ds: xr.Dataset
     ) -> xr.Dataset | None:
-        return table2(ds)
+        planes = {str(m): self.plane(options, ctx, str(m)) for m in ds["map"].values}
+        summary = planes_dataset(options, ds, planes)
+        return xr.merge([summary, table2(ds.assign(summary))], combine_attrs="override")
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
         return plot_maps(ds, metric=kwargs.get("metric", "loss"), logz=kwargs.get("logy", False))
+
+
+def planes_dataset(
+    options: HessianDirectionsOptions, ds: xr.Dataset, planes: dict[str, dict[str, Any]]
+) -> xr.Dataset:
+    """Every map's plane as variables over ``map`` (origin, directions, their norms and
+    cosine; the Hessian map's eigenpairs over ``eigen``) and the attrs the plot and
+    Table 2 read (map kinds and units, the eigen-solve's cost and accuracy)."""
+    maps = [str(m) for m in ds["map"].values]
+    origins = np.stack([planes[m]["origin"] for m in maps])
+    dirs = np.stack([planes[m]["directions"] for m in maps])
+    kinds = [str(planes[m]["attrs"].get("kind", m)) for m in maps]
+    rel = options.scale == "relative"
+    builtin = {
+        "hessian": "× ‖x*‖" if rel else "absolute",
+        "random": "per filter" if rel else "absolute",
+    }
+    units = [builtin.get(m) or _plane_units(planes[m]["attrs"]) for m in maps]
+    out: dict[str, Any] = {
+        "origin": (
+            ("map", "param"),
+            origins,
+            {"description": "the centre of each map (x* unless a plane has its own)", "units": ""},
+        ),
+        "origin_is_point": (
+            ("map",),
+            np.asarray([planes[m]["attrs"]["at_point"] for m in maps], dtype=np.int8),
+            {"description": "1 where the map is centred on x* itself", "units": ""},
+        ),
+        "directions": (
+            ("map", "axis", "param"),
+            dirs,
+            {
+                "description": "the displacement vectors δ (axis alpha) and η (axis beta) of "
+                "each map: x = x* + α·δ + β·η",
+                "units": "parameter",
+            },
+        ),
+        "direction_norm": (
+            ("map", "axis"),
+            np.linalg.norm(dirs, axis=2),
+            {"description": "‖δ‖, ‖η‖", "units": "parameter"},
+        ),
+        "direction_cosine": (
+            ("map",),
+            np.asarray([unit_cosine(torch.as_tensor(d))[0] for d in dirs]),
+            {"description": "cos(δ, η), measured in float64 (0 up to rounding)", "units": ""},
+        ),
+    }
+    attrs: dict[str, Any] = {"map_kinds": kinds, "map_units": units}
+    if "hessian" in options.maps:
+        a = planes["hessian"]["attrs"]
+        V = dirs[maps.index("hessian")]
+        V = V / np.linalg.norm(V, axis=1, keepdims=True)
+        eig_attrs = {
+            "description": "dominant Hessian eigenvalues (λ_max, λ_min): the largest-"
+            "magnitude one, then the opposite-sign end by annihilation; each within "
+            "its error bound (attr error_bounds, float64 residual norms)",
+            "units": "loss / parameter²",
+            **{k: a[k] for k in _EIGEN_ATTRS if k in a},
+            "residual_norms": list(a.get("residuals", [])),
+            "split": options.split,
+            "algorithm": "thick-restart Lanczos (or the dense Hessian) + annihilation, "
+            "seed 001 App. B",
+        }
+        out["eigenvalues"] = (("eigen",), np.asarray(a["eigenvalues"], float), eig_attrs)
+        out["eigenvectors"] = (
+            ("eigen", "param"),
+            V,
+            {"description": "unit eigenvectors of the eigenvalues (rows)", "units": ""},
+        )
+        attrs.update(
+            lambda_max=float(a["eigenvalues"][0]),
+            lambda_min=float(a["eigenvalues"][1]),
+            lambda_error_bounds=[float(v) for v in a["error_bounds"]],
+            n_hvp=int(a["n_hvp"]),
+            eigen_converged=int(a["converged"]),
+            shape=a["shape"],
+            shape_flat_tol=float(a["flat_tol"]),
+            shape_rule="saddle: λ_min < −t_min and λ_max > t_max; minimum: λ_min > t_min; "
+            "maximum: λ_max < −t_max; else degenerate (flat within the accuracy); "
+            "t = error bound + flat_tol·max|λ|",
+        )
+    if "random" in options.maps:
+        a = planes["random"]["attrs"]
+        attrs.update(
+            random_blocks=a["blocks"],
+            random_pooled_filters=a["pooled_filters"],
+            random_norm=options.norm,
+        )
+    for name in options.planes:
+        a = {k: v for k, v in planes[name]["attrs"].items() if k != "at_point"}
+        if "model_coords" in a:
+            attrs[f"plane_{name}_model_coords"] = [float(c) for xy in a["model_coords"] for c in xy]
+        attrs[f"plane_{name}"] = json.dumps(a, default=str, sort_keys=True)
+    return xr.Dataset({k: xr.Variable(*v) for k, v in out.items()}, attrs=attrs)
+
+
+#: The eigen-solve's facts kept on the ``eigenvalues`` variable.
+_EIGEN_ATTRS = (
+    "n_hvp",
+    "tol",
+    "converged",
+    "method",
+    "error_bounds",
+    "residuals",
+    "residual_check",
+    "dominant",
+    "opposite_sign_found",
+    "shape",
+    "flat_tol",
+    "seconds",
+)
 
 
 def table2(ds: xr.Dataset) -> xr.Dataset:

@@ -41,6 +41,7 @@ from lossatlas.engine import (
     StepContext,
     Subspace,
     SubspacePlugin,
+    option,
 )
 
 __all__ = [
@@ -289,6 +290,12 @@ class HessianOptions:
         default="relative",
         metadata={"doc": "'relative': unit eigenvectors × ‖x‖; 'absolute': unit eigenvectors"},
     )
+    flat_tol: float = option(
+        0.0,
+        doc="an eigenvalue within its bound + flat_tol·max|λ| of 0 is flat (the point's "
+        "shape is then 'degenerate'; 0: 1e-9 float64, 1e-5 float32)",
+        ge=0,
+    )
 
     def validate(self) -> None:
         if self.tol < 0 or self.maxiter < 0 or self.max_hvp < 0:
@@ -317,6 +324,7 @@ class HessianPlane(SubspacePlugin):
                 tol=options.tol or None,
                 maxiter=options.maxiter or None,
                 max_hvp=options.max_hvp or None,
+                flat_tol=options.flat_tol or None,
                 generator=generator,
             )
         except ConfigError as exc:

@@ -117,4 +117,3 @@ def test_fixtures(lossatlas_run: Any, lossatlas_context: Any, plugins: Any) -> N
     assert tree["ray"].ds.sizes["scale"] == 4
     ctx = lossatlas_context(config(), plugins=plugins)
     assert ctx.step.name == "ray" and ctx.objective.D == 2 * 5 + 5 + 5 * 2 + 2
-

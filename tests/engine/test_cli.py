@@ -191,9 +191,9 @@ def test_step_with_the_earlier_result_in_the_store_runs(
 def test_a_missing_step_the_check_cannot_see_is_explained(
     tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any, monkeypatch: Any
 ) -> None:
-    from lossatlas.engine import cli
+    from lossatlas.engine import runner
 
-    monkeypatch.setattr(cli, "_check_earlier_steps", lambda *args: None)
+    monkeypatch.setattr(runner, "check_earlier_steps", lambda *args: None)
     path = tmp_path / "s.zarr"
     result = run_cli(
         "run", write_config(_two_steps(tiny_config)), "--store", path, "--step", "line"

@@ -233,18 +233,15 @@ def train_curve(
     """Train the bends: each step draws t ~ U(0, 1) and a mini-batch (both from
     ``generator``) and descends L_batch(φ(t)) + ½·wd·‖φ(t)‖². Returns (control points
     (k+2, D), mean step loss per epoch, diverged)."""
-    from lossatlas.engine.training import minibatch_loss
+    from lossatlas.engine.training import OptimizerSpec, TrainingLoop, minibatch_loss
 
     k = options.bends
     frac = torch.arange(1, k + 1, dtype=w0.dtype, device=w0.device) / (k + 1)
-    bends = (w0.unsqueeze(0) + frac.unsqueeze(1) * (w1 - w0).unsqueeze(0)).clone()
-    bends.requires_grad_(True)
-    if options.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            [bends], lr=options.lr, momentum=options.momentum
-        )
-    else:
-        opt = torch.optim.Adam([bends], lr=options.lr)
+    start = w0.unsqueeze(0) + frac.unsqueeze(1) * (w1 - w0).unsqueeze(0)
+    # The bends are one member of the shared loop (their loss is a function of all).
+    momentum = options.momentum if options.optimizer == "sgd" else 0.0
+    loop = TrainingLoop([start], OptimizerSpec(options.optimizer, options.lr, momentum))
+    bends, opt = loop.params[0], loop.optimizer
     split = obj.splits["train"]
     n = len(split)
     size = n if options.batch_size in (0, None) else min(options.batch_size, n)
@@ -269,9 +266,9 @@ def train_curve(
                 loss = loss + 0.5 * options.weight_decay * (x * x).sum()
             if not torch.isfinite(loss):
                 return torch.cat([w0[None], bends.detach(), w1[None]]), history, True
-            opt.zero_grad(set_to_none=True)
+            loop.zero_grad()
             loss.backward()
-            opt.step()
+            loop.apply()
             total += float(loss.detach()) * int(idx.numel())
             count += int(idx.numel())
         history[epoch] = total / max(count, 1)

@@ -58,6 +58,7 @@ from lossatlas.engine import (
     StepContext,
     Variable,
 )
+from lossatlas.engine.training import OptimizerSpec, TrainingLoop
 
 from .interpolation import (
     _bn_modules,
@@ -294,11 +295,18 @@ def run_neb(
             if any(where):
                 path, weights = _fill(path, weights, where)
         X = path.clone()
-        m1 = torch.zeros_like(X[1:-1])
-        m2 = torch.zeros_like(X[1:-1])
-        for step in range(o.steps):
+        # The inner pivots are one member of the shared loop (a fresh optimizer state
+        # each cycle, as the chain changes between cycles).
+        loop = TrainingLoop(
+            [X[1:-1]], OptimizerSpec(o.optimizer, o.lr, o.momentum if o.optimizer == "sgd" else 0)
+        )
+        inner = loop.params[0]
+        for _step in range(o.steps):
+            X = torch.cat([X[:1], inner.detach(), X[-1:]])
             if math.isinf(o.spring):
                 X = distribute(X, weights.to(X.dtype))
+                with torch.no_grad():
+                    inner.copy_(X[1:-1])
             if pos + size > n:
                 order = torch.randperm(n, generator=generator) if size < n else torch.arange(n)
                 pos = 0
@@ -320,16 +328,8 @@ def run_neb(
                 if not math.isinf(o.spring):
                     err = (dist[i - 1] - target[i - 1]) - (dist[i] - target[i])
                     g[i - 1] += o.spring * err * tau
-            if o.optimizer == "sgd":
-                m1.mul_(o.momentum).add_(g)
-                X[1:-1] -= o.lr * m1
-            else:
-                b1, b2 = 0.9, 0.999
-                m1.mul_(b1).add_(g, alpha=1 - b1)
-                m2.mul_(b2).addcmul_(g, g, value=1 - b2)
-                mh = m1 / (1 - b1 ** (step + 1))
-                vh = m2 / (1 - b2 ** (step + 1))
-                X[1:-1] -= o.lr * mh / (vh.sqrt() + 1e-8)
+            loop.apply([g])
+        X = torch.cat([X[:1], loop.finish()[0], X[-1:]])
         if math.isinf(o.spring) and not diverged:
             X = distribute(X, weights.to(X.dtype))
         path = X.detach()

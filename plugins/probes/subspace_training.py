@@ -61,6 +61,8 @@ from lossatlas.engine import (
 from lossatlas.engine.geometry import draw_init, init_radius
 from lossatlas.engine.training import (
     ConvergenceWarning,
+    OptimizerSpec,
+    TrainingLoop,
     convergence_window,
     loss_still_falling,
 )
@@ -121,11 +123,17 @@ def train_ensemble(
         r0 = torch.tensor([s.radius for s in subspaces], dtype=dt, device=dev)
     else:
         theta = torch.zeros(R, stack.d, dtype=dt, device=dev)
-    theta.requires_grad_(True)
-    if optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam([theta], lr=lr)
-    else:
-        opt = torch.optim.SGD([theta], lr=lr, momentum=momentum)
+    # One member per subspace on the shared loop (Adam is elementwise: a member's numbers
+    # do not depend on which others share its ensemble).
+    spec = OptimizerSpec(optimizer, lr, momentum if optimizer == "sgd" else 0.0)
+
+    def on_sphere(params: list[torch.Tensor]) -> None:
+        T = torch.stack([p.detach() for p in params])
+        x = stack.embed(T)
+        for k, p in enumerate(params):
+            p.mul_(r0[k] / x[k].norm())
+
+    loop = TrainingLoop(theta, spec, project=on_sphere if sphere else None)
     split = obj.splits["train"]
     n = len(split)
     bs = min(batch_size or n, n)
@@ -139,7 +147,7 @@ def train_ensemble(
 
     def log() -> None:
         with torch.no_grad():
-            X = stack.embed(theta.detach())
+            X = stack.embed(loop.stacked())
         for k, v in obj.evaluate_both(X).items():
             hist.setdefault(k, []).append(v)
 
@@ -149,25 +157,21 @@ def train_ensemble(
         for b in range(0, n, bs):
             idx = order[:, b : b + bs]
             with torch.no_grad():
-                X = stack.embed(theta.detach())
+                X = stack.embed(loop.stacked())
             X.requires_grad_(True)
             loss = batched(X, split.inputs[idx], split.targets[idx]).sum()
             (gX,) = torch.autograd.grad(loss, X)
             with torch.no_grad():
                 if sphere:
                     gX = remove_radial(X.detach(), gX)
-                theta.grad = stack.pullback(gX)
-            opt.step()
-            if sphere:
-                with torch.no_grad():
-                    x = stack.embed(theta.detach())
-                    theta.mul_((r0 / x.norm(dim=1)).unsqueeze(1))
-                    del x
+                loop.apply(stack.pullback(gX))
+        loop.end_epoch(epoch + 1)
         if history or epoch == epochs - 1:
             log()
+    theta = loop.finish()
     out = {k: np.stack(v, axis=1) for k, v in hist.items()}
     with torch.no_grad():
-        X = stack.embed(theta.detach())
+        X = stack.embed(theta)
     out["theta"] = theta.detach().cpu().numpy()
     out["x"] = X.cpu().numpy()
     return out

@@ -500,10 +500,17 @@ def _run_leased(
     return report
 
 
-def _summary_attrs(ctx: StepContext, store: Store, attrs: dict[str, Any]) -> dict[str, Any]:
-    """The attrs a probe's ``finalize`` returned, to add to its step's: new keys, or the
-    probe's own keys again (a repaired step finalizes twice); a key the engine wrote
-    (status, provenance, config ...) is the engine's and is refused."""
+def _summary_attrs(
+    ctx: StepContext, before: dict[str, Any], attrs: dict[str, Any]
+) -> dict[str, Any]:
+    """The attrs a probe's ``finalize`` returned that are new or changed, to add to its
+    step's (``ds.assign(...)`` returns every stored attr: unchanged ones are ignored);
+    changing a key the engine wrote (status, provenance, config ...) is refused."""
+    from .store.layout import _jsonable_attrs
+
+    stored = _jsonable_attrs(dict(before))
+    given = _jsonable_attrs(dict(attrs))
+    attrs = {k: v for k, v in given.items() if k not in stored or stored[k] != v}
     owned = {
         "probe",
         "step",
@@ -701,8 +708,9 @@ def _run_step(
                 )
             if len(extra.data_vars):
                 store.write_summary(run, name, extra)
-            if extra.attrs:
-                store.set_step_attrs(run, name, _summary_attrs(ctx, store, extra.attrs))
+            changed = _summary_attrs(ctx, ds.attrs, extra.attrs) if extra.attrs else {}
+            if changed:
+                store.set_step_attrs(run, name, changed)
     except BaseException as exc:
         with contextlib.suppress(Exception):  # never mask the error itself
             store.set_step_attrs(

@@ -2,7 +2,7 @@
 
 - :mod:`.loop`: :class:`TrainingLoop` (K members, one ``torch.optim`` optimizer, a
   recorder, a stop rule), :class:`OptimizerSpec`, :class:`Recorder`;
-- :mod:`.train`: :func:`train` (one model in the full space, a subspace or on a sphere,
+- :mod:`.single`: :func:`train` (one model in the full space, a subspace or on a sphere,
   recording its trajectory and history) and :func:`train_as`;
 - :mod:`.convergence`: :func:`loss_still_falling`, the check every training probe runs.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .convergence import ConvergenceWarning, convergence_window, loss_still_falling
 from .loop import OptimizerSpec, Recorder, Recorders, TrainingLoop
-from .train import TrainResult, minibatch_loss, minibatch_value_and_grad, train, train_as
+from .single import TrainResult, minibatch_loss, minibatch_value_and_grad, train, train_as
 
 __all__ = [
     "ConvergenceWarning",

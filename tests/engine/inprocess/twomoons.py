@@ -61,10 +61,13 @@ class TinyNet(ModelPlugin[TinyNetOptions]):
     Options = TinyNetOptions
 
     def build(self, options: TinyNetOptions, data: DataBundle, seed: int) -> torch.nn.Module:
-        torch.manual_seed(seed)
-        return torch.nn.Sequential(
-            torch.nn.Linear(2, options.width), torch.nn.Tanh(), torch.nn.Linear(options.width, 2)
-        )
+        with torch.random.fork_rng(devices=[]):  # the contract: nothing outside sees it
+            torch.manual_seed(seed)
+            return torch.nn.Sequential(
+                torch.nn.Linear(2, options.width),
+                torch.nn.Tanh(),
+                torch.nn.Linear(options.width, 2),
+            )
 
 
 @dataclass

@@ -11,11 +11,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
-import inspect
 import json
-import platform
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,10 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 import xarray as xr
-
-import lossatlas
 
 from .components import Estimate, human_bytes
 from .config import RunConfig
@@ -34,14 +28,15 @@ from .context import StepContext, blame
 from .errors import (
     ConfigError,
     LossAtlasError,
-    MissingStepError,
     PluginError,
     RunInterrupted,
     StoreError,
 )
 from .options import parse_options, suggest
-from .provenance import checkout_commit, step_facts
+from .provenance import problem_facts, provenance, step_facts
 from .registry import Registry
+from .selection import check_earlier_steps, left_out
+from .session import ExecutorSession
 from .sizes import Limits, check_estimate, plan_bytes
 from .store import STATUS_NONFINITE, STATUS_PENDING, RunLease, Store
 from .sweep import CellJob, StepRuntime
@@ -96,62 +91,6 @@ class RunReport:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def problem_facts(ctx: StepContext) -> dict[str, Any]:
-    """What the step computed on: model size and kind, data, splits and BatchNorm."""
-    obj, data = ctx.objective, ctx.data
-    bn = [
-        m
-        for m in obj.model.modules()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
-    facts: dict[str, Any] = {
-        "model_class": type(obj.model).__name__,
-        "n_params": int(obj.D),
-        "task": data.task,
-        "n_outputs": int(data.n_outputs),
-        "input_shape": list(data.input_shape),
-        "n_train": len(data.train),
-        "n_validation": len(data.validation),
-        "dataset_description": data.description,
-        "dataset_attrs": json.dumps(data.attrs, sort_keys=True, default=str),
-        "batchnorm": (
-            f"{len(bn)} layer(s); running statistics are buffers, set when the model was "
-            "built (or loaded) and fixed during this step: points and directions move "
-            "the parameters only (the interpolation probe can recompute them per α)"
-            if bn
-            else "none"
-        ),
-    }
-    return facts
-
-
-def provenance(config: RunConfig) -> dict[str, Any]:
-    """Versions and settings that make a result reproducible."""
-    import xarray
-    import zarr
-
-    dev = torch.device(config.device)
-    device_name = (
-        torch.cuda.get_device_name(dev)
-        if dev.type == "cuda" and torch.cuda.is_available()
-        else platform.processor() or platform.machine()
-    )
-    return {
-        "lossatlas_version": lossatlas.__version__,
-        "lossatlas_commit": checkout_commit(),
-        "torch_version": torch.__version__,
-        "python_version": sys.version.split()[0],
-        "numpy_version": np.__version__,
-        "xarray_version": xarray.__version__,
-        "zarr_version": zarr.__version__,
-        "platform": platform.platform(),
-        "device": config.device,
-        "device_name": device_name,
-        "dtype": config.dtype,
-        "seed": config.seed,
-    }
 
 
 def validate(config: RunConfig, registry: Registry, store: Store | None) -> list[StepContext]:
@@ -281,112 +220,10 @@ def run_pipeline(
                 )
         except StoreError as exc:
             if steps and exc.context.get("missing") == "result":
-                raise _left_out(exc, config, store, steps) from None
+                raise left_out(exc, config, store, steps) from None
             raise
         finally:
             lease.release()
-
-
-class ExecutorSession:
-    """One :meth:`Executor.session` for a whole pipeline, opened when the first step
-    with cells to compute needs it (a pipeline already complete starts no cluster) and
-    closed after the last step, also on an error or an interrupt."""
-
-    def __init__(self, executor: Any, options: Any) -> None:
-        self.executor = executor
-        self.options = options
-        self._stack = contextlib.ExitStack()
-        self._opened = False
-        self._session: Any = None
-
-    def __enter__(self) -> ExecutorSession:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stack.__exit__(*exc)
-
-    def get(self) -> Any:
-        """What the executor's session yielded (opened on the first call)."""
-        if not self._opened:
-            self._session = self._stack.enter_context(self.executor.session(self.options))
-            self._opened = True
-        return self._session
-
-    def run(self, job: Any, cells: list[Any], on_done: Any) -> None:
-        """The executor's ``run`` with the session (an executor of version 0.1 whose
-        ``run`` takes no ``session`` is called without it)."""
-        if not cells:
-            return
-        params = inspect.signature(self.executor.run).parameters
-        if "session" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            self.executor.run(self.options, job, cells, on_done, session=self.get())
-        else:
-            self.executor.run(self.options, job, cells, on_done)
-
-
-def _ready_steps(store: Store, run: str) -> set[str]:
-    """The steps of ``run`` with a result in ``store`` (none if the store is new)."""
-    if not store.exists() or run not in store.runs():
-        return set()
-    return {s for s in store.steps(run) if store.step_ready(run, s)}
-
-
-def _missing_earlier(config: RunConfig, store: Store, steps: list[str]) -> list[str]:
-    """The config's steps left out by ``steps`` that have no result in ``store``."""
-    ready = _ready_steps(store, config.name)
-    return [s.name for s in config.steps if s.name not in steps and s.name not in ready]
-
-
-def check_earlier_steps(
-    config: RunConfig, registry: Registry, store: Store, steps: list[str]
-) -> None:
-    """Refuse to run only ``steps`` when one of them uses a point of an earlier step
-    that is neither chosen nor in the store (before the store is touched): a
-    :class:`MissingStepError` whose ``context`` names both steps."""
-    missing = set(_missing_earlier(config, store, steps))
-    if not missing:
-        return
-    for step in config.steps:
-        if step.name not in steps:
-            continue
-        ctx = StepContext(registry, config, step)
-        for use in ctx.references():
-            p = use.point
-            if p.local and p.step in missing:
-                reason = (
-                    f"--step {step.name}: it uses point '{use.ref}' of step '{p.step}', which "
-                    f"has no result in store '{store.path}' for run '{config.name}'"
-                )
-                raise MissingStepError(
-                    f"{reason}; " + _needs_hint(p.step or "", steps),
-                    reason=reason,
-                    step=step.name,
-                    needed=p.step,
-                    ref=str(use.ref),
-                    run=config.name,
-                    store=str(store.path),
-                    steps=list(steps),
-                )
-
-
-def _needs_hint(needed: str, steps: list[str]) -> str:
-    return f"name step '{needed}' with --step too, or run the whole config without --step"
-
-
-def _left_out(exc: StoreError, config: RunConfig, store: Store, steps: list[str]) -> StoreError:
-    """A store error about a step's missing result, said as what ``steps`` left out."""
-    needed = str(exc.context.get("step", ""))
-    if needed not in _missing_earlier(config, store, steps):
-        return exc
-    reason = f"{exc} (left out by --step)"
-    return MissingStepError(
-        f"{reason}; " + _needs_hint(needed, steps),
-        reason=reason,
-        needed=needed,
-        run=config.name,
-        store=str(store.path),
-        steps=list(steps),
-    )
 
 
 #: errno values of OS errors that end a run with one line naming the path.

@@ -42,7 +42,14 @@ from .objective import (
     resolve_device,
     resolve_dtype,
 )
-from .options import NoOptions, OptimizerOptions, option, options_schema, parse_options
+from .options import (
+    NoOptions,
+    OptimizerOptions,
+    optimizer_options,
+    option,
+    options_schema,
+    parse_options,
+)
 from .paths import PathSummary, plot_paths
 from .points import (
     Point,
@@ -107,6 +114,7 @@ __all__ = [
     "make_registry",
     "mean_squared_error",
     "metric_variables",
+    "optimizer_options",
     "option",
     "options_schema",
     "parse_options",

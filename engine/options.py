@@ -26,6 +26,7 @@ __all__ = [
     "PointRef",
     "StepRef",
     "describe_options",
+    "optimizer_options",
     "option",
     "options_schema",
     "parse_options",
@@ -492,3 +493,27 @@ class OptimizerOptions:
     momentum: float = option(0.0, doc="SGD momentum (0: plain SGD; Adam ignores it)", ge=0, lt=1)
     epochs: int = option(10, doc="passes over the train split", ge=0)
     batch_size: int = option(0, doc="mini-batch size (0: full batch)", ge=0)
+
+
+def optimizer_options(**defaults: Any) -> type[OptimizerOptions]:
+    """:class:`OptimizerOptions` with other defaults (and, by ``docs={name: text}``,
+    other help), to subclass: ``class MyOptions(optimizer_options(optimizer="adam",
+    lr=1e-3, batch_size=64)): ...``. ``epochs_min=1`` requires at least one epoch."""
+    docs = defaults.pop("docs", {})
+    epochs_min = defaults.pop("epochs_min", 0)
+    unknown = set(defaults) - {f.name for f in dataclasses.fields(OptimizerOptions)}
+    if unknown:
+        raise TypeError(f"optimizer_options: no option {sorted(unknown)}")
+    fields = []
+    hints = get_type_hints(OptimizerOptions)
+    for f in dataclasses.fields(OptimizerOptions):
+        meta = dict(f.metadata)
+        if f.name in docs:
+            meta["doc"] = docs[f.name]
+        if f.name == "epochs" and epochs_min:
+            meta["ge"] = epochs_min
+        default = defaults.get(f.name, f.default)
+        fields.append((f.name, hints[f.name], dataclasses.field(default=default, metadata=meta)))
+    cls = dataclasses.make_dataclass("OptimizerOptions", fields, bases=(OptimizerOptions,))
+    cls.__module__ = __name__
+    return cls

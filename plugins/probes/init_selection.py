@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Plan, Probe, StepContext, Variable
+from lossatlas.engine import Cell, Plan, Probe, StepContext, Variable, optimizer_options
 from lossatlas.engine.curvature import default_flat_tol
 from lossatlas.engine.geometry import draw_init, init_radius
 
@@ -36,7 +36,9 @@ MEASURES = {
 
 
 @dataclass
-class InitSelectionOptions:
+class InitSelectionOptions(
+    optimizer_options(optimizer="adam", lr=1e-3, epochs=5, batch_size=64, epochs_min=1)
+):
     inits: int = field(default=16, metadata={"doc": "number of Xavier initialisations"})
     init: Literal["xavier", "he"] = field(
         default="xavier",
@@ -55,17 +57,12 @@ class InitSelectionOptions:
     split: Literal["train", "validation"] = field(
         default="train", metadata={"doc": "split the Hessian is taken on"}
     )
-    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
-    lr: float = field(default=1e-3, metadata={"doc": "learning rate"})
-    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
-    epochs: int = field(default=5, metadata={"doc": "epochs of full-space training"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
 
     def validate(self) -> None:
         if self.inits < 2:
             raise ValueError(f"option 'inits' must be at least 2 (correlations), got {self.inits}")
-        if self.dim < 1 or self.epochs < 1 or self.batch_size < 0 or not self.lr > 0:
-            raise ValueError("need dim ≥ 1, epochs ≥ 1, batch_size ≥ 0 and lr > 0")
+        if self.dim < 1:
+            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
         _validate_basis(self)
 
 

@@ -25,7 +25,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, ConfigError, Plan, Probe, StepContext, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    Probe,
+    StepContext,
+    Variable,
+    optimizer_options,
+)
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import mark_reference
@@ -35,7 +43,9 @@ __all__ = ["RadiusDynamics", "RadiusDynamicsOptions", "growth_exponent", "snapsh
 
 
 @dataclass
-class RadiusDynamicsOptions:
+class RadiusDynamicsOptions(
+    optimizer_options(optimizer="adam", lr=1e-3, epochs=5, batch_size=64, epochs_min=1)
+):
     starts: list[float] = field(
         default_factory=lambda: [0.1, 1.0, 10.0],
         metadata={"doc": "start radii r0 in units of r_Xavier"},
@@ -48,11 +58,6 @@ class RadiusDynamicsOptions:
     init: Literal["xavier", "he"] = field(
         default="xavier", metadata={"doc": "initialisation whose draws are rescaled to r0"}
     )
-    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
-    lr: float = field(default=1e-3, metadata={"doc": "learning rate"})
-    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
-    epochs: int = field(default=5, metadata={"doc": "epochs (seed 004: 15 on CIFAR-10)"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
     record_every: int = field(default=2, metadata={"doc": "record the radius every k steps"})
     snapshots: int = field(
         default=11,
@@ -68,8 +73,8 @@ class RadiusDynamicsOptions:
         bad = [m for m in self.modes if m not in ("free", "constrained")]
         if bad or not self.modes:
             raise ValueError(f"option 'modes' takes 'free' and/or 'constrained', got {self.modes}")
-        if self.samples < 1 or self.epochs < 1 or self.record_every < 1 or not self.lr > 0:
-            raise ValueError("need samples, epochs, record_every ≥ 1 and lr > 0")
+        if self.samples < 1 or self.record_every < 1:
+            raise ValueError("need samples and record_every ≥ 1")
         if self.snapshots < 0 or self.snapshots == 1:
             raise ValueError(
                 f"option 'snapshots' must be 0 (none) or ≥ 2 (the start and the end), got "

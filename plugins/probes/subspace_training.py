@@ -57,6 +57,7 @@ from lossatlas.engine import (
     Subspace,
     Variable,
     grid_estimate,
+    optimizer_options,
 )
 from lossatlas.engine.geometry import draw_init, init_radius
 from lossatlas.engine.training import (
@@ -303,7 +304,7 @@ def final_points(ds: Any, surface: str, dim: int, objective: Any = None) -> torc
 
 
 @dataclass
-class SubspaceTrainingOptions:
+class SubspaceTrainingOptions(optimizer_options(optimizer="adam", lr=1e-3, batch_size=64)):
     radius_min: float = field(default=0.1, metadata={"doc": "smallest radius (radius_unit)"})
     radius_max: float = field(default=10.0, metadata={"doc": "largest radius"})
     radii: int = field(default=5, metadata={"doc": "number of log-spaced radii"})
@@ -330,11 +331,6 @@ class SubspaceTrainingOptions:
     directions: Literal["all", "weights"] = field(
         default="all", metadata={"doc": "surfaces span all coordinates, or weights only"}
     )
-    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
-    lr: float = field(default=1e-3, metadata={"doc": "learning rate (seed 000: Adam 1e-3)"})
-    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
-    epochs: int = field(default=10, metadata={"doc": "passes over the train split"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
     ensemble: bool = field(
         default=True,
         metadata={"doc": "train a cell's runs together as a vmapped ensemble (else one by one)"},
@@ -375,10 +371,8 @@ class SubspaceTrainingOptions:
             raise ValueError(
                 f"option 'surfaces' takes 'hyperplane' and/or 'hypersphere', got {self.surfaces}"
             )
-        if self.samples < 1 or self.epochs < 0 or self.batch_size < 0:
-            raise ValueError("samples must be ≥ 1, epochs and batch_size ≥ 0")
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
+        if self.samples < 1:
+            raise ValueError(f"option 'samples' must be at least 1, got {self.samples}")
         if not 0 < self.accuracy_fraction <= 1:
             raise ValueError("option 'accuracy_fraction' must be in (0, 1]")
         if self.reference == "grid":

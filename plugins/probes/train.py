@@ -30,11 +30,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, StepContext, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    PointRef,
+    Probe,
+    StepContext,
+    Variable,
+    optimizer_options,
+)
 from lossatlas.engine.training import train
 
 __all__ = ["Train", "TrainOptions", "planned_record_steps"]
@@ -44,7 +53,7 @@ MAX_TRAJECTORY_BYTES = 2 * 2**30
 
 
 @dataclass
-class TrainOptions:
+class TrainOptions(optimizer_options(batch_size=64)):
     start: PointRef = field(
         default=PointRef("init"),
         metadata={
@@ -53,19 +62,12 @@ class TrainOptions:
             "initialisation), a step or 'checkpoint:PATH'",
         },
     )
-    optimizer: Literal["sgd", "adam"] = field(
-        default="sgd", metadata={"doc": "'sgd' (with momentum) or 'adam'"}
-    )
-    lr: float = field(default=0.1, metadata={"doc": "learning rate"})
-    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum (0: plain SGD)"})
     nesterov: bool = field(default=False, metadata={"doc": "Nesterov momentum (SGD)"})
     betas: list[float] = field(
         default_factory=lambda: [0.9, 0.999],
         metadata={"doc": "Adam's (β1, β2): decay rates of the gradient's moment estimates"},
     )
     weight_decay: float = field(default=0.0, metadata={"doc": "L2 weight decay"})
-    epochs: int = field(default=10, metadata={"doc": "passes over the train split"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
     seed: int = field(default=0, metadata={"doc": "seed of the mini-batch order"})
     record_every: int = field(
         default=10,
@@ -79,19 +81,13 @@ class TrainOptions:
     )
 
     def validate(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"option 'momentum' must be in [0, 1), got {self.momentum}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"option 'betas' must be two numbers in [0, 1), got {self.betas}")
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             raise ValueError("option 'nesterov' needs a positive 'momentum'")
         if self.weight_decay < 0:
             raise ValueError(f"option 'weight_decay' must be ≥ 0, got {self.weight_decay}")
-        if self.epochs < 0:
-            raise ValueError(f"option 'epochs' must be ≥ 0, got {self.epochs}")
-        for name in ("batch_size", "record_every", "max_steps"):
+        for name in ("record_every", "max_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"option '{name}' must be ≥ 0, got {getattr(self, name)}")
         if self.target_loss < 0:

@@ -81,12 +81,22 @@ def test_run_returns_the_runs_tree_and_open_reads_it(tmp_path: Path, plugins: An
         lossatlas.open(tmp_path / "s.zarr", "moon")
 
 
-def test_local_and_dask_give_identical_results(tmp_path: Path, plugins: Any) -> None:
+def test_local_and_dask_give_identical_results(
+    tmp_path: Path, plugins: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process plugins (one imported from a file, one made here) reach the workers,
+    and one LocalCluster serves both steps of the pipeline (Executor.session)."""
     pytest.importorskip("distributed")
+    import lossatlas.plugins.executors.dask as dask_executor
+
+    clusters = []
+    real = dask_executor.local_cluster
+    monkeypatch.setattr(dask_executor, "local_cluster", lambda n: clusters.append(n) or real(n))
     local = lossatlas.testing.run(config(), tmp_path / "local.zarr", plugins=plugins)
     dask = lossatlas.testing.run(
         config(), tmp_path / "dask.zarr", plugins=plugins, executor="dask", workers=2
     )
+    assert clusters == [2]  # one cluster for the two steps
     for step in ("ray", "spin"):
         a, b = local[step].ds, dask[step].ds
         for var in ("train_loss", "cell_seed"):
@@ -117,3 +127,22 @@ def test_fixtures(lossatlas_run: Any, lossatlas_context: Any, plugins: Any) -> N
     assert tree["ray"].ds.sizes["scale"] == 4
     ctx = lossatlas_context(config(), plugins=plugins)
     assert ctx.step.name == "ray" and ctx.objective.D == 2 * 5 + 5 + 5 * 2 + 2
+
+
+def test_executor_table_and_options(tmp_path: Path, plugins: Any) -> None:
+    from lossatlas.engine.config import parse_config, parse_executor_option
+
+    cfg = parse_config({**config(), "executor": {"plugin": "dask", "workers": 3, "block": 2}})
+    assert (cfg.executor, cfg.executor_options) == ("dask", {"workers": 3, "block": 2})
+    assert parse_executor_option("address=tcp://h:1") == ("address", "tcp://h:1")
+    assert parse_executor_option("timeout=2.5") == ("timeout", 2.5)
+    with pytest.raises(ConfigError, match="executor options are given twice"):
+        parse_config(
+            {**config(), "executor": {"plugin": "dask", "workers": 1}, "executor_options": {"a": 1}}
+        )
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        parse_executor_option("workers")
+    with pytest.raises(ConfigError, match="executor 'local': unknown option 'workers'"):
+        lossatlas.testing.run(
+            config(), tmp_path / "s.zarr", plugins=plugins, executor_options={"workers": 2}
+        )

@@ -538,3 +538,14 @@ def test_plot_of_a_complete_step_does_not_warn(
     result = run_cli("plot", store, "tiny/line", "-o", tmp_path / "x.png")
     assert result.exit_code == 0 and result.stderr == ""
     assert titles == ["tiny/line"]
+
+
+def test_executor_options_on_the_command_line(
+    tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any
+) -> None:
+    """-E KEY=VALUE reaches any executor's options (here: one the local executor lacks)."""
+    config = write_config(tiny_config())
+    result = run_cli("run", config, "--store", tmp_path / "s.zarr", "-E", "block=2")
+    assert result.exit_code == 2
+    assert "executor 'local': unknown option 'block'" in result.stderr
+    assert not (tmp_path / "s.zarr").exists()

@@ -59,10 +59,17 @@ def plugins(name: str | None, as_json: bool, schema: bool) -> None:
         click.echo(json.dumps([r.__dict__ for r in reg.records], indent=2))
         return
     for r in reg.records:
-        mark = {"ok": "", "failed": "  [FAILED]", "disabled": "  [disabled]"}[r.status]
+        mark = {
+            "ok": "",
+            "failed": "  [FAILED]",
+            "disabled": "  [disabled]",
+            "replaced": "  [replaced]",
+        }[r.status]
         click.echo(f"{r.name}  ({r.distribution} {r.version}){mark}")
         if r.error:
             click.echo(f"    error: {r.error}")
+        if r.note:
+            click.echo(f"    note: {r.note}")
         for kind, names in r.registered.items():
             for n in names:
                 comp = reg.components[kind].get(n)

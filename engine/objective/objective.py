@@ -564,6 +564,9 @@ class Objective:
         return out
 
     def metric_names(self) -> list[str]:
+        """The metrics :meth:`evaluate` returns: ``["loss", "accuracy"]`` for
+        classification, ``["loss"]`` for regression (:func:`~lossatlas.engine.
+        metric_variables` declares the matching result variables)."""
         return ["loss", "accuracy"] if self.task == "classification" else ["loss"]
 
     def function(self, split: SplitName = "train") -> Callable[[torch.Tensor], torch.Tensor]:

@@ -26,7 +26,6 @@ import functools
 import json
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import xarray as xr
 
 from .errors import StoreError
@@ -196,8 +195,10 @@ class AtlasAccessor:
     @property
     def cells(self) -> tuple[int, int]:
         """(cells computed, cells in all)."""
-        status = np.asarray(self._status().values)
-        return int(np.sum(status >= STATUS_DONE)), int(status.size)
+        from .store.cells import cell_counts
+
+        counts = cell_counts(self._status())
+        return counts.done, counts.total
 
     @property
     def completion(self) -> float:

@@ -41,6 +41,7 @@ def draw(
 
     from .accessor import title_figure
     from .store import STATUS_VAR
+    from .store.cells import cell_counts
     from .store.reading import open_result, store_to_read
 
     groups = (groups,) if isinstance(groups, str) else tuple(groups)
@@ -61,8 +62,8 @@ def draw(
         datasets[group] = ds
         labels.append(group)
         if ds.attrs.get("status") != "complete":
-            cells = ds[STATUS_VAR].values
-            done, total = int((cells > 0).sum()), int(cells.size)
+            counts = cell_counts(ds[STATUS_VAR])
+            done, total = counts.done, counts.total
             run_name, step = group.split("/", 1)
             warn(
                 f"step '{step}' of run '{run_name}' is partial ({done}/{total} cells done); "

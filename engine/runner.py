@@ -38,7 +38,8 @@ from .registry import Registry
 from .selection import check_earlier_steps, left_out
 from .session import ExecutorSession
 from .sizes import Limits, check_estimate, plan_bytes
-from .store import STATUS_NONFINITE, STATUS_PENDING, RunLease, Store
+from .store import STATUS_NONFINITE, RunLease, Store
+from .store.cells import cell_counts
 from .sweep import CellJob, StepRuntime
 
 __all__ = [
@@ -526,14 +527,14 @@ def _run_step(
             session.run(job, pending, on_done)
         finally:
             job.forget()
-        status = store.cell_status(run, name)
-        left = int(np.sum(status == STATUS_PENDING))
+        counts = cell_counts(store.cell_status(run, name))
+        left = counts.pending
         if left:
             raise LossAtlasError(
                 f"step '{name}': {left} cell(s) did not finish; run the same command again "
                 "to resume them"
             )
-        rep.nonfinite = int(np.sum(status == STATUS_NONFINITE))
+        rep.nonfinite = counts.nonfinite
         ds = store.open_step(run, name)
         with blame(f"step '{name}': probe '{ctx.probe.name}' (finalize)"):
             extra = ctx.probe.finalize(ctx.options, ctx, ds)

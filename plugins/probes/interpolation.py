@@ -54,6 +54,7 @@ from lossatlas.engine import (
     Variable,
     grid_estimate,
     metric_variables,
+    option,
     parse_random,
 )
 
@@ -84,13 +85,9 @@ class InterpolationOptions:
     )
     alpha_min: float = field(default=-0.5, metadata={"doc": "first α of the grid"})
     alpha_max: float = field(default=1.5, metadata={"doc": "last α of the grid"})
-    points: int = field(
-        default=41, metadata={"doc": "α values on the main grid (0 and 1 are added if missing)"}
-    )
+    points: int = option(41, doc="α values on the main grid (0 and 1 are added if missing)", ge=2)
     zoom_points: int = field(default=200, metadata={"doc": "α values in each zoom (0: none)"})
-    zoom_width: float = field(
-        default=0.01, metadata={"doc": "the zooms tile [0, w] and [1 − w, 1]"}
-    )
+    zoom_width: float = option(0.01, doc="the zooms tile [0, w] and [1 − w, 1]", gt=0, le=0.5)
     recompute_bn: bool = field(
         default=False,
         metadata={"doc": "recompute BatchNorm statistics on the train split at every α"},
@@ -100,14 +97,10 @@ class InterpolationOptions:
         validate_pairs(self.pairs, self.labels)
         if not self.alpha_min < self.alpha_max:
             raise ValueError("option 'alpha_min' must be below 'alpha_max'")
-        if self.points < 2:
-            raise ValueError(f"option 'points' must be at least 2, got {self.points}")
         if self.zoom_points < 0 or self.zoom_points == 1:
             raise ValueError(
                 f"option 'zoom_points' must be 0 or at least 2, got {self.zoom_points}"
             )
-        if not 0 < self.zoom_width <= 0.5:
-            raise ValueError(f"option 'zoom_width' must be in (0, 0.5], got {self.zoom_width}")
 
 
 def validate_pairs(pairs: list[list[Any]], labels: list[str], ends: str = "[θ0, θ1]") -> None:
@@ -246,7 +239,7 @@ def evaluate_points(obj: Any, X: torch.Tensor, recompute_bn: bool = False) -> di
     return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
 
-class Interpolation(Probe):
+class Interpolation(Probe[InterpolationOptions]):
     name = "interpolation"
     points = ()  # no (param,) results for later steps
     summary = "loss and accuracy on the line (1−α)θ0 + αθ1 between pairs of points, with zooms"

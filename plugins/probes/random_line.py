@@ -7,8 +7,8 @@ fraction of the point's norm. The grid is symmetric and always contains α = 0 e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from lossatlas.engine import (
     StepContext,
     grid_estimate,
     metric_variables,
+    option,
 )
 
 __all__ = ["RandomLine"]
@@ -34,27 +35,18 @@ LEGEND_DIRECTIONS = 8
 
 @dataclass
 class RandomLineOptions:
-    at: PointRef = field(default=PointRef("init"), metadata={"doc": "the point x (a reference)"})
-    points: int = field(default=41, metadata={"doc": "grid points along each line (odd)"})
-    span: float = field(default=1.0, metadata={"doc": "α runs over [−span, span] (× ‖x‖)"})
-    directions: int = field(default=3, metadata={"doc": "number of random directions"})
-    scale: str = field(default="relative", metadata={"doc": "'relative' (× ‖x‖) or 'absolute'"})
-
-    def validate(self) -> None:
-        if self.points < 3 or self.points % 2 == 0:
-            raise ValueError(
-                f"option 'points' must be odd and at least 3 (the centre is "
-                f"evaluated), got {self.points}"
-            )
-        if self.span <= 0:
-            raise ValueError(f"option 'span' must be positive, got {self.span}")
-        if self.directions < 1:
-            raise ValueError(f"option 'directions' must be at least 1, got {self.directions}")
-        if self.scale not in ("relative", "absolute"):
-            raise ValueError(f"option 'scale' must be 'relative' or 'absolute', got {self.scale!r}")
+    at: PointRef = option(PointRef("init"), doc="the point x (a reference)")
+    points: int = option(
+        41, doc="grid points along each line (the centre is evaluated)", ge=3, odd=True
+    )
+    span: float = option(1.0, doc="α runs over [−span, span] (× ‖x‖)", gt=0)
+    directions: int = option(3, doc="number of random directions", ge=1)
+    scale: Literal["relative", "absolute"] = option(
+        "relative", doc="'relative' (× ‖x‖) or 'absolute'"
+    )
 
 
-class RandomLine(Probe):
+class RandomLine(Probe[RandomLineOptions]):
     name = "random-line"
     points = ()  # no (param,) results for later steps
     summary = "loss and accuracy along random unit directions through a point"

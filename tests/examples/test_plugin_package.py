@@ -92,3 +92,23 @@ def test_the_cli_sees_the_plugin(installed: Path, tmp_path: Path) -> None:
         check=True,
     )
     assert png.stat().st_size > 1000
+
+
+def test_the_documented_recipe_tests_the_working_tree(installed: Path) -> None:
+    """With the package installed, make_registry(plugins=[...]) of the same module uses
+    it in-process (the installed entry point is 'replaced', not failed), and the
+    package's own tests (lossatlas.testing) pass."""
+    import lossatlas_spirals.plugin as plugin
+
+    reg = make_registry(plugins=[("mine", plugin)])
+    recs = {r.name: r for r in reg.records}
+    assert recs["mine"].status == "ok" and recs["spirals"].status == "replaced"
+    assert reg.provider("probe", "weight-scaling").name == "mine"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PACKAGE / "tests")],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE / "src"), str(installed)])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

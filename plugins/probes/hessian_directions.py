@@ -369,7 +369,8 @@ def planes_dataset(
             "magnitude one, then the opposite-sign end by annihilation; each within "
             "its error bound (attr error_bounds, float64 residual norms)",
             "units": "loss / parameter²",
-            **{k: a[k] for k in _EIGEN_ATTRS if k in a},
+            # netCDF has no booleans: flags as 0/1, as the solver's own attrs give them
+            **{k: int(a[k]) if isinstance(a[k], bool) else a[k] for k in _EIGEN_ATTRS if k in a},
             "residual_norms": list(a.get("residuals", [])),
             "split": options.split,
             "algorithm": "thick-restart Lanczos (or the dense Hessian) + annihilation, "

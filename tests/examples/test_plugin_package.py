@@ -4,6 +4,7 @@ the entry-point group, and a config that uses all three runs."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lossatlas.testing
 from lossatlas.engine import make_registry
 from lossatlas.engine.config import parse_config
 from lossatlas.engine.runner import run_pipeline
@@ -104,11 +106,13 @@ def test_the_documented_recipe_tests_the_working_tree(installed: Path) -> None:
     recs = {r.name: r for r in reg.records}
     assert recs["mine"].status == "ok" and recs["spirals"].status == "replaced"
     assert reg.provider("probe", "weight-scaling").name == "mine"
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PACKAGE / "tests")],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE / "src"), str(installed)])},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    # The package's own tests, as its author runs them (called here, not in a child
+    # pytest: the same code, without a second interpreter's start-up).
+    spec = importlib.util.spec_from_file_location(
+        "spirals_tests", PACKAGE / "tests" / "test_plugin.py"
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert spec is not None and spec.loader is not None
+    tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tests)
+    tests.test_the_probe_runs_on_the_plugins_data_and_model(installed.parent)
+    tests.test_the_context_a_probe_sees(lossatlas.testing.context)

@@ -95,15 +95,15 @@ class CurveOptions:
     )
     bends: int = field(
         default=1,
-        metadata={"doc": "trainable control points (1: the quadratic Bezier curve)"},
+        metadata={"ge": 1, "doc": "trainable control points (1: the quadratic Bezier curve)"},
     )
     optimizer: Literal["sgd", "adam"] = field(
         default="sgd", metadata={"doc": "'sgd' (with momentum, the peer's) or 'adam'"}
     )
-    lr: float = field(default=0.05, metadata={"doc": "initial learning rate"})
-    momentum: float = field(default=0.9, metadata={"doc": "SGD momentum"})
+    lr: float = field(default=0.05, metadata={"gt": 0, "doc": "initial learning rate"})
+    momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1, "doc": "SGD momentum"})
     weight_decay: float = field(
-        default=0.0, metadata={"doc": "the peer's ½·wd·‖φ(t)‖² added to each step's loss"}
+        default=0.0, metadata={"ge": 0, "doc": "the peer's ½·wd·‖φ(t)‖² added to each step's loss"}
     )
     lr_schedule: Literal["garipov", "constant"] = field(
         default="garipov",
@@ -112,10 +112,12 @@ class CurveOptions:
             "90%; 'constant'"
         },
     )
-    epochs: int = field(default=20, metadata={"doc": "passes over the train split"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
+    epochs: int = field(default=20, metadata={"ge": 0, "doc": "passes over the train split"})
+    batch_size: int = field(
+        default=64, metadata={"ge": 0, "doc": "mini-batch size (0: full batch)"}
+    )
     points: int = field(
-        default=61, metadata={"doc": "values of t evaluated on the curve and the chord"}
+        default=61, metadata={"ge": 2, "doc": "values of t evaluated on the curve and the chord"}
     )
     recompute_bn: bool = field(
         default=True,
@@ -127,16 +129,6 @@ class CurveOptions:
 
     def validate(self) -> None:
         validate_pairs(self.pairs, self.labels, "[w0, w1]")
-        if self.bends < 1:
-            raise ValueError(f"option 'bends' must be at least 1, got {self.bends}")
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"option 'momentum' must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0 or self.epochs < 0 or self.batch_size < 0:
-            raise ValueError("options 'weight_decay', 'epochs' and 'batch_size' must be ≥ 0")
-        if self.points < 2:
-            raise ValueError(f"option 'points' must be at least 2, got {self.points}")
 
 
 # --------------------------------------------------------------------- geometry

@@ -30,7 +30,6 @@ cell completes, the folder when the step does.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from collections.abc import Callable
@@ -82,7 +81,11 @@ class DSSOptions:
     )
     thresholds: list[float] = field(
         default_factory=lambda: [0.1],
-        metadata={"doc": "loss levels L0 (absolute, in the loss's units); one cell each"},
+        metadata={
+            "gt": 0,
+            "min_items": 1,
+            "doc": "loss levels L0 (absolute, in the loss's units); one cell each",
+        },
     )
     tolerance: float = field(
         default=1.0, metadata={"doc": "a segment passes when its maximum loss is ≤ tolerance·L0"}
@@ -90,12 +93,15 @@ class DSSOptions:
     alpha: float = field(
         default=0.9,
         metadata={
+            "gt": 0,
+            "le": 1,
             "doc": "beads are trained until their loss is ≤ alpha·L0 (alpha ≤ 1; the paper "
-            "trains a bit below L0)"
+            "trains a bit below L0)",
         },
     )
     points: int = field(
-        default=17, metadata={"doc": "values of t on each straight segment (ends included)"}
+        default=17,
+        metadata={"ge": 3, "doc": "values of t on each straight segment (ends included)"},
     )
     insert: Literal["mid", "max"] = field(
         default="mid",
@@ -118,33 +124,41 @@ class DSSOptions:
     )
     spring: float = field(
         default=0.0,
-        metadata={"doc": "spring term ζ·(‖x−a‖ + ‖x−b‖) added to a bead's loss (Appendix A)"},
+        metadata={
+            "ge": 0,
+            "doc": "spring term ζ·(‖x−a‖ + ‖x−b‖) added to a bead's loss (Appendix A)",
+        },
     )
-    kappa: float = field(default=1.0, metadata={"doc": "weight of the hyperplane penalty"})
+    kappa: float = field(default=1.0, metadata={"ge": 0, "doc": "weight of the hyperplane penalty"})
     optimizer: Literal["adam", "sgd"] = field(
         default="adam", metadata={"doc": "bead optimizer (SGD uses 'momentum')"}
     )
-    lr: float = field(default=0.01, metadata={"doc": "bead learning rate"})
+    lr: float = field(default=0.01, metadata={"gt": 0, "doc": "bead learning rate"})
     momentum: float = field(default=0.9, metadata={"doc": "SGD momentum"})
     batch_size: int = field(
-        default=0, metadata={"doc": "mini-batch size for bead training (0: full batch)"}
+        default=0, metadata={"ge": 0, "doc": "mini-batch size for bead training (0: full batch)"}
     )
     bead_steps: int = field(
         default=2000,
-        metadata={"doc": "step cap per bead: a bead not at alpha·L0 by then fails the pair"},
+        metadata={
+            "ge": 1,
+            "doc": "step cap per bead: a bead not at alpha·L0 by then fails the pair",
+        },
     )
     check_every: int = field(
-        default=25, metadata={"doc": "full-split loss check of a training bead every N steps"}
+        default=25,
+        metadata={"ge": 1, "doc": "full-split loss check of a training bead every N steps"},
     )
-    max_beads: int = field(default=16, metadata={"doc": "bead budget per pair"})
+    max_beads: int = field(default=16, metadata={"ge": 0, "doc": "bead budget per pair"})
     max_depth: int = field(
-        default=8, metadata={"doc": "recursion depth budget (breadth-first: rounds)"}
+        default=8, metadata={"ge": 0, "doc": "recursion depth budget (breadth-first: rounds)"}
     )
     min_segment: float = field(
         default=1e-3,
         metadata={
+            "ge": 0,
             "doc": "a barrier on a segment shorter than this × ‖θ1−θ2‖ ends the pair "
-            "(barrier remained)"
+            "(barrier remained)",
         },
     )
     split: Literal["train", "validation"] = field(
@@ -161,8 +175,10 @@ class DSSOptions:
     endpoint_alpha: float = field(
         default=0.0,
         metadata={
+            "ge": 0,
+            "le": 1,
             "doc": "trained endpoints stop at endpoint_alpha·L0 (0: alpha, as beads; the "
-            "authors' code trains endpoints to 1.0·L0 and beads to 0.95·L0)"
+            "authors' code trains endpoints to 1.0·L0 and beads to 0.95·L0)",
         },
     )
     initial_beads: int = field(
@@ -188,38 +204,18 @@ class DSSOptions:
                 raise ValueError(
                     f"option 'pairs'[{i}] must be two point references [θ1, θ2], got {len(p)}"
                 )
-        if not self.thresholds or any(not (t > 0 and math.isfinite(t)) for t in self.thresholds):
-            raise ValueError(f"option 'thresholds' must be positive numbers, got {self.thresholds}")
         if len(set(self.thresholds)) != len(self.thresholds):
             raise ValueError(f"option 'thresholds' has repeated values: {self.thresholds}")
-        if not 0 < self.alpha <= 1:
-            raise ValueError(f"option 'alpha' must be in (0, 1], got {self.alpha}")
         if self.tolerance < self.alpha:
             raise ValueError(
                 f"option 'tolerance' ({self.tolerance}) must be ≥ alpha "
                 f"({self.alpha}): beads must pass the segment test themselves"
             )
-        if self.points < 3:
-            raise ValueError(f"option 'points' must be at least 3, got {self.points}")
-        for name in ("bead_steps", "check_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"option '{name}' must be at least 1")
-        for name in ("max_beads", "max_depth", "batch_size"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"option '{name}' must be ≥ 0")
-        if self.lr <= 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
         if self.initial_beads < 0 or self.initial_beads > self.max_beads:
             raise ValueError(
                 f"option 'initial_beads' must be in 0 … max_beads ({self.max_beads}), "
                 f"got {self.initial_beads}"
             )
-        if not 0 <= self.endpoint_alpha <= 1:
-            raise ValueError(
-                f"option 'endpoint_alpha' must be in [0, 1], got {self.endpoint_alpha}"
-            )
-        if self.spring < 0 or self.kappa < 0 or self.min_segment < 0:
-            raise ValueError("options 'spring', 'kappa' and 'min_segment' must be ≥ 0")
 
     def string_config(self, threshold: float) -> StringConfig:
         return StringConfig(

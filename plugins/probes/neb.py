@@ -80,38 +80,46 @@ class NEBOptions:
     labels: list[str] = field(
         default_factory=list, metadata={"doc": "one label per pair (default 'θ0 → θ1')"}
     )
-    pivots: int = field(default=3, metadata={"doc": "pivots put on the line in the first cycle"})
-    cycles: int = field(default=4, metadata={"doc": "AutoNEB cycles (insert, optimise, analyse)"})
+    pivots: int = field(
+        default=3, metadata={"ge": 1, "doc": "pivots put on the line in the first cycle"}
+    )
+    cycles: int = field(
+        default=4, metadata={"ge": 1, "doc": "AutoNEB cycles (insert, optimise, analyse)"}
+    )
     insert: int = field(
-        default=2, metadata={"doc": "most pivots inserted per cycle after the first"}
+        default=2, metadata={"ge": 0, "doc": "most pivots inserted per cycle after the first"}
     )
     insert_threshold: float = field(
         default=0.1,
         metadata={
+            "ge": 0,
             "doc": "insert where the loss between pivots rises above their interpolation by "
-            "more than this fraction of the chain's loss range"
+            "more than this fraction of the chain's loss range",
         },
     )
-    steps: int = field(default=200, metadata={"doc": "optimiser steps per cycle"})
+    steps: int = field(default=200, metadata={"ge": 0, "doc": "optimiser steps per cycle"})
     optimizer: Literal["sgd", "adam"] = field(
         default="sgd", metadata={"doc": "'sgd' (with momentum, the peer's) or 'adam'"}
     )
-    lr: float = field(default=0.05, metadata={"doc": "learning rate"})
-    momentum: float = field(default=0.9, metadata={"doc": "SGD momentum"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
+    lr: float = field(default=0.05, metadata={"gt": 0, "doc": "learning rate"})
+    momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1, "doc": "SGD momentum"})
+    batch_size: int = field(
+        default=64, metadata={"ge": 0, "doc": "mini-batch size (0: full batch)"}
+    )
     spring: float = field(
         default=math.inf,
         metadata={
+            "gt": 0,
             "doc": "inf: redistribute the pivots to their target spacing before every step "
             "(the peer's default); a finite k: springs k·(spacing error) along the tangent",
             "allow_inf": True,
         },
     )
     weight_decay: float = field(
-        default=0.0, metadata={"doc": "L2 term wd·θ added to every pivot's gradient"}
+        default=0.0, metadata={"ge": 0, "doc": "L2 term wd·θ added to every pivot's gradient"}
     )
     sub_pivots: int = field(
-        default=9, metadata={"doc": "points evaluated between two pivots in the analysis"}
+        default=9, metadata={"ge": 0, "doc": "points evaluated between two pivots in the analysis"}
     )
     recompute_bn: bool = field(
         default=True,
@@ -120,18 +128,6 @@ class NEBOptions:
 
     def validate(self) -> None:
         validate_pairs(self.pairs, self.labels, "[θ0, θ1]")
-        if self.pivots < 1 or self.cycles < 1:
-            raise ValueError("options 'pivots' and 'cycles' must be at least 1")
-        if self.insert < 0 or self.steps < 0 or self.batch_size < 0 or self.sub_pivots < 0:
-            raise ValueError("options 'insert', 'steps', 'batch_size', 'sub_pivots' must be ≥ 0")
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"option 'momentum' must be in [0, 1), got {self.momentum}")
-        if not self.spring > 0:
-            raise ValueError(f"option 'spring' must be positive (or inf), got {self.spring}")
-        if self.weight_decay < 0 or self.insert_threshold < 0:
-            raise ValueError("options 'weight_decay' and 'insert_threshold' must be ≥ 0")
 
     @property
     def max_pivots(self) -> int:

@@ -94,15 +94,15 @@ class AlignOptions:
         },
     )
     max_iter: int = field(
-        default=100, metadata={"doc": "weight matching: most passes over the groups"}
+        default=100, metadata={"ge": 1, "doc": "weight matching: most passes over the groups"}
     )
     samples: int = field(
         default=1024,
-        metadata={"doc": "activation matching: training inputs compared (all if fewer)"},
+        metadata={"ge": 1, "doc": "activation matching: training inputs compared (all if fewer)"},
     )
     check_samples: int = field(
         default=256,
-        metadata={"doc": "validation inputs on which π(θ_B) is checked against θ_B"},
+        metadata={"ge": 1, "doc": "validation inputs on which π(θ_B) is checked against θ_B"},
     )
     points: int = field(
         default=25,
@@ -117,10 +117,6 @@ class AlignOptions:
     )
 
     def validate(self) -> None:
-        if self.max_iter < 1:
-            raise ValueError(f"option 'max_iter' must be at least 1, got {self.max_iter}")
-        if self.samples < 1 or self.check_samples < 1:
-            raise ValueError("options 'samples' and 'check_samples' must be at least 1")
         if self.points < 0 or self.points == 1:
             raise ValueError(f"option 'points' must be 0 or at least 2, got {self.points}")
 

@@ -145,9 +145,20 @@ class GoldilocksOptions:
         default="xavier", metadata={"doc": "radii are multiples of r_Xavier, of r_He, or absolute"}
     )
     dims: list[int] = field(
-        default_factory=lambda: [10, 40], metadata={"doc": "hyperplane dimensions d"}
+        default_factory=lambda: [10, 40],
+        metadata={
+            "ge": 1,
+            "min_items": 1,
+            "doc": "hyperplane dimensions d",
+        },
     )
-    samples: int = field(default=3, metadata={"doc": "random points (and planes) per (r, d)"})
+    samples: int = field(
+        default=3,
+        metadata={
+            "ge": 1,
+            "doc": "random points (and planes) per (r, d)",
+        },
+    )
     init: Literal["xavier", "he"] = field(
         default="xavier",
         metadata={"doc": "the initialisation whose draws are rescaled to radius r"},
@@ -181,19 +192,14 @@ class GoldilocksOptions:
     flat_tol: float = field(
         default=0.0,
         metadata={
+            "ge": 0,
             "doc": "|λ| ≤ flat_tol·max|λ| counts as flat, neither positive nor negative "
-            "(0: 1e-9 in float64, 1e-5 in float32)"
+            "(0: 1e-9 in float64, 1e-5 in float32)",
         },
     )
 
     def validate(self) -> None:
-        if self.flat_tol < 0:
-            raise ValueError(f"option 'flat_tol' must be ≥ 0, got {self.flat_tol}")
         _validate_radii(self)
-        if not self.dims or min(self.dims) < 1:
-            raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
-        if self.samples < 1:
-            raise ValueError(f"option 'samples' must be at least 1, got {self.samples}")
         _validate_basis(self)
 
 

@@ -71,26 +71,30 @@ class LMCInstabilityOptions:
     )
     spawn: list[int] = field(
         default_factory=lambda: [0],
-        metadata={"doc": "optimizer steps k at which two children are spawned"},
+        metadata={
+            "ge": 0,
+            "min_items": 1,
+            "doc": "optimizer steps k at which two children are spawned",
+        },
     )
     replicates: int = field(
-        default=1, metadata={"doc": "pairs of children per k (the paper uses three)"}
+        default=1, metadata={"ge": 1, "doc": "pairs of children per k (the paper uses three)"}
     )
-    points: int = field(default=25, metadata={"doc": "α values on the line between the children"})
+    points: int = field(
+        default=25,
+        metadata={
+            "ge": 2,
+            "doc": "α values on the line between the children",
+        },
+    )
     recompute_bn: bool = field(
         default=True,
         metadata={"doc": "recompute BatchNorm statistics at every α (where the model has BN)"},
     )
 
     def validate(self) -> None:
-        if not self.spawn:
-            raise ValueError("option 'spawn' needs at least one step k")
-        if min(self.spawn) < 0 or len(set(self.spawn)) != len(self.spawn):
-            raise ValueError(f"option 'spawn' must list distinct steps ≥ 0, got {self.spawn}")
-        if self.replicates < 1:
-            raise ValueError(f"option 'replicates' must be at least 1, got {self.replicates}")
-        if self.points < 2:
-            raise ValueError(f"option 'points' must be at least 2, got {self.points}")
+        if len(set(self.spawn)) != len(self.spawn):
+            raise ValueError(f"option 'spawn' must list distinct steps, got {self.spawn}")
 
 
 def frankle_barrier(alpha: np.ndarray, values: np.ndarray) -> float:

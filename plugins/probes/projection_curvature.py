@@ -69,9 +69,9 @@ class ProjectionCurvatureOptions:
     at: PointRef = field(
         default=PointRef("init"), metadata={"doc": "the point (landscape = 'model')"}
     )
-    projections: int = field(default=10000, metadata={"doc": "random 2-D projections"})
-    block: int = field(default=1000, metadata={"doc": "projections per cell"})
-    chunk: int = field(default=64, metadata={"doc": "projections per batched HVP call"})
+    projections: int = field(default=10000, metadata={"ge": 1, "doc": "random 2-D projections"})
+    block: int = field(default=1000, metadata={"ge": 1, "doc": "projections per cell"})
+    chunk: int = field(default=64, metadata={"ge": 1, "doc": "projections per batched HVP call"})
     normalize: Literal["none", "unit"] = field(
         default="none",
         metadata={
@@ -93,17 +93,14 @@ class ProjectionCurvatureOptions:
     flat_tol: float = field(
         default=0.0,
         metadata={
+            "ge": 0,
             "doc": "a principal curvature within flat_tol·max|κ̃| of 0 is flat: the "
             "projection is then flat/degenerate, not a saddle (0: 1e-9 in float64, "
-            "1e-5 in float32)"
+            "1e-5 in float32)",
         },
     )
 
     def validate(self) -> None:
-        if self.flat_tol < 0:
-            raise ValueError(f"option 'flat_tol' must be ≥ 0, got {self.flat_tol}")
-        if self.projections < 1 or self.block < 1 or self.chunk < 1:
-            raise ValueError("options 'projections', 'block' and 'chunk' must be ≥ 1")
         if self.projections % self.block:
             raise ValueError(
                 f"option 'block' ({self.block}) must divide 'projections' ({self.projections})"

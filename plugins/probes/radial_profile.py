@@ -62,14 +62,17 @@ class RadialProfileOptions:
     init: Literal["xavier", "he"] = field(
         default="xavier", metadata={"doc": "initialisation whose draws are rescaled to radius r"}
     )
-    samples: int = field(default=16, metadata={"doc": "random points per radius for ⟨L⟩"})
+    samples: int = field(default=16, metadata={"ge": 1, "doc": "random points per radius for ⟨L⟩"})
     dims: list[int] = field(
         default_factory=lambda: [5, 20, 50],
-        metadata={"doc": "hyperplane dimensions d for Tr(H_d) and ‖H_d‖"},
+        metadata={"ge": 1, "min_items": 1, "doc": "hyperplane dimensions d for Tr(H_d) and ‖H_d‖"},
     )
     hessian_samples: int = field(
         default=2,
-        metadata={"doc": "random points (and planes) per radius and d for the Hessian (0: none)"},
+        metadata={
+            "ge": 0,
+            "doc": "random points (and planes) per radius and d for the Hessian (0: none)",
+        },
     )
     basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(
         default="dense", metadata={"doc": "hyperplane basis recipe"}
@@ -98,12 +101,6 @@ class RadialProfileOptions:
 
     def validate(self) -> None:
         _validate_radii(self)
-        if self.samples < 1:
-            raise ValueError(f"option 'samples' must be at least 1, got {self.samples}")
-        if self.hessian_samples < 0:
-            raise ValueError("option 'hessian_samples' must be ≥ 0")
-        if not self.dims or min(self.dims) < 1:
-            raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
         _validate_basis(self)
 
 

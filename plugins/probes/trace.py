@@ -69,18 +69,31 @@ class TraceOptions:
     n_negative: int = field(
         default=200, metadata={"doc": "k, negative curvatures of eq31 (eq26: N/2)"}
     )
-    directions: int = field(default=100, metadata={"doc": "N random directions"})
-    repeats: int = field(default=1, metadata={"doc": "independent draws of the N directions"})
+    directions: int = field(default=100, metadata={"ge": 1, "doc": "N random directions"})
+    repeats: int = field(
+        default=1,
+        metadata={
+            "ge": 1,
+            "doc": "independent draws of the N directions",
+        },
+    )
     distribution: Literal["gaussian", "rademacher"] = field(
         default="gaussian", metadata={"doc": "entries of the directions (the paper: gaussian)"}
     )
     epsilon: float = field(
         default=0.01,
         metadata={
-            "doc": "curvature fit: t ∈ [−ε, ε] (a distance along unit directions if normalize)"
+            "gt": 0,
+            "doc": "curvature fit: t ∈ [−ε, ε] (a distance along unit directions if normalize)",
         },
     )
-    n_points: int = field(default=50, metadata={"doc": "curvature fit: loss values per direction"})
+    n_points: int = field(
+        default=50,
+        metadata={
+            "ge": 3,
+            "doc": "curvature fit: loss values per direction",
+        },
+    )
     normalize: bool = field(
         default=True,
         metadata={
@@ -97,23 +110,14 @@ class TraceOptions:
         },
     )
     density_steps: int = field(
-        default=40, metadata={"doc": "Lanczos steps of the SLQ spectral density (0: none)"}
+        default=40, metadata={"ge": 0, "doc": "Lanczos steps of the SLQ spectral density (0: none)"}
     )
-    density_probes: int = field(default=4, metadata={"doc": "SLQ start vectors"})
+    density_probes: int = field(default=4, metadata={"ge": 1, "doc": "SLQ start vectors"})
     split: Literal["train", "validation"] = field(
         default="train", metadata={"doc": "the loss whose Hessian is estimated"}
     )
 
     def validate(self) -> None:
-        for name in ("directions", "repeats", "density_probes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"option '{name}' must be at least 1")
-        if self.n_points < 3:
-            raise ValueError(f"option 'n_points' must be at least 3, got {self.n_points}")
-        if not self.epsilon > 0:
-            raise ValueError(f"option 'epsilon' must be positive, got {self.epsilon}")
-        if self.density_steps < 0:
-            raise ValueError("option 'density_steps' must be ≥ 0")
         if self.hutchpp and self.directions < 3:
             raise ValueError("Hutch++ needs directions ≥ 3 (or set hutchpp = false)")
 

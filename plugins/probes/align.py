@@ -151,7 +151,7 @@ def _unit_cosines(
     return out
 
 
-class Align(Probe):
+class Align(Probe[AlignOptions]):
     name = "align"
     summary = "Git Re-Basin: permute B's units to match A (weight or activation matching)"
     Options = AlignOptions

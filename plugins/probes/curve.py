@@ -271,7 +271,7 @@ def train_curve(
 # --------------------------------------------------------------------- the probe
 
 
-class Curve(Probe):
+class Curve(Probe[CurveOptions]):
     name = "curve"
     points = ()
     summary = "Garipov et al.: train a Bezier curve / polychain of low loss between two minima"

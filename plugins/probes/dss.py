@@ -236,7 +236,7 @@ def _fingerprint(options: DSSOptions, cell: Cell, D: int) -> int:
     return derive_seed(asdict(options), dict(cell.coords), D) >> 2
 
 
-class DSS(Probe):
+class DSS(Probe[DSSOptions]):
     name = "dss"
     points = ()  # no (param,) results for later steps
     summary = (

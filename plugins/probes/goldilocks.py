@@ -249,7 +249,7 @@ def _hyperplane(
     return make_basis(ctx.objective.D, d, g, options.basis, dtype=x.dtype, **kw).to(x.device)
 
 
-class Goldilocks(Probe):
+class Goldilocks(Probe[GoldilocksOptions]):
     name = "goldilocks"
     points = ()  # no (param,) results for later steps
     summary = "Tr(H)/‖H‖ and positive eigenvalues on random hyperplanes vs radius (seed 000)"

@@ -83,7 +83,7 @@ def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(slope), float(icpt), float(r)
 
 
-class InitSelection(Probe):
+class InitSelection(Probe[InitSelectionOptions]):
     name = "init-selection"
     points = ()  # no (param,) results for later steps
     summary = "Hessian measures of many inits vs their training speed (seed 000 Fig. 6)"

@@ -119,7 +119,7 @@ def _parent(
     return opts, total, record
 
 
-class LMCInstability(Probe):
+class LMCInstability(Probe[LMCInstabilityOptions]):
     name = "lmc-instability"
     points = ()
     summary = "Frankle et al.: error barrier between two children spawned at step k vs k"

@@ -347,7 +347,7 @@ def run_neb(
 # ------------------------------------------------------------------ the probe
 
 
-class NEB(Probe):
+class NEB(Probe[NEBOptions]):
     name = "neb"
     points = ()
     summary = (

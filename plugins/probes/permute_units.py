@@ -99,7 +99,7 @@ def permute_units(layout: Any, x: torch.Tensor, layer: str, units: list[int]) ->
     return y
 
 
-class PermuteUnits(Probe):
+class PermuteUnits(Probe[PermuteUnitsOptions]):
     name = "permute-units"
     summary = "copy of a point with hidden units swapped (same function; Freeman & Bruna)"
     Options = PermuteUnitsOptions

@@ -146,7 +146,7 @@ def _eig2(h11: np.ndarray, h12: np.ndarray, h22: np.ndarray) -> tuple[np.ndarray
     return m - r, m + r
 
 
-class ProjectionCurvatureProbe(Probe):
+class ProjectionCurvatureProbe(Probe[ProjectionCurvatureOptions]):
     name = "projection-curvature"
     points = ()  # no (param,) results for later steps
     summary = "ensembles of random 2-D projected Hessians: how often a saddle looks like one"

@@ -160,7 +160,7 @@ def stokes_laplacian(r: np.ndarray, mean_loss: np.ndarray, n: int) -> np.ndarray
         return L / r**2 * (s**2 + (n - 2) * s + ds)
 
 
-class RadialProfile(Probe):
+class RadialProfile(Probe[RadialProfileOptions]):
     name = "radial-profile"
     points = ()  # no (param,) results for later steps
     summary = "mean loss (power law) and Tr(H)/r, ‖H‖/r versus radius (seed 000 Fig. 5)"

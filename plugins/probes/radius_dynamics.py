@@ -117,7 +117,7 @@ def _record_steps(options: RadiusDynamicsOptions, n_train: int) -> np.ndarray:
     return np.asarray(steps, dtype=np.int64)
 
 
-class RadiusDynamics(Probe):
+class RadiusDynamics(Probe[RadiusDynamicsOptions]):
     name = "radius-dynamics"
     points = ()  # no (param,) results for later steps
     summary = "radius vs training step from r0 below/at/above r_Xavier, free or constrained"

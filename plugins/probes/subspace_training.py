@@ -403,7 +403,7 @@ def _dint_label(ds: Any) -> str:
     return f"d_int{pct}"
 
 
-class SubspaceTraining(Probe):
+class SubspaceTraining(Probe[SubspaceTrainingOptions]):
     name = "subspace-training"
     points = ()  # no (param,) results for later steps
     summary = "train on random hyperplanes/hyperspheres over (radius, d): d_int90 per radius"

@@ -163,7 +163,7 @@ def check_landscape(options: Any, ctx: StepContext) -> None:
         raise ConfigError(f"step '{ctx.step.name}': {exc}") from None
 
 
-class TraceProbe(Probe):
+class TraceProbe(Probe[TraceOptions]):
     name = "trace"
     points = ()  # no (param,) results for later steps
     summary = "Hutchinson vs curvature-based (HVP-free) vs exact trace of H, and its density"

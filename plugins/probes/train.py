@@ -114,7 +114,7 @@ def planned_record_steps(record_every: int, total: int) -> np.ndarray:
     return np.unique(np.asarray(steps, dtype=np.int64))
 
 
-class Train(Probe):
+class Train(Probe[TrainOptions]):
     name = "train"
     summary = "train the model (SGD/Adam) and record its trajectory, losses and radius"
     Options = TrainOptions

@@ -123,7 +123,7 @@ def _span(lo: float, hi: float, margin: float, n: int) -> np.ndarray:
     return np.linspace(lo - margin * width, hi + margin * width, n)
 
 
-class Trajectory(Probe):
+class Trajectory(Probe[TrajectoryOptions]):
     name = "trajectory"
     points = ()  # no (param,) results for later steps
     summary = "SGD trajectory vs the init→solution line: α(t), β(t), (α, β) surface, control"

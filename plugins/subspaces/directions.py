@@ -240,7 +240,7 @@ class FilterNormalizedOptions:
             raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
 
 
-class FilterNormalized(SubspacePlugin):
+class FilterNormalized(SubspacePlugin[FilterNormalizedOptions]):
     name = "filter-normalized"
     summary = "Gaussian directions normalised per filter like x (Li et al. 2018), orthogonal"
     Options = FilterNormalizedOptions
@@ -302,7 +302,7 @@ class HessianOptions:
             raise ValueError("options 'tol', 'maxiter' and 'max_hvp' must be ≥ 0")
 
 
-class HessianPlane(SubspacePlugin):
+class HessianPlane(SubspacePlugin[HessianOptions]):
     name = "hessian"
     summary = "the two dominant Hessian directions (λ_max, λ_min), Böttcher & Wheeler App. B"
     Options = HessianOptions
@@ -398,7 +398,7 @@ def _rescale_blocks(
     return torch.stack(rows)
 
 
-class UserDirections(SubspacePlugin):
+class UserDirections(SubspacePlugin[UserDirectionsOptions]):
     name = "user-directions"
     summary = "directions stored by earlier steps or checkpoints, optionally normalised"
     Options = UserDirectionsOptions
@@ -458,7 +458,7 @@ class ThreePointsOptions:
             raise ValueError(f"option 'points' needs 2 or 3 models, got {len(self.points)}")
 
 
-class ThreePoints(SubspacePlugin):
+class ThreePoints(SubspacePlugin[ThreePointsOptions]):
     name = "three-points"
     summary = "the plane through three models (Garipov et al. 2018 style)"
     Options = ThreePointsOptions

@@ -352,7 +352,7 @@ def _spanned(options: Any, ctx: StepContext, D: int) -> int:
     return D if sup is None else int(sup.sum())
 
 
-class Hyperplane(SubspacePlugin):
+class Hyperplane(SubspacePlugin[HyperplaneOptions]):
     name = "hyperplane"
     summary = "random d-dim hyperplane x = P + Mθ: dense orthonormal or sparse (seeds 000/004)"
     Options = HyperplaneOptions
@@ -445,7 +445,7 @@ def make_sphere(
     )
 
 
-class Hypersphere(SubspacePlugin):
+class Hypersphere(SubspacePlugin[HypersphereOptions]):
     name = "hypersphere"
     summary = "random d-dim hypersphere ‖x‖ = r0 through a point (seed 000 Fig. 2b, seed 004)"
     Options = HypersphereOptions

@@ -121,7 +121,7 @@ def trajectory_pca(offsets: np.ndarray, dim: int) -> dict[str, np.ndarray]:
     }
 
 
-class PCATrajectory(SubspacePlugin):
+class PCATrajectory(SubspacePlugin[PCATrajectoryOptions]):
     name = "pca-trajectory"
     summary = "top PCA directions of a recorded training trajectory (Li et al. 2018, Fig. 9)"
     Options = PCATrajectoryOptions

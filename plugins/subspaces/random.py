@@ -30,7 +30,7 @@ class RandomOptions:
             raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
 
 
-class RandomDirections(SubspacePlugin):
+class RandomDirections(SubspacePlugin[RandomOptions]):
     name = "random"
     summary = "d Gaussian directions, exactly orthonormal (QR)"
     Options = RandomOptions

@@ -314,18 +314,25 @@ def parse_options(cls: type[T], table: dict[str, Any] | None, where: str) -> T:
         if key not in known:
             opts = ", ".join(sorted(known)) or "none"
             raise ConfigError(
-                f"{where}: unknown option '{key}'{suggest(key, known)}; options are: {opts}"
+                f"{where}: unknown option '{key}'{suggest(key, known)}; options are: {opts}",
+                component=where,
+                option=key,
             )
     kwargs = {}
     for name, f in known.items():
         if name in table:
-            kwargs[f.name] = _coerce(
-                table[name],
-                hints[f.name],
-                f"{where}: option '{name}'",
-                bool(f.metadata.get("allow_inf", False)),
-            )
-            check_constraints(kwargs[f.name], f.metadata, f"{where}: option '{name}'")
+            try:
+                kwargs[f.name] = _coerce(
+                    table[name],
+                    hints[f.name],
+                    f"{where}: option '{name}'",
+                    bool(f.metadata.get("allow_inf", False)),
+                )
+                check_constraints(kwargs[f.name], f.metadata, f"{where}: option '{name}'")
+            except ConfigError as exc:  # structured: which component, which option
+                exc.context.setdefault("component", where)
+                exc.context.setdefault("option", name)
+                raise
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: option '{name}' ({_type_name(hints[f.name])}) is required")
     try:

@@ -126,7 +126,7 @@ class Registry:
         off = [r.name for r in self.records if r.status == "disabled"]
         if off:
             msg += f"; plugins disabled by {DISABLE_ENV} (they may provide it): " + ", ".join(off)
-        raise PluginError(msg)
+        raise PluginError(msg, kind=kind, name=name)
 
     def provider(self, kind: str, name: str) -> PluginRecord:
         return self.components[kind][name][1]

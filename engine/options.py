@@ -335,6 +335,11 @@ def parse_options(cls: type[T], table: dict[str, Any] | None, where: str) -> T:
                 raise
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: option '{name}' ({_type_name(hints[f.name])}) is required")
+    for name, f in known.items():  # a default is held to the constraints too (an empty list)
+        if name not in table and f.metadata.get("min_items"):
+            value = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            if value is not None:
+                check_constraints(value, f.metadata, f"{where}: option '{name}'")
     try:
         obj = cls(**kwargs)
         validate = getattr(obj, "validate", None)

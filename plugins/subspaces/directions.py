@@ -221,7 +221,7 @@ def _basis(V: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class FilterNormalizedOptions:
-    dim: int = field(default=2, metadata={"doc": "number of directions"})
+    dim: int = field(default=2, metadata={"ge": 1, "doc": "number of directions"})
     norm: Norm = field(
         default="filter",
         metadata={"doc": "'filter' (Li et al. 2018), 'layer', or 'none' (one block: norm ‖x‖)"},
@@ -234,10 +234,6 @@ class FilterNormalizedOptions:
         default=True,
         metadata={"doc": "orthogonalise within each block: exactly orthogonal and normalised"},
     )
-
-    def validate(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
 
 
 class FilterNormalized(SubspacePlugin[FilterNormalizedOptions]):
@@ -276,15 +272,19 @@ class HessianOptions:
     tol: float = field(
         default=0.0,
         metadata={
-            "doc": "Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)"
+            "ge": 0,
+            "doc": "Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)",
         },
     )
     maxiter: int = field(
-        default=0, metadata={"doc": "Lanczos restarts at most (0: bounded by max_hvp)"}
+        default=0, metadata={"ge": 0, "doc": "Lanczos restarts at most (0: bounded by max_hvp)"}
     )
     max_hvp: int = field(
         default=0,
-        metadata={"doc": "HVPs per eigenpair at most (0: D where the dense Hessian fits; 5000)"},
+        metadata={
+            "ge": 0,
+            "doc": "HVPs per eigenpair at most (0: D where the dense Hessian fits; 5000)",
+        },
     )
     scale: Scale = field(
         default="relative",
@@ -296,10 +296,6 @@ class HessianOptions:
         "shape is then 'degenerate'; 0: 1e-9 float64, 1e-5 float32)",
         ge=0,
     )
-
-    def validate(self) -> None:
-        if self.tol < 0 or self.maxiter < 0 or self.max_hvp < 0:
-            raise ValueError("options 'tol', 'maxiter' and 'max_hvp' must be ≥ 0")
 
 
 class HessianPlane(SubspacePlugin[HessianOptions]):
@@ -358,7 +354,10 @@ class HessianPlane(SubspacePlugin[HessianOptions]):
 class UserDirectionsOptions:
     vectors: list[PointRef] = field(
         default_factory=list,
-        metadata={"doc": "the directions: 'STEP.VAR', 'RUN/STEP.VAR' or 'checkpoint:PATH' (≥ 1)"},
+        metadata={
+            "min_items": 1,
+            "doc": "the directions: 'STEP.VAR', 'RUN/STEP.VAR' or 'checkpoint:PATH' (≥ 1)",
+        },
     )
     normalize: Literal["none", "unit", "filter", "layer"] = field(
         default="none",
@@ -375,10 +374,6 @@ class UserDirectionsOptions:
         default="relative",
         metadata={"doc": "with normalize = 'unit': × ‖x‖ ('relative') or not ('absolute')"},
     )
-
-    def validate(self) -> None:
-        if not self.vectors:
-            raise ValueError("option 'vectors' needs at least one direction")
 
 
 def _rescale_blocks(
@@ -441,8 +436,10 @@ class ThreePointsOptions:
     points: list[PointRef] = field(
         default_factory=list,
         metadata={
+            "min_items": 2,
+            "max_items": 3,
             "doc": "2 models (plane through the origin point and them) or 3 (the first is "
-            "the origin)"
+            "the origin)",
         },
     )
     basis: Literal["raw", "orthonormal"] = field(
@@ -452,10 +449,6 @@ class ThreePointsOptions:
             "'orthonormal': Gram–Schmidt, coordinates are distances"
         },
     )
-
-    def validate(self) -> None:
-        if len(self.points) not in (2, 3):
-            raise ValueError(f"option 'points' needs 2 or 3 models, got {len(self.points)}")
 
 
 class ThreePoints(SubspacePlugin[ThreePointsOptions]):

@@ -294,16 +294,16 @@ class StackedProjection:
 
 @dataclass
 class HyperplaneOptions:
-    dim: int = field(default=10, metadata={"doc": "dimension d of the hyperplane"})
+    dim: int = field(default=10, metadata={"ge": 1, "doc": "dimension d of the hyperplane"})
     basis: BasisKind = field(
         default="dense",
         metadata={"doc": "dense (orthonormal), sparse-fort (seed 000) or sparse-chang (seed 004)"},
     )
     nnz_min: int = field(
-        default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column (0: ⌈√D/2⌉)"}
+        default=0, metadata={"ge": 0, "doc": "sparse-fort: fewest non-zeros per column (0: ⌈√D/2⌉)"}
     )
     nnz_max: int = field(
-        default=0, metadata={"doc": "sparse-fort: most non-zeros per column (0: ⌈3√D/2⌉)"}
+        default=0, metadata={"ge": 0, "doc": "sparse-fort: most non-zeros per column (0: ⌈3√D/2⌉)"}
     )
     metric: bool = field(
         default=False, metadata={"doc": "rescale M → ηM with η_ii ∝ 1/r_layer (seed 000 §2.1)"}
@@ -319,10 +319,6 @@ class HyperplaneOptions:
     )
 
     def validate(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
-        if self.nnz_min < 0 or self.nnz_max < 0:
-            raise ValueError("options 'nnz_min'/'nnz_max' must be non-negative")
         if self.nnz_min and self.nnz_max and self.nnz_min > self.nnz_max:
             raise ValueError(f"nnz_min={self.nnz_min} > nnz_max={self.nnz_max}")
 
@@ -386,13 +382,11 @@ class Hyperplane(SubspacePlugin[HyperplaneOptions]):
 class HypersphereOptions(HyperplaneOptions):
     radius: float = field(
         default=0.0,
-        metadata={"doc": "sphere radius r0 (0: the radius of the point it goes through)"},
+        metadata={"ge": 0, "doc": "sphere radius r0 (0: the radius of the point it goes through)"},
     )
 
     def validate(self) -> None:
         super().validate()
-        if self.radius < 0:
-            raise ValueError(f"option 'radius' must be non-negative, got {self.radius}")
 
 
 def make_sphere(

@@ -58,7 +58,7 @@ class PCATrajectoryOptions:
         doc="the train step whose recorded trajectory is analysed ('STEP' or 'RUN/STEP')",
         probes=("train",),
     )
-    dim: int = field(default=2, metadata={"doc": "number of principal directions"})
+    dim: int = field(default=2, metadata={"ge": 1, "doc": "number of principal directions"})
     scale: Literal["fit", "unit"] = field(
         default="fit",
         metadata={
@@ -67,18 +67,12 @@ class PCATrajectoryOptions:
         },
     )
     margin: float = field(
-        default=0.2, metadata={"doc": "scale = 'fit': room around the path, as a fraction"}
+        default=0.2, metadata={"ge": 0, "doc": "scale = 'fit': room around the path, as a fraction"}
     )
     include_bias_and_norm: bool = field(
         default=True,
         metadata={"doc": "false: zero biases and norm scales in the offsets (--ignore biasbn)"},
     )
-
-    def validate(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
-        if self.margin < 0:
-            raise ValueError(f"option 'margin' must be ≥ 0, got {self.margin}")
 
 
 def trajectory_pca(offsets: np.ndarray, dim: int) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@
     dtype = "float32"        # float32 | float64
     executor = "local"       # local | dask | any registered executor
     batch_size = 0           # samples per pass (0: full batch)
+    style = "paper.mplstyle" # matplotlib style of its figures (a name or a file; optional)
 
     [model]
     plugin = "mlp"
@@ -50,6 +51,7 @@ TOP_KEYS = {
     "executor": str,
     "batch_size": int,
     "description": str,
+    "style": str,
     "model": dict,
     "dataset": dict,
     "loss": dict,
@@ -122,6 +124,9 @@ class RunConfig:
     source: str = "<config>"
     #: ``[loss]``: None means the default of the data set's task.
     loss: ComponentConfig | None = None
+    #: The matplotlib style its figures are drawn in (a name, or an absolute path to an
+    #: ``.mplstyle`` file); "" for lossatlas's (see :mod:`lossatlas.engine.style`).
+    style: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The full config as plain data (stored as JSON in the provenance)."""
@@ -140,6 +145,8 @@ class RunConfig:
         }
         if self.loss is not None:  # absent, not null: older runs keep their identity
             d["loss"] = {"plugin": self.loss.plugin, **self.loss.options}
+        if self.style:  # absent when unset, for the same reason
+            d["style"] = self.style
         return d
 
     def science(self) -> dict[str, Any]:
@@ -147,6 +154,7 @@ class RunConfig:
         d = self.to_dict()
         for k in ("device", "executor", "executor_options", "description"):
             d.pop(k)
+        d.pop("style", None)  # how figures look is not science
         return d
 
     def to_json(self) -> str:
@@ -289,7 +297,19 @@ def parse_config(
         description=data.get("description", ""),
         source=source,
         loss=loss,
+        style=_style(data.get("style"), source),
     )
+
+
+def _style(value: str | None, source: str) -> str:
+    """The config's ``style`` checked (a known name, or an .mplstyle file found relative
+    to the config's folder and stored as an absolute path); "" when absent."""
+    if value is None:
+        return ""
+    from .style import check_style
+
+    folder = Path(source).parent if Path(source).is_file() else None
+    return check_style(value, f"{source}: key 'style'", base=folder)
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings as _warnings
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.atlas / tree.atlas)
+from . import progress
 from .components import (
     Cell,
     Component,
@@ -94,6 +95,7 @@ __all__ = [
     "parse_options",
     "per_sample_mean",
     "plot_paths",
+    "progress",
     "resolve_device",
     "resolve_dtype",
 ]

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, ShapeError
+from .progress import task as progress_task
 
 if TYPE_CHECKING:
     from .components import Subspace
@@ -300,6 +301,7 @@ def train(
     elif target_loss is not None and hist["train_loss"][0] <= target_loss:
         stopped = "target_loss"
     else:
+        bar = progress_task("training", total, "step", bound=target_loss is not None)
         for _epoch in range(epochs):
             order = torch.randperm(n, generator=gen) if not full_batch else None
             stop_now = False
@@ -346,6 +348,7 @@ def train(
                     snap(x, steps)
                 if progress is not None:
                     progress(steps, total)
+                bar.update(steps, epoch=f"{steps / per_epoch:.3g}/{epochs}")
                 if done():
                     stopped, stop_now = "max_steps", True
                     break
@@ -368,6 +371,7 @@ def train(
                 if last <= target_loss:
                     stopped = "target_loss"
                     break
+        bar.close()
         if diverged:
             stopped = "diverged"
         if diverged or steps != logged_at:

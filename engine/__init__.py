@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings as _warnings
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.atlas / tree.atlas)
-from . import progress
+from . import figures, progress
 from .components import (
     Cell,
     Component,
@@ -16,6 +16,7 @@ from .components import (
     LossPlugin,
     ModelPlugin,
     Plan,
+    PlotOptions,
     Probe,
     Split,
     Subspace,
@@ -33,6 +34,7 @@ from .errors import (
     StoreError,
 )
 from .hookspecs import hookimpl, hookspec
+from .html import html_table
 from .losses import Loss, cross_entropy, default_loss, mean_squared_error, per_sample_mean
 from .objective import (
     EvaluationPath,
@@ -45,6 +47,7 @@ from .objective import (
 from .options import NoOptions, PointRef, parse_options
 from .paths import PathSummary, plot_paths
 from .registry import PluginRecord, Registry, make_registry
+from .style import use_style
 
 # Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
 # xarray support it, and lossatlas keeps it up to date under a lock (see store.py).
@@ -73,6 +76,7 @@ __all__ = [
     "ParamLayout",
     "PathSummary",
     "Plan",
+    "PlotOptions",
     "PluginError",
     "PluginRecord",
     "PointRef",
@@ -86,9 +90,11 @@ __all__ = [
     "Variable",
     "cross_entropy",
     "default_loss",
+    "figures",
     "grid_estimate",
     "hookimpl",
     "hookspec",
+    "html_table",
     "make_registry",
     "mean_squared_error",
     "metric_variables",
@@ -98,4 +104,5 @@ __all__ = [
     "progress",
     "resolve_device",
     "resolve_dtype",
+    "use_style",
 ]

@@ -76,7 +76,10 @@ def test_a_result_without_a_map_and_ambiguous_axes_are_clear_errors() -> None:
     import matplotlib.pyplot as plt
 
     fig = plot_surfaces(cube, max_panels=20)
-    assert len(fig.axes) == 4 + 3 + 2  # (x, y) per z, (x, z) per y, (y, z) per x
+    surfaces = [ax for ax in fig.axes if ax.name == "3d"]
+    assert len(surfaces) == 4 + 3 + 2  # (x, y) per z, (x, z) per y, (y, z) per x
+    bars = [ax for ax in fig.axes if getattr(ax, "_colorbar", None)]
+    assert len(bars) == len(surfaces) and all(ax.get_ylabel() == "a" for ax in bars)
     plt.close(fig)
     with pytest.raises(ConfigError, match="not a numeric dim"):
         find_map(cube, ["y", "w"])

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch.func import vmap
 
+from lossatlas.engine import progress
+
 if TYPE_CHECKING:
     from lossatlas.engine import Objective
 
@@ -278,6 +280,7 @@ def _train_beads(
     perm = torch.arange(n)
     pos = n
     t = 0
+    bar = progress.task("bead training", cfg.bead_steps, "step", bound=True)
     while t < cfg.bead_steps:
         active_np = ~reached & ~diverged
         if not active_np.any():
@@ -320,6 +323,8 @@ def _train_beads(
             bad = ~np.isfinite(now) | ~torch.isfinite(X[sel]).all(1).cpu().numpy()
             diverged[sel] |= bad
             reached[sel] = (now <= goal) & ~bad
+        bar.update(t, beads=f"{int(reached.sum())}/{k} below the goal")
+    bar.close()
     loss = np.where(diverged, np.nan, loss)
     return X, reached, steps, loss
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Plan, Probe, Variable
+from lossatlas.engine import Cell, Plan, Probe, Variable, figures
 from lossatlas.engine.curvature import default_flat_tol
 from lossatlas.engine.geometry import draw_init, init_radius
 
@@ -239,7 +239,7 @@ class InitSelection(Probe):
             ax.set_ylabel(target.replace("_", " "))
             ax.set_title(f"({tag}) {target.split('_')[-1]} vs {m.replace('_', ' ')}")
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=6)
+                ax.legend()
         ax = axes[3]
         ax.scatter(ds["n_positive"].values, ds["initial_validation_loss"].values, s=12)
         if "loss_npos_correlation" in ds:
@@ -248,6 +248,6 @@ class InitSelection(Probe):
                 f"r = {float(ds['loss_npos_correlation']):.2f}"
             )
         ax.set_xlabel(MEASURES["n_positive"])
-        ax.set_ylabel("initial validation loss")
+        ax.set_ylabel(figures.quantity(ds, "initial_validation_loss"))
         fig.tight_layout()
         return fig

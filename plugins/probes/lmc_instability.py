@@ -44,7 +44,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable, parse_options
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    PointRef,
+    Probe,
+    Variable,
+    figures,
+    parse_options,
+)
 
 from .interpolation import Interpolation, _bn_modules, evaluate_points, interpolate
 from .train import TrainOptions, _steps, planned_record_steps
@@ -281,6 +290,7 @@ class LMCInstability(Probe):
         Right: the validation error (or loss) along the line for each k."""
         import matplotlib.pyplot as plt
         from matplotlib import colors
+        from matplotlib.ticker import FuncFormatter
 
         metric = ds.attrs.get("metric", "error")
         fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
@@ -299,6 +309,7 @@ class LMCInstability(Probe):
             "symlog", linthresh=max(1.0, float(np.min(k[k > 0])) if np.any(k > 0) else 1.0)
         )
         ax.set_xlim(left=0)
+        ax.xaxis.set_major_formatter(FuncFormatter(figures.plain_number))
         ax.set_xlabel("spawn step k (parent's optimizer steps)")
         ax.set_ylabel(f"instability: {metric} barrier")
         ax.set_title(
@@ -306,7 +317,7 @@ class LMCInstability(Probe):
             f"T = {ds.attrs.get('total_steps')})",
             fontsize=9,
         )
-        ax.legend(fontsize=8)
+        ax.legend()
         ax = axes[1]
         norm = colors.Normalize(vmin=0, vmax=max(len(k) - 1, 1))
         cmap = plt.get_cmap("viridis")
@@ -320,6 +331,6 @@ class LMCInstability(Probe):
         ax.set_xlabel("α (child 1 → child 2)")
         ax.set_ylabel(f"validation {metric}")
         ax.set_title("along the line between the children (replicate 0)", fontsize=9)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(ncol=2)
         fig.tight_layout()
         return fig

@@ -81,7 +81,7 @@ class Chromium:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             close_fds=False,
-            preexec_fn=plumbing,  # noqa: PLW1509 (single-threaded test process)
+            preexec_fn=plumbing,  # the test process runs one thread
         )
         os.close(cmd_r)
         os.close(res_w)

@@ -394,9 +394,10 @@ def test_report_in_headless_chromium(store: Path, tmp_path: Path) -> None:
             """Array.from(document.querySelectorAll('figure.fig')).map(f => {
                 const r = f.getBoundingClientRect();
                 const svg = f.querySelector('svg'), img = f.querySelector('img');
-                return {w: r.width, h: r.height, visible: f.checkVisibility(),
-                        drawn: svg ? svg.getBBox().width > 0 && svg.querySelectorAll('path').length > 20
-                                   : img.complete && img.naturalWidth > 0,
+                const drawn = svg
+                    ? svg.getBBox().width > 0 && svg.querySelectorAll('path').length > 20
+                    : img.complete && img.naturalWidth > 0;
+                return {w: r.width, h: r.height, visible: f.checkVisibility(), drawn: drawn,
                         label: (svg || img).getAttribute(svg ? 'aria-label' : 'alt')};
             })"""
         )

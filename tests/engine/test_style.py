@@ -57,9 +57,7 @@ def test_use_style_restores_the_rcparams() -> None:
 
 def test_a_style_file_is_applied_and_checked_line_by_line(tmp_path: Path) -> None:
     good = tmp_path / "paper.mplstyle"
-    good.write_text(
-        '# a journal\nfont.size: 7\naxes.edgecolor: "#ff0000"  # red\nbackend: pdf\n'
-    )
+    good.write_text('# a journal\nfont.size: 7\naxes.edgecolor: "#ff0000"  # red\nbackend: pdf\n')
     rc = style_rc(str(good))
     assert rc["font.size"] == 7 and rc["axes.edgecolor"] == "#ff0000"
     assert rc["pdf.fonttype"] == 42 and "backend" not in rc  # never switches backends

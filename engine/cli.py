@@ -20,8 +20,9 @@ import lossatlas
 
 from .errors import ConfigError, DataError, LossAtlasError, PluginError, ShapeError, StoreError
 from .options import PointRef, describe_options, suggest
+from .plotting import IMAGE_SUFFIXES
 from .registry import KINDS, Registry, make_registry
-from .runner import Progress, RunReport, StepReport
+from .runner import RunReport
 
 __all__ = ["main"]
 
@@ -31,9 +32,6 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 #: Exit status when stdout is a pipe closed by its reader (``lossatlas plugins | head -1``):
 #: 128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE.
 EXIT_BROKEN_PIPE = 141
-
-#: Image formats ``plot -o`` accepts (by suffix).
-IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 DEBUG_KEY = "lossatlas.debug"
 
@@ -325,65 +323,6 @@ def cli(debug: bool) -> None:
 # --------------------------------------------------------------------------- run
 
 
-class RichProgress(Progress):
-    """A rich progress bar per step (``bar``) and a line when a step ends (``lines``)."""
-
-    def __init__(self, bar: bool = True, lines: bool = True) -> None:
-        self.show_bar = bar
-        self.lines = lines
-        self.bar: Any = None
-        self.task: Any = None
-
-    def step_started(self, step: str, total: int, pending: int) -> None:
-        if not self.show_bar:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import (
-            Progress as RP,
-        )
-
-        done = total - pending
-        if pending == 0:
-            return
-        self.bar = RP(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task(f"step {step}", total=total, completed=done)
-
-    def cell_done(self, step: str, status: int) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-
-    def notice(self, message: str) -> None:
-        click.echo(f"lossatlas: notice: {_line(message)}", err=True)
-
-    def step_finished(self, step: str, report: StepReport) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-        if not self.lines:
-            return
-        if report.skipped:
-            click.echo(f"step {step}: already complete in the store ({report.cells} cells)")
-        else:
-            extra = f", {report.nonfinite} with NaN/inf" if report.nonfinite else ""
-            click.echo(
-                f"step {step}: {report.computed} cell(s) computed{extra} in {report.seconds:.1f} s"
-            )
-
-
 @cli.command(context_settings=CONTEXT, short_help="Run a pipeline config into a store.")
 @click.argument("config_file", metavar="CONFIG.toml", type=click.Path(dir_okay=False))
 @click.option(
@@ -512,9 +451,12 @@ def run(
     name, or be named with --step too, else the run stops before it starts.
 
     Each step prints a line when it ends ("step line: 123 cell(s) computed in
-    4.5 s"). The progress bar is off when CI is set and stderr is not a terminal
-    (the per-step lines still print); --quiet turns off both, and of the closing
-    lines (how to open the results) keeps only the first, where the results are.
+    4.5 s"). On a terminal a progress bar shows the step's cells and, below it, what
+    runs inside the current cell (a training's steps and epochs, an eigen-solver's
+    HVPs, DSS beads), each with an ETA; in a log (stderr not a terminal) a line
+    every few seconds says the same (LOSSATLAS_PROGRESS_SECONDS, default 5).
+    --quiet turns all of it off, and of the closing lines (how to open the results)
+    keeps only the first, where the results are.
 
     An error in the config, or in what it names (plugins, options, checkpoints),
     starts with the config file's name.
@@ -540,6 +482,7 @@ def run(
       lossatlas run my.toml --rerun line
     """
     from .config import load_config
+    from .progress import ConsoleProgress
     from .runner import run_pipeline
     from .sizes import Limits, parse_size
     from .store import Store
@@ -562,7 +505,7 @@ def run(
         registry = _registry()
         if steps:
             _check_earlier_steps(config, registry, store, steps)
-        progress = RichProgress(bar=not (quiet or _under_ci()), lines=not quiet)
+        progress = ConsoleProgress(bar=False if quiet else None, lines=not quiet, log=not quiet)
         limits = Limits.machine(
             store,
             memory=parse_size(max_memory, "--max-memory") if max_memory else None,
@@ -770,6 +713,13 @@ def _show_component(registry: Any, name: str, as_json: bool) -> None:
                 "options": options,
             }
         )
+        if kind == "probe":
+            from .components import PlotOptions
+
+            rows[-1]["plot_options"] = [
+                {"name": n, "type": t, "default": d, "doc": doc}
+                for n, t, d, doc in describe_options(getattr(comp, "PlotOptions", PlotOptions))
+            ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -783,18 +733,24 @@ def _show_component(registry: Any, name: str, as_json: bool) -> None:
         if row["summary"]:
             click.echo(f"  {row['summary']}")
         click.echo(f"  used as: {USED_AS[row['kind']].format(name=name)}")
-        if not row["options"]:
-            click.echo("  options: none")
-            continue
-        click.echo("  options:")
-        for opt in row["options"]:
-            default = "required" if opt["default"] == "required" else f"default {opt['default']}"
-            click.echo(f"    {opt['name']}  ({opt['type']}; {default})")
-            if opt["doc"]:
-                wrapped = textwrap.fill(
-                    opt["doc"], width=96, initial_indent=" " * 8, subsequent_indent=" " * 8
+        sections = [("options", row["options"])]
+        if "plot_options" in row:
+            sections.append(("plot options (lossatlas plot -O KEY=VALUE)", row["plot_options"]))
+        for title, opts in sections:
+            if not opts:
+                click.echo(f"  {title}: none")
+                continue
+            click.echo(f"  {title}:")
+            for opt in opts:
+                default = (
+                    "required" if opt["default"] == "required" else f"default {opt['default']}"
                 )
-                click.echo(wrapped)
+                click.echo(f"    {opt['name']}  ({opt['type']}; {default})")
+                if opt["doc"]:
+                    wrapped = textwrap.fill(
+                        opt["doc"], width=96, initial_indent=" " * 8, subsequent_indent=" " * 8
+                    )
+                    click.echo(wrapped)
 
 
 # ----------------------------------------------------------------------- inspect
@@ -1159,23 +1115,48 @@ def _results(st: Any, run_name: str) -> list[str]:
     type=click.Path(dir_okay=False),
     help=f"Image file; the format follows the suffix ({', '.join(IMAGE_SUFFIXES)}).",
 )
-@click.option("--logy", is_flag=True, help="Logarithmic loss axis, where the plot has one.")
+@click.option("--logy", is_flag=True, help="Logarithmic loss axis (on maps: colour scale).")
+@click.option(
+    "-O",
+    "--plot-option",
+    "plot_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A plot option of the probe (repeatable), e.g. -O metric=accuracy; "
+    "'lossatlas plugins PROBE' lists them.",
+)
 @click.option(
     "--surface",
     is_flag=True,
     help="Draw the step's 2-D maps as 3-D surfaces instead of the probe's figure.",
 )
 @click.option(
+    "--style",
+    default=None,
+    metavar="NAME|FILE",
+    help="Matplotlib style over lossatlas's: a name (seaborn-v0_8-paper, ggplot ...) or an "
+    ".mplstyle file; default: the run config's 'style', else lossatlas.",
+)
+@click.option("--no-title", is_flag=True, help="No figure title (RUN/STEP nor the probe's).")
+@click.option(
     "--dpi",
     type=int,
-    default=130,
+    default=150,
     show_default=True,
-    help="Resolution of raster images (.png, .jpg, .jpeg).",
+    help="Resolution of raster images (.png, .jpg, .jpeg), 10 to 1200.",
 )
 @debug_option
 @friendly
 def plot(
-    store: str, groups: tuple[str, ...], output: str, logy: bool, surface: bool, dpi: int
+    store: str,
+    groups: tuple[str, ...],
+    output: str,
+    logy: bool,
+    plot_options: tuple[str, ...],
+    surface: bool,
+    style: str | None,
+    no_title: bool,
+    dpi: int,
 ) -> None:
     """Draw the stored result RUN/STEP of STORE with its probe's plot.
 
@@ -1190,6 +1171,10 @@ def plot(
     its barrier and its normalised length. --surface draws a step's 2-D maps (any
     probe's: hessian-directions, trajectory ...) as 3-D surfaces.
 
+    Figures are drawn in the lossatlas style (TrueType fonts in PDF and EPS, readable
+    sizes, a colour-blind-safe palette); --style puts another on top of it. -O sets
+    a plot option of the probe (checked: an unknown key or a wrong type is an error).
+
     A step that is not complete (its run was interrupted, failed or is still
     running) is drawn from the cells done so far, with a warning and
     "(partial: N/M cells)" in the title.
@@ -1197,11 +1182,25 @@ def plot(
     \b
     Examples:
       lossatlas plot atlas.zarr quickstart/line -o line.png --logy
+      lossatlas plot hd.zarr run/maps -o maps.pdf -O metric=accuracy --no-title
       lossatlas plot atlas.zarr fig4/relu-100 fig4/tanh-100 fig4/cnn -o fig4.png
       lossatlas plot atlas.zarr paths/lines paths/curve paths/neb -o paths.png
       lossatlas plot atlas.zarr maps/maps --surface -o surface.png
+      lossatlas plot atlas.zarr quickstart/line -o line.pdf --style paper.mplstyle
     """
-    path = draw(store, groups, output, logy=logy, surface=surface, dpi=dpi)
+    from .plotting import parse_option_pairs
+
+    path = draw(
+        store,
+        groups,
+        output,
+        options=parse_option_pairs(plot_options),
+        logy=logy,
+        surface=surface,
+        dpi=dpi,
+        style=style,
+        title=not no_title,
+    )
     click.echo(f"wrote {path}")
 
 
@@ -1228,94 +1227,15 @@ def _open_result(st: Any, store: str, group: str) -> Any:
 
 
 def draw(store: str, groups: str | tuple[str, ...], output: str, **kwargs: Any) -> Path:
-    """Render ``RUN/STEP`` (one or several of one probe) of ``store`` to ``output``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .accessor import title_figure
-    from .store import STATUS_VAR
+    """Render ``RUN/STEP`` (one or several) of ``store`` to ``output``; ``kwargs`` go to
+    :func:`lossatlas.engine.plotting.draw_results`."""
+    from .plotting import check_output, draw_results
 
     groups = (groups,) if isinstance(groups, str) else tuple(groups)
-    suffix = Path(output).suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ConfigError(
-            f"output '{output}': use a {', '.join(IMAGE_SUFFIXES[:-1])} or "
-            f"{IMAGE_SUFFIXES[-1]} file name"
-        )
-    folder = Path(output).resolve().parent
-    if not folder.is_dir():
-        raise ConfigError(f"output '{output}': folder '{folder}' does not exist; create it first")
+    check_output(output)
     st = _store_to_read(store)
-    datasets = {}
-    labels = []
-    for group in groups:
-        ds = _open_result(st, store, group)
-        datasets[group] = ds
-        labels.append(group)
-        if ds.attrs.get("status") != "complete":
-            cells = ds[STATUS_VAR].values
-            done, total = int((cells > 0).sum()), int(cells.size)
-            run_name, step = group.split("/", 1)
-            _warn(
-                f"step '{step}' of run '{run_name}' is partial ({done}/{total} cells done); "
-                "the plot shows what exists"
-            )
-            labels[-1] += f" (partial: {done}/{total} cells)"
-    probes = sorted({str(ds.attrs["probe"]) for ds in datasets.values()})
-    registry = _registry()
-    probe = registry.get("probe", probes[0])
-    opts = {k: v for k, v in kwargs.items() if k not in ("dpi", "surface")}
-    if kwargs.get("surface"):
-        if len(datasets) > 1:
-            raise ConfigError("--surface draws the 2-D maps of one step; give one RUN/STEP")
-        from .maps import plot_surfaces
-
-        fig = plot_surfaces(next(iter(datasets.values())).load(), logz=bool(opts.get("logy")))
-    elif len(datasets) == 1:
-        fig = probe.plot(next(iter(datasets.values())).load(), **opts)
-    elif len(probes) == 1 and type(probe).plot_many is not _base_plot_many():
-        fig = probe.plot_many({g: ds.load() for g, ds in datasets.items()}, **opts)
-    else:
-        fig = _compare_paths(registry, datasets, groups, probes, bool(opts.get("logy")))
-    title_figure(fig, ", ".join(labels))
-    fig.savefig(output, dpi=kwargs.get("dpi", 130), bbox_inches="tight")
-    plt.close(fig)
-    return Path(output)
-
-
-def _base_plot_many() -> Any:
-    from .components import Probe
-
-    return Probe.plot_many
-
-
-def _compare_paths(
-    registry: Any, datasets: dict[str, Any], groups: tuple[str, ...], probes: list[str], logy: bool
-) -> Any:
-    """The path comparison of several steps (see :mod:`lossatlas.engine.paths`): every
-    step's probe must declare the paths its result holds."""
-    from .paths import plot_paths
-
-    paths = {}
-    for group, ds in datasets.items():
-        found = registry.get("probe", str(ds.attrs["probe"])).paths(ds.load())
-        if not found:
-            what = (
-                f"are results of different probes ({', '.join(probes)})"
-                if len(probes) > 1
-                else f"are results of probe '{probes[0]}', which draws one result at a time"
-            )
-            raise ConfigError(
-                f"groups {', '.join(groups)} {what}; such steps go on one figure only as a "
-                f"comparison of paths, and '{group}' (probe '{ds.attrs['probe']}') holds no "
-                "path between two points; plot the steps one by one"
-            )
-        paths[group.split("/", 1)[1] if len({g.split("/")[0] for g in groups}) == 1 else group] = (
-            found
-        )
-    return plot_paths(paths, logy=logy)
+    results = {group: _open_result(st, store, group) for group in groups}
+    return draw_results(results, output, registry=_registry(), warn=_warn, **kwargs)
 
 
 # ------------------------------------------------------------------------ report
@@ -1374,22 +1294,44 @@ class RichReportProgress:
 )
 @click.option("--logy", is_flag=True, help="Logarithmic loss axes, where a plot has one.")
 @click.option(
-    "--dpi", type=int, default=100, show_default=True, help="Resolution of the embedded figures."
+    "--style",
+    default=None,
+    metavar="NAME|FILE",
+    help="Matplotlib style over lossatlas's for every figure; default: each run's 'style'.",
+)
+@click.option(
+    "--dpi",
+    type=int,
+    default=150,
+    show_default=True,
+    help="Resolution of a figure embedded as PNG (maps too large for SVG), 10 to 1200.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Exit 1 if any figure (or run, or step) could not be drawn."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @debug_option
 @friendly
 def report(
-    store: str, output: str, runs: tuple[str, ...], logy: bool, dpi: int, quiet: bool
+    store: str,
+    output: str,
+    runs: tuple[str, ...],
+    logy: bool,
+    style: str | None,
+    dpi: int,
+    strict: bool,
+    quiet: bool,
 ) -> None:
     """Write one HTML page with every figure, config and provenance in STORE.
 
     \b
-    For each run: its status, the versions, device, dtype, seed and times it ran
-    with, its config, and for each step the probe, how many cells are computed and
-    the probe's figure. Figures are embedded, so the page opens in a browser from
-    disk and can be mailed as one file. A figure that cannot be drawn shows its error
-    in place of the picture.
+    A table of contents links every run (newest first) and step. For each run: its
+    status, the versions, device, dtype, seed and times it ran with (shown in the
+    reader's time zone), its config, and for each step the probe, how many cells are
+    computed, the probe's figure (inline SVG; PNG for a map too large for SVG) and
+    the probe's own section. Runs and steps fold away. Everything is embedded, so the
+    page opens in a browser from disk and can be mailed as one file. A figure that
+    cannot be drawn shows its error in place of the picture (--strict: exit 1 then).
 
     \b
     Example:
@@ -1409,6 +1351,7 @@ def report(
         list(runs) or None,
         registry=_registry(),
         dpi=dpi,
+        style=style,
         progress=RichReportProgress(quiet),
         plot_kwargs={"logy": True} if logy else None,
     )
@@ -1418,6 +1361,8 @@ def report(
         else ""
     )
     click.echo(f"wrote {output}: {len(summary.runs)} run(s), {summary.figures} figure(s){failed}")
+    if strict and summary.failed:
+        _fail(f"--strict: {len(summary.failed)} part(s) of the report could not be drawn", 1)
 
 
 def main() -> None:

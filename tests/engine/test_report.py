@@ -354,6 +354,25 @@ def test_a_failing_plot_names_the_probe_and_its_plugin(
     assert "plot raised it" in text
 
 
+def test_cli_report_strict_exits_1_when_a_figure_fails(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "r.html"
+    ok = CliRunner().invoke(cli, ["report", str(store), "-o", str(out), "-q", "--strict"])
+    assert ok.exit_code == 0, ok.output
+
+    def plot(self: RandomLine, ds, **kw):  # type: ignore[no-untyped-def]
+        raise ValueError("boom")
+
+    monkeypatch.setattr(RandomLine, "plot", plot)
+    loose = CliRunner().invoke(cli, ["report", str(store), "-o", str(out), "-q"])
+    assert loose.exit_code == 0 and "4 could not be drawn" in loose.output
+    strict = CliRunner().invoke(cli, ["report", str(store), "-o", str(out), "-q", "--strict"])
+    assert strict.exit_code == 1
+    assert "--strict: 4 part(s) of the report could not be drawn" in strict.output
+    assert out.exists(), "the report is still written"
+
+
 # ------------------------------------------------------------ in a real browser
 
 

@@ -392,7 +392,8 @@ class ConsoleProgress(Progress):
     in 1.2 s``); ``every``: seconds between two progress lines in a log (default
     ``LOSSATLAS_PROGRESS_SECONDS`` or 5); ``log``: progress lines at all when there is
     no bar; ``out``/``err``: where step lines and progress lines go (default: stdout
-    and stderr at the time of printing).
+    and stderr at the time of printing); ``console``: the ``rich.console.Console`` the
+    bars are drawn on (default: one on stderr; in Jupyter rich draws a widget).
     """
 
     def __init__(
@@ -404,7 +405,9 @@ class ConsoleProgress(Progress):
         log: bool = True,
         out: TextIO | None = None,
         err: TextIO | None = None,
+        console: Any = None,
     ) -> None:
+        self.console = console
         self.show_bar = _interactive() if bar is None else bool(bar)
         self.lines = lines
         self.log = log and not self.show_bar
@@ -447,7 +450,7 @@ class ConsoleProgress(Progress):
             TimeElapsedColumn(),
             TextColumn("{task.fields[eta]}"),
             TextColumn("[dim]{task.fields[info]}"),
-            console=Console(stderr=True),
+            console=self.console if self.console is not None else Console(stderr=True),
             transient=False,
         )
         self._rich.start()

@@ -173,3 +173,26 @@ def test_the_eta_is_honest_about_a_steady_task(monkeypatch: pytest.MonkeyPatch) 
         for i in range(1, 5):
             bar.update(i)  # one unit per second
     assert [e.eta for e in sink.events[1:]] == [9.0, 8.0, 7.0, 6.0]
+
+
+def test_a_terminal_shows_a_bar_per_step_and_a_row_per_task(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=140, color_system=None)
+    display = ConsoleProgress(bar=True, console=console, out=io.StringIO())
+    display.interval = 0.0  # draw every event: the run is short
+    seen: list[list[str]] = []
+    original = display.update
+
+    def spy(event: ProgressEvent) -> None:
+        original(event)
+        if display._rich is not None:
+            seen.append([t.description.strip() for t in display._rich.tasks])
+
+    display.update = spy  # type: ignore[method-assign]
+    config = parse_config(tomllib.loads(HEADER + TRAIN))
+    run_pipeline(config, str(tmp_path / "s.zarr"), make_registry(), progress=display)
+    assert ["[bold]step train", "training (steps)"] in seen
+    assert "step train" in screen.getvalue()
+    assert display._rich is None  # stopped when the step ended

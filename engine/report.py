@@ -220,6 +220,20 @@ def _dl(items: Sequence[tuple[str, Any]], raw: Sequence[str] = ()) -> str:
     return f'<table class="kv">{rows}</table>'
 
 
+def _facts(
+    items: Sequence[tuple[str, Any]], raw: Sequence[str] = (), wide: Sequence[str] = ()
+) -> str:
+    """A step's facts as a grid of ``key value`` cells (two or three to a row on a wide
+    page); the keys in ``wide`` take a whole row; values escaped except ``raw`` keys."""
+    cells = "".join(
+        f'<div class="fact{" wide" if k in wide else ""}"><span class="k">{esc(k)}</span> '
+        f"<span>{v if k in raw else esc(v)}</span></div>"
+        for k, v in items
+        if v not in (None, "")
+    )
+    return f'<div class="facts">{cells}</div>'
+
+
 def _badge(status: str) -> str:
     cls = {"complete": "ok", "running": "warn", "partial": "warn", "not started": "warn"}.get(
         status, "bad"
@@ -371,7 +385,7 @@ def _step_section(store: Store, run: str, step: str, o: _Options) -> str:
     if falling:
         facts.insert(2, ("not converged", falling))
     parts.append(f'<div class="meter"><div style="width:{pct:.1f}%"></div></div>')
-    parts.append(_dl(facts, raw=("started", "finished")))
+    parts.append(_facts(facts, raw=("started", "finished"), wide=("options", "dims")))
     if diverged:
         parts.append(f'<p class="error">diverged: {esc(diverged)}</p>')
     if falling:
@@ -624,6 +638,9 @@ font-weight:600}
 p.warn,p.error{padding:4px 8px;border-radius:4px}
 table{border-collapse:collapse}td,th{padding:2px 12px 2px 0;text-align:left;vertical-align:top}
 table.kv{font-size:14px}table.kv th{color:#555;font-weight:600;white-space:nowrap}
+.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:1px 24px;
+font-size:14px;margin:4px 0}.facts .wide{grid-column:1/-1}
+.facts .k{color:#555;font-weight:600;margin-right:4px}
 table.vars td,table.vars th,table.probe-table td,table.probe-table th{border-bottom:1px solid #eee}
 table.runs td,table.runs th{border-bottom:1px solid #dde1e6;padding:4px 14px 4px 0}
 pre{background:#f0f2f5;padding:8px 10px;border-radius:4px;font-size:12.5px;

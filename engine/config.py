@@ -297,19 +297,20 @@ def parse_config(
         description=data.get("description", ""),
         source=source,
         loss=loss,
-        style=_style(data.get("style"), source),
+        style=data.get("style", ""),
     )
 
 
-def _style(value: str | None, source: str) -> str:
-    """The config's ``style`` checked (a known name, or an .mplstyle file found relative
-    to the config's folder and stored as an absolute path); "" when absent."""
-    if value is None:
+def _style(value: str, source: Path) -> str:
+    """The config file's ``style`` checked (a known name, or an .mplstyle file found
+    relative to the config's folder, kept as an absolute path). Checked here, where a
+    user's file is read, not in :func:`parse_config`: a Dask worker re-parses the stored
+    config, and the style is the driver's business (only ``plot``/``report`` use it)."""
+    if not value:
         return ""
     from .style import check_style
 
-    folder = Path(source).parent if Path(source).is_file() else None
-    return check_style(value, f"{source}: key 'style'", base=folder)
+    return check_style(value, f"{source}: key 'style'", base=source.parent)
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -325,4 +326,6 @@ def load_config(path: str | Path) -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return parse_config(data, source=str(p), name=p.stem)
+    config = parse_config(data, source=str(p), name=p.stem)
+    config.style = _style(config.style, p)
+    return config

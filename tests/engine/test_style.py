@@ -102,6 +102,9 @@ def test_config_style_key_is_checked_and_resolved_next_to_the_config(tmp_path: P
     assert "style" not in config.science()  # how figures look is not the run's identity
     plain = parse_config(tomllib.loads(CONFIG.format(style="")))
     assert plain.style == "" and "style" not in plain.to_dict()
+    # a worker re-parsing the stored config does not need the driver's style file
+    stored = parse_config(tomllib.loads(CONFIG.format(style='style = "/elsewhere/p.mplstyle"')))
+    assert stored.style == "/elsewhere/p.mplstyle"
     path.write_text(CONFIG.format(style='style = "ggplt"'))
     with pytest.raises(ConfigError, match=r"run.toml: key 'style': no style is named 'ggplt'"):
         load_config(path)

@@ -109,7 +109,7 @@ def colorbar(
     if not str(label).strip():
         raise ValueError("a colour bar needs a label: the quantity and its units")
     from matplotlib.colors import LogNorm
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import NullFormatter
 
     kwargs.setdefault("shrink", 0.9)
     cb = fig.colorbar(mappable, ax=ax, **kwargs)
@@ -117,7 +117,7 @@ def colorbar(
     if isinstance(getattr(mappable, "norm", None), LogNorm):  # 0.2, 0.5, 1 — not 2×10⁻¹
         axis = cb.ax.yaxis if cb.orientation == "vertical" else cb.ax.xaxis
         axis.set_major_locator(_readable_log_locator())
-        axis.set_major_formatter(FuncFormatter(plain_number))
+        axis.set_major_formatter(_readable_log_formatter())
         axis.set_minor_formatter(NullFormatter())
     return cb
 
@@ -204,14 +204,35 @@ def _readable_log_locator() -> Any:
     return ReadableLogLocator(base=10.0)
 
 
+def _readable_log_formatter() -> Any:
+    from matplotlib.ticker import Formatter
+
+    class ReadableLogFormatter(Formatter):
+        """Plain numbers (0.2, 1, 300) while the whole axis stays within 10⁻³…10⁵;
+        powers of ten for every tick of an axis that goes beyond, so one axis never
+        mixes 10000 with 10⁵."""
+
+        def __call__(self, value: float, pos: Any = None) -> str:
+            lo, hi = sorted(abs(v) for v in self.axis.get_view_interval())
+            wide = lo < 1e-3 or hi >= 1e5
+            if wide and value > 0 and math.isfinite(value):
+                exponent = math.log10(value)
+                if abs(exponent - round(exponent)) < 1e-9:
+                    return f"$10^{{{round(exponent)}}}$"
+            return plain_number(value)
+
+    return ReadableLogFormatter()
+
+
 def log_axis(ax: Axes, which: Literal["x", "y"] = "y") -> None:
     """A logarithmic ``which`` axis with readable ticks: 0.2, 0.5, 1, 2 on a short range
-    (never 2×10⁻¹ or 1.96×10⁻¹), powers of ten on a long one; minor ticks unlabelled."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    (never 2×10⁻¹ or 1.96×10⁻¹), plain numbers or powers of ten (not both) on a long
+    one; minor ticks unlabelled."""
+    from matplotlib.ticker import LogLocator, NullFormatter
 
     (ax.set_yscale if which == "y" else ax.set_xscale)("log")
     axis = ax.yaxis if which == "y" else ax.xaxis
     axis.set_major_locator(_readable_log_locator())
-    axis.set_major_formatter(FuncFormatter(plain_number))
+    axis.set_major_formatter(_readable_log_formatter())
     axis.set_minor_locator(LogLocator(base=10.0, subs=np.arange(2.0, 10.0), numticks=12))
     axis.set_minor_formatter(NullFormatter())

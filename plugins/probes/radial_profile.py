@@ -420,7 +420,8 @@ def _curvature_panel(ax: Any, ds: Any) -> None:
     figures.log_axis(ax, "x")
     figures.log_axis(ax, "y")
     ax.set_xlabel(radius_label(ds))
-    ax.set_ylabel("Tr(H_d)/r and ‖H_d‖/r [loss / (parameter² ‖x‖)]")
+    units = figures.units_of(ds, "trace_mean") or "loss units"
+    ax.set_ylabel(f"Tr(H_d)/r and ‖H_d‖/r [{units} / ‖x‖]")
     ax.set_title("(b) Tr(H)/r (solid) and ‖H‖/r (dashed) ± σ; crossings = zone edges")
     ax.legend(ncol=2)
 

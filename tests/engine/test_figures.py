@@ -103,3 +103,18 @@ def test_markers_have_an_edge_that_contrasts_with_their_fill() -> None:
         assert line.get_markeredgecolor() != line.get_markerfacecolor(), kind
         assert line.get_zorder() > 2
     plt.close(fig)
+
+
+def test_a_long_log_axis_uses_one_notation() -> None:
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [2.0, 5e5])
+    figures.log_axis(ax, "y")
+    fig.canvas.draw()
+    ymin, ymax = ax.get_ylim()
+    shown = [
+        t.get_text()
+        for t, v in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)
+        if ymin <= v <= ymax and t.get_text()
+    ]
+    plt.close(fig)
+    assert len(shown) >= 4 and all(t.startswith("$10^{") for t in shown), shown

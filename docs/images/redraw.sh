@@ -71,7 +71,7 @@ draw gl6.zarr goldilocks-fig6.png goldilocks-fig6/fig6
 draw glr.zarr goldilocks-radius.png goldilocks-radius/radius
 # The report: a screenshot of its first screen in headless Chromium.
 if [ -d "$stores/atlas.zarr" ] && command -v chromium >/dev/null 2>&1; then
-  lossatlas report "$stores/atlas.zarr" -o "$stores/report.html" -q
+  (cd "$stores" && lossatlas report atlas.zarr -o report.html -q)
   profile=$(mktemp -d)
   chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --user-data-dir="$profile" \

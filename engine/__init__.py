@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings as _warnings
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.atlas / tree.atlas)
+from . import figures, progress
 from .components import (
     Cell,
     Component,
@@ -15,6 +16,7 @@ from .components import (
     LossPlugin,
     ModelPlugin,
     Plan,
+    PlotOptions,
     Probe,
     Split,
     StepContext,
@@ -33,6 +35,7 @@ from .errors import (
     StoreError,
 )
 from .hookspecs import hookimpl, hookspec
+from .html import html_table
 from .losses import Loss, cross_entropy, default_loss, mean_squared_error, per_sample_mean
 from .objective import (
     EvaluationPath,
@@ -61,6 +64,7 @@ from .points import (
     parse_random,
 )
 from .registry import PluginRecord, Registry, make_registry
+from .style import use_style
 
 # Zarr format 3 has no consolidated metadata in its specification yet; zarr-python and
 # xarray support it, and lossatlas keeps it up to date under a lock (see store.py).
@@ -90,6 +94,7 @@ __all__ = [
     "ParamLayout",
     "PathSummary",
     "Plan",
+    "PlotOptions",
     "PluginError",
     "PluginRecord",
     "Point",
@@ -108,9 +113,11 @@ __all__ = [
     "collect_refs",
     "cross_entropy",
     "default_loss",
+    "figures",
     "grid_estimate",
     "hookimpl",
     "hookspec",
+    "html_table",
     "make_registry",
     "mean_squared_error",
     "metric_variables",
@@ -122,6 +129,8 @@ __all__ = [
     "parse_random",
     "per_sample_mean",
     "plot_paths",
+    "progress",
     "resolve_device",
     "resolve_dtype",
+    "use_style",
 ]

@@ -122,7 +122,7 @@ def run(
         LossAtlasError: the config, a plugin, the data or the store is wrong (one line
             that says what and how to fix it); nothing is written in that case.
     """
-    from .display import RichProgress
+    from .progress import ConsoleProgress
     from .runner import Progress, run_pipeline
 
     unknown = sorted(set(overrides) - set(OVERRIDES))
@@ -146,7 +146,7 @@ def run(
     shown: Progress = (
         progress
         if isinstance(progress, Progress)
-        else RichProgress(bar=True, lines=True)
+        else ConsoleProgress()
         if progress
         else Progress()
     )

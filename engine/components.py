@@ -54,6 +54,7 @@ __all__ = [
     "LossPlugin",
     "ModelPlugin",
     "Plan",
+    "PlotOptions",
     "Probe",
     "Split",
     "StepContext",
@@ -420,6 +421,26 @@ class StepContext(Protocol):
         ...
 
 
+@dataclass
+class PlotOptions:
+    """The options of a probe's figure: ``lossatlas plot ... -O KEY=VALUE`` (repeatable),
+    ``ds.atlas.plot(KEY=VALUE)``, checked like a config's options (an unknown key or a
+    wrong type is a one-line error) and shown by ``lossatlas plugins NAME``.
+
+    A probe with options of its own subclasses this dataclass (``field(default=...,
+    metadata={"doc": ...})`` per option) and names it in ``Probe.PlotOptions``; its
+    ``plot`` and ``plot_many`` receive every option as a keyword argument.
+    """
+
+    logy: bool = field(
+        default=False,
+        metadata={
+            "doc": "logarithmic loss axis where the figure has one; on a map, a "
+            "logarithmic colour scale (also: lossatlas plot --logy)"
+        },
+    )
+
+
 class Probe(Component[O]):
     """A measurement (or a training run) that fills a labelled result.
 
@@ -427,6 +448,10 @@ class Probe(Component[O]):
     per cell (possibly in another process: it must depend only on its arguments),
     ``finalize`` once every cell is done, and ``plot`` to draw a stored result.
     """
+
+    #: The dataclass of this probe's plot options (:class:`PlotOptions` or a subclass):
+    #: what ``plot`` and ``plot_many`` accept as keywords.
+    PlotOptions: ClassVar[type] = PlotOptions
 
     #: Names of the (param,) variables a result holds that later steps may reference
     #: as points (``STEP`` means ``STEP.point``). Declared, references to them are
@@ -467,15 +492,20 @@ class Probe(Component[O]):
     def plot(self, ds: xr.Dataset, **kwargs: Any) -> Figure:
         """Draw the stored result as the paper does; return the figure.
 
-        ``ds`` is the step's stored result, loaded (possibly partial: cells not yet
-        computed are NaN, ``ds.attrs["status"]`` is not ``complete``). Keyword arguments
-        the engine passes: ``logy`` (bool, a logarithmic loss axis where the plot has
-        one); a probe may document more of its own (``metric`` ...) and must accept and
-        ignore any it does not know. The engine then puts ``RUN/STEP`` on top of the
-        figure: a title the plugin set with ``fig.suptitle`` is kept after it
-        (``"run/step — your title"``). Return the figure; the engine saves and closes it.
-        """
+        ``kwargs`` are this probe's plot options (:attr:`PlotOptions`), already checked.
+        Label every colour bar with its quantity and units and mark points so they show
+        on any map (:mod:`lossatlas.engine.figures`); the engine draws inside the
+        chosen style (:mod:`lossatlas.engine.style`) and adds the RUN/STEP title."""
         raise NotImplementedError(f"probe '{self.name}' has no plot")
+
+    def report_html(self, ds: xr.Dataset) -> str | None:
+        """An HTML fragment of this probe's own for ``lossatlas report`` (a table of
+        the paper's numbers, a verdict ...), shown under the step's figure; None (the
+        default): nothing. It must stand alone: no script, no external link or image
+        (``data:`` URIs and ``#`` anchors are fine), every tag closed — the report
+        shows an error in its place otherwise. :func:`lossatlas.engine.html_table`
+        writes an escaped table."""
+        return None
 
     def paths(self, ds: xr.Dataset) -> list[PathSummary]:
         """The paths between pairs of points this stored result holds (lines, curves,

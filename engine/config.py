@@ -9,6 +9,7 @@
     executor = "local"       # local | dask | any registered executor; or a table:
                              # [executor] plugin = "dask", workers = 4
     batch_size = 0           # samples per pass (0: full batch)
+    style = "paper.mplstyle" # matplotlib style of its figures (a name or a file; optional)
 
     [model]
     plugin = "mlp"
@@ -58,6 +59,7 @@ TOP_KEYS = {
     "executor": str,
     "batch_size": int,
     "description": str,
+    "style": str,
     "model": dict,
     "dataset": dict,
     "loss": dict,
@@ -130,6 +132,9 @@ class RunConfig:
     source: str = "<config>"
     #: ``[loss]``: None means the default of the data set's task.
     loss: ComponentConfig | None = None
+    #: The matplotlib style its figures are drawn in (a name, or an absolute path to an
+    #: ``.mplstyle`` file); "" for lossatlas's (see :mod:`lossatlas.engine.style`).
+    style: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The full config as plain data (stored as JSON in the provenance)."""
@@ -148,6 +153,8 @@ class RunConfig:
         }
         if self.loss is not None:  # absent, not null: older runs keep their identity
             d["loss"] = {"plugin": self.loss.plugin, **self.loss.options}
+        if self.style:  # absent when unset, for the same reason
+            d["style"] = self.style
         return d
 
     def science(self) -> dict[str, Any]:
@@ -155,6 +162,7 @@ class RunConfig:
         d = self.to_dict()
         for k in ("device", "executor", "executor_options", "description"):
             d.pop(k)
+        d.pop("style", None)  # how figures look is not science
         return d
 
     def to_json(self) -> str:
@@ -300,6 +308,7 @@ def parse_config(
         description=data.get("description", ""),
         source=source,
         loss=loss,
+        style=data.get("style", ""),
     )
 
 
@@ -337,6 +346,18 @@ def parse_executor_option(text: str, where: str = "-E") -> tuple[str, Any]:
     return key, value
 
 
+def _style(value: str, source: Path) -> str:
+    """The config file's ``style`` checked (a known name, or an .mplstyle file found
+    relative to the config's folder, kept as an absolute path). Checked here, where a
+    user's file is read, not in :func:`parse_config`: a Dask worker re-parses the stored
+    config, and the style is the driver's business (only ``plot``/``report`` use it)."""
+    if not value:
+        return ""
+    from .style import check_style
+
+    return check_style(value, f"{source}: key 'style'", base=source.parent)
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a TOML config file."""
     p = Path(path)
@@ -350,4 +371,6 @@ def load_config(path: str | Path) -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return parse_config(data, source=str(p), name=p.stem)
+    config = parse_config(data, source=str(p), name=p.stem)
+    config.style = _style(config.style, p)
+    return config

@@ -33,6 +33,7 @@ from .errors import (
     StoreError,
 )
 from .options import parse_options, suggest
+from .progress import Progress, reporting
 from .provenance import problem_facts, provenance, step_facts
 from .registry import Registry
 from .selection import check_earlier_steps, left_out
@@ -54,22 +55,6 @@ __all__ = [
     "signals_as_interrupts",
     "validate",
 ]
-
-
-class Progress:
-    """Callbacks for progress display (the CLI passes a rich progress bar)."""
-
-    def step_started(self, step: str, total: int, pending: int) -> None:
-        """A step starts with ``pending`` of ``total`` cells left to compute."""
-
-    def cell_done(self, step: str, status: int) -> None:
-        """One cell finished with ``status``."""
-
-    def step_finished(self, step: str, report: StepReport) -> None:
-        """A step finished."""
-
-    def notice(self, message: str) -> None:
-        """Something the user should know that is not an error (a lease taken over)."""
 
 
 @dataclass
@@ -203,7 +188,7 @@ def run_pipeline(
     exec_opts = parse_options(
         executor.Options, config.executor_options, f"executor '{config.executor}'"
     )
-    with signals_as_interrupts():
+    with signals_as_interrupts(), reporting(progress):
         lease = RunLease(store, config.name).acquire(wait=wait, notice=progress.notice)
         try:
             with ExecutorSession(executor, exec_opts) as session:

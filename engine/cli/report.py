@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..store.reading import store_to_read
-from .base import CONTEXT, cli, debug_option, friendly, registry, under_ci
+from .base import CONTEXT, cli, debug_option, fail, friendly, registry, under_ci
 
 __all__ = ["report"]
 
@@ -29,22 +29,44 @@ __all__ = ["report"]
 )
 @click.option("--logy", is_flag=True, help="Logarithmic loss axes, where a plot has one.")
 @click.option(
-    "--dpi", type=int, default=100, show_default=True, help="Resolution of the embedded figures."
+    "--style",
+    default=None,
+    metavar="NAME|FILE",
+    help="Matplotlib style over lossatlas's for every figure; default: each run's 'style'.",
+)
+@click.option(
+    "--dpi",
+    type=int,
+    default=150,
+    show_default=True,
+    help="Resolution of a figure embedded as PNG (maps too large for SVG), 10 to 1200.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Exit 1 if any figure (or run, or step) could not be drawn."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @debug_option
 @friendly
 def report(
-    store: str, output: str, runs: tuple[str, ...], logy: bool, dpi: int, quiet: bool
+    store: str,
+    output: str,
+    runs: tuple[str, ...],
+    logy: bool,
+    style: str | None,
+    dpi: int,
+    strict: bool,
+    quiet: bool,
 ) -> None:
     """Write one HTML page with every figure, config and provenance in STORE.
 
     \b
-    For each run: its status, the versions, device, dtype, seed and times it ran
-    with, its config, and for each step the probe, how many cells are computed and
-    the probe's figure. Figures are embedded, so the page opens in a browser from
-    disk and can be mailed as one file. A figure that cannot be drawn shows its error
-    in place of the picture.
+    A table of contents links every run (newest first) and step. For each run: its
+    status, the versions, device, dtype, seed and times it ran with (shown in the
+    reader's time zone), its config, and for each step the probe, how many cells are
+    computed, the probe's figure (inline SVG; PNG for a map too large for SVG) and
+    the probe's own section. Runs and steps fold away. Everything is embedded, so the
+    page opens in a browser from disk and can be mailed as one file. A figure that
+    cannot be drawn shows its error in place of the picture (--strict: exit 1 then).
 
     \b
     Example:
@@ -65,6 +87,7 @@ def report(
         list(runs) or None,
         registry=registry(),
         dpi=dpi,
+        style=style,
         progress=RichReportProgress(quiet),
         plot_kwargs={"logy": True} if logy else None,
     )
@@ -74,3 +97,5 @@ def report(
         else ""
     )
     click.echo(f"wrote {output}: {len(summary.runs)} run(s), {summary.figures} figure(s){failed}")
+    if strict and summary.failed:
+        fail(f"--strict: {len(summary.failed)} part(s) of the report could not be drawn", 1)

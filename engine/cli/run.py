@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .base import CONTEXT, AtLeast, cli, debug_option, friendly, naming_config, registry, under_ci
+from .base import CONTEXT, AtLeast, cli, debug_option, friendly, naming_config, registry
 
 __all__ = ["run"]
 
@@ -139,9 +139,12 @@ def run(
     name, or be named with --step too, else the run stops before it starts.
 
     Each step prints a line when it ends ("step line: 123 cell(s) computed in
-    4.5 s"). The progress bar is off when CI is set and stderr is not a terminal
-    (the per-step lines still print); --quiet turns off both, and of the closing
-    lines (how to open the results) keeps only the first, where the results are.
+    4.5 s"). On a terminal a progress bar shows the step's cells and, below it, what
+    runs inside the current cell (a training's steps and epochs, an eigen-solver's
+    HVPs, DSS beads), each with an ETA; in a log (stderr not a terminal) a line
+    every few seconds says the same (LOSSATLAS_PROGRESS_SECONDS, default 5).
+    --quiet turns all of it off, and of the closing lines (how to open the results)
+    keeps only the first, where the results are.
 
     An error in the config, or in what it names (plugins, options, checkpoints),
     starts with the config file's name.
@@ -172,8 +175,8 @@ def run(
       lossatlas run my.toml --rerun line
     """
     from ..config import load_config, parse_executor_option
-    from ..display import RichProgress
     from ..errors import MissingStepError, StoreError
+    from ..progress import ConsoleProgress
     from ..runner import run_pipeline
     from ..sizes import Limits, parse_size
     from ..store import Store
@@ -194,12 +197,7 @@ def run(
         config.executor_options = opts
         if not resume and Store(store).exists() and config.name in Store(store).runs():
             raise StoreError(f"run '{config.name}' exists in '{store}' and --no-resume was given")
-        progress = RichProgress(
-            bar=not (quiet or under_ci()),
-            lines=not quiet,
-            echo=click.echo,
-            notice=lambda text: click.echo(text, err=True),
-        )
+        progress = ConsoleProgress(bar=False if quiet else None, lines=not quiet, log=not quiet)
         limits = Limits.machine(
             store,
             memory=parse_size(max_memory, "--max-memory") if max_memory else None,

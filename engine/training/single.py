@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ShapeError
+from ..progress import task as progress_task
 from .loop import OptimizerSpec, Recorder, TrainingLoop
 
 if TYPE_CHECKING:
@@ -297,6 +298,7 @@ def train(
     elif target_loss is not None and hist["train_loss"][0] <= target_loss:
         stopped = "target_loss"
     else:
+        bar = progress_task("training", total, "step", bound=target_loss is not None)
         for _epoch in range(epochs):
             order = torch.randperm(n, generator=gen) if not full_batch else None
             stop_now = False
@@ -338,6 +340,7 @@ def train(
                     break
                 if record_every and steps % record_every == 0:
                     snap(x, steps)
+                bar.update(steps, epoch=f"{steps / per_epoch:.3g}/{epochs}")
                 if done():
                     stopped, stop_now = "max_steps", True
                     break
@@ -360,6 +363,7 @@ def train(
                 if last <= target_loss:
                     stopped = "target_loss"
                     break
+        bar.close()
         if diverged:
             stopped = "diverged"
         if diverged or steps != logged_at:

@@ -54,6 +54,7 @@ from lossatlas.engine import (
     Probe,
     StepContext,
     Variable,
+    figures,
 )
 
 from .git_rebasin import (
@@ -396,10 +397,10 @@ class Align(Probe[AlignOptions]):
                 )
             ax.set_xticks([0, 1])
             ax.set_xticklabels(["model A", "model B / π(B)"])
-            ax.set_ylabel("loss")
+            ax.set_ylabel(figures.quantity(ds, "train_loss", "loss"))
             if kwargs.get("logy"):
-                ax.set_yscale("log")
-            ax.legend(fontsize=7)
+                figures.log_axis(ax, "y")
+            ax.legend()
             ax.set_title("loss on the line between the models")
         ax = axes[-1]
         G = ds.sizes["group"]
@@ -413,11 +414,11 @@ class Align(Probe[AlignOptions]):
         ax.set_yticks(y)
         ax.set_yticklabels(
             [f"{lab} ({n})" for lab, n in zip(labels, sizes, strict=False)],
-            fontsize=6 if G > 12 else 8,
+            fontsize=7 if G > 12 else None,
         )
         ax.invert_yaxis()
         ax.set_xlabel("mean cosine similarity of matched units (A vs B)")
-        ax.legend(fontsize=7)
+        ax.legend()
         ax.set_title(
             f"{ds.attrs.get('method', 'weight')} matching: ‖θA − θB‖ "
             f"{float(ds['distance_before']):.4g} → {float(ds['distance_after']):.4g}; "

@@ -57,6 +57,8 @@ from lossatlas.engine import (
     Probe,
     StepContext,
     Variable,
+    figures,
+    progress,
 )
 
 from .interpolation import (
@@ -238,6 +240,8 @@ def train_curve(
     n = len(split)
     size = n if options.batch_size in (0, None) else min(options.batch_size, n)
     history = np.full(options.epochs, np.nan)
+    per_epoch = -(-n // size)
+    bar = progress.task("curve training", options.epochs * per_epoch, "step")
     for epoch in range(options.epochs):
         lr = (
             garipov_lr(options.lr, epoch, options.epochs)
@@ -263,7 +267,9 @@ def train_curve(
             loop.apply()
             total += float(loss.detach()) * int(idx.numel())
             count += int(idx.numel())
+            bar.update(advance=1, epoch=f"{epoch + 1}/{options.epochs}")
         history[epoch] = total / max(count, 1)
+    bar.close()
     control = torch.cat([w0[None], bends.detach(), w1[None]])
     return control, history, not bool(torch.isfinite(control).all())
 
@@ -467,18 +473,18 @@ class Curve(Probe[CurveOptions]):
                 )
             axes[-1].plot(ds["epoch"].values, ds["epoch_loss"].isel(sel), "o-", ms=3, color=c)
         axes[0].set_xlabel("t")
-        axes[0].set_ylabel("loss (solid: train; dashed: validation; dotted: chord, train)")
-        axes[0].set_title("loss along the curve and the chord")
+        axes[0].set_ylabel(figures.quantity(ds, "train_loss", "loss"))
+        axes[0].set_title("loss (solid: train, dashed: validation, dotted: chord)")
         if kwargs.get("logy"):
-            axes[0].set_yscale("log")
-        axes[0].legend(fontsize=7)
+            figures.log_axis(axes[0], "y")
+        axes[0].legend()
         if has_acc:
             axes[1].set_xlabel("t")
             axes[1].set_ylabel("error")
             axes[1].set_title("error along the curve and the chord")
-            axes[1].legend(fontsize=7)
+            axes[1].legend()
         axes[-1].set_xlabel("epoch")
-        axes[-1].set_ylabel("mean step loss at random t")
+        axes[-1].set_ylabel(figures.quantity(ds, "train_loss", "mean step loss at random t"))
         axes[-1].set_title(
             "training of the bends; length / ‖w1 − w0‖ = "
             + ", ".join(f"{v:.3f}" for v in np.atleast_1d(ds["length_norm"].values)),

@@ -45,11 +45,15 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
+    PlotOptions,
     PointRef,
     Probe,
     StepContext,
     Variable,
+    figures,
     grid_estimate,
+    html_table,
+    progress,
 )
 
 from .dss_string import (
@@ -236,6 +240,20 @@ def _fingerprint(options: DSSOptions, cell: Cell, D: int) -> int:
     return derive_seed(asdict(options), dict(cell.coords), D) >> 2
 
 
+@dataclass
+class DSSPlotOptions(PlotOptions):
+    """``lossatlas plot ... -O pair=1 -O threshold=0``."""
+
+    pair: int = field(default=0, metadata={"doc": "the pair whose final string is drawn"})
+    threshold: int | None = field(
+        default=None,
+        metadata={
+            "doc": "index of the loss level L0 whose string is drawn (default: the lowest "
+            "level at which that pair connected)"
+        },
+    )
+
+
 class DSS(Probe[DSSOptions]):
     name = "dss"
     points = ()  # no (param,) results for later steps
@@ -244,6 +262,7 @@ class DSS(Probe[DSSOptions]):
         "below L0, normalised geodesic length and beads"
     )
     Options = DSSOptions
+    PlotOptions = DSSPlotOptions
 
     # -------------------------------------------------------------- checks
 
@@ -432,13 +451,17 @@ class DSS(Probe[DSSOptions]):
         if path is not None:
             state = _load(path, fp, obj.device, obj.dtype)
 
+        beads = progress.task("DSS beads", options.max_beads, "bead", bound=True)
+
         def on_bead(st: StringState) -> None:
             if path is not None:
                 _save(path, st, fp)
+            beads.update(st.inserted, segments=f"{sum(st.ok)}/{len(st.ok)} below L0")
             for cb in BEAD_CALLBACKS:
                 cb(st)
 
         state = run_string(obj, theta1, theta2, cfg, cell.seed, state=state, on_bead=on_bead)
+        beads.close()
         out = self._pack(options, obj, state, cfg)
         if path is not None:
             path.unlink(missing_ok=True)
@@ -578,6 +601,34 @@ class DSS(Probe[DSSOptions]):
                 )
         return out
 
+    # -------------------------------------------------------------- report
+
+    def report_html(self, ds: Any) -> str | None:
+        """Table 1 of Freeman & Bruna: per loss level L0, the fraction of pairs
+        connected, the normalised geodesic length and the beads (mean ± std over the
+        connected pairs)."""
+        if "connected" not in ds or "length_norm" not in ds:
+            return None
+        thr = np.asarray(ds["threshold"].values, dtype=float)
+        conn = np.asarray(ds["connected"].values, dtype=float) == 1
+        length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
+        beads = np.where(conn, _bead_counts(ds), np.nan)
+        rows = []
+        for j in np.argsort(-thr):
+            c = conn[:, j]
+            if c.any():
+                lm, ls = np.nanmean(length[:, j]), np.nanstd(length[:, j])
+                bm, bs = np.nanmean(beads[:, j]), np.nanstd(beads[:, j])
+                length_text, beads_text = f"{lm:.3f} ± {ls:.3f}", f"{bm:.2f} ± {bs:.2f}"
+                rows.append((f"{thr[j]:g}", f"{c.mean():.0%}", length_text, beads_text))
+            else:
+                rows.append((f"{thr[j]:g}", "0%", "—", "—"))
+        return html_table(
+            rows,
+            ["L0", "pairs connected", "normalised length", "beads (ends included)"],
+            caption="Table 1 (Freeman & Bruna 2017): mean ± std over the connected pairs",
+        )
+
     # ---------------------------------------------------------------- plot
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -650,6 +701,15 @@ def plot_dss(
     from matplotlib import cm, colors
 
     thr = np.asarray(ds["threshold"].values, dtype=float)
+    if not 0 <= pair < ds.sizes["pair"]:
+        raise ConfigError(
+            f"dss plot: pair {pair} is not in the result; it holds pairs 0..{ds.sizes['pair'] - 1}"
+        )
+    if threshold is not None and not 0 <= threshold < thr.size:
+        raise ConfigError(
+            f"dss plot: threshold index {threshold} is not in the result; it holds levels "
+            f"0..{thr.size - 1} (L0 = {', '.join(f'{t:g}' for t in thr)})"
+        )
     conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)
     length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
     beads = np.where(conn, _bead_counts(ds), np.nan)
@@ -678,20 +738,20 @@ def plot_dss(
                 clip_on=False,
                 label="no pair connected",
             )
-            ax.legend(fontsize=7)
+            ax.legend()
         for j in order:
             if 0 < frac[j] < 1:
                 ax.annotate(
                     f"{frac[j]:.0%} conn.",
                     (thr[j], mean[j]),
-                    fontsize=7,
+                    fontsize=8,
                     color="C3",
                     textcoords="offset points",
                     xytext=(3, 6),
                 )
-        ax.set_xscale("log")
+        figures.log_axis(ax, "x")
         ax.invert_xaxis()
-        ax.set_xlabel("loss level L0 (decreasing →)")
+        ax.set_xlabel(figures.quantity(ds, "threshold", "loss level L0") + " (decreasing →)")
         ax.set_ylabel(label)
         ax.set_title(
             f"{label} vs L0 (mean ± std over connected pairs, {conn.shape[0]} pair(s))", fontsize=9
@@ -721,21 +781,21 @@ def plot_dss(
     for i in range(st["n"] - 1):
         x = starts[i] + t * seg[i] / dist
         ax.plot(x, st["path"][i], color="C0")
-    ax.plot(starts, st["bead_loss"], "o", color="C1", ms=4, label="beads")
+    figures.mark(ax, starts, st["bead_loss"], "point", label="beads", ms=5)
     ax.axhline(L0, color="C3", ls="--", lw=1, label="L0")
     tol = float(ds.attrs.get("tolerance", 1.0))
     if tol != 1.0:
         ax.axhline(tol * L0, color="C3", ls=":", lw=1, label=f"{tol:g}·L0 (a segment passes below)")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("loss")
+    ax.set_ylabel(figures.quantity(ds, "bead_loss", "loss"))
     if logy:
-        ax.set_yscale("log")
+        figures.log_axis(ax, "y")
     code = int(np.asarray(ds["reason"].isel(pair=pair, threshold=ti).values))
     ax.set_title(
         f"loss along the final string (pair {pair}, L0 = {L0:g}): {reasons.get(str(code), code)}",
         fontsize=9,
     )
-    ax.legend(fontsize=7)
+    ax.legend()
 
     ax = fig.add_subplot(2, 2, 4, projection="3d")
     if st["beads"] is not None and st["n"] >= 2:
@@ -763,8 +823,13 @@ def plot_dss(
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2")
         ax.set_zlabel("PC3")
-        fig.colorbar(
-            cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.6, label="loss (log scale)"
+        figures.colorbar(
+            fig,
+            cm.ScalarMappable(norm=norm, cmap=cmap),
+            ax,
+            figures.quantity(ds, "path_loss", "loss along the string") + " (log scale)",
+            shrink=0.6,
+            pad=0.1,
         )
         ax.set_title("beads on their top-3 principal components", fontsize=9)
     else:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
+from lossatlas.engine import progress
 from lossatlas.engine.training import OptimizerSpec, TrainingLoop
 
 if TYPE_CHECKING:
@@ -294,6 +295,7 @@ def _train_beads(
     perm = torch.arange(n)
     pos = n
     t = 0
+    bar = progress.task("bead training", cfg.bead_steps, "step", bound=True)
     while t < cfg.bead_steps and loop.running:
         if pos + bs > n:
             perm = torch.randperm(n, generator=g) if bs < n else torch.arange(n)
@@ -324,6 +326,8 @@ def _train_beads(
             diverged[sel] |= bad
             reached[sel] = (now <= goal) & ~bad
             loop.stop(reached | diverged)
+        bar.update(t, beads=f"{int(reached.sum())}/{len(reached)} below the goal")
+    bar.close()
     X = loop.finish()
     steps = loop.steps.copy()
     loss = np.where(diverged, np.nan, loss)

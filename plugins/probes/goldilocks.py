@@ -35,6 +35,7 @@ from lossatlas.engine import (
     ShapeError,
     StepContext,
     Variable,
+    figures,
     grid_estimate,
 )
 from lossatlas.engine.curvature import default_flat_tol, sign_counts
@@ -454,7 +455,7 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
             k += 1
     first = next(iter(datasets.values()))
     for ax in axes:
-        ax.set_xscale("log")
+        figures.log_axis(ax, "x")
         if relative:
             unit = first.attrs.get("radius_unit", "xavier")
             ax.axvline(
@@ -467,13 +468,20 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
             ax.set_xlabel(f"radius r / r_{unit.capitalize()} (each architecture's own)")
         else:
             mark_reference(ax, first, label=ax is axes[1])
-            ax.set_xlabel(f"radius r ({first.attrs.get('radius_over', 'weights')})")
+            ax.set_xlabel(radius_label(first))
     axes[0].axhline(0.5, color="0.6", lw=0.8)
     axes[0].set_ylabel("fraction of positive eigenvalues of H_d")
     axes[0].set_title("(a) fraction of positive eigenvalues")
     axes[1].axhline(0.0, color="0.6", lw=0.8)
     axes[1].set_ylabel("Tr(H_d) / ‖H_d‖")
     axes[1].set_title("(b) Tr(H)/‖H‖ on random hyperplanes")
-    axes[1].legend(fontsize=7)
+    axes[1].legend()
     fig.tight_layout()
     return fig
+
+
+def radius_label(ds: Any) -> str:
+    """``radius r [‖x‖] of the weights``: the stored radius coordinate's quantity and
+    units (:func:`lossatlas.engine.figures.quantity`) and what it is measured over."""
+    over = ds.attrs.get("radius_over", "weights")
+    return f"{figures.quantity(ds, 'radius', 'radius r')} of the {over}"

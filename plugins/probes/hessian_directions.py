@@ -32,7 +32,7 @@ plus points² loss evaluations per map and split, batched per row.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -44,10 +44,13 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
+    PlotOptions,
     PointRef,
     Probe,
     StepContext,
+    figures,
     grid_estimate,
+    html_table,
     metric_variables,
     option,
 )
@@ -175,11 +178,26 @@ def _seed_key(name: str) -> tuple[str, ...]:
     return {"hessian": ("eigen",), "random": ("random",)}.get(name, ("plane", name))
 
 
+@dataclass
+class HessianDirectionsPlotOptions(PlotOptions):
+    """``lossatlas plot ... -O metric=accuracy -O levels=20``."""
+
+    metric: Literal["loss", "accuracy"] = field(
+        default="loss", metadata={"doc": "what the maps show: 'loss' or 'accuracy'"}
+    )
+    levels: int = field(default=30, metadata={"doc": "filled contour levels per map (2 or more)"})
+
+    def validate(self) -> None:
+        if self.levels < 2:
+            raise ConfigError(f"option 'levels': a map needs 2 levels or more, got {self.levels}")
+
+
 class HessianDirectionsProbe(Probe[HessianDirectionsOptions]):
     name = "hessian-directions"
     points = ()  # no (param,) results for later steps
     summary = "2-D loss maps along the dominant Hessian directions vs filter-normalised random"
     Options = HessianDirectionsOptions
+    PlotOptions = HessianDirectionsPlotOptions
 
     def check(self, options: HessianDirectionsOptions, ctx: StepContext) -> None:
         if "hessian" in options.maps and ctx.objective.D < 3:
@@ -308,8 +326,55 @@ class HessianDirectionsProbe(Probe[HessianDirectionsOptions]):
         summary = planes_dataset(options, ds, planes)
         return xr.merge([summary, table2(ds.assign(summary))], combine_attrs="override")
 
-    def plot(self, ds: Any, **kwargs: Any) -> Any:
-        return plot_maps(ds, metric=kwargs.get("metric", "loss"), logz=kwargs.get("logy", False))
+    def report_html(self, ds: Any) -> str | None:
+        """Seed 001's Table 2: per map, the metrics at its train-loss minimum and where
+        it is; the Hessian's extreme eigenvalues with their error bounds."""
+        if "min_train_loss" not in ds:
+            return None
+        metrics = [
+            m
+            for m in ("train_loss", "validation_loss", "train_accuracy", "validation_accuracy")
+            if f"at_min_{m}" in ds
+        ]
+        rows = []
+        for m in ds["map"].values:
+            sel = {"map": m}
+            rows.append(
+                (
+                    str(m),
+                    *(float(ds[f"at_min_{k}"].sel(sel)) for k in metrics),
+                    f"({float(ds['min_train_loss_alpha'].sel(sel)):.3g}, "
+                    f"{float(ds['min_train_loss_beta'].sel(sel)):.3g})",
+                    "yes" if int(ds["min_off_centre"].sel(sel)) else "no",
+                )
+            )
+        header = ["map", *(f"{k.replace('_', ' ')} at the minimum" for k in metrics)]
+        html = html_table(
+            rows,
+            [*header, "minimum at (α, β)", "off centre"],
+            caption="Table 2 (Böttcher & Wheeler): each map's train-loss minimum",
+        )
+        if "eigenvalues" in ds:
+            a = ds["eigenvalues"].attrs
+            bounds = list(a.get("error_bounds", a.get("residual_norms", [])))
+            lam = [float(v) for v in np.atleast_1d(ds["eigenvalues"].values)]
+            html += html_table(
+                [
+                    (f"{v:.6g}", f"{b:.1e}" if i < len(bounds) else "")
+                    for i, (v, b) in enumerate(
+                        zip(lam, bounds + [float("nan")] * len(lam), strict=False)
+                    )
+                ],
+                ["eigenvalue of H at x*", "error bound"],
+                caption=f"the Hessian directions ({a.get('n_hvp', '?')} HVPs; the point is "
+                f"{a.get('shape', '?')})",
+            )
+        return html
+
+    def plot(
+        self, ds: Any, metric: str = "loss", levels: int = 30, logy: bool = False, **_: Any
+    ) -> Any:
+        return plot_maps(ds, metric=metric, logz=logy, levels=levels)
 
 
 def planes_dataset(
@@ -521,15 +586,15 @@ def table2(ds: xr.Dataset) -> xr.Dataset:
     return xr.Dataset({k: xr.Variable(*v) for k, v in out.items()})
 
 
-def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
-    """Side-by-side contour maps (rows: train, validation; columns: maps) with minima."""
+def plot_maps(ds: Any, metric: str = "loss", logz: bool = False, levels: int = 30) -> Any:
+    """Side-by-side contour maps (rows: train, validation; columns: maps) with minima;
+    ``logz``: a logarithmic colour scale (where the map is positive)."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
 
     if f"train_{metric}" not in ds:
         raise ConfigError(f"hessian-directions plot: the result has no metric '{metric}'")
     maps = [str(m) for m in ds["map"].values]
-    fig, axes = plt.subplots(2, len(maps), figsize=(5.2 * len(maps), 9.0), squeeze=False)
+    fig, axes = plt.subplots(2, len(maps), figsize=(5.4 * len(maps), 9.2), squeeze=False)
     alpha, beta = ds["alpha"].values, ds["beta"].values
     A, B = np.meshgrid(alpha, beta, indexing="ij")
     rel = ds.attrs.get("scale", "relative") == "relative"
@@ -540,44 +605,41 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
     units = list(ds.attrs.get("map_units", [default_units.get(m, "") for m in maps]))
     kinds = list(ds.attrs.get("map_kinds", maps))
     at_point = [int(v) for v in ds["origin_is_point"].values] if "origin_is_point" in ds else []
+    best_kind = "maximum" if metric == "accuracy" else "minimum"
     for col, m in enumerate(maps):
         for row, split in enumerate(("train", "validation")):
             ax = axes[row, col]
-            Z = np.asarray(ds[f"{split}_{metric}"].sel(map=m).values, dtype=float)
-            finite = Z[np.isfinite(Z)]
-            norm, levels = None, 30
-            if logz and finite.size and finite.min() > 0:
-                norm = LogNorm(vmin=finite.min(), vmax=finite.max())
-                levels = np.geomspace(finite.min(), finite.max(), 30)
-            cs = ax.contourf(A, B, Z, levels=levels, cmap="viridis", norm=norm)
+            name = f"{split}_{metric}"
+            Z = np.asarray(ds[name].sel(map=m).values, dtype=float)
+            norm, lv = figures.map_norm(Z, logz, levels)
+            cs = ax.contourf(A, B, Z, levels=lv, cmap="viridis", norm=norm)
             ax.contour(A, B, Z, levels=15, colors="k", linewidths=0.3, alpha=0.5)
-            fig.colorbar(cs, ax=ax, shrink=0.85)
+            label = figures.quantity(ds, name) + (" (log scale)" if norm is not None else "")
+            figures.colorbar(fig, cs, ax, label)
             best = np.nanargmax(Z) if metric == "accuracy" else np.nanargmin(Z)
             i, j = np.unravel_index(best, Z.shape)
-            ax.plot(
+            figures.mark(
+                ax,
                 alpha[i],
                 beta[j],
-                "x",
-                color="red",
-                ms=11,
-                mew=2.5,
+                best_kind,
                 label=f"{'max' if metric == 'accuracy' else 'min'} {Z[i, j]:.4g} at "
                 f"({alpha[i]:.3g}, {beta[j]:.3g})",
             )
             centred = at_point[col] if col < len(at_point) else True
-            ax.plot(0, 0, "+", color="white", ms=11, mew=2, label="x*" if centred else "origin")
+            figures.mark(ax, 0, 0, "centre", label="x*" if centred else "origin")
             plane = json.loads(ds.attrs.get(f"plane_{m}", "{}"))
             if plane.get("path_coords"):  # a trajectory on its plane (pca-trajectory)
                 xy = np.asarray(plane["path_coords"], dtype=float)[:, :2]
-                ax.plot(xy[:, 0], xy[:, 1], "-", color="white", lw=1.2, alpha=0.9)
-                ax.plot(xy[:, 0], xy[:, 1], "o", color="C3", ms=2.5, label="trajectory")
+                ax.plot(xy[:, 0], xy[:, 1], "-", color="white", lw=1.2, path_effects=figures.halo())
+                figures.mark(ax, xy[:, 0], xy[:, 1], "point", label="trajectory")
             coords = ds.attrs.get(f"plane_{m}_model_coords")
             if coords is not None:
                 xy = np.asarray(coords, dtype=float).reshape(-1, 2)
-                ax.plot(
-                    xy[:, 0], xy[:, 1], "o", mfc="none", mec="white", ms=9, mew=1.8, label="models"
+                figures.mark(
+                    ax, xy[:, 0], xy[:, 1], "model", label="models", path_effects=figures.halo(2.0)
                 )
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(loc="upper right")
             if m == "hessian":
                 lab = ("α (v_max", "β (v_min")
                 if "eigenvalues" in ds:
@@ -611,6 +673,6 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
         )
         if "shape" in a:
             title += f"; the point is {a['shape']}"
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.text(0.5, 0.005, title, ha="center", fontsize=9)
+    fig.suptitle(title, wrap=True)
+    fig.tight_layout()
     return fig

@@ -19,7 +19,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Plan, Probe, StepContext, Variable, optimizer_options
+from lossatlas.engine import (
+    Cell,
+    Plan,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+    optimizer_options,
+)
 from lossatlas.engine.curvature import default_flat_tol
 from lossatlas.engine.geometry import draw_init, init_radius
 
@@ -238,7 +246,7 @@ class InitSelection(Probe[InitSelectionOptions]):
             ax.set_ylabel(target.replace("_", " "))
             ax.set_title(f"({tag}) {target.split('_')[-1]} vs {m.replace('_', ' ')}")
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=6)
+                ax.legend()
         ax = axes[3]
         ax.scatter(ds["n_positive"].values, ds["initial_validation_loss"].values, s=12)
         if "loss_npos_correlation" in ds:
@@ -247,6 +255,6 @@ class InitSelection(Probe[InitSelectionOptions]):
                 f"r = {float(ds['loss_npos_correlation']):.2f}"
             )
         ax.set_xlabel(MEASURES["n_positive"])
-        ax.set_ylabel("initial validation loss")
+        ax.set_ylabel(figures.quantity(ds, "initial_validation_loss"))
         fig.tight_layout()
         return fig

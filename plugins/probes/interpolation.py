@@ -52,7 +52,9 @@ from lossatlas.engine import (
     RandomPoint,
     StepContext,
     Variable,
+    figures,
     grid_estimate,
+    html_table,
     metric_variables,
     option,
     parse_random,
@@ -404,6 +406,36 @@ class Interpolation(Probe[InterpolationOptions]):
         the path comparison figure (:func:`lossatlas.engine.plot_paths`)."""
         return line_paths(ds, kind="linear")
 
+    # ------------------------------------------------------------------ report
+
+    def report_html(self, ds: Any) -> str | None:
+        """A row per pair: the train and validation barriers (max − max of ends), the
+        loss minimum along the line and where it is (seed 003's monotonicity check)."""
+        needed = ("train_loss_barrier", "validation_loss_barrier", "train_loss_min")
+        if any(n not in ds for n in needed):
+            return None
+        labels = list(ds.attrs.get("labels") or [str(p) for p in ds["pair"].values])
+        rows = []
+        for k in range(ds.sizes["pair"]):
+            sel = {"pair": k}
+            rows.append(
+                (
+                    labels[k],
+                    float(ds["train_loss_barrier"].isel(sel)),
+                    float(ds["validation_loss_barrier"].isel(sel)),
+                    float(ds["train_loss_min"].isel(sel)),
+                    float(ds["train_loss_argmin_alpha"].isel(sel))
+                    if "train_loss_argmin_alpha" in ds
+                    else float("nan"),
+                )
+            )
+        units = figures.units_of(ds, "train_loss") or "loss units"
+        return html_table(
+            rows,
+            ["pair", "train barrier", "validation barrier", "min train loss", "at α"],
+            caption=f"barriers along each line ({units}; barrier = max − max of the ends)",
+        )
+
     # ------------------------------------------------------------------ plot
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -446,9 +478,9 @@ class Interpolation(Probe[InterpolationOptions]):
                 if a.min() <= edge <= a.max():
                     ax.axvline(edge, color="k", lw=0.5, alpha=0.5)
             ax.set_xlabel("α")
-            ax.set_ylabel(metric)
+            ax.set_ylabel(figures.quantity(ds, f"{prefix}train_{metric}", metric))
             if logy and metric == "loss":
-                ax.set_yscale("log")
+                figures.log_axis(ax, "y")
 
         ax = flat.pop(0)
         curves(ax, "alpha", "", "loss", True)
@@ -465,7 +497,7 @@ class Interpolation(Probe[InterpolationOptions]):
             ax.set_title(f"train loss, {len(a)} values in [{a.min():.3g}, {a.max():.3g}]")
         for ax in flat:
             ax.set_visible(False)
-        fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
+        fig.legend(handles, names, loc="lower center", ncol=2, frameon=False)
         rows_legend = (len(names) + 1) // 2
         fig.tight_layout(rect=(0, min(0.3, 0.035 * rows_legend / rows + 0.01), 1, 1))
         return fig

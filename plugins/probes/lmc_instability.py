@@ -51,6 +51,7 @@ from lossatlas.engine import (
     StepContext,
     StepRef,
     Variable,
+    figures,
     option,
     parse_options,
 )
@@ -283,6 +284,7 @@ class LMCInstability(Probe[LMCInstabilityOptions]):
         Right: the validation error (or loss) along the line for each k."""
         import matplotlib.pyplot as plt
         from matplotlib import colors
+        from matplotlib.ticker import FuncFormatter
 
         metric = ds.attrs.get("metric", "error")
         fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
@@ -301,6 +303,7 @@ class LMCInstability(Probe[LMCInstabilityOptions]):
             "symlog", linthresh=max(1.0, float(np.min(k[k > 0])) if np.any(k > 0) else 1.0)
         )
         ax.set_xlim(left=0)
+        ax.xaxis.set_major_formatter(FuncFormatter(figures.plain_number))
         ax.set_xlabel("spawn step k (parent's optimizer steps)")
         ax.set_ylabel(f"instability: {metric} barrier")
         ax.set_title(
@@ -308,7 +311,7 @@ class LMCInstability(Probe[LMCInstabilityOptions]):
             f"T = {ds.attrs.get('total_steps')})",
             fontsize=9,
         )
-        ax.legend(fontsize=8)
+        ax.legend()
         ax = axes[1]
         norm = colors.Normalize(vmin=0, vmax=max(len(k) - 1, 1))
         cmap = plt.get_cmap("viridis")
@@ -322,6 +325,6 @@ class LMCInstability(Probe[LMCInstabilityOptions]):
         ax.set_xlabel("α (child 1 → child 2)")
         ax.set_ylabel(f"validation {metric}")
         ax.set_title("along the line between the children (replicate 0)", fontsize=9)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(ncol=2)
         fig.tight_layout()
         return fig

@@ -57,6 +57,8 @@ from lossatlas.engine import (
     Probe,
     StepContext,
     Variable,
+    figures,
+    progress,
 )
 from lossatlas.engine.training import OptimizerSpec, TrainingLoop
 
@@ -283,6 +285,7 @@ def run_neb(
 
     order = torch.arange(n)
     pos = n
+    bar = progress.task("AutoNEB", o.cycles * o.steps, "step")
     for cycle in range(o.cycles):
         if cycle == 0:
             path, weights = _fill(path, weights, [list(np.linspace(0, 1, o.pivots + 2)[1:-1])])
@@ -325,6 +328,7 @@ def run_neb(
                     err = (dist[i - 1] - target[i - 1]) - (dist[i] - target[i])
                     g[i - 1] += o.spring * err * tau
             loop.apply([g])
+            bar.update(advance=1, cycle=f"{cycle + 1}/{o.cycles}", pivots=len(X) - 2)
         X = torch.cat([X[:1], loop.finish()[0], X[-1:]])
         if math.isinf(o.spring) and not diverged:
             X = distribute(X, weights.to(X.dtype))
@@ -338,6 +342,7 @@ def run_neb(
         pivot_loss = dense_loss[:: o.sub_pivots + 1]
         cycle_saddle.append(float(np.max(dense_loss)))
         cycle_pivots.append(len(path))
+    bar.close()
     if diverged:
         dense_x, dense_pos = _dense(path, o.sub_pivots)
         values = {k: np.full(len(dense_x), np.nan) for k in obj.evaluate_both(w0[None])}
@@ -535,19 +540,19 @@ class NEB(Probe[NEBOptions]):
                 float(np.nanmax(L[[0, -1]])) + lin, color=c, ls=":", label=f"{tag}chord's maximum"
             )
         axes[0].set_xlabel("fraction of the chain's length from θ0 (dots: pivots)")
-        axes[0].set_ylabel("loss")
+        axes[0].set_ylabel(figures.quantity(ds, "train_loss", "loss"))
         if kwargs.get("logy"):
-            axes[0].set_yscale("log")
-            axes[1].set_yscale("log")
-        axes[0].legend(fontsize=7)
+            figures.log_axis(axes[0], "y")
+            figures.log_axis(axes[1], "y")
+        axes[0].legend()
         axes[0].set_title(
             "loss along the final chain; length / ‖θ1 − θ0‖ = "
             + ", ".join(f"{v:.3f}" for v in np.atleast_1d(ds["length_norm"].values)),
             fontsize=9,
         )
         axes[1].set_xlabel("AutoNEB cycle")
-        axes[1].set_ylabel("highest train loss along the chain")
-        axes[1].legend(fontsize=7)
+        axes[1].set_ylabel(figures.quantity(ds, "train_loss", "highest train loss on the chain"))
+        axes[1].legend()
         axes[1].set_title("saddle per cycle")
         fig.tight_layout()
         return fig

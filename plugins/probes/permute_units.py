@@ -20,7 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, StepContext, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    PointRef,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+)
 
 __all__ = ["PermuteUnits", "PermuteUnitsOptions", "permute_units"]
 
@@ -173,7 +182,7 @@ class PermuteUnits(Probe[PermuteUnitsOptions]):
                 ax.set_ylabel("hidden unit")
                 ax.set_xlabel("input" if col == 0 else "output (× kernel)")
                 ax.set_title(f"{name}, {'before' if row == 0 else 'after'}", fontsize=9)
-                fig.colorbar(im, ax=ax, fraction=0.046)
+                figures.colorbar(fig, im, ax, "weight value", fraction=0.046)
         before, after = float(ds["loss_before"]), float(ds["loss_after"])
         fig.suptitle(
             f"layer '{ds.attrs['layer']}': units {units} cycled; train loss "

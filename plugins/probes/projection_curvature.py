@@ -48,6 +48,7 @@ from lossatlas.engine import (
     Probe,
     StepContext,
     Variable,
+    figures,
     grid_estimate,
 )
 from lossatlas.engine.curvature import SHAPES, default_flat_tol, shape_codes
@@ -369,10 +370,11 @@ def plot_projections(ds: Any) -> Any:
     if np.isfinite(expected):
         ax.axhline(expected, color="k", ls="--", lw=1, label=f"E[h11] = E[h22] = {expected:.4g}")
         ax.axhline(0, color="0.5", ls=":", lw=1)
-    ax.set_xscale("log")
+    figures.log_axis(ax, "x")
     ax.set_xlabel("number of projections S")
+    ax.set_ylabel(figures.quantity(ds, "h11", "running mean"))
     ax.set_title("ensemble means of the projected Hessian (Fig. 1a/c)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend()
     ax = axes[1]
     ax.plot(S, run["kappa_min"], color="C3", lw=1, label="⟨κ̃_min⟩")
     ax.plot(S, run["kappa_max"], color="C4", lw=1, label="⟨κ̃_max⟩")
@@ -380,10 +382,11 @@ def plot_projections(ds: Any) -> Any:
     ax.plot(S, emin, color="C3", ls="--", lw=1, label="eigenvalues of ⟨H̃⟩")
     ax.plot(S, emax, color="C4", ls="--", lw=1)
     ax.axhline(0, color="0.5", ls=":", lw=1)
-    ax.set_xscale("log")
+    figures.log_axis(ax, "x")
     ax.set_xlabel("number of projections S")
+    ax.set_ylabel(figures.quantity(ds, "kappa_min", "principal curvature"))
     ax.set_title("principal curvatures: mean of κ̃ vs κ̃ of the mean (Fig. 1b/d)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend()
     ax = axes[2]
     bins = 60
     ax.hist(flat["kappa_min"], bins=bins, alpha=0.6, color="C3", label="κ̃_min")
@@ -396,8 +399,9 @@ def plot_projections(ds: Any) -> Any:
         f"Hessian directions: κ = {lam[0]:.3g}, {lam[1]:.3g}",
         fontsize=9,
     )
-    ax.set_xlabel("principal curvature of the projection")
-    ax.legend(fontsize=7)
+    ax.set_xlabel(figures.quantity(ds, "kappa_min", "principal curvature of the projection"))
+    ax.set_ylabel("projections")
+    ax.legend()
     fig.suptitle(ds.attrs.get("landscape", ""), fontsize=9)
     fig.tight_layout()
     return fig

@@ -28,7 +28,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Estimate, Plan, Probe, StepContext, Variable, grid_estimate
+from lossatlas.engine import (
+    Cell,
+    Estimate,
+    Plan,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+    grid_estimate,
+)
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import (
@@ -39,6 +48,7 @@ from .goldilocks import (
     hessian_stats,
     mark_reference,
     radius_grid,
+    radius_label,
 )
 
 __all__ = [
@@ -363,9 +373,9 @@ class RadialProfile(Probe[RadialProfileOptions]):
         ax = axes[0, 0]
         _loss_panel(ax, ds, ds["radius"].values, "C0", "⟨L⟩ at random points")
         mark_reference(ax, ds)
-        ax.set_xlabel(f"radius r ({ds.attrs.get('radius_over', 'weights')})")
+        ax.set_xlabel(radius_label(ds))
         ax.set_title("(a) loss at random points vs radius")
-        ax.legend(fontsize=7)
+        ax.legend()
         if has_h:
             _curvature_panel(axes[0, 1], ds)
         fig.tight_layout()
@@ -394,9 +404,9 @@ def _loss_panel(ax: Any, ds: Any, x: np.ndarray, color: str, label: str) -> None
             lw=1,
             label=f"fit ∝ r^{p:.2f}" + (f" (n_L = {n_l})" if n_l else ""),
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_ylabel(f"mean {split} loss")
+    figures.log_axis(ax, "x")
+    figures.log_axis(ax, "y")
+    ax.set_ylabel(figures.quantity(ds, f"{split}_loss", f"mean {split} loss"))
 
 
 def _curvature_panel(ax: Any, ds: Any) -> None:
@@ -415,12 +425,13 @@ def _curvature_panel(ax: Any, ds: Any) -> None:
             if np.isfinite(e):
                 ax.axvline(e, color=f"C{k}", lw=0.6, alpha=0.6)
     mark_reference(ax, ds, label=False)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("radius r")
-    ax.set_ylabel("per unit radius")
+    figures.log_axis(ax, "x")
+    figures.log_axis(ax, "y")
+    ax.set_xlabel(radius_label(ds))
+    units = figures.units_of(ds, "trace_mean") or "loss units"
+    ax.set_ylabel(f"Tr(H_d)/r and ‖H_d‖/r [{units} / ‖x‖]")
     ax.set_title("(b) Tr(H)/r (solid) and ‖H‖/r (dashed) ± σ; crossings = zone edges")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(ncol=2)
 
 
 def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
@@ -436,6 +447,6 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
     ax.axvline(1.0, color="k", ls="--", lw=1, label="r_Xavier")
     ax.set_xlabel("radius r / r_Xavier (each architecture's own)")
     ax.set_title("(a) loss at random points vs radius, several architectures")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(ncol=2)
     fig.tight_layout()
     return fig

@@ -32,6 +32,7 @@ from lossatlas.engine import (
     Probe,
     StepContext,
     Variable,
+    figures,
     optimizer_options,
 )
 from lossatlas.engine.geometry import draw_init, init_radius
@@ -296,12 +297,12 @@ class RadiusDynamics(Probe[RadiusDynamicsOptions]):
                 if rs.sizes["sample"] > 1:  # ±σ over samples
                     ax.fill_between(t, r - sd, r + sd, color=f"C{j}", alpha=0.2, lw=0)
         ax.axhline(float(ds["r_xavier"]), color="k", ls=":", lw=1, label="r_Xavier")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        figures.log_axis(ax, "x")
+        figures.log_axis(ax, "y")
         ax.set_xlabel("optimizer step t (step 0 drawn at 1)")
         ax.set_ylabel("radius ‖W‖")
         ax.set_title("radius during training")
-        ax.legend(fontsize=7)
+        ax.legend()
         ax = axes[1]
         target = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
         rx = float(ds["r_xavier"])
@@ -317,10 +318,10 @@ class RadiusDynamics(Probe[RadiusDynamicsOptions]):
                 label=mode,
             )
         mark_reference(ax, ds)
-        ax.set_xscale("log")
+        figures.log_axis(ax, "x")
         ax.set_xlabel("start radius r0")
         ax.set_ylabel(f"final {target.replace('_', ' ')}")
         ax.set_title("final accuracy vs start radius")
-        ax.legend(fontsize=7)
+        ax.legend()
         fig.tight_layout()
         return fig

@@ -21,6 +21,7 @@ from lossatlas.engine import (
     PointRef,
     Probe,
     StepContext,
+    figures,
     grid_estimate,
     metric_variables,
     option,
@@ -146,16 +147,16 @@ class RandomLine(Probe[RandomLineOptions]):
                 alpha=0.7,
             )
         ax.axvline(0, color="k", lw=0.5)
-        ax.set_xlabel(f"α ({ds['alpha'].attrs.get('units') or 'absolute'})")
-        ax.set_ylabel("loss")
+        ax.set_xlabel(figures.quantity(ds, "alpha", "α"))
+        ax.set_ylabel(figures.quantity(ds, "train_loss", "loss"))
         if kwargs.get("logy"):
-            ax.set_yscale("log")
+            figures.log_axis(ax, "y")
         styles = [
             Line2D([], [], color="0.3", label="train"),
             Line2D([], [], color="0.3", ls="--", alpha=0.7, label="validation"),
         ]
         handles = styles if many else [*ax.get_legend_handles_labels()[0], *styles]
-        ax.legend(handles=handles, fontsize=7, ncol=2 if len(handles) > 5 else 1)
+        ax.legend(handles=handles, ncol=2 if len(handles) > 5 else 1)
         ax.set_title(f"loss along {len(directions)} random directions")
         if has_acc:
             ax = axes[0, 1]

@@ -52,12 +52,15 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
+    PlotOptions,
     Probe,
     StepContext,
     Subspace,
     Variable,
+    figures,
     grid_estimate,
     optimizer_options,
+    progress,
 )
 from lossatlas.engine.geometry import draw_init, init_radius
 from lossatlas.engine.training import (
@@ -75,6 +78,7 @@ from .goldilocks import (
     _validate_radii,
     mark_reference,
     radius_grid,
+    radius_label,
 )
 
 __all__ = [
@@ -153,6 +157,7 @@ def train_ensemble(
             hist.setdefault(k, []).append(v)
 
     log()
+    bar = progress.task(f"training {R} subspace(s)", epochs * -(-n // bs), "step")
     for epoch in range(epochs):
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
         for b in range(0, n, bs):
@@ -166,9 +171,11 @@ def train_ensemble(
                 if sphere:
                     gX = remove_radial(X.detach(), gX)
                 loop.apply(stack.pullback(gX))
+            bar.update(advance=1, epoch=f"{epoch + 1}/{epochs}")
         loop.end_epoch(epoch + 1)
         if history or epoch == epochs - 1:
             log()
+    bar.close()
     theta = loop.finish()
     out = {k: np.stack(v, axis=1) for k, v in hist.items()}
     with torch.no_grad():
@@ -403,11 +410,25 @@ def _dint_label(ds: Any) -> str:
     return f"d_int{pct}"
 
 
+@dataclass
+class SubspaceTrainingPlotOptions(PlotOptions):
+    """``lossatlas plot ... -O metric=loss``."""
+
+    metric: Literal["accuracy", "loss"] = field(
+        default="accuracy",
+        metadata={
+            "doc": "what the maps show: the final validation 'accuracy' (the paper's; "
+            "the loss for a regression task) or 'loss'"
+        },
+    )
+
+
 class SubspaceTraining(Probe[SubspaceTrainingOptions]):
     name = "subspace-training"
     points = ()  # no (param,) results for later steps
     summary = "train on random hyperplanes/hyperspheres over (radius, d): d_int90 per radius"
     Options = SubspaceTrainingOptions
+    PlotOptions = SubspaceTrainingPlotOptions
 
     def check(self, options: SubspaceTrainingOptions, ctx: StepContext) -> None:
         extra = 1 if "hypersphere" in options.surfaces else 0
@@ -661,59 +682,75 @@ class SubspaceTraining(Probe[SubspaceTrainingOptions]):
             )
         return out
 
-    def plot(self, ds: Any, **kwargs: Any) -> Any:
+    def plot(self, ds: Any, metric: str = "accuracy", **_: Any) -> Any:
+        """Seed 000 Fig. 2: the final validation accuracy (``metric``) over (radius, d)
+        per surface, with d_int; and accuracy vs d per radius."""
         import matplotlib.pyplot as plt
 
         surfaces = list(ds["surface"].values)
-        fig, axes = plt.subplots(1, len(surfaces) + 1, figsize=(5 * (len(surfaces) + 1), 4.2))
+        fig, axes = plt.subplots(1, len(surfaces) + 1, figsize=(5.2 * (len(surfaces) + 1), 4.4))
         r = ds["radius"].values
         dims = ds["dim"].values
-        metric = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
-        final = ds[metric].isel(epoch=-1).mean("sample")
+        name = f"validation_{metric}"
+        if name not in ds:
+            name = "validation_loss"  # a regression task has no accuracy
+        final = ds[name].isel(epoch=-1).mean("sample")
         vmin, vmax = float(final.min()), float(final.max())
+        label = figures.quantity(ds, name, f"final {name.replace('_', ' ')}")
         for ax, s in zip(axes, surfaces, strict=False):
             z = final.sel(surface=s).values  # (dim, radius)
-            if len(r) > 1 and len(dims) > 1:
+            if len(r) > 1 and len(dims) > 1 and vmax > vmin:
                 cs = ax.contourf(r, dims, z, levels=np.linspace(vmin, vmax, 12), cmap="viridis")
-                fig.colorbar(cs, ax=ax, label=f"final {metric.replace('_', ' ')}")
             else:
-                ax.scatter(
+                cs = ax.scatter(
                     np.repeat(r[None], len(dims), 0),
                     np.repeat(dims[:, None], len(r), 1),
                     c=z,
                     cmap="viridis",
+                    vmin=vmin,
+                    vmax=vmax,
+                    s=60,
+                    edgecolors="k",
+                    linewidths=0.5,
                 )
+            figures.colorbar(fig, cs, ax, label)
             if "d_int" in ds:
                 ax.plot(
-                    r, ds["d_int"].sel(surface=s).values, "w-o", ms=3, lw=1.5, label=_dint_label(ds)
+                    r,
+                    ds["d_int"].sel(surface=s).values,
+                    "-o",
+                    color="white",
+                    mec="black",
+                    ms=4,
+                    lw=1.5,
+                    path_effects=figures.halo(1.5),
+                    label=_dint_label(ds),
                 )
             if "still_falling" in ds:  # (r, d) where some run had not converged
                 falling = ds["still_falling"].sel(surface=s).any("sample").values  # (dim, r)
                 jj, ii = np.nonzero(falling)
                 if len(ii):
-                    ax.plot(
-                        r[ii], dims[jj], "rx", ms=5, mew=1.2, ls="none", label="loss still falling"
-                    )
+                    figures.mark(ax, r[ii], dims[jj], "minimum", label="loss still falling", ms=7)
             mark_reference(ax, ds, label=False)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("radius r of the start point")
+            figures.log_axis(ax, "x")
+            figures.log_axis(ax, "y")
+            ax.set_xlabel(radius_label(ds) + " at the start")
             ax.set_ylabel("dimension d")
             ax.set_title(f"({'ab'[surfaces.index(s)]}) random {s}s")
             if "d_int" in ds or "still_falling" in ds:
-                ax.legend(fontsize=7, loc="lower right")
+                ax.legend(loc="lower right")
         ax = axes[-1]
         sel = final.sel(surface=surfaces[0])
-        std = ds[metric].isel(epoch=-1).std("sample").sel(surface=surfaces[0])
+        std = ds[name].isel(epoch=-1).std("sample").sel(surface=surfaces[0])
         for j, rv in enumerate(r):
             m, sd = sel.isel(radius=j).values, std.isel(radius=j).values
             rel = float(ds["radius_relative"].values[j]) if "radius_relative" in ds else rv
             ax.plot(dims, m, "o-", ms=3, color=f"C{j % 10}", label=f"r = {rel:.3g} r_ref")
             ax.fill_between(dims, m - sd, m + sd, color=f"C{j % 10}", alpha=0.2, lw=0)
-        ax.set_xscale("log")
+        figures.log_axis(ax, "x")
         ax.set_xlabel("dimension d")
-        ax.set_ylabel(f"final {metric.replace('_', ' ')}")
-        ax.set_title(f"{surfaces[0]}s: accuracy vs d per radius")
-        ax.legend(fontsize=7)
+        ax.set_ylabel(label)
+        ax.set_title(f"{surfaces[0]}s: {name.split('_')[-1]} vs d per radius")
+        ax.legend()
         fig.tight_layout()
         return fig

@@ -39,11 +39,14 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
+    PlotOptions,
     PointRef,
     Probe,
     StepContext,
     Variable,
+    figures,
     grid_estimate,
+    html_table,
 )
 from lossatlas.plugins.models.quadratic import make_landscape
 
@@ -163,11 +166,25 @@ def check_landscape(options: Any, ctx: StepContext) -> None:
         raise ConfigError(f"step '{ctx.step.name}': {exc}") from None
 
 
+@dataclass
+class TracePlotOptions(PlotOptions):
+    """``lossatlas plot ... -O density=linear``."""
+
+    density: Literal["log", "linear"] = field(
+        default="log",
+        metadata={
+            "doc": "the spectrum's density axis: 'log' shows the outlying eigenvalues "
+            "beside the bulk, 'linear' the bulk's shape"
+        },
+    )
+
+
 class TraceProbe(Probe[TraceOptions]):
     name = "trace"
     points = ()  # no (param,) results for later steps
     summary = "Hutchinson vs curvature-based (HVP-free) vs exact trace of H, and its density"
     Options = TraceOptions
+    PlotOptions = TracePlotOptions
 
     def check(self, options: TraceOptions, ctx: StepContext) -> None:
         if options.landscape != "model":
@@ -345,8 +362,31 @@ class TraceProbe(Probe[TraceOptions]):
     ) -> xr.Dataset | None:
         return agreement(ds)
 
-    def plot(self, ds: Any, **kwargs: Any) -> Any:
-        return plot_trace(ds, logy=kwargs.get("logy", False))
+    def report_html(self, ds: Any) -> str | None:
+        """Each estimate of Tr H with all directions used, its standard error, and its
+        error against the exact trace (where known)."""
+        exact = float(ds["exact_trace"].values) if "exact_trace" in ds else float("nan")
+        rows = []
+        for r in ds["repeat"].values:
+            for name, what in (("hutchinson", "Hutchinson"), ("curvature", "curvature-based")):
+                est = float(ds[name].sel(repeat=r).values[-1])
+                se = float(ds[f"{name}_stderr"].sel(repeat=r).values[-1])
+                rel = (est - exact) / abs(exact) if np.isfinite(exact) and exact else np.nan
+                rows.append((int(r), what, est, se, f"{rel:+.2%}" if np.isfinite(rel) else "—"))
+            if "hutchpp" in ds:
+                est = float(ds["hutchpp"].sel(repeat=r))
+                rel = (est - exact) / abs(exact) if np.isfinite(exact) and exact else np.nan
+                off = f"{rel:+.2%}" if np.isfinite(rel) else "—"
+                rows.append((int(r), "Hutch++", est, "—", off))
+        n = int(ds["n"].values[-1])
+        return html_table(
+            rows,
+            ["repeat", "estimator", f"Tr H from {n} directions", "standard error", "vs exact"],
+            caption=f"exact Tr H = {exact:.6g}" if np.isfinite(exact) else "no exact trace",
+        )
+
+    def plot(self, ds: Any, logy: bool = False, density: str = "log", **_: Any) -> Any:
+        return plot_trace(ds, logy=logy, density=density)
 
 
 def agreement(ds: xr.Dataset) -> xr.Dataset:
@@ -390,70 +430,93 @@ def agreement(ds: xr.Dataset) -> xr.Dataset:
     )
 
 
-def plot_trace(ds: Any, logy: bool = False) -> Any:
-    """Fig. 3 of seed 001 (running estimates vs n) and the spectral density of H."""
+def plot_trace(ds: Any, logy: bool = False, density: str = "log") -> Any:
+    """Fig. 3 of seed 001 (running estimates vs n, ± one standard error) and the
+    spectral density of H — on a logarithmic density axis by default, where the few
+    outlying eigenvalues (the interesting part) show next to the bulk."""
     import matplotlib.pyplot as plt
 
     spectral = "density" in ds or "eigenvalues" in ds
     fig, axes = plt.subplots(
-        1, 2 if spectral else 1, figsize=(11 if spectral else 6, 4.2), squeeze=False
+        1, 2 if spectral else 1, figsize=(11.5 if spectral else 6, 4.4), squeeze=False
     )
     ax = axes[0, 0]
     n = ds["n"].values
+    units = figures.units_of(ds, "hutchinson")
     for r in ds["repeat"].values:
         lab = r == ds["repeat"].values[0]
-        ax.plot(
-            n,
-            ds["hutchinson"].sel(repeat=r),
-            color="C0",
-            lw=1,
-            label="Hutchinson (HVPs)" if lab else None,
-        )
-        ax.plot(
-            n,
-            ds["curvature"].sel(repeat=r),
-            color="C1",
-            lw=1,
-            ls="--",
-            label="curvature-based (no HVP)" if lab else None,
-        )
-        if "hutchpp" in ds:
+        # On a quadratic landscape the two estimates coincide to rounding: Hutchinson is
+        # drawn wide and pale underneath, the curvature-based one thin and dashed on top.
+        for name, color, style, width, alpha, marker, what in (
+            ("hutchinson", "C0", "-", 3.2, 0.55, None, "Hutchinson, zᵀHz (HVPs) ± 1 s.e."),
+            ("curvature", "C1", "--", 1.3, 1.0, "s", "curvature-based fits (no HVP)"),
+        ):
+            mean = np.asarray(ds[name].sel(repeat=r).values, dtype=float)
             ax.plot(
+                n,
+                mean,
+                color=color,
+                ls=style,
+                lw=width,
+                alpha=alpha,
+                marker=marker,
+                ms=3.5,
+                markevery=0.1,
+                label=what if lab else None,
+                zorder=3 if name == "hutchinson" else 4,
+            )
+            se = f"{name}_stderr"
+            if se in ds and name == "hutchinson":
+                err = np.asarray(ds[se].sel(repeat=r).values, dtype=float)
+                ok = np.isfinite(err)
+                ax.fill_between(
+                    n[ok], (mean - err)[ok], (mean + err)[ok], color=color, alpha=0.1, lw=0
+                )
+        if "hutchpp" in ds:
+            figures.mark(
+                ax,
                 n[-1],
                 float(ds["hutchpp"].sel(repeat=r)),
-                "o",
-                color="C2",
-                ms=5,
+                "point",
                 label=f"Hutch++ ({n[-1]} HVPs)" if lab else None,
+                ms=7,
+                mfc="C2",
             )
     exact = float(ds["exact_trace"].values)
     if np.isfinite(exact):
         ax.axhline(exact, color="k", lw=1.2, label=f"exact Tr H = {exact:.4g}")
-    ax.set_xscale("log")
+    figures.log_axis(ax, "x")
     ax.set_xlabel("number of random directions n")
-    ax.set_ylabel("estimate of Tr H")
+    ax.set_ylabel("estimate of Tr H" + (f" [{units}]" if units else ""))
     ax.set_title(f"trace estimates — {ds.attrs.get('landscape', '')}", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend()
     if spectral:
         ax = axes[0, 1]
+        log_density = density == "log" or logy
+        tops = []
         if "eigenvalues" in ds:
-            w = ds["eigenvalues"].values
-            ax.hist(
+            w = np.asarray(ds["eigenvalues"].values, dtype=float)
+            heights, _, _ = ax.hist(
                 w,
                 bins=min(80, max(10, len(w) // 10)),
                 density=True,
-                color="0.75",
+                histtype="stepfilled",
+                color="0.82",
+                edgecolor="0.45",
                 label=f"exact spectrum ({len(w)} eigenvalues)",
             )
+            tops.append(float(np.max(heights)))
         if "density" in ds:
-            ax.plot(ds["grid"], ds["density"], color="C3", label="SLQ density")
-        if logy:
-            ax.set_yscale("log")
-            top = ax.get_ylim()[1]
-            ax.set_ylim(top * 1e-6, top)
-        ax.set_xlabel("eigenvalue of H")
-        ax.set_ylabel("density")
+            phi = np.asarray(ds["density"].values, dtype=float)
+            ax.plot(ds["grid"], phi, color="C3", lw=1.4, label="SLQ density")
+            tops.append(float(np.nanmax(phi)))
+        if log_density and tops:
+            figures.log_axis(ax, "y")
+            top = max(tops)
+            ax.set_ylim(top * 1e-6, top * 2)
+        ax.set_xlabel("eigenvalue of H" + (f" [{units}]" if units else ""))
+        ax.set_ylabel("density" + (" (log scale)" if log_density else ""))
         ax.set_title("spectrum of H")
-        ax.legend(fontsize=8)
+        ax.legend()
     fig.tight_layout()
     return fig

@@ -42,6 +42,7 @@ from lossatlas.engine import (
     Probe,
     StepContext,
     Variable,
+    figures,
     optimizer_options,
 )
 from lossatlas.engine.training import train
@@ -259,11 +260,11 @@ class Train(Probe[TrainOptions]):
         ax.plot(ep, ds["train_loss"], "o-", ms=3, label="train")
         ax.plot(ep, ds["validation_loss"], "s--", ms=3, label="validation")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel(figures.quantity(ds, "train_loss", "loss"))
         if kwargs.get("logy"):
-            ax.set_yscale("log")
+            figures.log_axis(ax, "y")
         ax.set_title("loss")
-        ax.legend(fontsize=8)
+        ax.legend()
         k = 1
         if has_acc:
             ax = axes[0, 1]
@@ -272,12 +273,12 @@ class Train(Probe[TrainOptions]):
             ax.set_xlabel("epoch")
             ax.set_ylabel("accuracy")
             ax.set_title("accuracy")
-            ax.legend(fontsize=8)
+            ax.legend()
             k = 2
         ax = axes[0, k]
         ax.plot(ep, ds["radius"], "o-", ms=3, color="C2")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("‖x‖ (weights)")
+        ax.set_ylabel("radius ‖x‖ of the weights")
         ax.set_title("radius")
         if int(ds["diverged"]):
             fig.text(

@@ -48,6 +48,7 @@ from lossatlas.engine import (
     StepContext,
     StepRef,
     Variable,
+    figures,
     grid_estimate,
     option,
 )
@@ -400,7 +401,6 @@ class Trajectory(Probe[TrajectoryOptions]):
         """Fig. 13 (β vs α), Fig. 15-style (α, β) surface with the trajectory, Fig. 21
         control plane, and Fig. 14 (the two-parameter surface) when D = 2."""
         import matplotlib.pyplot as plt
-        from matplotlib.colors import LogNorm
 
         panels = ["path"]
         if "surface_train_loss" in ds:
@@ -417,14 +417,13 @@ class Trajectory(Probe[TrajectoryOptions]):
         a, b = ds["traj_alpha"].values, ds["traj_beta"].values
         logc = bool(kwargs.get("logy"))
 
-        def heat(ax: Any, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
+        def heat(ax: Any, x: np.ndarray, y: np.ndarray, z: np.ndarray, name: str) -> None:
             z = np.asarray(z, dtype=np.float64)
             finite = z[np.isfinite(z)]
-            norm = None
-            if logc and finite.size and finite.min() > 0:
-                norm = LogNorm(vmin=max(finite.min(), finite.max() * 1e-6), vmax=finite.max())
-            m = ax.pcolormesh(x, y, z.T, shading="auto", cmap="viridis", norm=norm)
-            fig.colorbar(m, ax=ax, label="train loss")
+            norm, _ = figures.map_norm(z, logc)
+            m = ax.pcolormesh(x, y, z.T, shading="auto", cmap="viridis", norm=norm, rasterized=True)
+            label = figures.quantity(ds, name, "train loss")
+            figures.colorbar(fig, m, ax, label + (" (log scale)" if norm is not None else ""))
             if finite.size and finite.max() > finite.min():
                 ax.contour(x, y, z.T, levels=12, colors="w", linewidths=0.4, alpha=0.6)
 
@@ -439,34 +438,52 @@ class Trajectory(Probe[TrajectoryOptions]):
                 ax.set_title(
                     f"max residual {float(ds['max_residual']):.3g} = {ratio:.2f} × max ‖θ‖"
                 )
-                ax.legend(fontsize=7)
+                ax.legend()
             elif name == "surface":
-                heat(ax, ds["alpha"].values, ds["beta"].values, ds["surface_train_loss"].values)
+                heat(
+                    ax,
+                    ds["alpha"].values,
+                    ds["beta"].values,
+                    ds["surface_train_loss"].values,
+                    "surface_train_loss",
+                )
                 bs = ds["traj_surface_beta"].values if "traj_surface_beta" in ds else b
-                ax.plot(a, bs, "r.-", ms=3, lw=1, label="SGD trajectory")
-                ax.plot(a[:1], bs[:1], "ws", ms=5)
-                ax.plot(a[-1:], bs[-1:], "r*", ms=9)
+                ax.plot(a, bs, "-", color="white", lw=1.2, path_effects=figures.halo())
+                figures.mark(ax, a, bs, "point", label="SGD trajectory")
+                figures.mark(ax, a[:1], bs[:1], "start", label="start")
+                figures.mark(ax, a[-1:], bs[-1:], "end", label="solution")
+                ax.legend(loc="best")
                 ax.set_xlabel("α")
                 ax.set_ylabel("β")
                 ax.set_title(f"loss over (α, β) ({ds.attrs.get('surface', 'paper')})")
             elif name == "control":
                 e = float(ds["control_extent"])
-                heat(ax, ds["c1"].values * e, ds["c2"].values * e, ds["control_train_loss"].values)
-                ax.plot(ds["control_a"].values, ds["control_b"].values, "r.-", ms=3, lw=1)
-                ax.plot([0], [0], "r*", ms=9)
+                heat(
+                    ax,
+                    ds["c1"].values * e,
+                    ds["c2"].values * e,
+                    ds["control_train_loss"].values,
+                    "control_train_loss",
+                )
+                ca, cb = ds["control_a"].values, ds["control_b"].values
+                ax.plot(ca, cb, "-", color="white", lw=1.2, path_effects=figures.halo())
+                figures.mark(ax, ca, cb, "point")
+                figures.mark(ax, [0], [0], "end", label="solution")
                 ax.set_xlabel("random direction 1")
                 ax.set_ylabel("random direction 2")
                 ax.set_title("control: random plane through the solution")
             else:
                 w1, w2 = ds["w1"].values, ds["w2"].values
-                heat(ax, w1, w2, ds["weights_train_loss"].values)
+                heat(ax, w1, w2, ds["weights_train_loss"].values, "weights_train_loss")
                 ax.set_xlim(w1.min(), w1.max())
                 ax.set_ylim(w2.min(), w2.max())
                 for sgn in (1, -1):
                     xs = np.linspace(0.05, w1.max(), 200) * sgn
                     ax.plot(xs, 1 / xs, "w:", lw=1)
-                ax.plot(ds["traj_w1"].values, ds["traj_w2"].values, "r.-", ms=3, lw=1)
-                ax.plot(ds["traj_w1"].values[-1:], ds["traj_w2"].values[-1:], "r*", ms=9)
+                t1, t2 = ds["traj_w1"].values, ds["traj_w2"].values
+                ax.plot(t1, t2, "-", color="white", lw=1.2, path_effects=figures.halo())
+                figures.mark(ax, t1, t2, "point")
+                figures.mark(ax, t1[-1:], t2[-1:], "end", label="solution")
                 ax.set_xlabel("w1")
                 ax.set_ylabel("w2")
                 ax.set_title("loss over the two parameters")

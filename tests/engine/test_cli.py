@@ -31,7 +31,7 @@ def store(tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any) -> 
     ("output", "words"),
     [
         ("missing-folder/line.png", "does not exist; create it first"),
-        ("line.txt", "use a .png, .svg, .pdf, .jpg or .jpeg file name"),
+        ("line.txt", "use a .png, .svg, .pdf, .eps, .jpg or .jpeg file name"),
     ],
 )
 def test_plot_refuses_a_bad_output_in_one_line(
@@ -45,7 +45,7 @@ def test_plot_refuses_a_bad_output_in_one_line(
 
 
 def test_plot_writes_each_format(store: Path, tmp_path: Path, run_cli: Any) -> None:
-    formats = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF"}
+    formats = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF", ".eps": b"%!PS-Adobe"}
     formats.update({".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"})
     assert tuple(formats) == IMAGE_SUFFIXES
     for suffix, magic in formats.items():
@@ -68,7 +68,7 @@ def test_inspect_shows_why_a_run_stopped(store: Path, run_cli: Any) -> None:
 
 def test_plot_help_lists_exactly_the_accepted_suffixes(run_cli: Any) -> None:
     text = " ".join(run_cli("plot", "--help").output.split())
-    assert "the format follows the suffix (.png, .svg, .pdf, .jpg, .jpeg)" in text
+    assert "the format follows the suffix (.png, .svg, .pdf, .eps, .jpg, .jpeg)" in text
 
 
 # ------------------------------------------------------------------------ --debug
@@ -499,16 +499,16 @@ def test_an_unknown_model_names_failed_plugins_briefly(
 
 
 def _titles(monkeypatch: Any) -> list[str]:
-    from lossatlas.engine import accessor
+    from lossatlas.engine import plotting
 
     titles: list[str] = []
-    original = accessor.title_figure
+    original = plotting.title_figure
 
     def record(fig: Any, title: str) -> None:
         titles.append(title)
         original(fig, title)
 
-    monkeypatch.setattr(accessor, "title_figure", record)
+    monkeypatch.setattr(plotting, "title_figure", record)
     return titles
 
 

@@ -8,7 +8,10 @@ passes without a dead link and without copying the repository into the site.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 _OUTSIDE = re.compile(r"\[([^\]]+)\]\((\.\./(?:\.\./)*(?!docs/)[^)\s#]+)(#[^)]*)?\)")
@@ -24,26 +27,28 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return _OUTSIDE.sub(plain, markdown)
 
 
-def on_config(config: Any) -> Any:
+def _lay_out_package(root: Path) -> None:
     """Lay out the import package for the API reference.
 
     ``lossatlas.engine`` and ``lossatlas.plugins`` live in the top-level folders engine/
     and plugins/ (``[tool.setuptools] package-dir``), which griffe (mkdocstrings' reader)
     cannot map; ``.docs-src/lossatlas`` links them into one package tree it reads
-    statically (nothing is imported).
+    statically (nothing is imported). Rebuilt on every build, with relative links, so a
+    tree copied elsewhere (links dereferenced or pointing at the old place) is never read.
     """
-    from pathlib import Path
-
-    root = Path(config["config_file_path"]).resolve().parent
     tree = root / ".docs-src" / "lossatlas"
-    tree.mkdir(parents=True, exist_ok=True)
+    if tree.is_symlink() or tree.is_file():
+        tree.unlink()
+    elif tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
     links = {p.name: p for p in (root / "lossatlas").iterdir() if p.suffix in (".py", ".typed")}
     links.update(engine=root / "engine", plugins=root / "plugins")
     for name, target in links.items():
-        link = tree / name
-        if link.is_symlink() and link.resolve() == target.resolve():
-            continue
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(target)
-    return config
+        (tree / name).symlink_to(os.path.relpath(target, tree))
+
+
+# At import, that is while mkdocs loads its configuration: mkdocstrings checks its
+# ``paths`` (``.docs-src``) before any ``on_config`` event runs, so a fresh clone without
+# the folder would lose it.
+_lay_out_package(Path(__file__).resolve().parent)

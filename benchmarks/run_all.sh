@@ -39,6 +39,7 @@ run benchmarks/bench_interpolation.py --device "$device"
 run benchmarks/bench_planes.py
 run benchmarks/bench_curvature.py
 run benchmarks/bench_paths.py
+run benchmarks/bench_progress.py
 if [ "$quick" = --quick ]; then
   run benchmarks/bench_goldilocks.py --device "$device" --quick
   run benchmarks/bench_dss.py --pairs 2 --thresholds 0.01

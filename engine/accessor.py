@@ -26,7 +26,6 @@ import functools
 import json
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import xarray as xr
 
 from .errors import StoreError
@@ -196,8 +195,10 @@ class AtlasAccessor:
     @property
     def cells(self) -> tuple[int, int]:
         """(cells computed, cells in all)."""
-        status = np.asarray(self._status().values)
-        return int(np.sum(status >= STATUS_DONE)), int(status.size)
+        from .store.cells import cell_counts
+
+        counts = cell_counts(self._status())
+        return counts.done, counts.total
 
     @property
     def completion(self) -> float:
@@ -231,39 +232,67 @@ class AtlasAccessor:
 
     # ------------------------------------------------------------- drawing
 
-    def plot(self, registry: Registry | None = None, **kwargs: Any) -> Figure:
+    def plot(
+        self, registry: Registry | None = None, *, style: str | None = None, **kwargs: Any
+    ) -> Figure:
         """Draw this result with its probe's ``plot`` (the paper's figure).
 
-        ``kwargs`` go to the probe (``logy=True`` is understood by most). The probe is
-        looked up in ``registry`` (default: the installed plugins). ``surface=True``
-        draws the result's 2-D maps as 3-D surfaces instead
-        (:func:`lossatlas.engine.maps.plot_surfaces`, for any probe).
+        ``kwargs`` are the probe's plot options (``lossatlas plugins PROBE`` lists them;
+        ``logy=True`` is understood by every probe), checked as ``lossatlas plot -O``
+        checks them. The probe is looked up in ``registry`` (default: the installed
+        plugins). ``surface=True`` draws the result's 2-D maps as 3-D surfaces instead
+        (:func:`lossatlas.engine.maps.plot_surfaces`, for any probe). The figure is
+        drawn in ``style`` (default: the run config's ``style``, else lossatlas's; see
+        :mod:`lossatlas.engine.style`); save it inside ``use_style`` too, or with
+        :meth:`savefig`, for the style's PDF fonts.
         """
+        from .plotting import result_figure, run_style
+        from .style import use_style
+
         self._need()
-        if kwargs.pop("surface", False):
-            from .maps import plot_surfaces
-
-            return plot_surfaces(self._ds.load(), logz=bool(kwargs.get("logy")))
+        surface = bool(kwargs.pop("surface", False))
         reg = registry if registry is not None else _default_registry()
-        probe = reg.get("probe", self.probe)
-        return probe.plot(self._ds.load(), **kwargs)
+        with use_style(style if style is not None else run_style(self._ds)):
+            return result_figure({self.name: self._ds.load()}, reg, kwargs, surface=surface)
 
-    def savefig(self, path: str, dpi: int = 130, **kwargs: Any) -> None:
-        """Draw with :meth:`plot` and save to ``path`` (format from its suffix)."""
+    def savefig(
+        self,
+        path: str,
+        dpi: int = 150,
+        *,
+        style: str | None = None,
+        title: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Draw with :meth:`plot` and save to ``path`` (format from its suffix), both
+        inside the style (so a PDF embeds TrueType fonts). ``title``: None keeps the
+        figure as the probe drew it, True puts RUN/STEP above it as ``lossatlas plot``
+        does, False removes every figure title (``--no-title``)."""
         import matplotlib.pyplot as plt
 
-        fig = self.plot(**kwargs)
-        try:
-            fig.savefig(path, dpi=dpi, bbox_inches="tight")
-        finally:
-            plt.close(fig)
+        from .plotting import check_dpi, remove_titles, run_style
+        from .style import use_style
+
+        dpi = check_dpi(dpi, "dpi")
+        with use_style(style if style is not None else run_style(self._ds)):
+            fig = self.plot(style=style, **kwargs)
+            try:
+                if title:
+                    title_figure(fig, self.name)
+                elif title is not None:
+                    remove_titles(fig)
+                fig.savefig(path, dpi=dpi, bbox_inches="tight")
+            finally:
+                plt.close(fig)
 
 
 def title_figure(fig: Figure, title: str) -> None:
     """Put ``title`` (the run/step a figure shows) on top of ``fig``, keeping a title
-    the probe gave it (``"run/step — probe's title"``)."""
-    own = fig._suptitle.get_text() if fig._suptitle is not None else ""
-    fig.suptitle(f"{title} — {own}" if own else title, fontsize=9, y=1.0)
+    the probe gave it (``"run/step — probe's title"``); see
+    :func:`lossatlas.engine.plotting.title_figure`."""
+    from .plotting import title_figure as _title
+
+    _title(fig, title)
 
 
 @xr.register_datatree_accessor("atlas")

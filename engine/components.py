@@ -2,28 +2,47 @@
 
 Plugins subclass these and return instances from the ``lossatlas_register_*`` hooks.
 A component has a ``name`` (its key in configs), a one-line ``summary`` and an
-``Options`` dataclass (see :mod:`lossatlas.engine.options`).
+``Options`` dataclass (see :mod:`lossatlas.engine.options`); it is generic in that
+type (``class MyProbe(Probe[MyOptions])``), so its methods are typed with it.
+
+:class:`StepContext` is the *protocol* of what a probe or subspace sees while it runs
+(the engine's implementation lives in :mod:`lossatlas.engine.context`); declaring it
+here keeps this module free of the engine's upper floors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Protocol,
+    TypeVar,
+    runtime_checkable,
+)
 
 import numpy as np
 import torch
 
+from .estimates import Estimate, grid_estimate, human_bytes
 from .options import NoOptions
 
 if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-    from .context import StepContext
+    from .config import ComponentConfig, RunConfig, StepConfig
     from .losses import Loss
+    from .objective import Objective
     from .paths import PathSummary
+    from .points import PointRef, StepRef
 
 __all__ = [
     "Cell",
@@ -35,8 +54,10 @@ __all__ = [
     "LossPlugin",
     "ModelPlugin",
     "Plan",
+    "PlotOptions",
     "Probe",
     "Split",
+    "StepContext",
     "Subspace",
     "SubspacePlugin",
     "Variable",
@@ -47,21 +68,28 @@ __all__ = [
 
 Task = Literal["classification", "regression"]
 
+#: A component's options type (its ``Options`` dataclass).
+O = TypeVar("O")
 
-class Component:
-    """Base of every pluggable component."""
+
+class Component(Generic[O]):
+    """Base of every pluggable component, generic in its options type ``O``.
+
+    Subclass one of the kinds below, set ``name``, ``summary`` and ``Options``, and
+    type the methods with ``O``: ``class Line(Probe[LineOptions])``.
+    """
 
     #: The key that selects this component in a config (``plugin = "mlp"``).
     name: ClassVar[str] = ""
     #: One line for ``lossatlas plugins`` and the docs.
     summary: ClassVar[str] = ""
-    #: The dataclass of this component's options.
-    Options: ClassVar[type] = NoOptions
+    #: The dataclass of this component's options (``O``); :class:`NoOptions` if none.
+    Options: ClassVar[type[Any]] = NoOptions
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
-    def sources(self, options: Any) -> list[str]:
+    def sources(self, options: O) -> list[str]:
         """Files of the user's own code this component runs with ``options`` (an
         import-path model, data set or loss); the engine stores their SHA-256 in the
         provenance. Default: none (the component's code is the installed package's)."""
@@ -128,18 +156,18 @@ class DataBundle:
         raise KeyError(name)
 
 
-class DatasetPlugin(Component):
+class DatasetPlugin(Component[O]):
     """A data set. ``load`` returns the same bundle for the same options and seed."""
 
-    def load(self, options: Any, seed: int) -> DataBundle:
+    def load(self, options: O, seed: int) -> DataBundle:
         """Load or generate the data; ``seed`` fixes the train/validation split."""
         raise NotImplementedError
 
 
-class ModelPlugin(Component):
+class ModelPlugin(Component[O]):
     """A model family. ``build`` returns a freshly initialised ``torch.nn.Module``."""
 
-    def build(self, options: Any, data: DataBundle, seed: int) -> torch.nn.Module:
+    def build(self, options: O, data: DataBundle, seed: int) -> torch.nn.Module:
         """Build the module for ``data`` (input shape, outputs), initialised from ``seed``."""
         raise NotImplementedError
 
@@ -147,7 +175,7 @@ class ModelPlugin(Component):
 # -------------------------------------------------------------------------- losses
 
 
-class LossPlugin(Component):
+class LossPlugin(Component[O]):
     """A loss function, selected by ``[loss] plugin = "..."`` in a config.
 
     ``build`` returns a :class:`~lossatlas.engine.losses.Loss`: the function of the
@@ -156,7 +184,7 @@ class LossPlugin(Component):
     probe, the HVPs and the trainers go through it.
     """
 
-    def build(self, options: Any, data: DataBundle) -> Loss:
+    def build(self, options: O, data: DataBundle) -> Loss:
         """The loss for ``data`` (its task, number of outputs) with ``options``."""
         raise NotImplementedError
 
@@ -203,12 +231,12 @@ class Subspace:
         return self.basis[:, start:stop].T.contiguous()
 
 
-class SubspacePlugin(Component):
+class SubspacePlugin(Component[O]):
     """Makes subspaces through a point (random planes, Hessian directions, ...)."""
 
     def build(
         self,
-        options: Any,
+        options: O,
         ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
@@ -283,89 +311,158 @@ class Cell:
         return g
 
 
-@dataclass
-class Estimate:
-    """What a step will cost, from its options alone (before anything is allocated).
+@runtime_checkable
+class StepContext(Protocol):
+    """What a probe (and a subspace plugin) sees while it checks, plans and computes a
+    step: the run, the step, the model, data and objective, and the engine's services.
 
-    ``cells``: cells of the sweep; ``points``: loss evaluations at parameter points
-    (each a pass over the data), None if not known; ``hvps``: Hessian-vector products,
-    None if not known; ``store_bytes``: the size of the result in the store
-    (uncompressed); ``cell_bytes``: peak memory of one cell (rough: the cell's values,
-    the points evaluated together and the data); ``drivers``: the options that make it
-    large (named in a refusal, so the user knows what to lower).
+    The engine builds one per step and process (a Dask worker rebuilds its own from the
+    config: nothing but the config travels). Everything below is public and stable;
+    a probe needs nothing else (never read the store or the registry directly).
+
+    Attributes:
+        config: the whole run config (:class:`~lossatlas.engine.config.RunConfig`).
+        step: this step's config (name, probe, raw options).
+        options: this step's options, parsed into the probe's ``Options`` dataclass.
+        device: the torch device every tensor of the step lives on.
+        dtype: the floating-point dtype (``torch.float32`` or ``torch.float64``).
+        seed: the run seed (derive others with :meth:`seed_for`, never reuse it).
+        cache: a dict a probe may keep per-process values in (a basis read once,
+            a solve done once); it lives as long as the context, never in the store.
     """
 
-    cells: int
-    store_bytes: int
-    cell_bytes: int | None = None
-    points: int | None = None
-    hvps: int | None = None
-    drivers: tuple[str, ...] = ()
+    config: RunConfig
+    step: StepConfig
+    options: Any
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
+    cache: dict[Any, Any]
 
-    def describe(self) -> str:
-        parts = [f"{self.cells:,} cell(s)"]
-        if self.points is not None:
-            parts.append(f"{self.points:,} loss evaluations")
-        if self.hvps is not None:
-            parts.append(f"{self.hvps:,} Hessian-vector products")
-        parts.append(f"{human_bytes(self.store_bytes)} in the store")
-        if self.cell_bytes is not None:
-            parts.append(f"~{human_bytes(self.cell_bytes)} of memory per cell")
-        return ", ".join(parts)
+    @property
+    def data(self) -> DataBundle:
+        """The step's data set (its ``[steps.dataset]`` or the run's), loaded once."""
+        ...
+
+    @property
+    def objective(self) -> Objective:
+        """The step's :class:`~lossatlas.engine.Objective` (model, data, loss), built once."""
+        ...
+
+    @property
+    def loss(self) -> Loss:
+        """The run's loss (its ``[loss]`` plugin, or the task's default)."""
+        ...
+
+    @property
+    def model_config(self) -> ComponentConfig:
+        """The ``[model]`` table this step uses (its own or the run's)."""
+        ...
+
+    @property
+    def dataset_config(self) -> ComponentConfig:
+        """The ``[dataset]`` table this step uses (its own or the run's)."""
+        ...
+
+    def build_model(self, seed: int | None = None) -> torch.nn.Module:
+        """A fresh module of the step's model, initialised from ``seed`` (default: the
+        model's own, with its checkpoint loaded if the config names one)."""
+        ...
+
+    def init_point(self, seed: int | None = None) -> torch.Tensor:
+        """The flat parameters (D,) of an initialisation (``seed`` None: the model's)."""
+        ...
+
+    def resolve_point(self, ref: str | PointRef) -> torch.Tensor:
+        """The parameter vector (D,) a point reference names (any form of
+        :mod:`lossatlas.engine.points`), on :attr:`device` in :attr:`dtype`. References
+        are checked before the run starts; a probe only resolves them."""
+        ...
+
+    def load_step(self, step: str | StepRef, run: str | None = None) -> xr.Dataset:
+        """The stored result of a step: ``STEP`` of this run, ``RUN/STEP``, or ``step``
+        of ``run``."""
+        ...
+
+    def step_options(self, ref: str | StepRef) -> dict[str, Any]:
+        """The raw options table of the step ``ref`` names (this run's config, or the
+        stored step's config for ``RUN/STEP``)."""
+        ...
+
+    def earlier_steps(self) -> list[str]:
+        """The names of this run's steps before this one, in order."""
+        ...
+
+    def subspace(self, spec: dict[str, Any] | str, origin: torch.Tensor, seed: int) -> Subspace:
+        """Build a subspace through ``origin`` from a table ``{plugin = "...", ...}``
+        (options of that subspace plugin), drawing random numbers from ``seed``."""
+        ...
+
+    def check_subspace(self, spec: dict[str, Any] | str) -> Any:
+        """Parse a subspace table without building it; return its parsed options."""
+        ...
+
+    def seed_for(self, *keys: Any) -> int:
+        """A seed derived from the run seed, this step's name and ``keys`` (any JSON-able
+        values): the same in every process."""
+        ...
+
+    def generator(self, *keys: Any) -> torch.Generator:
+        """A CPU ``torch.Generator`` seeded with :meth:`seed_for` of ``keys``. Draw random
+        numbers from generators like this one or :meth:`Cell.generator`; never seed or
+        draw from torch's global generator (a resumed or distributed run would differ)."""
+        ...
+
+    def cell_scratch(self, cell: Cell) -> Path:
+        """A folder for ``cell``'s intermediate files, kept until the step completes, so
+        a killed cell continues from them; never part of the result."""
+        ...
+
+    def artifact(
+        self, name: str, compute: Callable[[], dict[str, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
+        """A step-level result computed once (``compute()``, a dict of arrays), stored
+        in the step's scratch space and read back by every later caller, in any process:
+        a solve that cells share (hessian-directions' eigenvectors) runs in the first
+        cell that needs it, on a worker, and survives an interruption."""
+        ...
+
+    def static(self, name: str) -> np.ndarray:
+        """A static array of this step's plan, read back from the store."""
+        ...
 
 
-def grid_estimate(
-    ctx: StepContext,
-    cells: int,
-    values_per_cell: int,
-    *,
-    points_per_cell: int = 0,
-    hvps: int | None = None,
-    cell_bytes: int = 0,
-    drivers: tuple[str, ...] = (),
-) -> Estimate:
-    """An :class:`Estimate` for a sweep of ``cells`` cells, each storing
-    ``values_per_cell`` numbers (8 bytes each) and evaluating the loss at
-    ``points_per_cell`` parameter points (held together: points × D numbers), plus
-    ``cell_bytes`` of the probe's own per-cell memory (a basis, a Hessian ...)."""
-    D = int(ctx.objective.D)
-    item = torch.finfo(ctx.dtype).bits // 8
-    data = ctx.data
-    data_bytes = sum(
-        int(s.batch_bytes()) if s.streamed else int(s.inputs.numel()) * s.inputs.element_size()
-        for s in (data.train, data.validation)
+@dataclass
+class PlotOptions:
+    """The options of a probe's figure: ``lossatlas plot ... -O KEY=VALUE`` (repeatable),
+    ``ds.atlas.plot(KEY=VALUE)``, checked like a config's options (an unknown key or a
+    wrong type is a one-line error) and shown by ``lossatlas plugins NAME``.
+
+    A probe with options of its own subclasses this dataclass (``field(default=...,
+    metadata={"doc": ...})`` per option) and names it in ``Probe.PlotOptions``; its
+    ``plot`` and ``plot_many`` receive every option as a keyword argument.
+    """
+
+    logy: bool = field(
+        default=False,
+        metadata={
+            "doc": "logarithmic loss axis where the figure has one; on a map, a "
+            "logarithmic colour scale (also: lossatlas plot --logy)"
+        },
     )
-    cells = int(cells)
-    return Estimate(
-        cells=cells,
-        store_bytes=cells * int(values_per_cell) * 8,
-        cell_bytes=int(values_per_cell) * 8
-        + int(points_per_cell) * D * item
-        + int(cell_bytes)
-        + data_bytes,
-        points=cells * int(points_per_cell) if points_per_cell else None,
-        hvps=None if hvps is None else int(hvps),
-        drivers=drivers,
-    )
 
 
-def human_bytes(n: float) -> str:
-    """``1536`` → ``1.5 KiB``."""
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
-
-
-class Probe(Component):
+class Probe(Component[O]):
     """A measurement (or a training run) that fills a labelled result.
 
     The engine calls ``check`` before touching the store, ``plan`` once, ``compute``
     per cell (possibly in another process: it must depend only on its arguments),
     ``finalize`` once every cell is done, and ``plot`` to draw a stored result.
     """
+
+    #: The dataclass of this probe's plot options (:class:`PlotOptions` or a subclass):
+    #: what ``plot`` and ``plot_many`` accept as keywords.
+    PlotOptions: ClassVar[type] = PlotOptions
 
     #: Names of the (param,) variables a result holds that later steps may reference
     #: as points (``STEP`` means ``STEP.point``). Declared, references to them are
@@ -378,25 +475,29 @@ class Probe(Component):
     #: evaluations (a row of a grid); cells that train or keep scratch leave it False.
     blockable: ClassVar[bool] = False
 
-    def check(self, options: Any, ctx: StepContext) -> None:
+    def check(self, options: O, ctx: StepContext) -> None:
         """Raise ConfigError/ShapeError for impossible options (cheap; store untouched)."""
 
-    def estimate(self, options: Any, ctx: StepContext) -> Estimate | None:
+    def estimate(self, options: O, ctx: StepContext) -> Estimate | None:
         """What the step will cost (:class:`Estimate`), from the options, the model size
         ``ctx.objective.D`` and the data alone: no earlier result, nothing allocated.
         The engine refuses a step over the memory or disk limit before anything is
         written. None: unknown (the engine then checks the plan's size before writing)."""
         return None
 
-    def plan(self, options: Any, ctx: StepContext) -> Plan:
+    def plan(self, options: O, ctx: StepContext) -> Plan:
+        """Declare the result (:class:`Plan`): dims, coords, variables and cell dims.
+        Called once per step, before any cell; keep it cheap (it runs in the driver
+        before the store's template is written): heavy set-up work belongs in cells or
+        in :meth:`StepContext.artifact`."""
         raise NotImplementedError
 
-    def compute(self, options: Any, ctx: StepContext, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: O, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         """Return each variable's values at ``cell`` (shape: its non-cell dims)."""
         raise NotImplementedError
 
     def compute_block(
-        self, options: Any, ctx: StepContext, cells: Sequence[Cell]
+        self, options: O, ctx: StepContext, cells: Sequence[Cell]
     ) -> list[dict[str, Any]]:
         """:meth:`compute` for several consecutive cells of one unit of work (only for
         probes that declare :attr:`blockable`), one result per cell in order. Override it
@@ -404,7 +505,7 @@ class Probe(Component):
         values must equal what :meth:`compute` gives it alone. Default: one by one."""
         return [self.compute(options, ctx, cell) for cell in cells]
 
-    def finalize(self, options: Any, ctx: StepContext, ds: xr.Dataset) -> xr.Dataset | None:
+    def finalize(self, options: O, ctx: StepContext, ds: xr.Dataset) -> xr.Dataset | None:
         """Optionally add summary variables computed from the complete result.
 
         Return a Dataset of the summary variables, or ``ds`` with them assigned
@@ -415,8 +516,22 @@ class Probe(Component):
         return None
 
     def plot(self, ds: xr.Dataset, **kwargs: Any) -> Figure:
-        """Draw the stored result as the paper does; return the figure."""
+        """Draw the stored result as the paper does; return the figure.
+
+        ``kwargs`` are this probe's plot options (:attr:`PlotOptions`), already checked.
+        Label every colour bar with its quantity and units and mark points so they show
+        on any map (:mod:`lossatlas.engine.figures`); the engine draws inside the
+        chosen style (:mod:`lossatlas.engine.style`) and adds the RUN/STEP title."""
         raise NotImplementedError(f"probe '{self.name}' has no plot")
+
+    def report_html(self, ds: xr.Dataset) -> str | None:
+        """An HTML fragment of this probe's own for ``lossatlas report`` (a table of
+        the paper's numbers, a verdict ...), shown under the step's figure; None (the
+        default): nothing. It must stand alone: no script, no external link or image
+        (``data:`` URIs and ``#`` anchors are fine), every tag closed — the report
+        shows an error in its place otherwise. :func:`lossatlas.engine.html_table`
+        writes an escaped table."""
+        return None
 
     def paths(self, ds: xr.Dataset) -> list[PathSummary]:
         """The paths between pairs of points this stored result holds (lines, curves,
@@ -439,22 +554,39 @@ class Probe(Component):
 # ----------------------------------------------------------------------- executors
 
 
-class Executor(Component):
+class Executor(Component[O]):
     """Runs the cells of a sweep. ``run`` calls ``job(cell_index)`` for each index
     (a picklable callable that computes the cell and writes it into the store itself)
-    and ``on_done(cell_index, status)`` in the driver as each one finishes."""
+    and ``on_done(cell_index, status)`` in the driver as each one finishes.
 
-    def check(self, options: Any) -> None:
+    Lifecycle: the runner opens one :meth:`session` per pipeline and passes what it
+    yields to every step's :meth:`run` as ``session`` (a Dask client of one cluster,
+    a Ray connection ...); ``job`` carries the plugins a worker must load
+    (:attr:`lossatlas.engine.sweep.CellJob.plugins`)."""
+
+    def check(self, options: O) -> None:
         """Raise ConfigError if the executor cannot run with ``options`` (its cluster is
         unreachable, a package is missing). Called before the store is touched."""
 
+    @contextmanager
+    def session(self, options: O) -> Iterator[Any]:
+        """Set up what every step of a pipeline shares (start or connect to a cluster)
+        and tear it down after the last step, also on an error or Ctrl-C. Yields the
+        object :meth:`run` receives as ``session``; the default yields None."""
+        yield None
+
     def run(
         self,
-        options: Any,
+        options: O,
         job: Callable[[tuple[int, ...]], int],
         cells: Iterable[tuple[int, ...]],
         on_done: Callable[[tuple[int, ...], int], None],
+        session: Any = None,
     ) -> None:
+        """Run ``job`` on every index of ``cells`` (in any order, anywhere) and call
+        ``on_done(index, status)`` here as each finishes; an exception in a job stops
+        the step (cells already written stay). ``session``: what :meth:`session`
+        yielded (None when called outside one)."""
         raise NotImplementedError
 
 

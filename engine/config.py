@@ -6,12 +6,14 @@
     seed = 0                 # run seed: every cell's seed is derived from it
     device = "cpu"           # cpu | cuda | cuda:N
     dtype = "float32"        # float32 | float64
-    executor = "local"       # local | dask | any registered executor
+    executor = "local"       # local | dask | any registered executor; or a table:
+                             # [executor] plugin = "dask", workers = 4
     batch_size = 0           # samples per pass (0: full batch)
     rows_per_cell = 0        # cells per unit of work (0: by the step's estimate)
     autocast = ""            # "bf16" | "fp16": evaluations' forward in lower precision
     compile = false          # torch.compile the batched forward of evaluations
     memory_format = "contiguous"  # or "channels_last" (image batches)
+    style = "paper.mplstyle" # matplotlib style of its figures (a name or a file; optional)
 
     [model]
     plugin = "mlp"
@@ -44,7 +46,14 @@ from typing import Any
 from .errors import ConfigError
 from .options import suggest
 
-__all__ = ["ComponentConfig", "RunConfig", "StepConfig", "load_config", "parse_config"]
+__all__ = [
+    "ComponentConfig",
+    "RunConfig",
+    "StepConfig",
+    "load_config",
+    "parse_config",
+    "parse_executor_option",
+]
 
 TOP_KEYS = {
     "name": str,
@@ -54,6 +63,7 @@ TOP_KEYS = {
     "executor": str,
     "batch_size": int,
     "description": str,
+    "style": str,
     "model": dict,
     "dataset": dict,
     "loss": dict,
@@ -141,6 +151,9 @@ class RunConfig:
     compile: bool = False
     #: ``"channels_last"`` for image batches (how, not what).
     memory_format: str = "contiguous"
+    #: The matplotlib style its figures are drawn in (a name, or an absolute path to an
+    #: ``.mplstyle`` file); "" for lossatlas's (see :mod:`lossatlas.engine.style`).
+    style: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The full config as plain data (stored as JSON in the provenance)."""
@@ -167,6 +180,8 @@ class RunConfig:
             d["compile"] = True
         if self.memory_format != "contiguous":
             d["memory_format"] = self.memory_format
+        if self.style:  # absent when unset, for the same reason
+            d["style"] = self.style
         return d
 
     def science(self) -> dict[str, Any]:
@@ -176,6 +191,7 @@ class RunConfig:
             d.pop(k)
         for k in ("rows_per_cell", "compile", "memory_format"):
             d.pop(k, None)
+        d.pop("style", None)  # how figures look is not science
         return d
 
     def to_json(self) -> str:
@@ -253,6 +269,8 @@ def parse_config(
                 f"top-level keys are: {', '.join(sorted(TOP_KEYS))}"
             )
         want = TOP_KEYS[key]
+        if key == "executor" and isinstance(value, dict):
+            continue  # the [executor] table, checked below
         ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
         if not ok:
             kind = {
@@ -297,6 +315,7 @@ def parse_config(
     model = _component(data["model"], f"{source}: [model]", seed)
     dataset = _component(data["dataset"], f"{source}: [dataset]", 0, DATA_KEYS)
     loss = _component(data["loss"], f"{source}: [loss]", 0, LOSS_KEYS) if "loss" in data else None
+    executor, executor_options = _executor(data, source)
     raw_steps = data.get("steps", [])
     if not raw_steps:
         raise ConfigError(f'{source}: no [[steps]]; add at least one, e.g. probe = "random-line"')
@@ -332,12 +351,12 @@ def parse_config(
         seed=seed,
         device=data.get("device", "cpu"),
         dtype=data.get("dtype", "float32"),
-        executor=data.get("executor", "local"),
+        executor=executor,
         batch_size=batch_size,
         model=model,
         dataset=dataset,
         steps=steps,
-        executor_options=data.get("executor_options", {}),
+        executor_options=executor_options,
         description=data.get("description", ""),
         source=source,
         loss=loss,
@@ -345,7 +364,54 @@ def parse_config(
         autocast=autocast,
         compile=data.get("compile", False),
         memory_format=memory_format,
+        style=data.get("style", ""),
     )
+
+
+def _executor(data: dict[str, Any], source: str) -> tuple[str, dict[str, Any]]:
+    """The executor's name and options: ``executor = "dask"`` with an optional
+    ``[executor_options]`` table, or one ``[executor]`` table ``{plugin = "dask", ...}``
+    whose other keys are the options (the generic form: any executor, no CLI change)."""
+    value = data.get("executor", "local")
+    options = dict(data.get("executor_options", {}))
+    if isinstance(value, str):
+        return value, options
+    table = dict(value)
+    name = table.pop("plugin", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: [executor]: key 'plugin' is required, e.g. plugin = \"dask\"")
+    if options and table:
+        raise ConfigError(
+            f"{source}: executor options are given twice ([executor] and "
+            "[executor_options]); keep them in [executor]"
+        )
+    return name, {**options, **table}
+
+
+def parse_executor_option(text: str, where: str = "-E") -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``-E``/``--executor-option`` as (key, value): VALUE read as a TOML
+    value (``4``, ``1.5``, ``true``, ``"text"``), else as a plain string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{where}: '{text}' is not KEY=VALUE (e.g. -E workers=4)")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def _style(value: str, source: Path) -> str:
+    """The config file's ``style`` checked (a known name, or an .mplstyle file found
+    relative to the config's folder, kept as an absolute path). Checked here, where a
+    user's file is read, not in :func:`parse_config`: a Dask worker re-parses the stored
+    config, and the style is the driver's business (only ``plot``/``report`` use it)."""
+    if not value:
+        return ""
+    from .style import check_style
+
+    return check_style(value, f"{source}: key 'style'", base=source.parent)
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -361,4 +427,6 @@ def load_config(path: str | Path) -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return parse_config(data, source=str(p), name=p.stem)
+    config = parse_config(data, source=str(p), name=p.stem)
+    config.style = _style(config.style, p)
+    return config

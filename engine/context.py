@@ -1,8 +1,11 @@
-"""What a probe sees while it plans and computes: the :class:`StepContext`.
+"""The engine's step context: what a probe sees while it plans and computes.
 
-A context is built from a run config, a step name and a store path alone, so a Dask
-worker can rebuild it (nothing is pickled but the config). Models, data and the
-objective are built lazily and cached.
+:class:`EngineContext` implements the :class:`~lossatlas.engine.StepContext` protocol
+(declared with the contracts in :mod:`lossatlas.engine.components`). A context is built
+from a run config, a step name and a store path alone, so a Dask worker can rebuild it
+(nothing is pickled but the config). Models, data and the objective are built lazily
+and cached. Point references are parsed by :mod:`lossatlas.engine.points` and checked
+and resolved here, once for every probe.
 """
 
 from __future__ import annotations
@@ -11,9 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
-import re
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .checkpoints import _state_dict_problem, check_bundle, load_checkpoint
 from .components import Cell, DataBundle, Subspace
 from .config import ComponentConfig, RunConfig, StepConfig
 from .errors import ConfigError, DataError, LossAtlasError, ShapeError, StoreError
 from .losses import Loss, default_loss, default_loss_name
 from .objective import Objective, resolve_device, resolve_dtype
-from .options import PointRef, parse_options, suggest
+from .options import parse_options, suggest
+from .points import FORMS, Point, PointRef, RefUse, StepRef, collect_refs, parse_point
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
     from .registry import Registry
     from .store import Store
 
-__all__ = ["StepContext", "blame", "derive_seed", "load_checkpoint"]
+__all__ = ["EngineContext", "StepContext", "blame", "derive_seed", "load_checkpoint"]
 
 
 @contextlib.contextmanager
@@ -78,116 +81,9 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``torch.save``, loaded with ``weights_only=True`` (no code runs)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"checkpoint '{p}' does not exist")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
-            warnings.simplefilter("ignore")
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        text = str(exc)
-        if "Weights only load failed" in text:
-            # torch's message is many lines on how to run the code anyway; only the
-            # object it refused is useful here.
-            blocked = [ln.strip() for ln in text.splitlines() if "Unsupported" in ln]
-            first = blocked[0] if blocked else "it holds objects other than tensors"
-            raise DataError(
-                f"checkpoint '{p}' holds pickled code or objects, which lossatlas refuses "
-                f"to load (weights_only=True; {first}); save a state dict instead: "
-                "torch.save(model.state_dict(), path)"
-            ) from None
-        if (
-            "enforce fail" in text
-            or isinstance(exc, KeyError | EOFError | ValueError)
-            or ("invalid load key" in text or "PytorchStreamReader" in text)
-        ):
-            raise DataError(
-                f"checkpoint '{p}' is not a file written by torch.save; save the weights "
-                "with torch.save(model.state_dict(), path)"
-            ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        raise DataError(f"checkpoint '{p}' cannot be loaded as plain weights: {first}") from None
-    # Training scripts often save {"state_dict": ..., "epoch": ...} or {"model": ...}.
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        keys = ", ".join(map(repr, list(obj)[:6])) if isinstance(obj, dict) else type(obj).__name__
-        raise DataError(
-            f"checkpoint '{p}' is not a state dict of tensors (found {keys}); save "
-            "torch.save(model.state_dict(), path)"
-        )
-    # DataParallel saves 'module.' before every name, torch.compile '_orig_mod.'.
-    for prefix in ("module.", "_orig_mod."):
-        if obj and all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix) :]: v for k, v in obj.items()}
-    return obj
-
-
-def _state_dict_problem(exc: Exception) -> str:
-    """torch's load_state_dict error in one short line: how many names are missing or
-    unexpected (the first few of each) and the first shape mismatches."""
-    text = str(exc)
-    parts = []
-    for label, pattern in (("missing", "Missing key(s)"), ("unexpected", "Unexpected key(s)")):
-        m = re.search(re.escape(pattern) + r" in state_dict: (.*?)\.\s*(?:\n|$)", text)
-        if m:
-            names = re.findall(r'"([^"]+)"', m.group(1))
-            more = f", … ({len(names)} in all)" if len(names) > 3 else ""
-            parts.append(f"{label} {', '.join(names[:3])}{more}")
-    sizes = re.findall(
-        r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) "
-        r"from checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)",
-        text,
-    )
-    for name, theirs, ours in sizes[:2]:
-        parts.append(f"{name} is {theirs} in the checkpoint but {ours} in the model")
-    if len(sizes) > 2:
-        parts.append(f"{len(sizes) - 2} more shape mismatch(es)")
-    if parts:
-        return "; ".join(parts)
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    line = "; ".join(lines[1:] or lines)
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
-def check_bundle(bundle: DataBundle, where: str) -> None:
-    """Refuse numbers a data set should never hand over: complex or non-numeric inputs,
-    class labels outside [0, n_outputs), non-integer labels (one line each)."""
-    if bundle.n_outputs < 1:
-        raise DataError(f"{where}: n_outputs must be at least 1, got {bundle.n_outputs}")
-    for split_name, split in (("train", bundle.train), ("validation", bundle.validation)):
-        # a streamed split's inputs stay on disk: their dtype is checked by its source
-        x = split.targets if split.streamed else split.inputs
-        t = split.targets
-        if x.is_complex() or t.is_complex():
-            raise DataError(
-                f"{where}: the {split_name} split holds complex numbers; lossatlas works on "
-                "real inputs and targets (take .real or .abs() yourself if that is meant)"
-            )
-        if bundle.task != "classification" or len(t) == 0:
-            continue
-        if t.is_floating_point():
-            raise DataError(
-                f"{where}: classification targets of the {split_name} split are floats "
-                f"({t.dtype}); give integer class indices"
-            )
-        lo, hi = int(t.min()), int(t.max())
-        if lo < 0 or hi >= bundle.n_outputs:
-            bad = lo if lo < 0 else hi
-            raise DataError(
-                f"{where}: the {split_name} split has class label {bad}, outside [0, "
-                f"{bundle.n_outputs}) (n_outputs = {bundle.n_outputs}); relabel the classes "
-                "0 … n-1"
-            )
-
-
-class StepContext:
-    """The run and step a probe works in, and the engine services it may use."""
+class EngineContext:
+    """The engine's :class:`~lossatlas.engine.StepContext`: the run and step a probe
+    works in, and the engine services it may use (see the protocol for each)."""
 
     def __init__(
         self,
@@ -207,6 +103,7 @@ class StepContext:
         self.options = parse_options(
             self.probe.Options, step.options, f"step '{step.name}' (probe '{step.probe}')"
         )
+        self.cache: dict[Any, Any] = {}
         self._points: dict[str, torch.Tensor] = {}
 
     # ---------------------------------------------------------- components
@@ -293,6 +190,42 @@ class StepContext:
             memory_format=self.config.memory_format,
         )
 
+    # ----------------------------------------------------------------- steps
+
+    def earlier_steps(self) -> list[str]:
+        """This run's steps before this one (all of them if this step is not listed)."""
+        names = [s.name for s in self.config.steps]
+        return names[: names.index(self.step.name)] if self.step.name in names else names
+
+    def step_options(self, ref: str | StepRef) -> dict[str, Any]:
+        """The raw options table of the step ``ref`` names: an earlier step of this run
+        (its config), or ``RUN/STEP`` (the stored step's config)."""
+        p = parse_point(str(ref))
+        if p.kind != "step" or p.step is None:
+            raise ConfigError(f"'{ref}' names no step")
+        if p.run is None:
+            return dict(self.config.step(p.step).options)
+        attrs = self.load_step(p.step, run=p.run).attrs
+        table = json.loads(attrs.get("step_config", "{}"))
+        return {k: v for k, v in table.items() if k not in ("name", "probe", "model", "dataset")}
+
+    def step_probe(self, ref: str | StepRef) -> str:
+        """The probe of the step ``ref`` names (this run's config, or the store)."""
+        p = parse_point(str(ref))
+        assert p.step is not None
+        if p.run is None:
+            return self.config.step(p.step).probe
+        return str(self.load_step(p.step, run=p.run).attrs.get("probe", "?"))
+
+    def load_step(self, step: str | StepRef, run: str | None = None) -> xr.Dataset:
+        """An earlier step's stored result (of this run, or of ``run``); ``step`` may be
+        a reference ``RUN/STEP``."""
+        if self.store is None:
+            raise StoreError("this context has no store to read earlier steps from")
+        if run is None and "/" in str(step):
+            run, step = str(step).split("/", 1)
+        return self.store.open_step(run or self.config.name, str(step))
+
     # --------------------------------------------------------------- points
 
     def init_point(self, seed: int | None = None) -> torch.Tensor:
@@ -302,24 +235,20 @@ class StepContext:
         model = self.build_model(seed)
         return self.objective.layout.vector(model).to(self.device, self.dtype)
 
-    def resolve_point(self, ref: str) -> torch.Tensor:
+    def resolve_point(self, ref: str | PointRef) -> torch.Tensor:
         """A point x ∈ R^D named by a :class:`~lossatlas.engine.PointRef`."""
         ref = str(ref)
         if ref not in self._points:
-            self._points[ref] = self._resolve(ref)
+            self._points[ref] = self._resolve(parse_point(ref))
         return self._points[ref].clone()
 
-    def _resolve(self, ref: str) -> torch.Tensor:
-        D = self.objective.D
-        if ref == "init":
-            return self.init_point()
-        if ref.startswith("init:"):
-            try:
-                return self.init_point(int(ref.split(":", 1)[1]))
-            except ValueError:
-                raise ConfigError(f"point '{ref}': 'init:N' needs an integer seed") from None
-        if ref.startswith("checkpoint:"):
-            state = load_checkpoint(ref.split(":", 1)[1])
+    def _resolve(self, p: Point) -> torch.Tensor:
+        ref = p.text
+        if p.kind == "init":
+            return self.init_point(p.seed)
+        if p.kind == "checkpoint":
+            assert p.path is not None
+            state = load_checkpoint(p.path)
             model = self.build_model()
             try:
                 model.load_state_dict(state)
@@ -329,74 +258,122 @@ class StepContext:
                     f"step '{self.step.name}': point '{ref}' does not fit the model: {first}"
                 ) from None
             return self.objective.layout.vector(model).to(self.device, self.dtype)
-        run, step, var = self.parse_ref(ref)
-        ds = self.load_step(step, run=run)
-        name = var or "point"
-        if name not in ds:
-            vars_ = [v for v in ds.data_vars if ds[v].dims == ("param",)]
-            raise ConfigError(
-                f"point '{ref}': step '{step}' has no variable '{name}'{suggest(name, vars_)}; "
-                f"its points are: {', '.join(vars_) or 'none'}"
-            )
-        arr = ds[name]
-        if arr.dims != ("param",):
-            raise ConfigError(f"point '{ref}': variable '{name}' has dims {arr.dims}, not (param,)")
-        x = torch.as_tensor(np.asarray(arr.values), dtype=self.dtype, device=self.device)
+        assert p.step is not None
+        ds = self.load_step(p.step, run=p.run)
+        if p.snapshot is not None:
+            row = self._snapshot(p, ds)
+        else:
+            name = p.variable
+            if name not in ds:
+                vars_ = [v for v in ds.data_vars if ds[v].dims == ("param",)]
+                raise ConfigError(
+                    f"point '{ref}': step '{p.step}' has no variable '{name}'"
+                    f"{suggest(name, vars_)}; its points are: {', '.join(vars_) or 'none'}"
+                )
+            arr = ds[name]
+            if arr.dims != ("param",):
+                raise ConfigError(
+                    f"point '{ref}': variable '{name}' has dims {arr.dims}, not (param,)"
+                )
+            row = np.asarray(arr.values)
+        x = torch.as_tensor(row, dtype=self.dtype, device=self.device)
+        D = self.objective.D
         if x.shape[0] != D:
             raise ShapeError(f"point '{ref}' has {x.shape[0]} parameters but the model has D={D}")
         return x
 
     @staticmethod
+    def _snapshot(p: Point, ds: xr.Dataset) -> np.ndarray:
+        """The snapshot θ(t = N) a train step recorded in its ``trajectory``."""
+        ref, base = p.text, p.text.rpartition("@")[0]
+        if "trajectory" not in ds or "record" not in ds.coords:
+            raise ConfigError(
+                f"point '{ref}': step '{base}' recorded no trajectory; 'STEP@N' needs a "
+                'step with probe = "train"'
+            )
+        steps = recorded_steps(ds)
+        hit = np.flatnonzero(steps == int(p.snapshot or 0))
+        row = None if not len(hit) else np.asarray(ds["trajectory"].values[hit[0]])
+        if row is None or not np.all(np.isfinite(row)):
+            finite = np.all(np.isfinite(np.asarray(ds["trajectory"].values)), axis=1)
+            have = steps[finite]
+            near = have[np.argsort(np.abs(have - int(p.snapshot or 0)), kind="stable")[:3]]
+            raise ConfigError(
+                f"point '{ref}': step '{base}' has no snapshot at optimizer step {p.snapshot}; "
+                f"the nearest recorded steps are {', '.join(str(int(k)) for k in sorted(near))} "
+                f"({len(have)} snapshots, steps {int(have.min())}…{int(have.max())})"
+            )
+        return row
+
+    @staticmethod
     def parse_ref(ref: str) -> tuple[str | None, str, str | None]:
-        """``[RUN/]STEP[.VAR]`` as (run, step, var)."""
+        """``[RUN/]STEP[.VAR]`` as (run, step, var). Prefer :func:`lossatlas.engine.points.
+        parse_point`, which knows every form."""
         run = None
         if "/" in ref:
             run, ref = ref.split("/", 1)
         step, _, var = ref.partition(".")
-        return run, step, var or None
+        return run, step.split("@", 1)[0], var or None
 
-    def check_ref(self, ref: str, earlier: list[str], point: bool = True) -> None:
+    def check_ref(
+        self,
+        ref: str,
+        earlier: list[str] | None = None,
+        point: bool = True,
+        probes: tuple[str, ...] | None = None,
+        option: str = "",
+    ) -> None:
         """Fail before anything runs if a reference cannot resolve: an earlier step of
         this run that does not exist or (by its probe's :attr:`Probe.points`) has no such
         point, a stored step of another run without it, a malformed ``init:N``, a
         missing checkpoint or one that does not fit the model. ``point=False``: the
-        reference names a step, not a point (no variable is checked)."""
+        reference names a step, not a point (no variable is checked); ``probes``: the
+        probes that step must run. ``earlier`` defaults to :meth:`earlier_steps`."""
         ref = str(ref)
+        earlier = self.earlier_steps() if earlier is None else earlier
         where = f"step '{self.step.name}': point '{ref}'"
-        if ref == "init":
+        try:
+            p = parse_point(ref)
+        except ConfigError as exc:
+            raise ConfigError(f"step '{self.step.name}': {exc}") from None
+        if p.kind == "init":
             return
-        if ref.startswith("init:"):
-            seed = ref.split(":", 1)[1]
-            if not seed.isdigit():
-                raise ConfigError(f"{where}: 'init:N' needs a non-negative integer seed N")
-            return
-        if ref.startswith("checkpoint:"):
-            path = Path(ref.split(":", 1)[1]).expanduser()
+        if p.kind == "checkpoint":
+            path = Path(p.path or "").expanduser()
             if not path.is_file():
                 raise DataError(f"step '{self.step.name}': checkpoint '{path}' does not exist")
             self.resolve_point(ref)  # loads it into the model; kept for the step's use
             return
-        run, step, var = self.parse_ref(ref)
+        step, run = p.step or "", p.run
         if run is None and step not in earlier:
             raise ConfigError(
                 f"step '{self.step.name}': point '{ref}' names no earlier step"
                 f"{suggest(step, earlier)}; earlier steps: {', '.join(earlier) or 'none'}; "
-                "other forms: 'init', 'init:SEED', 'checkpoint:PATH', 'RUN/STEP'"
+                f"other forms: {FORMS}"
             )
         if run is not None and (self.store is None or not self.store.step_ready(run, step)):
             raise ConfigError(
                 f"step '{self.step.name}': point '{ref}': the store has no step '{step}' "
                 f"of run '{run}'"
             )
-        if not point:
+        if probes:
+            probe = self.step_probe(ref)
+            if probe not in probes:
+                what = " or ".join(probes)
+                name = f"option '{option}'" if option else "it"
+                raise ConfigError(
+                    f"step '{self.step.name}': '{ref}' is not a {what} step (its probe is "
+                    f"'{probe}'); point {name} at a step with probe = \"{probes[0]}\""
+                )
+        if not point or p.snapshot is not None:
             return
-        name = var or "point"
+        name = p.variable
         if run is None:
-            source = next(s for s in self.config.steps if s.name == step)
-            probe = self.registry.get("probe", source.probe)
-            if probe.points is None:  # a probe that does not declare its points
+            source = self.config.step(step)
+            probe_ = self.registry.get("probe", source.probe)
+            if probe_.points is None:  # a probe that does not declare its points
                 return
-            points = list(probe.points)
+            points = list(probe_.points)
             what = f"step '{step}' (probe '{source.probe}')"
         else:
             assert self.store is not None
@@ -410,11 +387,34 @@ class StepContext:
                 + ("" if points else "; points come from steps like train")
             )
 
-    def load_step(self, step: str, run: str | None = None) -> xr.Dataset:
-        """An earlier step's stored result (of this run, or of ``run``)."""
-        if self.store is None:
-            raise StoreError("this context has no store to read earlier steps from")
-        return self.store.open_step(run or self.config.name, step)
+    def references(self) -> list[RefUse]:
+        """Every point and step reference in this step's options, subspace tables
+        included (parsed with their plugins' options), with where each one sits."""
+        return collect_refs(self.options, expand=self._expand_table)
+
+    def _expand_table(self, table: dict[str, Any], where: str) -> Any:
+        """A subspace table's parsed options (so its references are found), or None."""
+        name = table.get("plugin")
+        if not isinstance(name, str) or name not in self.registry.components["subspace"]:
+            return None
+        return self.check_subspace(table)
+
+    def check_references(self) -> None:
+        """Check every reference of :meth:`references` (see :meth:`check_ref`)."""
+        earlier = self.earlier_steps()
+        for use in self.references():
+            probes = use.metadata.get("probes")
+            self.check_ref(
+                str(use.ref),
+                earlier,
+                point=not use.is_step,
+                probes=tuple(probes) if probes else None,
+                option=use.where,
+            )
+
+    def point_refs(self) -> list[str]:
+        """The point references among this step's options (nested ones included)."""
+        return [str(u.ref) for u in self.references() if not u.is_step]
 
     # ------------------------------------------------------------ subspaces
 
@@ -432,14 +432,14 @@ class StepContext:
         sub.attrs.setdefault("plugin", name)
         return sub
 
-    def check_subspace(self, spec: dict[str, Any] | str) -> None:
-        """Validate a subspace table without building it."""
+    def check_subspace(self, spec: dict[str, Any] | str) -> Any:
+        """Validate a subspace table without building it; return its parsed options."""
         table = {"plugin": spec} if isinstance(spec, str) else dict(spec)
         name = table.pop("plugin", None)
         if not isinstance(name, str):
             raise ConfigError(f"step '{self.step.name}': a subspace table needs plugin = \"...\"")
         plugin = self.registry.get("subspace", name)
-        parse_options(plugin.Options, table, f"step '{self.step.name}': subspace '{name}'")
+        return parse_options(plugin.Options, table, f"step '{self.step.name}': subspace '{name}'")
 
     # ---------------------------------------------------------------- seeds
 
@@ -449,6 +449,8 @@ class StepContext:
 
     def generator(self, *keys: Any) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(self.seed_for(*keys))
+
+    # -------------------------------------------------------------- scratch
 
     def cell_scratch(self, cell: Cell) -> Path:
         """A folder of this step's store for ``cell``'s intermediate files (checkpoints a
@@ -464,17 +466,38 @@ class StepContext:
             return folder
         return self.store.cell_scratch(self.config.name, self.step.name, dict(cell.index))
 
+    def artifact(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A step-level result computed once and shared by every cell (see the
+        protocol). Arrays are stored as ``.npz``, other values as JSON, in the step's
+        scratch space (removed when the step completes); a file lock makes concurrent
+        workers wait for the first one instead of computing it again."""
+        key = ("artifact", name)
+        if key in self.cache:
+            return self.cache[key]
+        if self.store is None:
+            self.cache[key] = compute()
+            return self.cache[key]
+        from .store.scratch import load_or_compute
+
+        folder = self.store.cell_scratch(self.config.name, self.step.name, {"artifact": 0})
+        self.cache[key] = load_or_compute(folder, name, compute)
+        return self.cache[key]
+
     def static(self, name: str) -> np.ndarray:
         """A static array of this step's plan, read back from the store."""
         ds = self.load_step(self.step.name)
         return np.asarray(ds[name].values)
 
-    def point_refs(self) -> list[str]:
-        """The point references among this step's options."""
-        return [str(v) for v in vars(self.options).values() if isinstance(v, PointRef)] + [
-            str(x)
-            for v in vars(self.options).values()
-            if isinstance(v, list)
-            for x in v
-            if isinstance(x, PointRef)
-        ]
+
+#: The name tests and version 0.1's code use for the engine's context.
+StepContext = EngineContext
+
+
+def recorded_steps(ds: xr.Dataset) -> np.ndarray:
+    """The optimizer step of each row of a train step's ``trajectory`` (a run that
+    stopped early ends between planned steps: its ``recorded_step`` says where)."""
+    steps = np.asarray(ds["record"].values)
+    if "recorded_step" in ds:
+        actual = np.asarray(ds["recorded_step"].values, dtype=np.float64)
+        steps = np.where(np.isfinite(actual), actual, steps).astype(np.int64)
+    return steps

@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "LossAtlasError",
+    "MissingStepError",
     "PluginError",
     "RunInterrupted",
     "ShapeError",
@@ -19,9 +20,27 @@ __all__ = [
 
 
 class LossAtlasError(Exception):
-    """Base class of every error lossatlas raises on purpose."""
+    """Base class of every error lossatlas raises on purpose.
+
+    ``context`` holds structured facts about the error (``run``, ``step``, ``ref`` ...)
+    that a caller may act on, so that nobody has to search the message's text; it
+    survives pickling (an error raised on a Dask worker keeps it).
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, **context: object) -> None:
+        super().__init__(*args)
+        self.context: dict[str, object] = dict(context)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, self.context))
+
+
+def _rebuild(
+    cls: type[LossAtlasError], args: tuple[object, ...], context: dict[str, object]
+) -> LossAtlasError:
+    return cls(*args, **context)
 
 
 class ConfigError(LossAtlasError):
@@ -42,6 +61,12 @@ class ShapeError(LossAtlasError):
 
 class StoreError(LossAtlasError):
     """A Zarr store is missing, foreign, corrupted, read-only or holds a different run."""
+
+
+class MissingStepError(StoreError):
+    """A step needs the result of a step that the store does not hold (left out by
+    ``--step``/``steps=``). ``context``: ``step`` (the one that needs it), ``needed``,
+    ``ref`` (the reference), ``run``, ``store``, ``steps`` (the steps chosen)."""
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -169,6 +169,8 @@ def plot_surfaces(
     map). ``logz`` draws log10 of positive maps."""
     import matplotlib.pyplot as plt
 
+    from .figures import colorbar, quantity
+
     grids = [find_map(ds, axes)] if axes is not None else find_maps(ds)
     where = {name: g for g in grids for name in g.fields}
     names = list(where)
@@ -191,21 +193,24 @@ def plot_surfaces(
         X, Y = np.meshgrid(grid.x, grid.y, indexing="ij")
         ax = fig.add_subplot(rows, cols, k + 1, projection="3d")
         Z = grid.fields[name].copy()
-        zlabel = name.split("[")[0]
+        zlabel = quantity(ds, name.split("[")[0])
         if logz and np.nanmin(Z) > 0:
             Z = np.log10(Z)
             zlabel = f"log10 {zlabel}"
         Zm = np.ma.masked_invalid(Z)
-        ax.plot_surface(X, Y, Zm, cmap="viridis", linewidth=0, antialiased=True, alpha=0.95)
+        surf = ax.plot_surface(
+            X, Y, Zm, cmap="viridis", linewidth=0, antialiased=True, alpha=0.95, rasterized=True
+        )
         finite = Z[np.isfinite(Z)]
         if finite.size:
             ax.contour(
                 X, Y, Zm, levels=12, offset=float(finite.min()), cmap="viridis", linewidths=0.6
             )
-        ax.set_xlabel(grid.x_name + (f" ({grid.x_units})" if grid.x_units else ""), fontsize=8)
-        ax.set_ylabel(grid.y_name + (f" ({grid.y_units})" if grid.y_units else ""), fontsize=8)
-        ax.set_zlabel(zlabel, fontsize=8)
+        ax.set_xlabel(quantity(ds, grid.x_name, grid.x_name))
+        ax.set_ylabel(quantity(ds, grid.y_name, grid.y_name))
+        ax.set_zlabel(zlabel)
         ax.set_title(name, fontsize=9)
+        colorbar(fig, surf, ax, zlabel, shrink=0.55, pad=0.12)
     fig.tight_layout()
     return fig
 

@@ -82,13 +82,18 @@ class PathSummary:
 
 
 def plot_paths(
-    paths: Mapping[str, Sequence[PathSummary]] | Sequence[PathSummary], logy: bool = False
+    paths: Mapping[str, Sequence[PathSummary]] | Sequence[PathSummary],
+    logy: bool = False,
+    loss_units: str = "",
 ) -> Figure:
     """The comparison figure: the train loss along each path against the fraction of
     its length (validation dashed where known), and bars of each path's barrier and
     normalised length, labelled with their values. ``paths`` is a list, or
-    ``{source label: list}`` (the label is put before each path's own)."""
+    ``{source label: list}`` (the label is put before each path's own); ``loss_units``
+    labels the loss axis (``nats``)."""
     import matplotlib.pyplot as plt
+
+    from .figures import log_axis
 
     if isinstance(paths, Mapping):
         items = [
@@ -117,11 +122,12 @@ def plot_paths(
         if p.validation_loss is not None:
             ax.plot(p.position, p.validation_loss, color=f"C{k % 10}", lw=1, ls="--", alpha=0.7)
     ax.set_xlabel("fraction of the path's length from θ0")
-    ax.set_ylabel("loss (solid: train, dashed: validation)")
+    unit = f" [{loss_units}]" if loss_units else ""
+    ax.set_ylabel(f"loss{unit} (solid: train, dashed: validation)")
     if logy:
-        ax.set_yscale("log")
+        log_axis(ax, "y")
     ax.set_title("loss along each path")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(loc="best")
     names = [p.label for p in items]
     y = np.arange(len(items))
     for ax, values, title, fmt in (
@@ -142,10 +148,9 @@ def plot_paths(
                 k,
                 " " + (fmt.format(v) if np.isfinite(v) else "n/a"),
                 va="center",
-                fontsize=8,
             )
         ax.set_yticks(y)
-        ax.set_yticklabels(names if ax is axes[1] else [], fontsize=7)
+        ax.set_yticklabels(names if ax is axes[1] else [])
         ax.invert_yaxis()
         ax.set_title(title, fontsize=9)
         ax.margins(x=0.25)

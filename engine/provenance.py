@@ -27,9 +27,19 @@ from typing import TYPE_CHECKING, Any
 from .options import parse_options
 
 if TYPE_CHECKING:
+    from .config import RunConfig
+
+if TYPE_CHECKING:
     from .context import StepContext
 
-__all__ = ["checkout_commit", "file_sha256", "resolved_options", "step_facts"]
+__all__ = [
+    "checkout_commit",
+    "file_sha256",
+    "problem_facts",
+    "provenance",
+    "resolved_options",
+    "step_facts",
+]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -144,4 +154,69 @@ def step_facts(ctx: StepContext) -> dict[str, Any]:
         "tied_parameters": json.dumps(layout.tied, sort_keys=True),
         "resolved_options": json.dumps(resolved_options(ctx), sort_keys=True, default=str),
         "source_sha256": json.dumps(_sources(ctx), sort_keys=True),
+    }
+
+
+def problem_facts(ctx: StepContext) -> dict[str, Any]:
+    """What the step computed on: model size and kind, data, splits and BatchNorm."""
+    import torch
+
+    obj, data = ctx.objective, ctx.data
+    bn = [
+        m
+        for m in obj.model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    facts: dict[str, Any] = {
+        "model_class": type(obj.model).__name__,
+        "n_params": int(obj.D),
+        "task": data.task,
+        "n_outputs": int(data.n_outputs),
+        "input_shape": list(data.input_shape),
+        "n_train": len(data.train),
+        "n_validation": len(data.validation),
+        "dataset_description": data.description,
+        "dataset_attrs": json.dumps(data.attrs, sort_keys=True, default=str),
+        "batchnorm": (
+            f"{len(bn)} layer(s); running statistics are buffers, set when the model was "
+            "built (or loaded) and fixed during this step: points and directions move "
+            "the parameters only (the interpolation probe can recompute them per α)"
+            if bn
+            else "none"
+        ),
+    }
+    return facts
+
+
+def provenance(config: RunConfig) -> dict[str, Any]:
+    """Versions and settings that make a result reproducible."""
+    import platform
+    import sys
+
+    import numpy as np
+    import torch
+    import xarray
+    import zarr
+
+    import lossatlas
+
+    dev = torch.device(config.device)
+    device_name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda" and torch.cuda.is_available()
+        else platform.processor() or platform.machine()
+    )
+    return {
+        "lossatlas_version": lossatlas.__version__,
+        "lossatlas_commit": checkout_commit(),
+        "torch_version": torch.__version__,
+        "python_version": sys.version.split()[0],
+        "numpy_version": np.__version__,
+        "xarray_version": xarray.__version__,
+        "zarr_version": zarr.__version__,
+        "platform": platform.platform(),
+        "device": config.device,
+        "device_name": device_name,
+        "dtype": config.dtype,
+        "seed": config.seed,
     }

@@ -72,6 +72,8 @@ def resolve_config(
         ),
         "steps": [],
     }
+    if config.style:
+        resolved["style"] = config.style
     for ctx in contexts:
         step: dict[str, Any] = {
             "name": ctx.step.name,

@@ -12,9 +12,7 @@ import contextlib
 import datetime as _dt
 import errno
 import json
-import platform
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,48 +20,41 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 import xarray as xr
-
-import lossatlas
 
 from .components import Estimate, human_bytes
 from .config import RunConfig
 from .context import StepContext, blame
-from .errors import ConfigError, LossAtlasError, PluginError, RunInterrupted, StoreError
+from .errors import (
+    ConfigError,
+    LossAtlasError,
+    PluginError,
+    RunInterrupted,
+    StoreError,
+)
 from .options import parse_options, suggest
-from .provenance import checkout_commit, step_facts
+from .progress import Progress, reporting
+from .provenance import problem_facts, provenance, step_facts
 from .registry import Registry
+from .selection import check_earlier_steps, left_out
+from .session import ExecutorSession
 from .sizes import Limits, check_estimate, plan_bytes
-from .store import STATUS_NONFINITE, STATUS_PENDING, RunLease, Store
+from .store import STATUS_NONFINITE, RunLease, Store
+from .store.cells import cell_counts
 from .sweep import CellJob, StepRuntime, rows_per_cell
 
 __all__ = [
+    "ExecutorSession",
     "Progress",
     "RunReport",
     "StepReport",
+    "check_earlier_steps",
     "estimate_steps",
     "provenance",
     "run_pipeline",
     "signals_as_interrupts",
     "validate",
 ]
-
-
-class Progress:
-    """Callbacks for progress display (the CLI passes a rich progress bar)."""
-
-    def step_started(self, step: str, total: int, pending: int) -> None:
-        """A step starts with ``pending`` of ``total`` cells left to compute."""
-
-    def cell_done(self, step: str, status: int) -> None:
-        """One cell finished with ``status``."""
-
-    def step_finished(self, step: str, report: StepReport) -> None:
-        """A step finished."""
-
-    def notice(self, message: str) -> None:
-        """Something the user should know that is not an error (a lease taken over)."""
 
 
 @dataclass
@@ -88,62 +79,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def problem_facts(ctx: StepContext) -> dict[str, Any]:
-    """What the step computed on: model size and kind, data, splits and BatchNorm."""
-    obj, data = ctx.objective, ctx.data
-    bn = [
-        m
-        for m in obj.model.modules()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
-    facts: dict[str, Any] = {
-        "model_class": type(obj.model).__name__,
-        "n_params": int(obj.D),
-        "task": data.task,
-        "n_outputs": int(data.n_outputs),
-        "input_shape": list(data.input_shape),
-        "n_train": len(data.train),
-        "n_validation": len(data.validation),
-        "dataset_description": data.description,
-        "dataset_attrs": json.dumps(data.attrs, sort_keys=True, default=str),
-        "batchnorm": (
-            f"{len(bn)} layer(s); running statistics are buffers, set when the model was "
-            "built (or loaded) and fixed during this step: points and directions move "
-            "the parameters only (the interpolation probe can recompute them per α)"
-            if bn
-            else "none"
-        ),
-    }
-    return facts
-
-
-def provenance(config: RunConfig) -> dict[str, Any]:
-    """Versions and settings that make a result reproducible."""
-    import xarray
-    import zarr
-
-    dev = torch.device(config.device)
-    device_name = (
-        torch.cuda.get_device_name(dev)
-        if dev.type == "cuda" and torch.cuda.is_available()
-        else platform.processor() or platform.machine()
-    )
-    return {
-        "lossatlas_version": lossatlas.__version__,
-        "lossatlas_commit": checkout_commit(),
-        "torch_version": torch.__version__,
-        "python_version": sys.version.split()[0],
-        "numpy_version": np.__version__,
-        "xarray_version": xarray.__version__,
-        "zarr_version": zarr.__version__,
-        "platform": platform.platform(),
-        "device": config.device,
-        "device_name": device_name,
-        "dtype": config.dtype,
-        "seed": config.seed,
-    }
-
-
 def validate(config: RunConfig, registry: Registry, store: Store | None) -> list[StepContext]:
     """Check the whole pipeline without writing; return each step's context."""
     executor = registry.get("executor", config.executor)
@@ -153,7 +88,7 @@ def validate(config: RunConfig, registry: Registry, store: Store | None) -> list
     contexts = [StepContext(registry, config, step, store) for step in config.steps]
     # Build the model and data once per distinct pair (catches shape mismatches).
     built: dict[str, Any] = {}
-    for i, ctx in enumerate(contexts):
+    for ctx in contexts:
         key = json.dumps([ctx.model_config.to_dict(), ctx.dataset_config.to_dict()], sort_keys=True)
         if key in built:
             ctx.__dict__["data"] = built[key].data
@@ -161,12 +96,11 @@ def validate(config: RunConfig, registry: Registry, store: Store | None) -> list
         else:
             _ = ctx.objective
             built[key] = ctx
+        # Every point and step reference, nested ones included, before the probe's
+        # own check: a probe may rely on its references being sound.
+        ctx.check_references()
         with blame(f"step '{ctx.step.name}': probe '{ctx.probe.name}' (check)"):
             ctx.probe.check(ctx.options, ctx)
-        # After the probe's own check, which knows better what its options name.
-        earlier = [c.step.name for c in contexts[:i]]
-        for ref in ctx.point_refs():
-            ctx.check_ref(ref, earlier)
     # Last, as it may connect to a cluster: everything cheap is refused first.
     executor.check(exec_opts)
     return contexts
@@ -232,13 +166,15 @@ def run_pipeline(
     """
     progress = progress or Progress()
     store = Store(store_path)
-    store.check_writable()
-    contexts = validate(config, registry, store)
-    names = [c.step.name for c in contexts]
     if steps:
+        names = [s.name for s in config.steps]
         unknown = [s for s in steps if s not in names]
         if unknown:
             raise ConfigError(f"--step: no step named {', '.join(unknown)} in the config")
+        check_earlier_steps(config, registry, store, steps)
+    store.check_writable()
+    contexts = validate(config, registry, store)
+    names = [c.step.name for c in contexts]
     if rerun is not None and rerun not in names:
         raise ConfigError(
             f"--rerun: no step named '{rerun}' in the config{suggest(rerun, names)}; "
@@ -252,22 +188,26 @@ def run_pipeline(
     exec_opts = parse_options(
         executor.Options, config.executor_options, f"executor '{config.executor}'"
     )
-    with signals_as_interrupts():
+    with signals_as_interrupts(), reporting(progress):
         lease = RunLease(store, config.name).acquire(wait=wait, notice=progress.notice)
         try:
-            return _run_leased(
-                config,
-                store,
-                contexts,
-                executor,
-                exec_opts,
-                progress,
-                lease,
-                steps=steps,
-                rerun=rerun,
-                allow_plugin_change=allow_plugin_change,
-                limits=limits,
-            )
+            with ExecutorSession(executor, exec_opts) as session:
+                return _run_leased(
+                    config,
+                    store,
+                    contexts,
+                    session,
+                    progress,
+                    lease,
+                    steps=steps,
+                    rerun=rerun,
+                    allow_plugin_change=allow_plugin_change,
+                    limits=limits,
+                )
+        except StoreError as exc:
+            if steps and exc.context.get("missing") == "result":
+                raise left_out(exc, config, store, steps) from None
+            raise
         finally:
             lease.release()
 
@@ -296,8 +236,7 @@ def _run_leased(
     config: RunConfig,
     store: Store,
     contexts: list[StepContext],
-    executor: Any,
-    exec_opts: Any,
+    session: ExecutorSession,
     progress: Progress,
     lease: RunLease,
     *,
@@ -357,8 +296,7 @@ def _run_leased(
                 _run_step(
                     ctx,
                     store,
-                    executor,
-                    exec_opts,
+                    session,
                     progress,
                     lease=lease,
                     allow_plugin_change=allow_plugin_change,
@@ -382,6 +320,39 @@ def _run_leased(
         {"status": "complete" if all_done else "partial", "finished": _now(), "error": ""},
     )
     return report
+
+
+def _summary_attrs(
+    ctx: StepContext, before: dict[str, Any], attrs: dict[str, Any]
+) -> dict[str, Any]:
+    """The attrs a probe's ``finalize`` returned that are new or changed, to add to its
+    step's (``ds.assign(...)`` returns every stored attr: unchanged ones are ignored);
+    changing a key the engine wrote (status, provenance, config ...) is refused."""
+    from .store.layout import _jsonable_attrs
+
+    stored = _jsonable_attrs(dict(before))
+    given = _jsonable_attrs(dict(attrs))
+    attrs = {k: v for k, v in given.items() if k not in stored or stored[k] != v}
+    owned = {
+        "probe",
+        "step",
+        "run",
+        "status",
+        "step_config",
+        "config",
+        "started",
+        "finished",
+        "cell_dims",
+        "static_vars",
+        "summary_vars",
+    }
+    clash = sorted(set(attrs) & owned)
+    if clash:
+        raise PluginError(
+            f"probe '{ctx.probe.name}': finalize returned attrs {clash}, which belong to the "
+            "engine; return the probe's own facts under other names"
+        )
+    return dict(attrs)
 
 
 def _stopped_status(exc: BaseException) -> str:
@@ -449,8 +420,7 @@ def _check_plugins(
 def _run_step(
     ctx: StepContext,
     store: Store,
-    executor: Any,
-    exec_opts: Any,
+    session: ExecutorSession,
     progress: Progress,
     *,
     lease: RunLease | None = None,
@@ -524,7 +494,7 @@ def _run_step(
 
     try:
         runtime = StepRuntime(ctx, store)
-        job = CellJob.make(store, ctx.config, name)
+        job = CellJob.make(store, ctx.config, name, ctx.registry)
         job.install(runtime)
         status = store.cell_status(run, name)
         shape = status.shape
@@ -545,17 +515,17 @@ def _run_step(
                 lease.check()
 
         try:
-            executor.run(exec_opts, job, units, on_done)
+            session.run(job, units, on_done)
         finally:
             job.forget()
-        status = store.cell_status(run, name)
-        left = int(np.sum(status == STATUS_PENDING))
+        counts = cell_counts(store.cell_status(run, name))
+        left = counts.pending
         if left:
             raise LossAtlasError(
                 f"step '{name}': {left} cell(s) did not finish; run the same command again "
                 "to resume them"
             )
-        rep.nonfinite = int(np.sum(status == STATUS_NONFINITE))
+        rep.nonfinite = counts.nonfinite
         ds = store.open_step(run, name)
         with blame(f"step '{name}': probe '{ctx.probe.name}' (finalize)"):
             extra = ctx.probe.finalize(ctx.options, ctx, ds)
@@ -568,6 +538,9 @@ def _run_step(
             if len(extra.data_vars):
                 # consolidated by the step's last attrs, just below
                 store.write_summary(run, name, extra, consolidate=False)
+            changed = _summary_attrs(ctx, ds.attrs, extra.attrs) if extra.attrs else {}
+            if changed:
+                store.set_step_attrs(run, name, changed)
     except BaseException as exc:
         with contextlib.suppress(Exception):  # never mask the error itself
             store.set_step_attrs(

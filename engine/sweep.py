@@ -20,6 +20,7 @@ from .components import Cell
 from .config import RunConfig, parse_config
 from .context import StepContext, blame, derive_seed
 from .errors import PluginError
+from .registry import Registry
 from .store import STATUS_DONE, STATUS_NONFINITE, STATUS_VAR, Store
 
 __all__ = ["CellJob", "StepRuntime", "cell_seed", "rows_per_cell"]
@@ -252,16 +253,32 @@ def _to_numpy(value: Any) -> Any:
 
 
 _RUNTIMES: dict[tuple[str, str, str], StepRuntime] = {}
+_REGISTRIES: dict[str, Registry] = {}
 _LOCK = threading.Lock()
+
+
+def _registry(spec: str) -> Registry:
+    """The registry a job's ``plugins`` spec describes, built once per process."""
+    if spec not in _REGISTRIES:
+        from .plugin_transport import registry_from_spec
+
+        _REGISTRIES[spec] = registry_from_spec(spec)
+    return _REGISTRIES[spec]
 
 
 @dataclass(frozen=True)
 class CellJob:
-    """A picklable handle that computes and writes cells of one step."""
+    """A picklable handle that computes and writes cells of one step.
+
+    ``plugins`` says how a worker rebuilds the driver's registry
+    (:meth:`Registry.worker_spec`: the in-process plugins by import path or by value);
+    empty for the default registry of installed plugins.
+    """
 
     store_path: str
     config_json: str
     step: str
+    plugins: str = ""
 
     def key(self) -> tuple[str, str, str]:
         return (self.store_path, self.config_json, self.step)
@@ -270,12 +287,10 @@ class CellJob:
         with _LOCK:
             rt = _RUNTIMES.get(self.key())
             if rt is None:
-                from .registry import make_registry
-
                 data = json.loads(self.config_json)
                 config = parse_config(data["config"], source=data["source"])
                 store = Store(self.store_path)
-                ctx = StepContext(make_registry(), config, config.step(self.step), store)
+                ctx = StepContext(_registry(self.plugins), config, config.step(self.step), store)
                 rt = StepRuntime(ctx, store)
                 _RUNTIMES[self.key()] = rt
             return rt
@@ -284,10 +299,13 @@ class CellJob:
         return self.runtime().run_cell(index)
 
     @staticmethod
-    def make(store: Store, config: RunConfig, step: str) -> CellJob:
+    def make(
+        store: Store, config: RunConfig, step: str, registry: Registry | None = None
+    ) -> CellJob:
         payload = json.dumps({"config": config.to_dict(), "source": config.source}, sort_keys=True)
+        plugins = registry.worker_spec() if registry is not None else ""
         # An absolute path: a worker may run in another directory.
-        return CellJob(str(store.path.absolute()), payload, step)
+        return CellJob(str(store.path.absolute()), payload, step, plugins)
 
     def install(self, runtime: StepRuntime) -> None:
         """Give this process's cache a runtime built already (the driver's own)."""

@@ -31,6 +31,10 @@ from click.testing import CliRunner, Result
 
 from lossatlas.engine import Registry, make_registry
 
+#: lossatlas's own pytest fixtures (lossatlas_run, lossatlas_registry, lossatlas_context),
+#: as a plugin author's conftest.py loads them.
+pytest_plugins = ["lossatlas.testing"]
+
 TINY: dict[str, Any] = {
     "name": "tiny",
     "seed": 0,

@@ -392,3 +392,41 @@ def test_probe_result_carries_cf_metadata(
         assert labels == ["init → train", "init:1 → train"]
         picked = ds.set_xindex("pair_label").sel(pair_label="init:1 → train")
         assert int(picked["pair"]) == 1
+
+
+@pytest.mark.parametrize("probe", PROBES)
+def test_probe_figure_is_publication_ready(
+    probe: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every colour bar of every probe's figure says what it shows (a label), the
+    figure's PDF embeds TrueType (Type 42) fonts, never Type 3, and a probe's own report
+    section is HTML a self-contained page can hold."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from lossatlas.engine.plotting import result_figure
+    from lossatlas.engine.style import use_style
+
+    store, config = stored_result(probe, tmp_path_factory)
+    group = f"{probe}/{config.steps[-1].name}"
+    ds = Store(str(store)).open_step(probe, config.steps[-1].name).load()
+    with use_style():
+        fig = result_figure({group: ds}, _REGISTRY, {"logy": True})
+        try:
+            bars = [ax._colorbar for ax in fig.axes if getattr(ax, "_colorbar", None)]
+            for cb in bars:
+                label = cb.ax.get_ylabel() if cb.orientation == "vertical" else cb.ax.get_xlabel()
+                assert label.strip(), f"{probe}: a colour bar without a label"
+            buf = io.BytesIO()
+            fig.savefig(buf, format="pdf")
+        finally:
+            plt.close(fig)
+    pdf = buf.getvalue()
+    assert b"/Type3" not in pdf, f"{probe}: Type 3 fonts in the PDF"
+    assert b"/FontFile2" in pdf, f"{probe}: no embedded TrueType font"
+    # the probe's own report section, where it has one, fits a self-contained page
+    from lossatlas.engine.html import check_fragment
+
+    own = _REGISTRY.get("probe", probe).report_html(ds)
+    assert own is None or check_fragment(own) == [], (probe, check_fragment(own or ""))

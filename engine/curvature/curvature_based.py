@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..progress import task as progress_task
 from .probes import TraceEstimate, random_probes, running_mean_and_stderr
 
 __all__ = ["LossAt", "curvature_trace", "directional_curvatures"]
@@ -52,6 +53,7 @@ def directional_curvatures(
     x = x.reshape(1, 1, -1)
     t = torch.as_tensor(s * epsilon, dtype=x.dtype, device=x.device).reshape(1, -1, 1)
     curv, rms = [], []
+    bar = progress_task("curvature fits", directions.shape[0], "direction")
     for i in range(0, directions.shape[0], chunk):
         V = directions[i : i + chunk].to(x.device, x.dtype)
         points = (x + t * V[:, None, :]).reshape(-1, x.shape[-1])
@@ -60,6 +62,8 @@ def directional_curvatures(
         fit = coef @ A.T
         curv.append(2.0 * coef[:, 2] / epsilon**2)
         rms.append(np.sqrt(np.mean((y - fit) ** 2, axis=1)))
+        bar.update(i + V.shape[0])
+    bar.close()
     return np.concatenate(curv), np.concatenate(rms)
 
 

@@ -7,6 +7,7 @@ import time
 import torch
 
 from ..errors import ConfigError
+from ..progress import task as progress_task
 from .operator import HVP, resolve_hvp_target
 from .probes import Distribution, TraceEstimate, random_probes, running_mean_and_stderr
 
@@ -58,10 +59,13 @@ def hutchinson_trace(
         probes = probes.reshape(-1, D).to(torch_device, torch_dtype)
         distribution = "given"  # type: ignore[assignment]
     samples = []
+    bar = progress_task("Hutchinson", probes.shape[0], "HVP")
     for i in range(0, probes.shape[0], batch_size):
         Z = probes[i : i + batch_size]
         HZ = hvp(Z)
         samples.append((Z.double() * HZ.double()).sum(dim=1).cpu())
+        bar.update(i + Z.shape[0])
+    bar.close()
     s = torch.cat(samples).numpy()
     running, stderr = running_mean_and_stderr(s)
     return TraceEstimate(

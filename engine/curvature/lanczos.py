@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ShapeError
+from ..progress import task as progress_task
 from .classify import Shape, classify_extremes, default_flat_tol
 from .operator import HVP, resolve_hvp_target
 
@@ -211,10 +212,13 @@ class _Problem:
             D = self.D
             block = max(1, min(D, 256))
             H = np.empty((D, D))
+            bar = progress_task("dense Hessian", D, "HVP")
             for i in range(0, D, block):
                 eye = torch.zeros(min(block, D - i), D, dtype=torch.float64, device=self.device)
                 eye[torch.arange(eye.shape[0]), torch.arange(i, i + eye.shape[0])] = 1.0
                 H[i : i + eye.shape[0]] = self.apply(eye).cpu().numpy()
+                bar.update(i + eye.shape[0])
+            bar.close()
             if not np.all(np.isfinite(H)):
                 raise ConfigError("the Hessian holds NaN/inf values here (a diverged point?)")
             H = 0.5 * (H + H.T)
@@ -264,11 +268,13 @@ def _lanczos(
     scale = abs(shift)
     start_hvp = prob.n_hvp
     exhausted = False  # the whole space is spanned (j + 1 == D)
+    bar = progress_task("Lanczos", max_hvp, "HVP", bound=True)
     while True:
         size = kept
         beta = 0.0
         for j in range(kept, m):
             w = prob.apply(V[j : j + 1])[0]
+            bar.update(prob.n_hvp - start_hvp, restarts=restarts)
             if shift:
                 w = w - shift * V[j]
             h = V[: j + 1] @ w
@@ -306,7 +312,9 @@ def _lanczos(
         wanted = _select(theta, k, which)
         done = bool(np.all(res[wanted] <= tol * scale))
         out_of_budget = prob.n_hvp - start_hvp >= max_hvp or restarts >= max_restarts
+        bar.update(residual=f"{float(np.max(res[wanted])) / (tol * scale or 1.0):.2g}× tol")
         if done or out_of_budget or exhausted or size >= D:
+            bar.close()
             Y = torch.as_tensor(S[:, wanted].T, device=dev) @ V[:size]
             converged = done or exhausted or size >= D
             return theta[wanted], Y, res[wanted], converged, restarts, scale

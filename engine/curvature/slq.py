@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..progress import task as progress_task
 from .operator import HVP, resolve_hvp_target
 from .probes import Distribution, random_probes
 
@@ -74,10 +75,12 @@ def lanczos_tridiagonal(
     active = torch.ones(n, dtype=torch.bool, device=device)
     scale = torch.zeros(n, dtype=torch.float64, device=device)
     n_hvp = 0
+    bar = progress_task("SLQ Lanczos", m, "iteration")
     for j in range(m):
         Q[:, j] = q
         w = hvp(q.to(dtype)).to(torch.float64)
         n_hvp += n
+        bar.update(j + 1, HVPs=n_hvp)
         alpha[:, j] = (w * q).sum(dim=1)
         for _ in range(2):  # full reorthogonalisation, twice is enough
             coef = torch.einsum("nkd,nd->nk", Q[:, : j + 1], w)
@@ -93,6 +96,7 @@ def lanczos_tridiagonal(
         q = torch.where(active[:, None], w / b.clamp_min(1e-300)[:, None], torch.zeros_like(w))
         if not bool(active.any()):
             break
+    bar.close()
     return alpha.cpu().numpy(), beta.cpu().numpy(), steps.cpu().numpy(), n_hvp
 
 

@@ -26,6 +26,7 @@ from torch.func import functional_call, grad, jvp, vmap
 from ..components import DataBundle, Split
 from ..errors import ConfigError, ShapeError
 from ..losses import Loss, default_loss
+from .checks import check_loss, check_shapes, check_targets
 from .fastpath import CHECK_SAMPLES, EvaluationPath, MLPFastPath, confirm, plan_stack
 from .layout import ParamLayout, tensor_aliases
 
@@ -169,83 +170,14 @@ class Objective:
 
     def _check_targets(self) -> None:
         """Class labels must be integers in [0, n_outputs)."""
-        if self.task != "classification":
-            return
-        for name, s in self.splits.items():
-            t = s.targets
-            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-                raise ShapeError(
-                    f"the {name} split's class labels are {t.dtype}, not integers; "
-                    "give int64 labels 0 … n_outputs−1"
-                )
-            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.n_outputs):
-                raise ShapeError(
-                    f"the {name} split has class labels from {int(t.min())} to {int(t.max())} "
-                    f"but the data set declares n_outputs={self.n_outputs}; labels must lie "
-                    f"in 0 … {self.n_outputs - 1} (set n_outputs to the number of classes)"
-                )
+        check_targets(self)
 
     def _check_shapes(self) -> None:
-        sample, tsample = self._head("train", 2)
-        try:
-            with torch.no_grad():
-                out = self._forward(self.x0, sample)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise ShapeError(
-                f"the model cannot take the data set's inputs of shape "
-                f"{tuple(sample.shape[1:])}: {first}"
-            ) from None
-        if not isinstance(out, torch.Tensor):
-            raise ShapeError(
-                f"the model returns a {type(out).__name__} per batch, not a tensor of outputs"
-            )
-        want = (sample.shape[0], self.n_outputs)
-        got = tuple(out.shape)
-        ok = got == want or (
-            self.task == "regression" and self.n_outputs == 1 and got == (sample.shape[0],)
-        )
-        if not ok:
-            what = "classes" if self.task == "classification" else "outputs"
-            raise ShapeError(
-                f"the model gives outputs of shape {got[1:]} per sample but the data set "
-                f"has {self.n_outputs} {what}; set the model's output size to {self.n_outputs}"
-            )
-        self._check_loss(out.detach(), tsample)
+        check_shapes(self)
 
     def _check_loss(self, out: torch.Tensor, targets: torch.Tensor) -> None:
         """The loss returns what its reduction says, and depends on the outputs."""
-        loss = self.loss_fn
-        where = f"loss '{loss.name}'"
-        o = out.clone().requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                value = loss.fn(o, targets)
-        except Exception as exc:
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise ShapeError(
-                f"{where} fails on the model's outputs {tuple(out.shape)} and targets "
-                f"{tuple(targets.shape)}: {type(exc).__name__}: {first}"
-            ) from None
-        if not isinstance(value, torch.Tensor):
-            raise ShapeError(f"{where} returned a {type(value).__name__}, not a torch tensor")
-        want = (out.shape[0],) if loss.reduction == "none" else ()
-        if tuple(value.shape) != want:
-            hint = (
-                "one value per sample" if loss.reduction == "none" else "a scalar (its reduction)"
-            )
-            raise ShapeError(
-                f"{where} returned shape {tuple(value.shape)} for a batch of {out.shape[0]} "
-                f"samples but its reduction '{loss.reduction}' means {hint}; set its reduction "
-                "to what the function returns ('none', 'mean' or 'sum')"
-            )
-        if not value.is_floating_point():
-            raise ShapeError(f"{where} returned {value.dtype} values, not floating point")
-        if not value.requires_grad:
-            raise ShapeError(
-                f"{where} does not depend differentiably on the model's outputs (does it "
-                "call .item(), .detach() or numpy?); write it in torch operations"
-            )
+        check_loss(self, out, targets)
 
     def _measure_activations(self) -> int:
         """Numbers of activation values one sample produces (for chunking)."""
@@ -732,6 +664,9 @@ class Objective:
         return out
 
     def metric_names(self) -> list[str]:
+        """The metrics :meth:`evaluate` returns: ``["loss", "accuracy"]`` for
+        classification, ``["loss"]`` for regression (:func:`~lossatlas.engine.
+        metric_variables` declares the matching result variables)."""
         return ["loss", "accuracy"] if self.task == "classification" else ["loss"]
 
     def function(self, split: SplitName = "train") -> Callable[[torch.Tensor], torch.Tensor]:

@@ -39,6 +39,7 @@ import zarr
 
 from ..components import Plan
 from ..errors import PluginError, StoreError
+from .attrs import _encoded_fill_attrs, _fill, _jsonable_attrs, _same, compressors
 from .cf import CONVENTIONS, cf_attrs
 
 __all__ = [
@@ -104,37 +105,6 @@ STATUS_ATTRS = {
     "flag_values": [STATUS_PENDING, STATUS_DONE, STATUS_NONFINITE],
     "flag_meanings": "not_run done done_with_nonfinite_values",
 }
-
-
-def _fill(dtype: str) -> Any:
-    kind = np.dtype(dtype).kind
-    if kind == "f":
-        return np.nan
-    if kind in "iu":
-        return -1 if kind == "i" else 0
-    if kind == "b":
-        return False
-    return None
-
-
-def compressors() -> tuple[Any, ...]:
-    """Zstd, then a crc32c checksum of the compressed chunk (verified on every read)."""
-    from zarr.codecs import Crc32cCodec, ZstdCodec
-
-    return (ZstdCodec(level=0), Crc32cCodec())
-
-
-def _encoded_fill_attrs(dtype: str, fill: Any) -> dict[str, Any]:
-    """The attrs xarray writes for a variable of ``dtype`` with ``_FillValue`` ``fill``
-    (so an array made with zarr directly reads back exactly as xarray's own would)."""
-    from zarr.storage import MemoryStore
-
-    mem = MemoryStore()
-    v = xr.Variable(("x",), np.full((1,), fill, dtype=dtype))
-    xr.Dataset({"v": v}).to_zarr(
-        mem, mode="w-", consolidated=False, encoding={"v": {"_FillValue": fill}}
-    )
-    return dict(zarr.open_array(mem, path="v").attrs)
 
 
 class Store:
@@ -677,7 +647,12 @@ class Store:
         results larger than memory; importing ``dask.array`` costs 1.3 s, which the
         engine's own reads (finalize, point references, summaries) do not pay."""
         if not self.step_ready(run, step):
-            raise StoreError(f"store '{self.path}' has no result for step '{step}' of run '{run}'")
+            raise StoreError(
+                f"store '{self.path}' has no result for step '{step}' of run '{run}'",
+                run=run,
+                step=step,
+                missing="result",
+            )
         return xr.open_dataset(
             str(self.path),
             engine="zarr",
@@ -705,50 +680,3 @@ class Store:
         for parent in (folder.parent, folder.parent.parent):
             with contextlib.suppress(OSError):
                 parent.rmdir()  # only if empty
-
-
-def _same(a: xr.Variable, b: xr.Variable) -> bool:
-    """Whether two variables hold the same values (NaN equal to NaN)."""
-    if a.dims != b.dims or a.shape != b.shape:
-        return False
-    name_a = getattr(a.data, "name", None)
-    name_b = getattr(b.data, "name", None)
-    if name_a is not None and name_a == name_b:  # the same dask array
-        return True
-    x, y = np.asarray(a.values), np.asarray(b.values)
-    if x.dtype.kind in "fc" or y.dtype.kind in "fc":
-        try:
-            return bool(np.array_equal(x, y, equal_nan=True))
-        except TypeError:
-            return bool(np.array_equal(x, y))
-    return bool(np.array_equal(x, y))
-
-
-def _jsonable_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in attrs.items():
-        if isinstance(v, (np.integer,)):
-            v = int(v)
-        elif isinstance(v, (np.floating,)):
-            v = float(v)
-        elif isinstance(v, np.ndarray):
-            v = v.tolist()
-        try:
-            json.dumps(v)
-        except TypeError:
-            v = str(v)
-        if isinstance(v, bool):
-            v = int(v)
-        elif isinstance(v, dict) or (isinstance(v, list) and not _flat(v)):
-            # netCDF takes strings, numbers and flat arrays of one kind: a table or a
-            # nested list is kept as its JSON text (json.loads gives it back)
-            v = json.dumps(v, ensure_ascii=False)
-        out[k] = v
-    return out
-
-
-def _flat(items: list[Any]) -> bool:
-    """A list netCDF stores as an array: all strings, or all numbers (not bools)."""
-    if all(isinstance(x, str) for x in items):
-        return True
-    return all(isinstance(x, int | float) and not isinstance(x, bool) for x in items)

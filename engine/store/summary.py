@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-
-from .layout import STATUS_NONFINITE, STATUS_VAR, Store
+from .cells import cell_counts
+from .layout import STATUS_VAR, Store
 from .lease import lease_state
 
 __all__ = ["store_summary"]
@@ -77,9 +76,9 @@ def _step_summary(store: Store, run: str, step: str) -> dict[str, Any]:
     try:
         status = store.cell_status(run, step)
         cells = {
-            "done": int(np.sum(status > 0)),
+            "done": cell_counts(status).done,
             "total": int(status.size),
-            "nonfinite": int(np.sum(status == STATUS_NONFINITE)),
+            "nonfinite": cell_counts(status).nonfinite,
         }
     except Exception as exc:  # a damaged status: say so, keep going
         cells = {"error": f"{type(exc).__name__}: {exc}"}

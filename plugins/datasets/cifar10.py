@@ -146,7 +146,7 @@ class CIFAR10Options:
             raise ValueError(f"option 'batches' must list numbers in 1..5, got {self.batches}")
 
 
-class CIFAR10(DatasetPlugin):
+class CIFAR10(DatasetPlugin[CIFAR10Options]):
     name = "cifar10"
     summary = "CIFAR-10 from the local python batches; (N, 3, 32, 32) images, 10 classes"
     Options = CIFAR10Options

@@ -30,7 +30,7 @@ class DeepLinearDataOptions:
             raise ValueError("options 'dim' and 'samples' must be at least 1")
 
 
-class DeepLinearData(DatasetPlugin):
+class DeepLinearData(DatasetPlugin[DeepLinearDataOptions]):
     name = "deep-linear"
     summary = "identity-map regression for the deep linear toy (x = y = 1 by default)"
     Options = DeepLinearDataOptions

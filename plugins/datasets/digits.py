@@ -58,7 +58,7 @@ class DigitsOptions:
             raise ValueError(f"option 'limit' must be 0 (all) or at least 2, got {self.limit}")
 
 
-class Digits(DatasetPlugin):
+class Digits(DatasetPlugin[DigitsOptions]):
     name = "digits"
     summary = "scikit-learn's bundled 8x8 handwritten digits (1797 samples, 10 classes)"
     Options = DigitsOptions

@@ -106,7 +106,7 @@ class TensorsOptions:
             raise ValueError(f"option 'limit' must be ≥ 0, got {self.limit}")
 
 
-class Tensors(DatasetPlugin):
+class Tensors(DatasetPlugin[TensorsOptions]):
     name = "tensors"
     summary = "your own arrays from a .npz or .pt file (inputs/targets by name)"
     Options = TensorsOptions

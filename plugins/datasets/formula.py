@@ -247,7 +247,7 @@ def _inputs(n: int, low: float, high: float, grid: bool, rng: np.random.Generato
     return np.sort(rng.uniform(low, high, size=n))
 
 
-class Formula(DatasetPlugin):
+class Formula(DatasetPlugin[FormulaOptions]):
     """y = f(x) + noise on [low, high]; inputs (N, 1), targets (N, 1), regression."""
 
     name = "formula"

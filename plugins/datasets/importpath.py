@@ -166,7 +166,7 @@ class PythonDataOptions:
             raise ValueError(f"option 'validation' must be in (0, 1), got {self.validation}")
 
 
-class PythonData(DatasetPlugin):
+class PythonData(DatasetPlugin[PythonDataOptions]):
     name = "python"
     summary = "your own data from a Python function given by import path 'module:function'"
     Options = PythonDataOptions

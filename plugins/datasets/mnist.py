@@ -168,7 +168,7 @@ def _images_and_labels(root: Path, split: str, where: str) -> tuple[np.ndarray, 
     return images, labels.astype(np.int64)
 
 
-class MNIST(DatasetPlugin):
+class MNIST(DatasetPlugin[MNISTOptions]):
     name = "mnist"
     summary = "MNIST (or Fashion-MNIST) from local IDX files; 28x28 images, 10 classes"
     Options = MNISTOptions

@@ -124,7 +124,7 @@ class MNIST1DOptions:
             raise ValueError(f"option 'stretch' must be < 1, got {self.stretch}")
 
 
-class MNIST1D(DatasetPlugin):
+class MNIST1D(DatasetPlugin[MNIST1DOptions]):
     name = "mnist1d"
     summary = "MNIST-1D-style 1-D signals (10 classes, length 40), generated from the seed"
     Options = MNIST1DOptions

@@ -56,7 +56,7 @@ class PermutationOptions:
             )
 
 
-class Permutation(DatasetPlugin):
+class Permutation(DatasetPlugin[PermutationOptions]):
     name = "permutation"
     summary = "three points in R² mapped onto each other (Freeman & Bruna App. E)"
     Options = PermutationOptions

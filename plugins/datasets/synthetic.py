@@ -72,7 +72,7 @@ class BlobsOptions:
             raise ValueError(f"option 'cluster_std' must be positive, got {self.cluster_std}")
 
 
-class Blobs(DatasetPlugin):
+class Blobs(DatasetPlugin[BlobsOptions]):
     name = "blobs"
     summary = "Gaussian clusters from sklearn.datasets.make_blobs (generated from the seed)"
     Options = BlobsOptions
@@ -114,7 +114,7 @@ class MoonsOptions:
             raise ValueError(f"option 'noise' must be ≥ 0, got {self.noise}")
 
 
-class Moons(DatasetPlugin):
+class Moons(DatasetPlugin[MoonsOptions]):
     name = "moons"
     summary = "two interleaving half circles from sklearn.datasets.make_moons (2 classes)"
     Options = MoonsOptions

@@ -1,12 +1,14 @@
 """The Dask executor: the cells of a sweep as tasks on a ``dask.distributed`` cluster.
 
 ``--executor dask`` starts a ``LocalCluster`` on this machine (loopback only, one
-process per worker, one thread per worker, torch's threads set to match) and closes it
-when the step ends; ``--executor dask --address tcp://HOST:PORT`` sends the cells to a
-cluster that is already running (see docs/scale-out.md).
+process per worker, one thread per worker, torch's threads set to match) once per
+pipeline (:meth:`DaskExecutor.session`: every step's cells go to the same cluster) and
+closes it after the last step; ``--executor dask -E address=tcp://HOST:PORT`` sends the
+cells to a cluster that is already running (see docs/scale-out.md).
 
 Nothing but strings travels: a task is a :class:`~lossatlas.engine.sweep.CellJob`
-(store path, config JSON, step name) and a block of cell indices. The worker rebuilds
+(store path, config JSON, step name, the in-process plugins by import path or by value)
+and a block of cell indices. The worker rebuilds
 the model, the data and the probe from the config (once per worker, then cached),
 computes each cell with the cell's own seed, writes it into the chunks it alone owns and
 sets its ``cell_status``. Writing is idempotent, so a task that Dask runs again after a
@@ -177,7 +179,7 @@ def _connect(distributed: Any, options: DaskOptions) -> Any:
         ) from None
 
 
-class DaskExecutor(Executor):
+class DaskExecutor(Executor[DaskOptions]):
     name = "dask"
     summary = "runs cells as tasks on a Dask cluster (a LocalCluster, or --address)"
     Options = DaskOptions
@@ -218,15 +220,25 @@ class DaskExecutor(Executor):
             client = _connect(distributed, options)
             client.close()
 
+    @contextmanager
+    def session(self, options: DaskOptions) -> Iterator[Any]:
+        """One client (and LocalCluster) for every step of a pipeline."""
+        with self.client(options) as client:
+            yield client
+
     def run(
         self,
         options: DaskOptions,
         job: Callable[[tuple[int, ...]], int],
         cells: Iterable[tuple[int, ...]],
         on_done: Callable[[tuple[int, ...], int], None],
+        session: Any = None,
     ) -> None:
         cells = [tuple(c) for c in cells]
         if not cells:
+            return
+        if session is not None:
+            self.run_on(session, options, job, cells, on_done)
             return
         with self.client(options) as client:
             self.run_on(client, options, job, cells, on_done)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from lossatlas.engine import Executor, NoOptions
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(Executor[NoOptions]):
     name = "local"
     summary = "runs the cells one after another in this process (the default)"
     Options = NoOptions
@@ -18,6 +18,7 @@ class LocalExecutor(Executor):
         job: Callable[[tuple[int, ...]], int],
         cells: Iterable[tuple[int, ...]],
         on_done: Callable[[tuple[int, ...], int], None],
+        session: object = None,
     ) -> None:
         for index in cells:
             on_done(index, job(index))

@@ -41,7 +41,7 @@ def _smoothed(outputs: torch.Tensor, targets: torch.Tensor, smoothing: float) ->
     return F.cross_entropy(outputs, targets, reduction="none", label_smoothing=smoothing)
 
 
-class LabelSmoothingLoss(LossPlugin):
+class LabelSmoothingLoss(LossPlugin[LabelSmoothingOptions]):
     name = "label-smoothing"
     summary = "cross-entropy against label-smoothed targets (1 − ε on the label, ε/C on all)"
     Options = LabelSmoothingOptions

@@ -50,7 +50,7 @@ class PythonLossOptions:
         check_import_path(self.function, "function")
 
 
-class PythonLoss(LossPlugin):
+class PythonLoss(LossPlugin[PythonLossOptions]):
     name = "python"
     summary = "your own loss fn(outputs, targets) by import path 'module:function'"
     Options = PythonLossOptions

@@ -65,7 +65,7 @@ def _huber(outputs: torch.Tensor, targets: torch.Tensor, delta: float) -> torch.
     return per_sample_mean(torch.where(e <= delta, quadratic, linear))
 
 
-class HuberLoss(LossPlugin):
+class HuberLoss(LossPlugin[HuberOptions]):
     name = "huber"
     summary = "Huber loss: squared error near 0, absolute error beyond δ"
     Options = HuberOptions

@@ -136,7 +136,7 @@ class CNNOptions:
             raise ValueError(f"option 'input_shape' must be positive, got {self.input_shape}")
 
 
-class CNNModel(ModelPlugin):
+class CNNModel(ModelPlugin[CNNOptions]):
     name = "cnn"
     summary = "small CNN: (conv-activation-maxpool) x k, then linear; 1-D or 2-D from the data"
     Options = CNNOptions

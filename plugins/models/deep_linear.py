@@ -66,7 +66,7 @@ class DeepLinearOptions:
             raise ValueError(f"option 'init_scale' must be ≥ 0, got {self.init_scale}")
 
 
-class DeepLinearModel(ModelPlugin):
+class DeepLinearModel(ModelPlugin[DeepLinearOptions]):
     name = "deep-linear"
     summary = "deep factored linear model y = W_L⋯W_1 x (seed 003's w1·w2 toy by default)"
     Options = DeepLinearOptions

@@ -64,7 +64,7 @@ class PythonModelOptions:
             raise ValueError(f"option 'bn_samples' must be ≥ 0, got {self.bn_samples}")
 
 
-class PythonModel(ModelPlugin):
+class PythonModel(ModelPlugin[PythonModelOptions]):
     name = "python"
     summary = "your own torch.nn.Module from a factory given by import path 'module:factory'"
     Options = PythonModelOptions

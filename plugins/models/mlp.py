@@ -114,7 +114,7 @@ class MLPOptions:
             )
 
 
-class MLPModel(ModelPlugin):
+class MLPModel(ModelPlugin[MLPOptions]):
     name = "mlp"
     summary = (
         "multilayer perceptron: widths, depth, relu/tanh/sigmoid, output activation, "

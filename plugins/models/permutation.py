@@ -71,7 +71,7 @@ def fit(model: nn.Module, data: DataBundle, steps: int, lr: float) -> float:
     return final
 
 
-class PermutationNet(ModelPlugin):
+class PermutationNet(ModelPlugin[PermutationNetOptions]):
     name = "permutation"
     summary = "2-3-2 ReLU net of Freeman & Bruna App. E, fitted to the data when built"
     Options = PermutationNetOptions

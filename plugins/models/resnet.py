@@ -346,7 +346,7 @@ class ResNetOptions:
             raise ValueError(f"option 'bn_samples' must be ≥ 0, got {self.bn_samples}")
 
 
-class ResNetModel(ModelPlugin):
+class ResNetModel(ModelPlugin[ResNetOptions]):
     name = "resnet"
     summary = "CIFAR ResNet-(6n+2) of He et al. 2016; skip/no-skip (Li et al. 2018), BN on/off"
     Options = ResNetOptions

@@ -45,7 +45,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, PathSummary, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    PathSummary,
+    Plan,
+    PointRef,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+)
 
 from .git_rebasin import (
     PermutationSpec,
@@ -58,7 +68,6 @@ from .git_rebasin import (
 )
 from .interpolation import (
     _bn_modules,
-    _earlier_steps,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -86,15 +95,15 @@ class AlignOptions:
         },
     )
     max_iter: int = field(
-        default=100, metadata={"doc": "weight matching: most passes over the groups"}
+        default=100, metadata={"ge": 1, "doc": "weight matching: most passes over the groups"}
     )
     samples: int = field(
         default=1024,
-        metadata={"doc": "activation matching: training inputs compared (all if fewer)"},
+        metadata={"ge": 1, "doc": "activation matching: training inputs compared (all if fewer)"},
     )
     check_samples: int = field(
         default=256,
-        metadata={"doc": "validation inputs on which π(θ_B) is checked against θ_B"},
+        metadata={"ge": 1, "doc": "validation inputs on which π(θ_B) is checked against θ_B"},
     )
     points: int = field(
         default=25,
@@ -109,17 +118,13 @@ class AlignOptions:
     )
 
     def validate(self) -> None:
-        if self.max_iter < 1:
-            raise ValueError(f"option 'max_iter' must be at least 1, got {self.max_iter}")
-        if self.samples < 1 or self.check_samples < 1:
-            raise ValueError("options 'samples' and 'check_samples' must be at least 1")
         if self.points < 0 or self.points == 1:
             raise ValueError(f"option 'points' must be 0 or at least 2, got {self.points}")
 
 
-def _spec(ctx: Any) -> PermutationSpec:
+def _spec(ctx: StepContext) -> PermutationSpec:
     """The model's permutation spec, traced once per context."""
-    cache = ctx.__dict__.setdefault("_probe_cache", {})
+    cache = ctx.cache
     key = ("align-spec", ctx.step.name)
     if key not in cache:
         obj = ctx.objective
@@ -147,7 +152,7 @@ def _unit_cosines(
     return out
 
 
-class Align(Probe):
+class Align(Probe[AlignOptions]):
     name = "align"
     summary = "Git Re-Basin: permute B's units to match A (weight or activation matching)"
     Options = AlignOptions
@@ -155,10 +160,7 @@ class Align(Probe):
 
     # --------------------------------------------------------------- checking
 
-    def check(self, options: AlignOptions, ctx: Any) -> None:
-        earlier = _earlier_steps(ctx)
-        for ref in (options.a, options.b):
-            ctx.check_ref(str(ref), earlier)
+    def check(self, options: AlignOptions, ctx: StepContext) -> None:
         spec = _spec(ctx)
         if spec.n_groups == 0:
             why = "; ".join(f"{lab}: {reason}" for lab, _n, reason in spec.fixed[:3])
@@ -175,7 +177,7 @@ class Align(Probe):
 
     # --------------------------------------------------------------- planning
 
-    def plan(self, options: AlignOptions, ctx: Any) -> Plan:
+    def plan(self, options: AlignOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         spec = _spec(ctx)
         G = spec.n_groups
@@ -282,7 +284,7 @@ class Align(Probe):
 
     # -------------------------------------------------------------- computing
 
-    def compute(self, options: AlignOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: AlignOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         spec = _spec(ctx)
         xa = ctx.resolve_point(options.a)
@@ -395,10 +397,10 @@ class Align(Probe):
                 )
             ax.set_xticks([0, 1])
             ax.set_xticklabels(["model A", "model B / π(B)"])
-            ax.set_ylabel("loss")
+            ax.set_ylabel(figures.quantity(ds, "train_loss", "loss"))
             if kwargs.get("logy"):
-                ax.set_yscale("log")
-            ax.legend(fontsize=7)
+                figures.log_axis(ax, "y")
+            ax.legend()
             ax.set_title("loss on the line between the models")
         ax = axes[-1]
         G = ds.sizes["group"]
@@ -412,11 +414,11 @@ class Align(Probe):
         ax.set_yticks(y)
         ax.set_yticklabels(
             [f"{lab} ({n})" for lab, n in zip(labels, sizes, strict=False)],
-            fontsize=6 if G > 12 else 8,
+            fontsize=7 if G > 12 else None,
         )
         ax.invert_yaxis()
         ax.set_xlabel("mean cosine similarity of matched units (A vs B)")
-        ax.legend(fontsize=7)
+        ax.legend()
         ax.set_title(
             f"{ds.attrs.get('method', 'weight')} matching: ‖θA − θB‖ "
             f"{float(ds['distance_before']):.4g} → {float(ds['distance_after']):.4g}; "

@@ -55,12 +55,14 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
     Variable,
+    figures,
+    progress,
 )
 
 from .interpolation import (
     _bn_modules,
-    _earlier_steps,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -95,15 +97,15 @@ class CurveOptions:
     )
     bends: int = field(
         default=1,
-        metadata={"doc": "trainable control points (1: the quadratic Bezier curve)"},
+        metadata={"ge": 1, "doc": "trainable control points (1: the quadratic Bezier curve)"},
     )
     optimizer: Literal["sgd", "adam"] = field(
         default="sgd", metadata={"doc": "'sgd' (with momentum, the peer's) or 'adam'"}
     )
-    lr: float = field(default=0.05, metadata={"doc": "initial learning rate"})
-    momentum: float = field(default=0.9, metadata={"doc": "SGD momentum"})
+    lr: float = field(default=0.05, metadata={"gt": 0, "doc": "initial learning rate"})
+    momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1, "doc": "SGD momentum"})
     weight_decay: float = field(
-        default=0.0, metadata={"doc": "the peer's ½·wd·‖φ(t)‖² added to each step's loss"}
+        default=0.0, metadata={"ge": 0, "doc": "the peer's ½·wd·‖φ(t)‖² added to each step's loss"}
     )
     lr_schedule: Literal["garipov", "constant"] = field(
         default="garipov",
@@ -112,10 +114,12 @@ class CurveOptions:
             "90%; 'constant'"
         },
     )
-    epochs: int = field(default=20, metadata={"doc": "passes over the train split"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
+    epochs: int = field(default=20, metadata={"ge": 0, "doc": "passes over the train split"})
+    batch_size: int = field(
+        default=64, metadata={"ge": 0, "doc": "mini-batch size (0: full batch)"}
+    )
     points: int = field(
-        default=61, metadata={"doc": "values of t evaluated on the curve and the chord"}
+        default=61, metadata={"ge": 2, "doc": "values of t evaluated on the curve and the chord"}
     )
     recompute_bn: bool = field(
         default=True,
@@ -127,16 +131,6 @@ class CurveOptions:
 
     def validate(self) -> None:
         validate_pairs(self.pairs, self.labels, "[w0, w1]")
-        if self.bends < 1:
-            raise ValueError(f"option 'bends' must be at least 1, got {self.bends}")
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"option 'momentum' must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0 or self.epochs < 0 or self.batch_size < 0:
-            raise ValueError("options 'weight_decay', 'epochs' and 'batch_size' must be ≥ 0")
-        if self.points < 2:
-            raise ValueError(f"option 'points' must be at least 2, got {self.points}")
 
 
 # --------------------------------------------------------------------- geometry
@@ -233,22 +227,21 @@ def train_curve(
     """Train the bends: each step draws t ~ U(0, 1) and a mini-batch (both from
     ``generator``) and descends L_batch(φ(t)) + ½·wd·‖φ(t)‖². Returns (control points
     (k+2, D), mean step loss per epoch, diverged)."""
-    from lossatlas.engine.training import minibatch_loss
+    from lossatlas.engine.training import OptimizerSpec, TrainingLoop, minibatch_loss
 
     k = options.bends
     frac = torch.arange(1, k + 1, dtype=w0.dtype, device=w0.device) / (k + 1)
-    bends = (w0.unsqueeze(0) + frac.unsqueeze(1) * (w1 - w0).unsqueeze(0)).clone()
-    bends.requires_grad_(True)
-    if options.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            [bends], lr=options.lr, momentum=options.momentum
-        )
-    else:
-        opt = torch.optim.Adam([bends], lr=options.lr)
+    start = w0.unsqueeze(0) + frac.unsqueeze(1) * (w1 - w0).unsqueeze(0)
+    # The bends are one member of the shared loop (their loss is a function of all).
+    momentum = options.momentum if options.optimizer == "sgd" else 0.0
+    loop = TrainingLoop([start], OptimizerSpec(options.optimizer, options.lr, momentum))
+    bends, opt = loop.params[0], loop.optimizer
     split = obj.splits["train"]
     n = len(split)
     size = n if options.batch_size in (0, None) else min(options.batch_size, n)
     history = np.full(options.epochs, np.nan)
+    per_epoch = -(-n // size)
+    bar = progress.task("curve training", options.epochs * per_epoch, "step")
     for epoch in range(options.epochs):
         lr = (
             garipov_lr(options.lr, epoch, options.epochs)
@@ -269,12 +262,14 @@ def train_curve(
                 loss = loss + 0.5 * options.weight_decay * (x * x).sum()
             if not torch.isfinite(loss):
                 return torch.cat([w0[None], bends.detach(), w1[None]]), history, True
-            opt.zero_grad(set_to_none=True)
+            loop.zero_grad()
             loss.backward()
-            opt.step()
+            loop.apply()
             total += float(loss.detach()) * int(idx.numel())
             count += int(idx.numel())
+            bar.update(advance=1, epoch=f"{epoch + 1}/{options.epochs}")
         history[epoch] = total / max(count, 1)
+    bar.close()
     control = torch.cat([w0[None], bends.detach(), w1[None]])
     return control, history, not bool(torch.isfinite(control).all())
 
@@ -282,17 +277,13 @@ def train_curve(
 # --------------------------------------------------------------------- the probe
 
 
-class Curve(Probe):
+class Curve(Probe[CurveOptions]):
     name = "curve"
     points = ()
     summary = "Garipov et al.: train a Bezier curve / polychain of low loss between two minima"
     Options = CurveOptions
 
-    def check(self, options: CurveOptions, ctx: Any) -> None:
-        earlier = _earlier_steps(ctx)
-        for pair in options.pairs:
-            for ref in pair:
-                ctx.check_ref(str(ref), earlier)
+    def check(self, options: CurveOptions, ctx: StepContext) -> None:
         if options.epochs == 0:
             raise ConfigError(
                 f"step '{ctx.step.name}': epochs = 0 trains no curve (its bends stay on "
@@ -302,7 +293,7 @@ class Curve(Probe):
     def labels(self, options: CurveOptions) -> list[str]:
         return list(options.labels) or [f"{a} → {b}" for a, b in options.pairs]
 
-    def plan(self, options: CurveOptions, ctx: Any) -> Plan:
+    def plan(self, options: CurveOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         t = np.linspace(0.0, 1.0, options.points)
         pt = ("pair", "t")
@@ -375,7 +366,7 @@ class Curve(Probe):
             },
         )
 
-    def compute(self, options: CurveOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: CurveOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         a, b = (str(r) for r in options.pairs[cell.index["pair"]])
         w0, w1 = ctx.resolve_point(a), ctx.resolve_point(b)
@@ -482,18 +473,18 @@ class Curve(Probe):
                 )
             axes[-1].plot(ds["epoch"].values, ds["epoch_loss"].isel(sel), "o-", ms=3, color=c)
         axes[0].set_xlabel("t")
-        axes[0].set_ylabel("loss (solid: train; dashed: validation; dotted: chord, train)")
-        axes[0].set_title("loss along the curve and the chord")
+        axes[0].set_ylabel(figures.quantity(ds, "train_loss", "loss"))
+        axes[0].set_title("loss (solid: train, dashed: validation, dotted: chord)")
         if kwargs.get("logy"):
-            axes[0].set_yscale("log")
-        axes[0].legend(fontsize=7)
+            figures.log_axis(axes[0], "y")
+        axes[0].legend()
         if has_acc:
             axes[1].set_xlabel("t")
             axes[1].set_ylabel("error")
             axes[1].set_title("error along the curve and the chord")
-            axes[1].legend(fontsize=7)
+            axes[1].legend()
         axes[-1].set_xlabel("epoch")
-        axes[-1].set_ylabel("mean step loss at random t")
+        axes[-1].set_ylabel(figures.quantity(ds, "train_loss", "mean step loss at random t"))
         axes[-1].set_title(
             "training of the bends; length / ‖w1 − w0‖ = "
             + ", ".join(f"{v:.3f}" for v in np.atleast_1d(ds["length_norm"].values)),

@@ -30,7 +30,6 @@ cell completes, the folder when the step does.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from collections.abc import Callable
@@ -46,10 +45,15 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
+    PlotOptions,
     PointRef,
     Probe,
+    StepContext,
     Variable,
+    figures,
     grid_estimate,
+    html_table,
+    progress,
 )
 
 from .dss_string import (
@@ -81,7 +85,11 @@ class DSSOptions:
     )
     thresholds: list[float] = field(
         default_factory=lambda: [0.1],
-        metadata={"doc": "loss levels L0 (absolute, in the loss's units); one cell each"},
+        metadata={
+            "gt": 0,
+            "min_items": 1,
+            "doc": "loss levels L0 (absolute, in the loss's units); one cell each",
+        },
     )
     tolerance: float = field(
         default=1.0, metadata={"doc": "a segment passes when its maximum loss is ≤ tolerance·L0"}
@@ -89,12 +97,15 @@ class DSSOptions:
     alpha: float = field(
         default=0.9,
         metadata={
+            "gt": 0,
+            "le": 1,
             "doc": "beads are trained until their loss is ≤ alpha·L0 (alpha ≤ 1; the paper "
-            "trains a bit below L0)"
+            "trains a bit below L0)",
         },
     )
     points: int = field(
-        default=17, metadata={"doc": "values of t on each straight segment (ends included)"}
+        default=17,
+        metadata={"ge": 3, "doc": "values of t on each straight segment (ends included)"},
     )
     insert: Literal["mid", "max"] = field(
         default="mid",
@@ -117,33 +128,41 @@ class DSSOptions:
     )
     spring: float = field(
         default=0.0,
-        metadata={"doc": "spring term ζ·(‖x−a‖ + ‖x−b‖) added to a bead's loss (Appendix A)"},
+        metadata={
+            "ge": 0,
+            "doc": "spring term ζ·(‖x−a‖ + ‖x−b‖) added to a bead's loss (Appendix A)",
+        },
     )
-    kappa: float = field(default=1.0, metadata={"doc": "weight of the hyperplane penalty"})
+    kappa: float = field(default=1.0, metadata={"ge": 0, "doc": "weight of the hyperplane penalty"})
     optimizer: Literal["adam", "sgd"] = field(
         default="adam", metadata={"doc": "bead optimizer (SGD uses 'momentum')"}
     )
-    lr: float = field(default=0.01, metadata={"doc": "bead learning rate"})
+    lr: float = field(default=0.01, metadata={"gt": 0, "doc": "bead learning rate"})
     momentum: float = field(default=0.9, metadata={"doc": "SGD momentum"})
     batch_size: int = field(
-        default=0, metadata={"doc": "mini-batch size for bead training (0: full batch)"}
+        default=0, metadata={"ge": 0, "doc": "mini-batch size for bead training (0: full batch)"}
     )
     bead_steps: int = field(
         default=2000,
-        metadata={"doc": "step cap per bead: a bead not at alpha·L0 by then fails the pair"},
+        metadata={
+            "ge": 1,
+            "doc": "step cap per bead: a bead not at alpha·L0 by then fails the pair",
+        },
     )
     check_every: int = field(
-        default=25, metadata={"doc": "full-split loss check of a training bead every N steps"}
+        default=25,
+        metadata={"ge": 1, "doc": "full-split loss check of a training bead every N steps"},
     )
-    max_beads: int = field(default=16, metadata={"doc": "bead budget per pair"})
+    max_beads: int = field(default=16, metadata={"ge": 0, "doc": "bead budget per pair"})
     max_depth: int = field(
-        default=8, metadata={"doc": "recursion depth budget (breadth-first: rounds)"}
+        default=8, metadata={"ge": 0, "doc": "recursion depth budget (breadth-first: rounds)"}
     )
     min_segment: float = field(
         default=1e-3,
         metadata={
+            "ge": 0,
             "doc": "a barrier on a segment shorter than this × ‖θ1−θ2‖ ends the pair "
-            "(barrier remained)"
+            "(barrier remained)",
         },
     )
     split: Literal["train", "validation"] = field(
@@ -160,8 +179,10 @@ class DSSOptions:
     endpoint_alpha: float = field(
         default=0.0,
         metadata={
+            "ge": 0,
+            "le": 1,
             "doc": "trained endpoints stop at endpoint_alpha·L0 (0: alpha, as beads; the "
-            "authors' code trains endpoints to 1.0·L0 and beads to 0.95·L0)"
+            "authors' code trains endpoints to 1.0·L0 and beads to 0.95·L0)",
         },
     )
     initial_beads: int = field(
@@ -187,38 +208,18 @@ class DSSOptions:
                 raise ValueError(
                     f"option 'pairs'[{i}] must be two point references [θ1, θ2], got {len(p)}"
                 )
-        if not self.thresholds or any(not (t > 0 and math.isfinite(t)) for t in self.thresholds):
-            raise ValueError(f"option 'thresholds' must be positive numbers, got {self.thresholds}")
         if len(set(self.thresholds)) != len(self.thresholds):
             raise ValueError(f"option 'thresholds' has repeated values: {self.thresholds}")
-        if not 0 < self.alpha <= 1:
-            raise ValueError(f"option 'alpha' must be in (0, 1], got {self.alpha}")
         if self.tolerance < self.alpha:
             raise ValueError(
                 f"option 'tolerance' ({self.tolerance}) must be ≥ alpha "
                 f"({self.alpha}): beads must pass the segment test themselves"
             )
-        if self.points < 3:
-            raise ValueError(f"option 'points' must be at least 3, got {self.points}")
-        for name in ("bead_steps", "check_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"option '{name}' must be at least 1")
-        for name in ("max_beads", "max_depth", "batch_size"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"option '{name}' must be ≥ 0")
-        if self.lr <= 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
         if self.initial_beads < 0 or self.initial_beads > self.max_beads:
             raise ValueError(
                 f"option 'initial_beads' must be in 0 … max_beads ({self.max_beads}), "
                 f"got {self.initial_beads}"
             )
-        if not 0 <= self.endpoint_alpha <= 1:
-            raise ValueError(
-                f"option 'endpoint_alpha' must be in [0, 1], got {self.endpoint_alpha}"
-            )
-        if self.spring < 0 or self.kappa < 0 or self.min_segment < 0:
-            raise ValueError("options 'spring', 'kappa' and 'min_segment' must be ≥ 0")
 
     def string_config(self, threshold: float) -> StringConfig:
         return StringConfig(
@@ -226,7 +227,7 @@ class DSSOptions:
         )
 
 
-def checkpoint_path(ctx: Any, cell: Cell) -> Path | None:
+def checkpoint_path(ctx: StepContext, cell: Cell) -> Path | None:
     """Where the string of ``cell`` is saved between beads (the cell's scratch space)."""
     if ctx.store is None:
         return None
@@ -239,7 +240,21 @@ def _fingerprint(options: DSSOptions, cell: Cell, D: int) -> int:
     return derive_seed(asdict(options), dict(cell.coords), D) >> 2
 
 
-class DSS(Probe):
+@dataclass
+class DSSPlotOptions(PlotOptions):
+    """``lossatlas plot ... -O pair=1 -O threshold=0``."""
+
+    pair: int = field(default=0, metadata={"doc": "the pair whose final string is drawn"})
+    threshold: int | None = field(
+        default=None,
+        metadata={
+            "doc": "index of the loss level L0 whose string is drawn (default: the lowest "
+            "level at which that pair connected)"
+        },
+    )
+
+
+class DSS(Probe[DSSOptions]):
     name = "dss"
     points = ()  # no (param,) results for later steps
     summary = (
@@ -247,15 +262,11 @@ class DSS(Probe):
         "below L0, normalised geodesic length and beads"
     )
     Options = DSSOptions
+    PlotOptions = DSSPlotOptions
 
     # -------------------------------------------------------------- checks
 
-    def check(self, options: DSSOptions, ctx: Any) -> None:
-        names = [s.name for s in ctx.config.steps]
-        earlier = names[: names.index(ctx.step.name)]
-        for pair in options.pairs:
-            for ref in pair:
-                ctx.check_ref(str(ref), earlier)
+    def check(self, options: DSSOptions, ctx: StepContext) -> None:
         if options.max_beads + 2 > 10_000:
             raise ConfigError(
                 f"step '{ctx.step.name}': max_beads={options.max_beads} is "
@@ -264,7 +275,7 @@ class DSS(Probe):
 
     # ---------------------------------------------------------------- plan
 
-    def estimate(self, options: DSSOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: DSSOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nb = options.max_beads + 2
         D = ctx.objective.D
@@ -278,7 +289,7 @@ class DSS(Probe):
             drivers=("pairs", "thresholds", "max_beads", "points"),
         )
 
-    def plan(self, options: DSSOptions, ctx: Any) -> Plan:
+    def plan(self, options: DSSOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         nb = options.max_beads + 2
         pt = ("pair", "threshold")
@@ -428,7 +439,7 @@ class DSS(Probe):
 
     # ------------------------------------------------------------- compute
 
-    def compute(self, options: DSSOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: DSSOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         refs = options.pairs[cell.index["pair"]]
         theta1 = ctx.resolve_point(refs[0])
@@ -440,13 +451,17 @@ class DSS(Probe):
         if path is not None:
             state = _load(path, fp, obj.device, obj.dtype)
 
+        beads = progress.task("DSS beads", options.max_beads, "bead", bound=True)
+
         def on_bead(st: StringState) -> None:
             if path is not None:
                 _save(path, st, fp)
+            beads.update(st.inserted, segments=f"{sum(st.ok)}/{len(st.ok)} below L0")
             for cb in BEAD_CALLBACKS:
                 cb(st)
 
         state = run_string(obj, theta1, theta2, cfg, cell.seed, state=state, on_bead=on_bead)
+        beads.close()
         out = self._pack(options, obj, state, cfg)
         if path is not None:
             path.unlink(missing_ok=True)
@@ -501,7 +516,7 @@ class DSS(Probe):
 
     # ------------------------------------------------------------ finalize
 
-    def finalize(self, options: DSSOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: DSSOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)
@@ -586,6 +601,34 @@ class DSS(Probe):
                 )
         return out
 
+    # -------------------------------------------------------------- report
+
+    def report_html(self, ds: Any) -> str | None:
+        """Table 1 of Freeman & Bruna: per loss level L0, the fraction of pairs
+        connected, the normalised geodesic length and the beads (mean ± std over the
+        connected pairs)."""
+        if "connected" not in ds or "length_norm" not in ds:
+            return None
+        thr = np.asarray(ds["threshold"].values, dtype=float)
+        conn = np.asarray(ds["connected"].values, dtype=float) == 1
+        length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
+        beads = np.where(conn, _bead_counts(ds), np.nan)
+        rows = []
+        for j in np.argsort(-thr):
+            c = conn[:, j]
+            if c.any():
+                lm, ls = np.nanmean(length[:, j]), np.nanstd(length[:, j])
+                bm, bs = np.nanmean(beads[:, j]), np.nanstd(beads[:, j])
+                length_text, beads_text = f"{lm:.3f} ± {ls:.3f}", f"{bm:.2f} ± {bs:.2f}"
+                rows.append((f"{thr[j]:g}", f"{c.mean():.0%}", length_text, beads_text))
+            else:
+                rows.append((f"{thr[j]:g}", "0%", "—", "—"))
+        return html_table(
+            rows,
+            ["L0", "pairs connected", "normalised length", "beads (ends included)"],
+            caption="Table 1 (Freeman & Bruna 2017): mean ± std over the connected pairs",
+        )
+
     # ---------------------------------------------------------------- plot
 
     def plot(self, ds: Any, **kwargs: Any) -> Any:
@@ -658,6 +701,15 @@ def plot_dss(
     from matplotlib import cm, colors
 
     thr = np.asarray(ds["threshold"].values, dtype=float)
+    if not 0 <= pair < ds.sizes["pair"]:
+        raise ConfigError(
+            f"dss plot: pair {pair} is not in the result; it holds pairs 0..{ds.sizes['pair'] - 1}"
+        )
+    if threshold is not None and not 0 <= threshold < thr.size:
+        raise ConfigError(
+            f"dss plot: threshold index {threshold} is not in the result; it holds levels "
+            f"0..{thr.size - 1} (L0 = {', '.join(f'{t:g}' for t in thr)})"
+        )
     conn = np.asarray(ds["connected"].values, dtype=float) == 1  # (pair, threshold)
     length = np.where(conn, np.asarray(ds["length_norm"].values, dtype=float), np.nan)
     beads = np.where(conn, _bead_counts(ds), np.nan)
@@ -686,20 +738,20 @@ def plot_dss(
                 clip_on=False,
                 label="no pair connected",
             )
-            ax.legend(fontsize=7)
+            ax.legend()
         for j in order:
             if 0 < frac[j] < 1:
                 ax.annotate(
                     f"{frac[j]:.0%} conn.",
                     (thr[j], mean[j]),
-                    fontsize=7,
+                    fontsize=8,
                     color="C3",
                     textcoords="offset points",
                     xytext=(3, 6),
                 )
-        ax.set_xscale("log")
+        figures.log_axis(ax, "x")
         ax.invert_xaxis()
-        ax.set_xlabel("loss level L0 (decreasing →)")
+        ax.set_xlabel(figures.quantity(ds, "threshold", "loss level L0") + " (decreasing →)")
         ax.set_ylabel(label)
         ax.set_title(
             f"{label} vs L0 (mean ± std over connected pairs, {conn.shape[0]} pair(s))", fontsize=9
@@ -729,21 +781,21 @@ def plot_dss(
     for i in range(st["n"] - 1):
         x = starts[i] + t * seg[i] / dist
         ax.plot(x, st["path"][i], color="C0")
-    ax.plot(starts, st["bead_loss"], "o", color="C1", ms=4, label="beads")
+    figures.mark(ax, starts, st["bead_loss"], "point", label="beads", ms=5)
     ax.axhline(L0, color="C3", ls="--", lw=1, label="L0")
     tol = float(ds.attrs.get("tolerance", 1.0))
     if tol != 1.0:
         ax.axhline(tol * L0, color="C3", ls=":", lw=1, label=f"{tol:g}·L0 (a segment passes below)")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("loss")
+    ax.set_ylabel(figures.quantity(ds, "bead_loss", "loss"))
     if logy:
-        ax.set_yscale("log")
+        figures.log_axis(ax, "y")
     code = int(np.asarray(ds["reason"].isel(pair=pair, threshold=ti).values))
     ax.set_title(
         f"loss along the final string (pair {pair}, L0 = {L0:g}): {reasons.get(str(code), code)}",
         fontsize=9,
     )
-    ax.legend(fontsize=7)
+    ax.legend()
 
     ax = fig.add_subplot(2, 2, 4, projection="3d")
     if st["beads"] is not None and st["n"] >= 2:
@@ -771,8 +823,13 @@ def plot_dss(
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2")
         ax.set_zlabel("PC3")
-        fig.colorbar(
-            cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.6, label="loss (log scale)"
+        figures.colorbar(
+            fig,
+            cm.ScalarMappable(norm=norm, cmap=cmap),
+            ax,
+            figures.quantity(ds, "path_loss", "loss along the string") + " (log scale)",
+            shrink=0.6,
+            pad=0.1,
         )
         ax.set_title("beads on their top-3 principal components", fontsize=9)
     else:

@@ -40,6 +40,9 @@ import numpy as np
 import torch
 from torch.func import vmap
 
+from lossatlas.engine import progress
+from lossatlas.engine.training import OptimizerSpec, TrainingLoop
+
 if TYPE_CHECKING:
     from lossatlas.engine import Objective
 
@@ -216,7 +219,9 @@ def train_beads(
     mini-batch (order from ``seed``; full batch when ``cfg.batch_size`` is 0), takes
     per-bead gradients from one backward pass through the vmapped forward, adds the
     spring ζ·(‖x−a‖+‖x−b‖) and the constraint of ``cfg.constrain``, and updates the
-    beads still above the target (SGD with momentum, or Adam). Every ``check_every``
+    beads still above the target (SGD with momentum, or Adam: ``torch.optim`` on the shared
+    :class:`~lossatlas.engine.training.TrainingLoop`, each bead with its own optimizer
+    state and step count). Every ``check_every``
     steps the full-split loss decides which beads are done. A bead stops at
     ``bead_steps`` steps whatever happens. ``target`` (default α·L0) is the loss to
     reach.
@@ -242,7 +247,6 @@ def _train_beads(
     goal: float,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     X = x0.detach().clone()
-    k = X.shape[0]
     inputs, targets = _split_tensors(obj, cfg.split)
     n = inputs.shape[0]
     g = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -268,26 +272,37 @@ def _train_beads(
             (G,) = torch.autograd.grad(batched_loss(Xg, xb, yb).sum(), Xg)
         return G
 
-    m1 = torch.zeros_like(X)
-    m2 = torch.zeros_like(X)
-    steps = np.zeros(k, dtype=np.int64)
-    reached = np.zeros(k, dtype=bool)
+    def on_plane(params: list[torch.Tensor]) -> None:
+        """The hyperplane constraint after each step (the κ → ∞ limit)."""
+        assert mid is not None and normal is not None
+        for k, p in enumerate(params):
+            p.sub_(((p - mid[k]) * normal[k]).sum() * normal[k])
+
+    # Each bead is a member of the shared loop: its own Adam moments and step count (the
+    # bias correction counts its steps), frozen once it reaches the target.
+    loop = TrainingLoop(
+        X,
+        OptimizerSpec(
+            cfg.optimizer, cfg.lr, momentum=cfg.momentum if cfg.optimizer == "sgd" else 0.0
+        ),
+        project=on_plane if normal is not None and cfg.constrain == "hyperplane" else None,
+        total=cfg.bead_steps,
+    )
     loss = obj.evaluate(X, cfg.split)["loss"]
     diverged = ~np.isfinite(loss)
     reached = (loss <= goal) & ~diverged
+    loop.stop(reached | diverged)
     perm = torch.arange(n)
     pos = n
     t = 0
-    while t < cfg.bead_steps:
-        active_np = ~reached & ~diverged
-        if not active_np.any():
-            break
-        active = torch.as_tensor(active_np, device=X.device)
+    bar = progress.task("bead training", cfg.bead_steps, "step", bound=True)
+    while t < cfg.bead_steps and loop.running:
         if pos + bs > n:
             perm = torch.randperm(n, generator=g) if bs < n else torch.arange(n)
             pos = 0
         idx = perm[pos : pos + bs].to(inputs.device)
         pos += bs
+        X = loop.stacked()
         G = per_bead_grad(X, inputs[idx], targets[idx])
         if normal is not None:
             if cfg.spring > 0:
@@ -300,26 +315,21 @@ def _train_beads(
             elif cfg.constrain == "hyperplane":
                 G = G - (G * normal).sum(1, keepdim=True) * normal
         t += 1
-        if cfg.optimizer == "adam":
-            b1, b2, eps = 0.9, 0.999, 1e-8
-            m1 = torch.where(active[:, None], b1 * m1 + (1 - b1) * G, m1)
-            m2 = torch.where(active[:, None], b2 * m2 + (1 - b2) * G * G, m2)
-            tt = torch.as_tensor(steps + 1, device=X.device, dtype=X.dtype)[:, None]
-            upd = (m1 / (1 - b1**tt)) / ((m2 / (1 - b2**tt)).sqrt() + eps)
-        else:
-            m1 = torch.where(active[:, None], cfg.momentum * m1 + G, m1)
-            upd = m1
-        X = torch.where(active[:, None], X - cfg.lr * upd, X)
-        if normal is not None and cfg.constrain == "hyperplane":
-            X = X - ((X - mid) * normal).sum(1, keepdim=True) * normal
-        steps += active_np
+        active_np = loop.active.copy()
+        loop.apply(G)
         if t % cfg.check_every == 0 or t == cfg.bead_steps:
+            X = loop.stacked()
             sel = np.flatnonzero(active_np)
             now = obj.evaluate(X[torch.as_tensor(sel, device=X.device)], cfg.split)["loss"]
             loss[sel] = now
             bad = ~np.isfinite(now) | ~torch.isfinite(X[sel]).all(1).cpu().numpy()
             diverged[sel] |= bad
             reached[sel] = (now <= goal) & ~bad
+            loop.stop(reached | diverged)
+        bar.update(t, beads=f"{int(reached.sum())}/{len(reached)} below the goal")
+    bar.close()
+    X = loop.finish()
+    steps = loop.steps.copy()
     loss = np.where(diverged, np.nan, loss)
     return X, reached, steps, loss
 

@@ -27,7 +27,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, Estimate, Plan, Probe, ShapeError, Variable, grid_estimate
+from lossatlas.engine import (
+    Cell,
+    Estimate,
+    Plan,
+    Probe,
+    ShapeError,
+    StepContext,
+    Variable,
+    figures,
+    grid_estimate,
+)
 from lossatlas.engine.curvature import default_flat_tol, sign_counts
 from lossatlas.engine.geometry import draw_init, init_radius, layer_metric
 
@@ -43,7 +53,7 @@ __all__ = [
 # ----------------------------------------------------------- shared helpers
 
 
-def radius_grid(options: Any, ctx: Any) -> tuple[np.ndarray, np.ndarray, float]:
+def radius_grid(options: Any, ctx: StepContext) -> tuple[np.ndarray, np.ndarray, float]:
     """(absolute radii, radii relative to the reference, reference radius) of a probe
     whose options have radius_min, radius_max, radii and radius_unit."""
     layout = ctx.objective.layout
@@ -100,7 +110,7 @@ def _validate_basis(o: Any) -> None:
         raise ValueError(f"need nnz_min ≤ nnz_max, got nnz_min={o.nnz_min} > nnz_max={o.nnz_max}")
 
 
-def _span(options: Any, ctx: Any) -> int:
+def _span(options: Any, ctx: StepContext) -> int:
     """How many coordinates a probe's subspaces may use: D, or the weights only."""
     layout = ctx.objective.layout
     if getattr(options, "directions", "all") == "weights":
@@ -108,7 +118,9 @@ def _span(options: Any, ctx: Any) -> int:
     return int(ctx.objective.D)
 
 
-def _check_dims(dims: list[int], options: Any, ctx: Any, where: str, extra: int = 0) -> None:
+def _check_dims(
+    dims: list[int], options: Any, ctx: StepContext, where: str, extra: int = 0
+) -> None:
     """Refuse, before anything is written, a d that does not fit: d + ``extra`` (1 for a
     hypersphere's radial direction) must be ≤ the coordinates the subspaces span."""
     n = _span(options, ctx)
@@ -134,9 +146,20 @@ class GoldilocksOptions:
         default="xavier", metadata={"doc": "radii are multiples of r_Xavier, of r_He, or absolute"}
     )
     dims: list[int] = field(
-        default_factory=lambda: [10, 40], metadata={"doc": "hyperplane dimensions d"}
+        default_factory=lambda: [10, 40],
+        metadata={
+            "ge": 1,
+            "min_items": 1,
+            "doc": "hyperplane dimensions d",
+        },
     )
-    samples: int = field(default=3, metadata={"doc": "random points (and planes) per (r, d)"})
+    samples: int = field(
+        default=3,
+        metadata={
+            "ge": 1,
+            "doc": "random points (and planes) per (r, d)",
+        },
+    )
     init: Literal["xavier", "he"] = field(
         default="xavier",
         metadata={"doc": "the initialisation whose draws are rescaled to radius r"},
@@ -170,19 +193,14 @@ class GoldilocksOptions:
     flat_tol: float = field(
         default=0.0,
         metadata={
+            "ge": 0,
             "doc": "|λ| ≤ flat_tol·max|λ| counts as flat, neither positive nor negative "
-            "(0: 1e-9 in float64, 1e-5 in float32)"
+            "(0: 1e-9 in float64, 1e-5 in float32)",
         },
     )
 
     def validate(self) -> None:
-        if self.flat_tol < 0:
-            raise ValueError(f"option 'flat_tol' must be ≥ 0, got {self.flat_tol}")
         _validate_radii(self)
-        if not self.dims or min(self.dims) < 1:
-            raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
-        if self.samples < 1:
-            raise ValueError(f"option 'samples' must be at least 1, got {self.samples}")
         _validate_basis(self)
 
 
@@ -205,7 +223,7 @@ STAT_VARS = {
 }
 
 
-def _basis_kwargs(options: Any, ctx: Any) -> dict[str, Any]:
+def _basis_kwargs(options: Any, ctx: StepContext) -> dict[str, Any]:
     """``make_basis`` keywords from a probe's options: the sparse-fort count range (None:
     the recipe's default for the spanned coordinates), the metric η of the draws'
     scheme, and the support (weights only, or None for all coordinates)."""
@@ -224,7 +242,7 @@ def _basis_kwargs(options: Any, ctx: Any) -> dict[str, Any]:
 
 
 def _hyperplane(
-    options: Any, ctx: Any, x: torch.Tensor, d: int, g: torch.Generator
+    options: Any, ctx: StepContext, x: torch.Tensor, d: int, g: torch.Generator
 ) -> torch.Tensor:
     from lossatlas.plugins.subspaces.hyperplane import make_basis
 
@@ -232,16 +250,16 @@ def _hyperplane(
     return make_basis(ctx.objective.D, d, g, options.basis, dtype=x.dtype, **kw).to(x.device)
 
 
-class Goldilocks(Probe):
+class Goldilocks(Probe[GoldilocksOptions]):
     name = "goldilocks"
     points = ()  # no (param,) results for later steps
     summary = "Tr(H)/‖H‖ and positive eigenvalues on random hyperplanes vs radius (seed 000)"
     Options = GoldilocksOptions
 
-    def check(self, options: GoldilocksOptions, ctx: Any) -> None:
+    def check(self, options: GoldilocksOptions, ctx: StepContext) -> None:
         _check_dims(options.dims, options, ctx, f"probe 'goldilocks' (step '{ctx.step.name}')")
 
-    def estimate(self, options: GoldilocksOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: GoldilocksOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         cells = options.radii * len(options.dims) * options.samples
         d = max(options.dims)
@@ -257,7 +275,7 @@ class Goldilocks(Probe):
             drivers=("radii", "dims", "samples"),
         )
 
-    def plan(self, options: GoldilocksOptions, ctx: Any) -> Plan:
+    def plan(self, options: GoldilocksOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         dims = ("radius", "dim", "sample")
@@ -330,7 +348,7 @@ class Goldilocks(Probe):
             },
         )
 
-    def compute(self, options: GoldilocksOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: GoldilocksOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         r = float(cell.coords["radius"])
         d = int(cell.coords["dim"])
@@ -356,7 +374,7 @@ class Goldilocks(Probe):
             out["eigenvalues"] = pad
         return out
 
-    def finalize(self, options: GoldilocksOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: GoldilocksOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         out = xr.Dataset()
@@ -437,7 +455,7 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
             k += 1
     first = next(iter(datasets.values()))
     for ax in axes:
-        ax.set_xscale("log")
+        figures.log_axis(ax, "x")
         if relative:
             unit = first.attrs.get("radius_unit", "xavier")
             ax.axvline(
@@ -450,13 +468,20 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
             ax.set_xlabel(f"radius r / r_{unit.capitalize()} (each architecture's own)")
         else:
             mark_reference(ax, first, label=ax is axes[1])
-            ax.set_xlabel(f"radius r ({first.attrs.get('radius_over', 'weights')})")
+            ax.set_xlabel(radius_label(first))
     axes[0].axhline(0.5, color="0.6", lw=0.8)
     axes[0].set_ylabel("fraction of positive eigenvalues of H_d")
     axes[0].set_title("(a) fraction of positive eigenvalues")
     axes[1].axhline(0.0, color="0.6", lw=0.8)
     axes[1].set_ylabel("Tr(H_d) / ‖H_d‖")
     axes[1].set_title("(b) Tr(H)/‖H‖ on random hyperplanes")
-    axes[1].legend(fontsize=7)
+    axes[1].legend()
     fig.tight_layout()
     return fig
+
+
+def radius_label(ds: Any) -> str:
+    """``radius r [‖x‖] of the weights``: the stored radius coordinate's quantity and
+    units (:func:`lossatlas.engine.figures.quantity`) and what it is measured over."""
+    over = ds.attrs.get("radius_over", "weights")
+    return f"{figures.quantity(ds, 'radius', 'radius r')} of the {over}"

@@ -32,6 +32,7 @@ plus points² loss evaluations per map and split, batched per row.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,15 +45,18 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
+    PlotOptions,
     PointRef,
     Probe,
+    StepContext,
+    figures,
     grid_estimate,
+    html_table,
     metric_variables,
-    parse_options,
+    option,
 )
 from lossatlas.plugins.subspaces.directions import (
     centred_axis,
-    normalized_directions,
     plane_grid,
     unit_cosine,
 )
@@ -64,85 +68,56 @@ MAPS = ("hessian", "random")
 
 @dataclass
 class HessianDirectionsOptions:
-    at: PointRef = field(
-        default=PointRef("init"), metadata={"doc": "the point x* (a trained model: e.g. 'train')"}
+    at: PointRef = option(PointRef("init"), doc="the point x* (a trained model: e.g. 'train')")
+    points: int = option(25, doc="grid points per axis (the centre is evaluated)", ge=3, odd=True)
+    span: float = option(
+        0.25,
+        doc="α, β run over [−span, span]; relative: × ‖x*‖ (Hessian map) / per filter (random map)",
+        gt=0,
     )
-    points: int = field(
-        default=25, metadata={"doc": "grid points per axis (odd: the centre is evaluated)"}
+    scale: Literal["relative", "absolute"] = option(
+        "relative",
+        doc="'relative': Hessian directions × ‖x*‖, random directions filter-normalised "
+        "(‖δ_f‖ = ‖x*_f‖); 'absolute': all directions unit vectors",
     )
-    span: float = field(
-        default=0.25,
-        metadata={
-            "doc": "α, β run over [−span, span]; relative: × ‖x*‖ (Hessian map) / per filter "
-            "(random map)"
-        },
+    maps: list[str] = option(
+        list(MAPS), doc="which maps to draw: 'hessian', 'random' or both", choices=MAPS
     )
-    scale: Literal["relative", "absolute"] = field(
-        default="relative",
-        metadata={
-            "doc": "'relative': Hessian directions × ‖x*‖, random directions filter-normalised "
-            "(‖δ_f‖ = ‖x*_f‖); 'absolute': all directions unit vectors"
-        },
+    norm: Literal["filter", "layer", "none"] = option(
+        "filter", doc="normalisation of the random directions (Li et al. 2018)"
     )
-    maps: list[str] = field(
-        default_factory=lambda: list(MAPS),
-        metadata={"doc": "which maps to draw: 'hessian', 'random' or both"},
+    include_bias_and_norm: bool = option(
+        False, doc="random directions also move biases and norm-layer scales"
     )
-    norm: Literal["filter", "layer", "none"] = field(
-        default="filter",
-        metadata={"doc": "normalisation of the random directions (Li et al. 2018)"},
+    split: Literal["train", "validation"] = option(
+        "train", doc="the loss whose Hessian gives the directions"
     )
-    include_bias_and_norm: bool = field(
-        default=False, metadata={"doc": "random directions also move biases and norm-layer scales"}
+    tol: float = option(
+        0.0,
+        doc="Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)",
+        ge=0,
     )
-    split: Literal["train", "validation"] = field(
-        default="train", metadata={"doc": "the loss whose Hessian gives the directions"}
+    maxiter: int = option(0, doc="Lanczos restarts at most (0: bounded by max_hvp)", ge=0)
+    max_hvp: int = option(
+        0,
+        doc="HVPs per eigenpair at most (0: D where the dense Hessian fits, then the dense "
+        "solve; 5000 beyond); at the cap the best Ritz pair is kept, with its bound",
+        ge=0,
     )
-    tol: float = field(
-        default=0.0,
-        metadata={
-            "doc": "Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)"
-        },
+    flat_tol: float = option(
+        0.0,
+        doc="an eigenvalue within its bound + flat_tol·max|λ| of 0 is flat: the point is "
+        "then 'degenerate', not a saddle or minimum (0: 1e-9 float64, 1e-5 float32)",
+        ge=0,
     )
-    maxiter: int = field(
-        default=0, metadata={"doc": "Lanczos restarts at most (0: bounded by max_hvp)"}
-    )
-    max_hvp: int = field(
-        default=0,
-        metadata={
-            "doc": "HVPs per eigenpair at most (0: D where the dense Hessian fits, then the "
-            "dense solve; 5000 beyond); at the cap the best Ritz pair is kept, with its bound"
-        },
-    )
-    flat_tol: float = field(
-        default=0.0,
-        metadata={
-            "doc": "an eigenvalue within its bound + flat_tol·max|λ| of 0 is flat: the point "
-            "is then 'degenerate', not a saddle or minimum (0: 1e-9 float64, 1e-5 float32)"
-        },
-    )
-    planes: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={
-            "doc": "more maps, each a subspace table by map name: {plugin = 'three-points' | "
-            "'user-directions' | 'hessian' | 'filter-normalized' | 'pca-trajectory', ...} "
-            "(2 directions each)"
-        },
+    planes: dict[str, Any] = option(
+        {},
+        doc="more maps, each a subspace table by map name: {plugin = 'three-points' | "
+        "'user-directions' | 'hessian' | 'filter-normalized' | 'pca-trajectory', ...} "
+        "(2 directions each)",
     )
 
     def validate(self) -> None:
-        if self.points < 3 or self.points % 2 == 0:
-            raise ValueError(
-                f"option 'points' must be odd and at least 3 (the centre is "
-                f"evaluated), got {self.points}"
-            )
-        if not self.span > 0:
-            raise ValueError(f"option 'span' must be positive, got {self.span}")
-        bad = [m for m in self.maps if m not in MAPS]
-        if bad or len(set(self.maps)) != len(self.maps):
-            raise ValueError(
-                f"option 'maps' must list distinct entries of {list(MAPS)}, got {self.maps}"
-            )
         if not self.maps and not self.planes:
             raise ValueError("options 'maps' and 'planes' are both empty: there is no map to draw")
         for name, spec in self.planes.items():
@@ -155,19 +130,31 @@ class HessianDirectionsOptions:
                     f"option 'planes': plane '{name}' must be a table with plugin = \"...\" "
                     "(e.g. 'three-points', 'user-directions')"
                 )
-        if self.tol < 0 or self.maxiter < 0 or self.max_hvp < 0 or self.flat_tol < 0:
-            raise ValueError("options 'tol', 'maxiter', 'max_hvp' and 'flat_tol' must be ≥ 0")
 
-
-def _cache(ctx: Any, options: HessianDirectionsOptions) -> tuple[torch.Tensor, np.ndarray]:
-    """(origins (map, D) in x*'s dtype, directions (map, axis, D)) read once per context."""
-    key = ("hessian-directions", ctx.step.name)
-    store = ctx.__dict__.setdefault("_probe_cache", {})
-    if key not in store:
-        x = ctx.resolve_point(options.at)
-        origins = torch.as_tensor(ctx.static("origin"), dtype=torch.float64)
-        store[key] = (origins.to(x.device), ctx.static("directions"), x.dtype)
-    return store[key]
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """Every map as the subspace table that builds it: the built-in maps by the
+        ``hessian`` and ``filter-normalized`` plugins, then ``planes``."""
+        out: dict[str, dict[str, Any]] = {}
+        if "hessian" in self.maps:
+            out["hessian"] = {
+                "plugin": "hessian",
+                "split": self.split,
+                "tol": self.tol,
+                "maxiter": self.maxiter,
+                "max_hvp": self.max_hvp,
+                "flat_tol": self.flat_tol,
+                "scale": self.scale,
+            }
+        if "random" in self.maps:
+            out["random"] = {
+                "plugin": "filter-normalized",
+                "dim": 2,
+                "norm": self.norm,
+                "include_bias_and_norm": self.include_bias_and_norm,
+                "orthogonal": True,
+            }
+        out.update(self.planes)
+        return out
 
 
 def _plane_units(attrs: dict[str, Any]) -> str:
@@ -187,41 +174,52 @@ def _plane_units(attrs: dict[str, Any]) -> str:
     return kind or "basis units"
 
 
-class HessianDirectionsProbe(Probe):
+def _seed_key(name: str) -> tuple[str, ...]:
+    """The seed keys of a map's plane (the built-in maps keep version 0.1's)."""
+    return {"hessian": ("eigen",), "random": ("random",)}.get(name, ("plane", name))
+
+
+@dataclass
+class HessianDirectionsPlotOptions(PlotOptions):
+    """``lossatlas plot ... -O metric=accuracy -O levels=20``."""
+
+    metric: Literal["loss", "accuracy"] = field(
+        default="loss", metadata={"doc": "what the maps show: 'loss' or 'accuracy'"}
+    )
+    levels: int = field(default=30, metadata={"doc": "filled contour levels per map (2 or more)"})
+
+    def validate(self) -> None:
+        if self.levels < 2:
+            raise ConfigError(f"option 'levels': a map needs 2 levels or more, got {self.levels}")
+
+
+class HessianDirectionsProbe(Probe[HessianDirectionsOptions]):
     name = "hessian-directions"
     points = ()  # no (param,) results for later steps
     summary = "2-D loss maps along the dominant Hessian directions vs filter-normalised random"
     Options = HessianDirectionsOptions
     blockable = True  # rows of a map are cheap: several per unit of work
+    PlotOptions = HessianDirectionsPlotOptions
 
-    def check(self, options: HessianDirectionsOptions, ctx: Any) -> None:
+    def check(self, options: HessianDirectionsOptions, ctx: StepContext) -> None:
         if "hessian" in options.maps and ctx.objective.D < 3:
             raise ConfigError(
                 f"step '{ctx.step.name}': the model has D={ctx.objective.D} "
                 "parameters; Hessian directions need D ≥ 3"
             )
-        names = [s.name for s in ctx.config.steps]
-        earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else []
-        for name, spec in options.planes.items():
-            ctx.check_subspace(spec)
+        for name, spec in options.tables().items():
+            ctx.check_subspace(spec)  # its point references are checked by the engine
             n = len(spec["vectors"]) if isinstance(spec.get("vectors"), list) else spec.get("dim")
             if n is not None and n != 2:
                 raise ConfigError(
                     f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}') "
                     f"has {n} directions; a 2-D map needs exactly 2"
                 )
-            plugin = ctx.registry.get("subspace", spec["plugin"])
-            table = {k: v for k, v in spec.items() if k != "plugin"}
-            opts = parse_options(plugin.Options, table, f"plane '{name}'")
-            for value in vars(opts).values():  # every point reference, one or a list
-                for ref in value if isinstance(value, list) else [value]:
-                    if isinstance(ref, PointRef):
-                        ctx.check_ref(str(ref), earlier)
 
-    def estimate(self, options: HessianDirectionsOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: HessianDirectionsOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
-        maps = max(1, len(options.maps))
+        maps = max(1, len(options.tables()))
         D = ctx.objective.D
         return grid_estimate(
             ctx,
@@ -232,172 +230,28 @@ class HessianDirectionsProbe(Probe):
             drivers=("points", "maps"),
         )
 
-    def plan(self, options: HessianDirectionsOptions, ctx: Any) -> Plan:
-        from lossatlas.engine.curvature import hessian_directions, hvp_operator
-
-        obj = ctx.objective
+    def _point(self, options: HessianDirectionsOptions, ctx: StepContext) -> torch.Tensor:
+        """x*, refused with one line where it has no Hessian (NaN/inf, a loss of inf)."""
         x = ctx.resolve_point(options.at)
-        loss = float(obj.evaluate(x, options.split)["loss"][0])
+        loss = float(ctx.objective.evaluate(x, options.split)["loss"][0])
         if not (bool(torch.isfinite(x).all()) and np.isfinite(loss)):
             what = "has NaN/inf parameters" if not torch.isfinite(x).all() else f"has loss {loss}"
             raise ConfigError(
                 f"step '{ctx.step.name}': the point '{options.at}' {what}, so it has no "
                 "Hessian (did its training diverge? see its 'diverged' variable)"
             )
-        r = float(x.norm())
-        if options.scale == "relative" and r == 0:
+        if options.scale == "relative" and float(x.norm()) == 0:
             raise ConfigError(
                 f"step '{ctx.step.name}': the point '{options.at}' has norm 0; "
                 "use scale = 'absolute'"
             )
-        maps = list(options.maps)
-        dirs = np.zeros((len(maps), 2, obj.D))
-        static: dict[str, Any] = {}
-        attrs: dict[str, Any] = {
-            "at": str(options.at),
-            "scale": options.scale,
-            "span": options.span,
-        }
-        cosines = []
-        if "hessian" in maps:
-            try:
-                res = hessian_directions(
-                    hvp_operator(obj, x, options.split),
-                    obj.D,
-                    tol=options.tol or None,
-                    maxiter=options.maxiter or None,
-                    max_hvp=options.max_hvp or None,
-                    flat_tol=options.flat_tol or None,
-                    generator=ctx.generator("eigen"),
-                )
-            except ConfigError as exc:
-                raise ConfigError(f"step '{ctx.step.name}': Hessian directions: {exc}") from None
-            if res.is_zero:
-                raise ConfigError(
-                    f"step '{ctx.step.name}': Hessian directions: the Hessian is zero here "
-                    "(H·v = 0 for every vector tried): every eigenvalue is 0 and no direction "
-                    "dominates (all ReLU units dead? a diverged training?)"
-                )
-            V = res.eigenvectors.detach().to("cpu", torch.float64)
-            eig_attrs = {
-                "description": "dominant Hessian eigenvalues (λ_max, λ_min): the largest-"
-                "magnitude one, then the opposite-sign end by annihilation; each within "
-                "its error bound (attr error_bounds, float64 residual norms)",
-                "units": "loss / parameter²",
-                **res.attrs(),
-                "residual_norms": [float(v) for v in res.residual_norms],
-                "split": options.split,
-                "algorithm": "thick-restart Lanczos (or the dense Hessian) + annihilation, "
-                "seed 001 App. B",
-            }
-            static["eigenvalues"] = (("eigen",), np.asarray(res.eigenvalues, float), eig_attrs)
-            static["eigenvectors"] = (
-                ("eigen", "param"),
-                V.numpy(),
-                {"description": "unit eigenvectors of the eigenvalues (rows)", "units": ""},
-            )
-            attrs.update(
-                lambda_max=float(res.eigenvalues[0]),
-                lambda_min=float(res.eigenvalues[1]),
-                lambda_error_bounds=[float(v) for v in res.error_bounds],
-                n_hvp=int(res.n_hvp),
-                eigen_converged=int(res.converged),
-                shape=res.shape,
-                shape_flat_tol=float(res.flat_tol),
-                shape_rule="saddle: λ_min < −t_min and λ_max > t_max; minimum: λ_min > t_min; "
-                "maximum: λ_max < −t_max; else degenerate (flat within the accuracy); "
-                "t = error bound + flat_tol·max|λ|",
-            )
-            W = V * (r if options.scale == "relative" else 1.0)
-            dirs[maps.index("hessian")] = W.numpy()
-            cosines.append(unit_cosine(W)[0])
-        if "random" in maps:
-            R, info = normalized_directions(
-                x,
-                obj.layout,
-                2,
-                ctx.generator("random"),
-                norm=options.norm,
-                include_bias_and_norm=options.include_bias_and_norm,
-                orthogonal=True,
-            )
-            R = R.cpu()
-            if options.scale == "absolute":
-                R = R / torch.linalg.vector_norm(R, dim=1, keepdim=True)
-            dirs[maps.index("random")] = R.numpy()
-            cosines.append(unit_cosine(R)[0])
-            attrs.update(
-                random_blocks=info["blocks"],
-                random_pooled_filters=info["pooled_filters"],
-                random_norm=options.norm,
-            )
-        x_np = x.detach().to("cpu", torch.float64).numpy()
-        origins = np.tile(x_np, (len(maps), 1))
-        kinds = ["hessian" if m == "hessian" else f"random-{options.norm}-normalized" for m in maps]
-        rel = options.scale == "relative"
-        units = [
-            ("× ‖x*‖" if m == "hessian" else "per filter") if rel else "absolute" for m in maps
-        ]
-        for name, spec in options.planes.items():
-            sub = ctx.subspace(spec, x, ctx.seed_for("plane", name))
-            where = f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}')"
-            if sub.dim != 2:
-                raise ConfigError(f"{where} has {sub.dim} directions; a 2-D map needs exactly 2")
-            if sub.origin.shape != x.shape:
-                raise ConfigError(
-                    f"{where}: its origin has {sub.origin.numel()} entries, D={obj.D}"
-                )
-            W = sub.columns().detach().to("cpu", torch.float64)
-            if not torch.all(torch.isfinite(W)) or torch.any(
-                torch.linalg.vector_norm(W, dim=1) == 0
-            ):
-                raise ConfigError(f"{where}: a direction is zero or not finite")
-            maps.append(name)
-            dirs = np.concatenate([dirs, W.numpy()[None]])
-            origins = np.concatenate(
-                [origins, sub.origin.detach().to("cpu", torch.float64).numpy()[None]]
-            )
-            cosines.append(unit_cosine(W)[0])
-            kinds.append(str(sub.attrs.get("kind", spec["plugin"])))
-            units.append(_plane_units(sub.attrs))
-            if "model_coords" in sub.attrs:
-                attrs[f"plane_{name}_model_coords"] = [
-                    float(c) for xy in sub.attrs["model_coords"] for c in xy
-                ]
-            attrs[f"plane_{name}"] = json.dumps(sub.attrs, default=str, sort_keys=True)
-        attrs["map_kinds"] = kinds
-        attrs["map_units"] = units
-        at_point = [bool(np.array_equal(o, x_np)) for o in origins]
-        static["origin"] = (
-            ("map", "param"),
-            origins,
-            {"description": "the centre of each map (x* unless a plane has its own)", "units": ""},
-        )
-        static["origin_is_point"] = (
-            ("map",),
-            np.asarray(at_point, dtype=np.int8),
-            {"description": "1 where the map is centred on x* itself", "units": ""},
-        )
-        static["directions"] = (
-            ("map", "axis", "param"),
-            dirs,
-            {
-                "description": "the displacement vectors δ (axis alpha) and η (axis beta) of each "
-                "map: x = x* + α·δ + β·η",
-                "units": "parameter",
-            },
-        )
-        static["direction_norm"] = (
-            ("map", "axis"),
-            np.linalg.norm(dirs, axis=2),
-            {"description": "‖δ‖, ‖η‖", "units": "parameter"},
-        )
-        static["direction_cosine"] = (
-            ("map",),
-            np.asarray(cosines),
-            {"description": "cos(δ, η), measured in float64 (0 up to rounding)", "units": ""},
-        )
-        static["point_norm"] = ((), np.float64(r), {"description": "‖x*‖", "units": ""})
+        return x
+
+    def plan(self, options: HessianDirectionsOptions, ctx: StepContext) -> Plan:
+        """The grid of every map; the planes themselves are built in the cells."""
+        obj = ctx.objective
+        x = self._point(options, ctx)
+        maps = list(options.tables())
         axis = centred_axis(options.span, options.points)
         unit = "× ‖x*‖ (per filter for random)" if options.scale == "relative" else "absolute"
         coords: dict[str, np.ndarray] = {
@@ -407,14 +261,15 @@ class HessianDirectionsProbe(Probe):
             "axis": np.asarray(["alpha", "beta"]),
             "param": np.arange(obj.D),
         }
-        if "hessian" in maps:
+        if "hessian" in options.maps:
             coords["eigen"] = np.asarray(["max", "min"])
+        norm = np.float64(float(x.norm()))
         return Plan(
             coords=coords,
             cell_dims=("map", "alpha"),
             variables=metric_variables(obj.metric_names(), ("map", "alpha", "beta")),
-            static=static,
-            attrs=attrs,
+            static={"point_norm": ((), norm, {"description": "‖x*‖", "units": ""})},
+            attrs={"at": str(options.at), "scale": options.scale, "span": options.span},
             coord_attrs={
                 "alpha": {"description": "step along δ (Hessian map: v_max)", "units": unit},
                 "beta": {"description": "step along η (Hessian map: v_min)", "units": unit},
@@ -422,33 +277,233 @@ class HessianDirectionsProbe(Probe):
             },
         )
 
-    def compute(self, options: HessianDirectionsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def plane(
+        self, options: HessianDirectionsOptions, ctx: StepContext, name: str
+    ) -> dict[str, Any]:
+        """Map ``name``'s plane: ``origin`` (D,), ``directions`` (2, D) in float64 and the
+        subspace's ``attrs`` (with ``at_point``: 1 where the origin is x* itself) — built
+        once per step by its subspace plugin (the Hessian map's eigen-solve included)
+        and read back by every other cell and process."""
+
+        def build() -> dict[str, Any]:
+            spec = options.tables()[name]
+            x = ctx.resolve_point(options.at)
+            sub = ctx.subspace(spec, x, ctx.seed_for(*_seed_key(name)))
+            where = f"step '{ctx.step.name}': plane '{name}' (subspace '{spec['plugin']}')"
+            if sub.dim != 2:
+                raise ConfigError(f"{where} has {sub.dim} directions; a 2-D map needs exactly 2")
+            if sub.origin.shape != x.shape:
+                raise ConfigError(
+                    f"{where}: its origin has {sub.origin.numel()} entries, D={ctx.objective.D}"
+                )
+            W = sub.columns().detach().to("cpu", torch.float64)
+            if name == "random" and options.scale == "absolute":
+                W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True)
+            if not torch.all(torch.isfinite(W)) or torch.any(
+                torch.linalg.vector_norm(W, dim=1) == 0
+            ):
+                raise ConfigError(f"{where}: a direction is zero or not finite")
+            origin = sub.origin.detach().to("cpu", torch.float64).numpy()
+            x_np = x.detach().to("cpu", torch.float64).numpy()
+            attrs = json.loads(json.dumps(sub.attrs, default=str))
+            attrs["at_point"] = int(np.array_equal(origin, x_np))
+            return {"origin": origin, "directions": W.numpy(), "attrs": attrs}
+
+        return ctx.artifact(f"plane-{name}", build)
+
+    def compute(
+        self, options: HessianDirectionsOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         return self.compute_block(options, ctx, [cell])[0]
 
     def compute_block(
-        self, options: HessianDirectionsOptions, ctx: Any, cells: Any
+        self, options: HessianDirectionsOptions, ctx: StepContext, cells: Sequence[Cell]
     ) -> list[dict[str, Any]]:
         """Grid rows (map, α) of one unit of work, evaluated in one batched call: each
         row's points are built in float64 (as one row alone) and stacked in the run's
         dtype, so a row's values do not depend on the rows it shares a unit with."""
-        origins, dirs, dtype = _cache(ctx, options)
         beta = centred_axis(options.span, options.points)
         rows = []
         for cell in cells:
-            m = cell.index["map"]
-            d = torch.as_tensor(dirs[m], dtype=torch.float64)
-            rows.append(plane_grid(origins[m], d, float(cell.coords["alpha"]), beta).to(dtype))
-        values = ctx.objective.evaluate_both(torch.cat(rows) if len(rows) > 1 else rows[0])
+            plane = self.plane(options, ctx, str(cell.coords["map"]))
+            origin = torch.as_tensor(plane["origin"], dtype=torch.float64)
+            d = torch.as_tensor(plane["directions"], dtype=torch.float64)
+            rows.append(plane_grid(origin, d, float(cell.coords["alpha"]), beta).to(ctx.dtype))
+        pts = torch.cat(rows) if len(rows) > 1 else rows[0]
+        values = ctx.objective.evaluate_both(pts.to(ctx.objective.device))
         n = len(beta)
         return [{k: v[i * n : (i + 1) * n] for k, v in values.items()} for i in range(len(cells))]
 
     def finalize(
-        self, options: HessianDirectionsOptions, ctx: Any, ds: xr.Dataset
+        self, options: HessianDirectionsOptions, ctx: StepContext, ds: xr.Dataset
     ) -> xr.Dataset | None:
-        return table2(ds)
+        planes = {str(m): self.plane(options, ctx, str(m)) for m in ds["map"].values}
+        summary = planes_dataset(options, ds, planes)
+        return xr.merge([summary, table2(ds.assign(summary))], combine_attrs="override")
 
-    def plot(self, ds: Any, **kwargs: Any) -> Any:
-        return plot_maps(ds, metric=kwargs.get("metric", "loss"), logz=kwargs.get("logy", False))
+    def report_html(self, ds: Any) -> str | None:
+        """Seed 001's Table 2: per map, the metrics at its train-loss minimum and where
+        it is; the Hessian's extreme eigenvalues with their error bounds."""
+        if "min_train_loss" not in ds:
+            return None
+        metrics = [
+            m
+            for m in ("train_loss", "validation_loss", "train_accuracy", "validation_accuracy")
+            if f"at_min_{m}" in ds
+        ]
+        rows = []
+        for m in ds["map"].values:
+            sel = {"map": m}
+            rows.append(
+                (
+                    str(m),
+                    *(float(ds[f"at_min_{k}"].sel(sel)) for k in metrics),
+                    f"({float(ds['min_train_loss_alpha'].sel(sel)):.3g}, "
+                    f"{float(ds['min_train_loss_beta'].sel(sel)):.3g})",
+                    "yes" if int(ds["min_off_centre"].sel(sel)) else "no",
+                )
+            )
+        header = ["map", *(f"{k.replace('_', ' ')} at the minimum" for k in metrics)]
+        html = html_table(
+            rows,
+            [*header, "minimum at (α, β)", "off centre"],
+            caption="Table 2 (Böttcher & Wheeler): each map's train-loss minimum",
+        )
+        if "eigenvalues" in ds:
+            a = ds["eigenvalues"].attrs
+            bounds = list(a.get("error_bounds", a.get("residual_norms", [])))
+            lam = [float(v) for v in np.atleast_1d(ds["eigenvalues"].values)]
+            html += html_table(
+                [
+                    (f"{v:.6g}", f"{b:.1e}" if i < len(bounds) else "")
+                    for i, (v, b) in enumerate(
+                        zip(lam, bounds + [float("nan")] * len(lam), strict=False)
+                    )
+                ],
+                ["eigenvalue of H at x*", "error bound"],
+                caption=f"the Hessian directions ({a.get('n_hvp', '?')} HVPs; the point is "
+                f"{a.get('shape', '?')})",
+            )
+        return html
+
+    def plot(
+        self, ds: Any, metric: str = "loss", levels: int = 30, logy: bool = False, **_: Any
+    ) -> Any:
+        return plot_maps(ds, metric=metric, logz=logy, levels=levels)
+
+
+def planes_dataset(
+    options: HessianDirectionsOptions, ds: xr.Dataset, planes: dict[str, dict[str, Any]]
+) -> xr.Dataset:
+    """Every map's plane as variables over ``map`` (origin, directions, their norms and
+    cosine; the Hessian map's eigenpairs over ``eigen``) and the attrs the plot and
+    Table 2 read (map kinds and units, the eigen-solve's cost and accuracy)."""
+    maps = [str(m) for m in ds["map"].values]
+    origins = np.stack([planes[m]["origin"] for m in maps])
+    dirs = np.stack([planes[m]["directions"] for m in maps])
+    kinds = [str(planes[m]["attrs"].get("kind", m)) for m in maps]
+    rel = options.scale == "relative"
+    builtin = {
+        "hessian": "× ‖x*‖" if rel else "absolute",
+        "random": "per filter" if rel else "absolute",
+    }
+    units = [builtin.get(m) or _plane_units(planes[m]["attrs"]) for m in maps]
+    out: dict[str, Any] = {
+        "origin": (
+            ("map", "param"),
+            origins,
+            {"description": "the centre of each map (x* unless a plane has its own)", "units": ""},
+        ),
+        "origin_is_point": (
+            ("map",),
+            np.asarray([planes[m]["attrs"]["at_point"] for m in maps], dtype=np.int8),
+            {"description": "1 where the map is centred on x* itself", "units": ""},
+        ),
+        "directions": (
+            ("map", "axis", "param"),
+            dirs,
+            {
+                "description": "the displacement vectors δ (axis alpha) and η (axis beta) of "
+                "each map: x = x* + α·δ + β·η",
+                "units": "parameter",
+            },
+        ),
+        "direction_norm": (
+            ("map", "axis"),
+            np.linalg.norm(dirs, axis=2),
+            {"description": "‖δ‖, ‖η‖", "units": "parameter"},
+        ),
+        "direction_cosine": (
+            ("map",),
+            np.asarray([unit_cosine(torch.as_tensor(d))[0] for d in dirs]),
+            {"description": "cos(δ, η), measured in float64 (0 up to rounding)", "units": ""},
+        ),
+    }
+    attrs: dict[str, Any] = {"map_kinds": kinds, "map_units": units}
+    if "hessian" in options.maps:
+        a = planes["hessian"]["attrs"]
+        V = dirs[maps.index("hessian")]
+        V = V / np.linalg.norm(V, axis=1, keepdims=True)
+        eig_attrs = {
+            "description": "dominant Hessian eigenvalues (λ_max, λ_min): the largest-"
+            "magnitude one, then the opposite-sign end by annihilation; each within "
+            "its error bound (attr error_bounds, float64 residual norms)",
+            "units": "loss / parameter²",
+            # netCDF has no booleans: flags as 0/1, as the solver's own attrs give them
+            **{k: int(a[k]) if isinstance(a[k], bool) else a[k] for k in _EIGEN_ATTRS if k in a},
+            "residual_norms": list(a.get("residuals", [])),
+            "split": options.split,
+            "algorithm": "thick-restart Lanczos (or the dense Hessian) + annihilation, "
+            "seed 001 App. B",
+        }
+        out["eigenvalues"] = (("eigen",), np.asarray(a["eigenvalues"], float), eig_attrs)
+        out["eigenvectors"] = (
+            ("eigen", "param"),
+            V,
+            {"description": "unit eigenvectors of the eigenvalues (rows)", "units": ""},
+        )
+        attrs.update(
+            lambda_max=float(a["eigenvalues"][0]),
+            lambda_min=float(a["eigenvalues"][1]),
+            lambda_error_bounds=[float(v) for v in a["error_bounds"]],
+            n_hvp=int(a["n_hvp"]),
+            eigen_converged=int(a["converged"]),
+            shape=a["shape"],
+            shape_flat_tol=float(a["flat_tol"]),
+            shape_rule="saddle: λ_min < −t_min and λ_max > t_max; minimum: λ_min > t_min; "
+            "maximum: λ_max < −t_max; else degenerate (flat within the accuracy); "
+            "t = error bound + flat_tol·max|λ|",
+        )
+    if "random" in options.maps:
+        a = planes["random"]["attrs"]
+        attrs.update(
+            random_blocks=a["blocks"],
+            random_pooled_filters=a["pooled_filters"],
+            random_norm=options.norm,
+        )
+    for name in options.planes:
+        a = {k: v for k, v in planes[name]["attrs"].items() if k != "at_point"}
+        if "model_coords" in a:
+            attrs[f"plane_{name}_model_coords"] = [float(c) for xy in a["model_coords"] for c in xy]
+        attrs[f"plane_{name}"] = json.dumps(a, default=str, sort_keys=True)
+    return xr.Dataset({k: xr.Variable(*v) for k, v in out.items()}, attrs=attrs)
+
+
+#: The eigen-solve's facts kept on the ``eigenvalues`` variable.
+_EIGEN_ATTRS = (
+    "n_hvp",
+    "tol",
+    "converged",
+    "method",
+    "error_bounds",
+    "residuals",
+    "residual_check",
+    "dominant",
+    "opposite_sign_found",
+    "shape",
+    "flat_tol",
+    "seconds",
+)
 
 
 def table2(ds: xr.Dataset) -> xr.Dataset:
@@ -546,15 +601,15 @@ def table2(ds: xr.Dataset) -> xr.Dataset:
     return xr.Dataset({k: xr.Variable(*v) for k, v in out.items()})
 
 
-def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
-    """Side-by-side contour maps (rows: train, validation; columns: maps) with minima."""
+def plot_maps(ds: Any, metric: str = "loss", logz: bool = False, levels: int = 30) -> Any:
+    """Side-by-side contour maps (rows: train, validation; columns: maps) with minima;
+    ``logz``: a logarithmic colour scale (where the map is positive)."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
 
     if f"train_{metric}" not in ds:
         raise ConfigError(f"hessian-directions plot: the result has no metric '{metric}'")
     maps = [str(m) for m in ds["map"].values]
-    fig, axes = plt.subplots(2, len(maps), figsize=(5.2 * len(maps), 9.0), squeeze=False)
+    fig, axes = plt.subplots(2, len(maps), figsize=(5.4 * len(maps), 9.2), squeeze=False)
     alpha, beta = ds["alpha"].values, ds["beta"].values
     A, B = np.meshgrid(alpha, beta, indexing="ij")
     rel = ds.attrs.get("scale", "relative") == "relative"
@@ -565,44 +620,41 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
     units = list(ds.attrs.get("map_units", [default_units.get(m, "") for m in maps]))
     kinds = list(ds.attrs.get("map_kinds", maps))
     at_point = [int(v) for v in ds["origin_is_point"].values] if "origin_is_point" in ds else []
+    best_kind = "maximum" if metric == "accuracy" else "minimum"
     for col, m in enumerate(maps):
         for row, split in enumerate(("train", "validation")):
             ax = axes[row, col]
-            Z = np.asarray(ds[f"{split}_{metric}"].sel(map=m).values, dtype=float)
-            finite = Z[np.isfinite(Z)]
-            norm, levels = None, 30
-            if logz and finite.size and finite.min() > 0:
-                norm = LogNorm(vmin=finite.min(), vmax=finite.max())
-                levels = np.geomspace(finite.min(), finite.max(), 30)
-            cs = ax.contourf(A, B, Z, levels=levels, cmap="viridis", norm=norm)
+            name = f"{split}_{metric}"
+            Z = np.asarray(ds[name].sel(map=m).values, dtype=float)
+            norm, lv = figures.map_norm(Z, logz, levels)
+            cs = ax.contourf(A, B, Z, levels=lv, cmap="viridis", norm=norm)
             ax.contour(A, B, Z, levels=15, colors="k", linewidths=0.3, alpha=0.5)
-            fig.colorbar(cs, ax=ax, shrink=0.85)
+            label = figures.quantity(ds, name) + (" (log scale)" if norm is not None else "")
+            figures.colorbar(fig, cs, ax, label)
             best = np.nanargmax(Z) if metric == "accuracy" else np.nanargmin(Z)
             i, j = np.unravel_index(best, Z.shape)
-            ax.plot(
+            figures.mark(
+                ax,
                 alpha[i],
                 beta[j],
-                "x",
-                color="red",
-                ms=11,
-                mew=2.5,
+                best_kind,
                 label=f"{'max' if metric == 'accuracy' else 'min'} {Z[i, j]:.4g} at "
                 f"({alpha[i]:.3g}, {beta[j]:.3g})",
             )
             centred = at_point[col] if col < len(at_point) else True
-            ax.plot(0, 0, "+", color="white", ms=11, mew=2, label="x*" if centred else "origin")
+            figures.mark(ax, 0, 0, "centre", label="x*" if centred else "origin")
             plane = json.loads(ds.attrs.get(f"plane_{m}", "{}"))
             if plane.get("path_coords"):  # a trajectory on its plane (pca-trajectory)
                 xy = np.asarray(plane["path_coords"], dtype=float)[:, :2]
-                ax.plot(xy[:, 0], xy[:, 1], "-", color="white", lw=1.2, alpha=0.9)
-                ax.plot(xy[:, 0], xy[:, 1], "o", color="C3", ms=2.5, label="trajectory")
+                ax.plot(xy[:, 0], xy[:, 1], "-", color="white", lw=1.2, path_effects=figures.halo())
+                figures.mark(ax, xy[:, 0], xy[:, 1], "point", label="trajectory")
             coords = ds.attrs.get(f"plane_{m}_model_coords")
             if coords is not None:
                 xy = np.asarray(coords, dtype=float).reshape(-1, 2)
-                ax.plot(
-                    xy[:, 0], xy[:, 1], "o", mfc="none", mec="white", ms=9, mew=1.8, label="models"
+                figures.mark(
+                    ax, xy[:, 0], xy[:, 1], "model", label="models", path_effects=figures.halo(2.0)
                 )
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(loc="upper right")
             if m == "hessian":
                 lab = ("α (v_max", "β (v_min")
                 if "eigenvalues" in ds:
@@ -636,6 +688,6 @@ def plot_maps(ds: Any, metric: str = "loss", logz: bool = False) -> Any:
         )
         if "shape" in a:
             title += f"; the point is {a['shape']}"
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.text(0.5, 0.005, title, ha="center", fontsize=9)
+    fig.suptitle(title, wrap=True)
+    fig.tight_layout()
     return fig

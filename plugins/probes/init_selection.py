@@ -19,7 +19,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Plan, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    Plan,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+    optimizer_options,
+)
 from lossatlas.engine.curvature import default_flat_tol
 from lossatlas.engine.geometry import draw_init, init_radius
 
@@ -36,7 +44,9 @@ MEASURES = {
 
 
 @dataclass
-class InitSelectionOptions:
+class InitSelectionOptions(
+    optimizer_options(optimizer="adam", lr=1e-3, epochs=5, batch_size=64, epochs_min=1)
+):
     inits: int = field(default=16, metadata={"doc": "number of Xavier initialisations"})
     init: Literal["xavier", "he"] = field(
         default="xavier",
@@ -55,17 +65,12 @@ class InitSelectionOptions:
     split: Literal["train", "validation"] = field(
         default="train", metadata={"doc": "split the Hessian is taken on"}
     )
-    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
-    lr: float = field(default=1e-3, metadata={"doc": "learning rate"})
-    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
-    epochs: int = field(default=5, metadata={"doc": "epochs of full-space training"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
 
     def validate(self) -> None:
         if self.inits < 2:
             raise ValueError(f"option 'inits' must be at least 2 (correlations), got {self.inits}")
-        if self.dim < 1 or self.epochs < 1 or self.batch_size < 0 or not self.lr > 0:
-            raise ValueError("need dim ≥ 1, epochs ≥ 1, batch_size ≥ 0 and lr > 0")
+        if self.dim < 1:
+            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
         _validate_basis(self)
 
 
@@ -86,16 +91,16 @@ def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(slope), float(icpt), float(r)
 
 
-class InitSelection(Probe):
+class InitSelection(Probe[InitSelectionOptions]):
     name = "init-selection"
     points = ()  # no (param,) results for later steps
     summary = "Hessian measures of many inits vs their training speed (seed 000 Fig. 6)"
     Options = InitSelectionOptions
 
-    def check(self, options: InitSelectionOptions, ctx: Any) -> None:
+    def check(self, options: InitSelectionOptions, ctx: StepContext) -> None:
         _check_dims([options.dim], options, ctx, f"probe 'init-selection' (step '{ctx.step.name}')")
 
-    def plan(self, options: InitSelectionOptions, ctx: Any) -> Plan:
+    def plan(self, options: InitSelectionOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         variables = {k: Variable(("init",), v) for k, v in MEASURES.items()}
         variables["frac_positive"] = Variable(
@@ -132,7 +137,9 @@ class InitSelection(Probe):
             },
         )
 
-    def compute(self, options: InitSelectionOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: InitSelectionOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         import torch
 
         from lossatlas.engine.training import train_as
@@ -161,7 +168,7 @@ class InitSelection(Probe):
         out["radius"] = float(obj.layout.radius(x))
         return out
 
-    def finalize(self, options: InitSelectionOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: InitSelectionOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         target = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
@@ -239,7 +246,7 @@ class InitSelection(Probe):
             ax.set_ylabel(target.replace("_", " "))
             ax.set_title(f"({tag}) {target.split('_')[-1]} vs {m.replace('_', ' ')}")
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=6)
+                ax.legend()
         ax = axes[3]
         ax.scatter(ds["n_positive"].values, ds["initial_validation_loss"].values, s=12)
         if "loss_npos_correlation" in ds:
@@ -248,6 +255,6 @@ class InitSelection(Probe):
                 f"r = {float(ds['loss_npos_correlation']):.2f}"
             )
         ax.set_xlabel(MEASURES["n_positive"])
-        ax.set_ylabel("initial validation loss")
+        ax.set_ylabel(figures.quantity(ds, "initial_validation_loss"))
         fig.tight_layout()
         return fig

@@ -49,9 +49,15 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    RandomPoint,
+    StepContext,
     Variable,
+    figures,
     grid_estimate,
+    html_table,
     metric_variables,
+    option,
+    parse_random,
 )
 
 __all__ = [
@@ -68,7 +74,7 @@ __all__ = [
 
 @dataclass
 class InterpolationOptions:
-    pairs: list[list[PointRef]] = field(
+    pairs: list[list[RandomPoint | PointRef]] = field(
         default_factory=lambda: [[PointRef("init"), PointRef("train")]],
         metadata={
             "doc": "pairs [θ0, θ1] of points to join: 'init', 'init:SEED', a step, "
@@ -81,13 +87,9 @@ class InterpolationOptions:
     )
     alpha_min: float = field(default=-0.5, metadata={"doc": "first α of the grid"})
     alpha_max: float = field(default=1.5, metadata={"doc": "last α of the grid"})
-    points: int = field(
-        default=41, metadata={"doc": "α values on the main grid (0 and 1 are added if missing)"}
-    )
+    points: int = option(41, doc="α values on the main grid (0 and 1 are added if missing)", ge=2)
     zoom_points: int = field(default=200, metadata={"doc": "α values in each zoom (0: none)"})
-    zoom_width: float = field(
-        default=0.01, metadata={"doc": "the zooms tile [0, w] and [1 − w, 1]"}
-    )
+    zoom_width: float = option(0.01, doc="the zooms tile [0, w] and [1 − w, 1]", gt=0, le=0.5)
     recompute_bn: bool = field(
         default=False,
         metadata={"doc": "recompute BatchNorm statistics on the train split at every α"},
@@ -97,14 +99,10 @@ class InterpolationOptions:
         validate_pairs(self.pairs, self.labels)
         if not self.alpha_min < self.alpha_max:
             raise ValueError("option 'alpha_min' must be below 'alpha_max'")
-        if self.points < 2:
-            raise ValueError(f"option 'points' must be at least 2, got {self.points}")
         if self.zoom_points < 0 or self.zoom_points == 1:
             raise ValueError(
                 f"option 'zoom_points' must be 0 or at least 2, got {self.zoom_points}"
             )
-        if not 0 < self.zoom_width <= 0.5:
-            raise ValueError(f"option 'zoom_width' must be in (0, 0.5], got {self.zoom_width}")
 
 
 def validate_pairs(pairs: list[list[Any]], labels: list[str], ends: str = "[θ0, θ1]") -> None:
@@ -181,20 +179,7 @@ def line_paths(ds: Any, kind: str = "linear", prefix: str = "") -> list[PathSumm
 
 
 def _is_random(ref: str) -> bool:
-    return ref == "random" or ref.startswith("random:")
-
-
-def _snapshot(ref: str) -> tuple[str, str] | None:
-    """``[RUN/]STEP@N`` as (``[RUN/]STEP``, ``N``), else None."""
-    if "@" not in ref or ref.startswith("checkpoint:"):
-        return None
-    base, _, n = ref.rpartition("@")
-    return base, n
-
-
-def _earlier_steps(ctx: Any) -> list[str]:
-    names = [s.name for s in ctx.config.steps]
-    return names[: names.index(ctx.step.name)] if ctx.step.name in names else names
+    return isinstance(ref, RandomPoint) or ref == "random" or ref.startswith("random:")
 
 
 def _bn_modules(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
@@ -256,7 +241,7 @@ def evaluate_points(obj: Any, X: torch.Tensor, recompute_bn: bool = False) -> di
     return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
 
-class Interpolation(Probe):
+class Interpolation(Probe[InterpolationOptions]):
     name = "interpolation"
     points = ()  # no (param,) results for later steps
     summary = "loss and accuracy on the line (1−α)θ0 + αθ1 between pairs of points, with zooms"
@@ -264,38 +249,13 @@ class Interpolation(Probe):
 
     # -------------------------------------------------------------- checking
 
-    def check(self, options: InterpolationOptions, ctx: Any) -> None:
-        earlier = _earlier_steps(ctx)
+    def check(self, options: InterpolationOptions, ctx: StepContext) -> None:
         for pair in options.pairs:
-            for ref in pair:
-                if _is_random(ref):
-                    if ref.startswith("random:"):
-                        try:
-                            r = float(ref.split(":", 1)[1])
-                        except ValueError:
-                            r = -1.0
-                        if not r > 0:
-                            raise ConfigError(
-                                f"step '{ctx.step.name}': point '{ref}': 'random:R' needs a "
-                                "positive radius R"
-                            )
-                    elif all(_is_random(p) for p in pair):
-                        raise ConfigError(
-                            f"step '{ctx.step.name}': pair {list(pair)}: 'random' takes the "
-                            "norm of the other point; give one of them a radius ('random:R')"
-                        )
-                    continue
-                snap = _snapshot(ref)
-                if snap is not None:
-                    base, n = snap
-                    if not n.isdigit() or not base or "." in base.rpartition("/")[2]:
-                        raise ConfigError(
-                            f"step '{ctx.step.name}': point '{ref}': a recorded snapshot is "
-                            "'STEP@N' or 'RUN/STEP@N', N the optimizer step of a snapshot "
-                            "the train step STEP recorded (record_every)"
-                        )
-                    ref = base
-                ctx.check_ref(ref, earlier)
+            if all(_is_random(p) for p in pair) and any(parse_random(p) is None for p in pair):
+                raise ConfigError(
+                    f"step '{ctx.step.name}': pair {list(pair)}: 'random' takes the "
+                    "norm of the other point; give one of them a radius ('random:R')"
+                )
         if options.recompute_bn and not _bn_modules(ctx.objective.model):
             raise ConfigError(
                 f"step '{ctx.step.name}': recompute_bn = true but the model has no BatchNorm "
@@ -316,7 +276,7 @@ class Interpolation(Probe):
     def labels(self, options: InterpolationOptions) -> list[str]:
         return list(options.labels) or [f"{a} → {b}" for a, b in options.pairs]
 
-    def estimate(self, options: InterpolationOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: InterpolationOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
         points = options.points + 2 * options.zoom_points
@@ -328,7 +288,7 @@ class Interpolation(Probe):
             drivers=("pairs", "points", "zoom_points"),
         )
 
-    def plan(self, options: InterpolationOptions, ctx: Any) -> Plan:
+    def plan(self, options: InterpolationOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         grids = self._grids(options)
         variables: dict[str, Variable] = {}
@@ -368,53 +328,18 @@ class Interpolation(Probe):
 
     # ------------------------------------------------------------- computing
 
-    def _endpoint(self, ref: str, other: str, ctx: Any, g: torch.Generator) -> torch.Tensor:
+    def _endpoint(self, ref: str, other: str, ctx: StepContext, g: torch.Generator) -> torch.Tensor:
         obj = ctx.objective
-        snap = _snapshot(ref)
-        if snap is not None:
-            return self._recorded(ref, *snap, ctx)
         if not _is_random(ref):
             return ctx.resolve_point(ref)
-        if ref == "random":
-            r = float(self._endpoint(other, ref, ctx, g).double().norm())
-        else:
-            r = float(ref.split(":", 1)[1])
+        radius = parse_random(ref)
+        r = float(self._endpoint(other, ref, ctx, g).double().norm()) if radius is None else radius
         u = torch.randn(obj.D, generator=g, dtype=torch.float64)
         return (u * (r / u.norm())).to(obj.device, obj.dtype)
 
-    @staticmethod
-    def _recorded(ref: str, base: str, n: str, ctx: Any) -> torch.Tensor:
-        """The snapshot θ(t = N) a ``train`` step recorded in its ``trajectory``."""
-        obj = ctx.objective
-        run, step, _var = ctx.parse_ref(base)
-        ds = ctx.load_step(step, run=run)
-        if "trajectory" not in ds or "record" not in ds.coords:
-            raise ConfigError(
-                f"point '{ref}': step '{base}' recorded no trajectory; 'STEP@N' needs a "
-                'step with probe = "train"'
-            )
-        steps = np.asarray(ds["record"].values)
-        if "recorded_step" in ds:  # where a run that stopped early really ended
-            actual = np.asarray(ds["recorded_step"].values, dtype=np.float64)
-            steps = np.where(np.isfinite(actual), actual, steps).astype(np.int64)
-        hit = np.flatnonzero(steps == int(n))
-        row = None if not len(hit) else np.asarray(ds["trajectory"].values[hit[0]])
-        if row is None or not np.all(np.isfinite(row)):
-            finite = np.all(np.isfinite(np.asarray(ds["trajectory"].values)), axis=1)
-            have = steps[finite]
-            near = have[np.argsort(np.abs(have - int(n)), kind="stable")[:3]]
-            raise ConfigError(
-                f"point '{ref}': step '{base}' has no snapshot at optimizer step {n}; the "
-                f"nearest recorded steps are {', '.join(str(int(k)) for k in sorted(near))} "
-                f"({len(have)} snapshots, steps {int(have.min())}…{int(have.max())})"
-            )
-        if row.shape[0] != obj.D:
-            raise ConfigError(
-                f"point '{ref}' has {row.shape[0]} parameters but the model has D={obj.D}"
-            )
-        return torch.as_tensor(row).to(obj.device, obj.dtype)
-
-    def compute(self, options: InterpolationOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: InterpolationOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         obj = ctx.objective
         a_ref, b_ref = (str(r) for r in options.pairs[cell.index["pair"]])
         g = cell.generator()
@@ -439,7 +364,7 @@ class Interpolation(Probe):
 
     # ------------------------------------------------------------- summaries
 
-    def finalize(self, options: InterpolationOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: InterpolationOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         out = {}
@@ -480,6 +405,36 @@ class Interpolation(Probe):
         """Each pair's straight line on α ∈ [0, 1] (main grid and zooms together), for
         the path comparison figure (:func:`lossatlas.engine.plot_paths`)."""
         return line_paths(ds, kind="linear")
+
+    # ------------------------------------------------------------------ report
+
+    def report_html(self, ds: Any) -> str | None:
+        """A row per pair: the train and validation barriers (max − max of ends), the
+        loss minimum along the line and where it is (seed 003's monotonicity check)."""
+        needed = ("train_loss_barrier", "validation_loss_barrier", "train_loss_min")
+        if any(n not in ds for n in needed):
+            return None
+        labels = list(ds.attrs.get("labels") or [str(p) for p in ds["pair"].values])
+        rows = []
+        for k in range(ds.sizes["pair"]):
+            sel = {"pair": k}
+            rows.append(
+                (
+                    labels[k],
+                    float(ds["train_loss_barrier"].isel(sel)),
+                    float(ds["validation_loss_barrier"].isel(sel)),
+                    float(ds["train_loss_min"].isel(sel)),
+                    float(ds["train_loss_argmin_alpha"].isel(sel))
+                    if "train_loss_argmin_alpha" in ds
+                    else float("nan"),
+                )
+            )
+        units = figures.units_of(ds, "train_loss") or "loss units"
+        return html_table(
+            rows,
+            ["pair", "train barrier", "validation barrier", "min train loss", "at α"],
+            caption=f"barriers along each line ({units}; barrier = max − max of the ends)",
+        )
 
     # ------------------------------------------------------------------ plot
 
@@ -523,9 +478,9 @@ class Interpolation(Probe):
                 if a.min() <= edge <= a.max():
                     ax.axvline(edge, color="k", lw=0.5, alpha=0.5)
             ax.set_xlabel("α")
-            ax.set_ylabel(metric)
+            ax.set_ylabel(figures.quantity(ds, f"{prefix}train_{metric}", metric))
             if logy and metric == "loss":
-                ax.set_yscale("log")
+                figures.log_axis(ax, "y")
 
         ax = flat.pop(0)
         curves(ax, "alpha", "", "loss", True)
@@ -542,7 +497,7 @@ class Interpolation(Probe):
             ax.set_title(f"train loss, {len(a)} values in [{a.min():.3g}, {a.max():.3g}]")
         for ax in flat:
             ax.set_visible(False)
-        fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
+        fig.legend(handles, names, loc="lower center", ncol=2, frameon=False)
         rows_legend = (len(names) + 1) // 2
         fig.tight_layout(rect=(0, min(0.3, 0.035 * rows_legend / rows + 0.01), 1, 1))
         return fig

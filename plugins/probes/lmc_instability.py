@@ -35,7 +35,6 @@ passes over both splits.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -44,9 +43,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable, parse_options
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    Probe,
+    StepContext,
+    StepRef,
+    Variable,
+    figures,
+    option,
+    parse_options,
+)
 
-from .interpolation import Interpolation, _bn_modules, evaluate_points, interpolate
+from .interpolation import _bn_modules, evaluate_points, interpolate
 from .train import TrainOptions, _steps, planned_record_steps
 
 __all__ = ["LMCInstability", "LMCInstabilityOptions", "frankle_barrier"]
@@ -54,35 +64,38 @@ __all__ = ["LMCInstability", "LMCInstabilityOptions", "frankle_barrier"]
 
 @dataclass
 class LMCInstabilityOptions:
-    of: PointRef = field(
-        default=PointRef("train"),
-        metadata={
-            "doc": "the parent: a train step ('STEP' or 'RUN/STEP') that recorded snapshots "
-            "at every spawn step"
-        },
+    of: StepRef = option(
+        StepRef("train"),
+        doc="the parent: a train step ('STEP' or 'RUN/STEP') that recorded snapshots at "
+        "every spawn step",
+        probes=("train",),
     )
     spawn: list[int] = field(
         default_factory=lambda: [0],
-        metadata={"doc": "optimizer steps k at which two children are spawned"},
+        metadata={
+            "ge": 0,
+            "min_items": 1,
+            "doc": "optimizer steps k at which two children are spawned",
+        },
     )
     replicates: int = field(
-        default=1, metadata={"doc": "pairs of children per k (the paper uses three)"}
+        default=1, metadata={"ge": 1, "doc": "pairs of children per k (the paper uses three)"}
     )
-    points: int = field(default=25, metadata={"doc": "α values on the line between the children"})
+    points: int = field(
+        default=25,
+        metadata={
+            "ge": 2,
+            "doc": "α values on the line between the children",
+        },
+    )
     recompute_bn: bool = field(
         default=True,
         metadata={"doc": "recompute BatchNorm statistics at every α (where the model has BN)"},
     )
 
     def validate(self) -> None:
-        if not self.spawn:
-            raise ValueError("option 'spawn' needs at least one step k")
-        if min(self.spawn) < 0 or len(set(self.spawn)) != len(self.spawn):
-            raise ValueError(f"option 'spawn' must list distinct steps ≥ 0, got {self.spawn}")
-        if self.replicates < 1:
-            raise ValueError(f"option 'replicates' must be at least 1, got {self.replicates}")
-        if self.points < 2:
-            raise ValueError(f"option 'points' must be at least 2, got {self.points}")
+        if len(set(self.spawn)) != len(self.spawn):
+            raise ValueError(f"option 'spawn' must list distinct steps, got {self.spawn}")
 
 
 def frankle_barrier(alpha: np.ndarray, values: np.ndarray) -> float:
@@ -95,37 +108,25 @@ def frankle_barrier(alpha: np.ndarray, values: np.ndarray) -> float:
     return float(np.max(values) - ends)
 
 
-def _parent(options: LMCInstabilityOptions, ctx: Any) -> tuple[TrainOptions, int, np.ndarray]:
+def _parent(
+    options: LMCInstabilityOptions, ctx: StepContext
+) -> tuple[TrainOptions, int, np.ndarray]:
     """(the parent's train options, its planned total steps T, its recorded steps)."""
-    run, step, _var = ctx.parse_ref(str(options.of))
     where = f"step '{ctx.step.name}': parent '{options.of}'"
-    if run is None:
-        source = next((s for s in ctx.config.steps if s.name == step), None)
-        if source is None or source.probe != "train":
-            raise ConfigError(f"{where} is not a train step of this run")
-        table = dict(source.options)
-    else:
-        ds = ctx.load_step(step, run=run)
-        if ds.attrs.get("probe") != "train":
-            raise ConfigError(f"{where} is not a train step (probe '{ds.attrs.get('probe')}')")
-        table = json.loads(ds.attrs["step_config"])
-        table = {k: v for k, v in table.items() if k not in ("name", "probe", "model", "dataset")}
-    opts = parse_options(TrainOptions, table, where)
+    # The engine checked that 'of' names a train step (StepRef, probes = ("train",)).
+    opts = parse_options(TrainOptions, ctx.step_options(options.of), where)
     _per, total = _steps(opts, len(ctx.objective.splits["train"]))
     record = planned_record_steps(opts.record_every, total)
     return opts, total, record
 
 
-class LMCInstability(Probe):
+class LMCInstability(Probe[LMCInstabilityOptions]):
     name = "lmc-instability"
     points = ()
     summary = "Frankle et al.: error barrier between two children spawned at step k vs k"
     Options = LMCInstabilityOptions
 
-    def check(self, options: LMCInstabilityOptions, ctx: Any) -> None:
-        names = [s.name for s in ctx.config.steps]
-        earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else names
-        ctx.check_ref(str(options.of), earlier, point=False)
+    def check(self, options: LMCInstabilityOptions, ctx: StepContext) -> None:
         opts, total, record = _parent(options, ctx)
         late = [k for k in options.spawn if k > total]
         if late:
@@ -144,7 +145,7 @@ class LMCInstability(Probe):
         if opts.epochs == 0 or total == 0:
             raise ConfigError(f"step '{ctx.step.name}': the parent '{options.of}' trains no step")
 
-    def plan(self, options: LMCInstabilityOptions, ctx: Any) -> Plan:
+    def plan(self, options: LMCInstabilityOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         opts, total, _record = _parent(options, ctx)
         alpha = np.linspace(0.0, 1.0, options.points)
@@ -205,14 +206,16 @@ class LMCInstability(Probe):
             },
         )
 
-    def compute(self, options: LMCInstabilityOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: LMCInstabilityOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         from lossatlas.engine.training import train
 
         obj = ctx.objective
         opts, total, _record = _parent(options, ctx)
         k = int(cell.coords["spawn"])
         of = str(options.of)
-        start = Interpolation._recorded(f"{of}@{k}", of, str(k), ctx)
+        start = ctx.resolve_point(f"{of}@{k}")
         remaining = total - k
         per_epoch, _ = _steps(opts, len(obj.splits["train"]))
         g = cell.generator()
@@ -255,7 +258,7 @@ class LMCInstability(Probe):
         out["child_seed"] = np.asarray(seeds, dtype=np.int64)
         return out
 
-    def finalize(self, options: LMCInstabilityOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: LMCInstabilityOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         metric = ds.attrs.get("metric", "error")
@@ -281,6 +284,7 @@ class LMCInstability(Probe):
         Right: the validation error (or loss) along the line for each k."""
         import matplotlib.pyplot as plt
         from matplotlib import colors
+        from matplotlib.ticker import FuncFormatter
 
         metric = ds.attrs.get("metric", "error")
         fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
@@ -299,6 +303,7 @@ class LMCInstability(Probe):
             "symlog", linthresh=max(1.0, float(np.min(k[k > 0])) if np.any(k > 0) else 1.0)
         )
         ax.set_xlim(left=0)
+        ax.xaxis.set_major_formatter(FuncFormatter(figures.plain_number))
         ax.set_xlabel("spawn step k (parent's optimizer steps)")
         ax.set_ylabel(f"instability: {metric} barrier")
         ax.set_title(
@@ -306,7 +311,7 @@ class LMCInstability(Probe):
             f"T = {ds.attrs.get('total_steps')})",
             fontsize=9,
         )
-        ax.legend(fontsize=8)
+        ax.legend()
         ax = axes[1]
         norm = colors.Normalize(vmin=0, vmax=max(len(k) - 1, 1))
         cmap = plt.get_cmap("viridis")
@@ -320,6 +325,6 @@ class LMCInstability(Probe):
         ax.set_xlabel("α (child 1 → child 2)")
         ax.set_ylabel(f"validation {metric}")
         ax.set_title("along the line between the children (replicate 0)", fontsize=9)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(ncol=2)
         fig.tight_layout()
         return fig

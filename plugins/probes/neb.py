@@ -48,11 +48,22 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, PathSummary, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    PathSummary,
+    Plan,
+    PointRef,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+    progress,
+)
+from lossatlas.engine.training import OptimizerSpec, TrainingLoop
 
 from .interpolation import (
     _bn_modules,
-    _earlier_steps,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -71,38 +82,46 @@ class NEBOptions:
     labels: list[str] = field(
         default_factory=list, metadata={"doc": "one label per pair (default 'θ0 → θ1')"}
     )
-    pivots: int = field(default=3, metadata={"doc": "pivots put on the line in the first cycle"})
-    cycles: int = field(default=4, metadata={"doc": "AutoNEB cycles (insert, optimise, analyse)"})
+    pivots: int = field(
+        default=3, metadata={"ge": 1, "doc": "pivots put on the line in the first cycle"}
+    )
+    cycles: int = field(
+        default=4, metadata={"ge": 1, "doc": "AutoNEB cycles (insert, optimise, analyse)"}
+    )
     insert: int = field(
-        default=2, metadata={"doc": "most pivots inserted per cycle after the first"}
+        default=2, metadata={"ge": 0, "doc": "most pivots inserted per cycle after the first"}
     )
     insert_threshold: float = field(
         default=0.1,
         metadata={
+            "ge": 0,
             "doc": "insert where the loss between pivots rises above their interpolation by "
-            "more than this fraction of the chain's loss range"
+            "more than this fraction of the chain's loss range",
         },
     )
-    steps: int = field(default=200, metadata={"doc": "optimiser steps per cycle"})
+    steps: int = field(default=200, metadata={"ge": 0, "doc": "optimiser steps per cycle"})
     optimizer: Literal["sgd", "adam"] = field(
         default="sgd", metadata={"doc": "'sgd' (with momentum, the peer's) or 'adam'"}
     )
-    lr: float = field(default=0.05, metadata={"doc": "learning rate"})
-    momentum: float = field(default=0.9, metadata={"doc": "SGD momentum"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
+    lr: float = field(default=0.05, metadata={"gt": 0, "doc": "learning rate"})
+    momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1, "doc": "SGD momentum"})
+    batch_size: int = field(
+        default=64, metadata={"ge": 0, "doc": "mini-batch size (0: full batch)"}
+    )
     spring: float = field(
         default=math.inf,
         metadata={
+            "gt": 0,
             "doc": "inf: redistribute the pivots to their target spacing before every step "
             "(the peer's default); a finite k: springs k·(spacing error) along the tangent",
             "allow_inf": True,
         },
     )
     weight_decay: float = field(
-        default=0.0, metadata={"doc": "L2 term wd·θ added to every pivot's gradient"}
+        default=0.0, metadata={"ge": 0, "doc": "L2 term wd·θ added to every pivot's gradient"}
     )
     sub_pivots: int = field(
-        default=9, metadata={"doc": "points evaluated between two pivots in the analysis"}
+        default=9, metadata={"ge": 0, "doc": "points evaluated between two pivots in the analysis"}
     )
     recompute_bn: bool = field(
         default=True,
@@ -111,18 +130,6 @@ class NEBOptions:
 
     def validate(self) -> None:
         validate_pairs(self.pairs, self.labels, "[θ0, θ1]")
-        if self.pivots < 1 or self.cycles < 1:
-            raise ValueError("options 'pivots' and 'cycles' must be at least 1")
-        if self.insert < 0 or self.steps < 0 or self.batch_size < 0 or self.sub_pivots < 0:
-            raise ValueError("options 'insert', 'steps', 'batch_size', 'sub_pivots' must be ≥ 0")
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"option 'momentum' must be in [0, 1), got {self.momentum}")
-        if not self.spring > 0:
-            raise ValueError(f"option 'spring' must be positive (or inf), got {self.spring}")
-        if self.weight_decay < 0 or self.insert_threshold < 0:
-            raise ValueError("options 'weight_decay' and 'insert_threshold' must be ≥ 0")
 
     @property
     def max_pivots(self) -> int:
@@ -278,6 +285,7 @@ def run_neb(
 
     order = torch.arange(n)
     pos = n
+    bar = progress.task("AutoNEB", o.cycles * o.steps, "step")
     for cycle in range(o.cycles):
         if cycle == 0:
             path, weights = _fill(path, weights, [list(np.linspace(0, 1, o.pivots + 2)[1:-1])])
@@ -286,11 +294,18 @@ def run_neb(
             if any(where):
                 path, weights = _fill(path, weights, where)
         X = path.clone()
-        m1 = torch.zeros_like(X[1:-1])
-        m2 = torch.zeros_like(X[1:-1])
-        for step in range(o.steps):
+        # The inner pivots are one member of the shared loop (a fresh optimizer state
+        # each cycle, as the chain changes between cycles).
+        loop = TrainingLoop(
+            [X[1:-1]], OptimizerSpec(o.optimizer, o.lr, o.momentum if o.optimizer == "sgd" else 0)
+        )
+        inner = loop.params[0]
+        for _step in range(o.steps):
+            X = torch.cat([X[:1], inner.detach(), X[-1:]])
             if math.isinf(o.spring):
                 X = distribute(X, weights.to(X.dtype))
+                with torch.no_grad():
+                    inner.copy_(X[1:-1])
             if pos + size > n:
                 order = torch.randperm(n, generator=generator) if size < n else torch.arange(n)
                 pos = 0
@@ -312,16 +327,9 @@ def run_neb(
                 if not math.isinf(o.spring):
                     err = (dist[i - 1] - target[i - 1]) - (dist[i] - target[i])
                     g[i - 1] += o.spring * err * tau
-            if o.optimizer == "sgd":
-                m1.mul_(o.momentum).add_(g)
-                X[1:-1] -= o.lr * m1
-            else:
-                b1, b2 = 0.9, 0.999
-                m1.mul_(b1).add_(g, alpha=1 - b1)
-                m2.mul_(b2).addcmul_(g, g, value=1 - b2)
-                mh = m1 / (1 - b1 ** (step + 1))
-                vh = m2 / (1 - b2 ** (step + 1))
-                X[1:-1] -= o.lr * mh / (vh.sqrt() + 1e-8)
+            loop.apply([g])
+            bar.update(advance=1, cycle=f"{cycle + 1}/{o.cycles}", pivots=len(X) - 2)
+        X = torch.cat([X[:1], loop.finish()[0], X[-1:]])
         if math.isinf(o.spring) and not diverged:
             X = distribute(X, weights.to(X.dtype))
         path = X.detach()
@@ -334,6 +342,7 @@ def run_neb(
         pivot_loss = dense_loss[:: o.sub_pivots + 1]
         cycle_saddle.append(float(np.max(dense_loss)))
         cycle_pivots.append(len(path))
+    bar.close()
     if diverged:
         dense_x, dense_pos = _dense(path, o.sub_pivots)
         values = {k: np.full(len(dense_x), np.nan) for k in obj.evaluate_both(w0[None])}
@@ -343,7 +352,7 @@ def run_neb(
 # ------------------------------------------------------------------ the probe
 
 
-class NEB(Probe):
+class NEB(Probe[NEBOptions]):
     name = "neb"
     points = ()
     summary = (
@@ -351,11 +360,7 @@ class NEB(Probe):
     )
     Options = NEBOptions
 
-    def check(self, options: NEBOptions, ctx: Any) -> None:
-        earlier = _earlier_steps(ctx)
-        for pair in options.pairs:
-            for ref in pair:
-                ctx.check_ref(str(ref), earlier)
+    def check(self, options: NEBOptions, ctx: StepContext) -> None:
         if options.max_pivots > 10_000:
             raise ConfigError(
                 f"step '{ctx.step.name}': the chain could grow to {options.max_pivots} pivots; "
@@ -365,7 +370,7 @@ class NEB(Probe):
     def labels(self, options: NEBOptions) -> list[str]:
         return list(options.labels) or [f"{a} → {b}" for a, b in options.pairs]
 
-    def plan(self, options: NEBOptions, ctx: Any) -> Plan:
+    def plan(self, options: NEBOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         npiv = options.max_pivots
         ndense = (npiv - 1) * (options.sub_pivots + 1) + 1
@@ -438,7 +443,7 @@ class NEB(Probe):
             },
         )
 
-    def compute(self, options: NEBOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: NEBOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         a, b = (str(r) for r in options.pairs[cell.index["pair"]])
         w0, w1 = ctx.resolve_point(a), ctx.resolve_point(b)
@@ -535,19 +540,19 @@ class NEB(Probe):
                 float(np.nanmax(L[[0, -1]])) + lin, color=c, ls=":", label=f"{tag}chord's maximum"
             )
         axes[0].set_xlabel("fraction of the chain's length from θ0 (dots: pivots)")
-        axes[0].set_ylabel("loss")
+        axes[0].set_ylabel(figures.quantity(ds, "train_loss", "loss"))
         if kwargs.get("logy"):
-            axes[0].set_yscale("log")
-            axes[1].set_yscale("log")
-        axes[0].legend(fontsize=7)
+            figures.log_axis(axes[0], "y")
+            figures.log_axis(axes[1], "y")
+        axes[0].legend()
         axes[0].set_title(
             "loss along the final chain; length / ‖θ1 − θ0‖ = "
             + ", ".join(f"{v:.3f}" for v in np.atleast_1d(ds["length_norm"].values)),
             fontsize=9,
         )
         axes[1].set_xlabel("AutoNEB cycle")
-        axes[1].set_ylabel("highest train loss along the chain")
-        axes[1].legend(fontsize=7)
+        axes[1].set_ylabel(figures.quantity(ds, "train_loss", "highest train loss on the chain"))
+        axes[1].legend()
         axes[1].set_title("saddle per cycle")
         fig.tight_layout()
         return fig

@@ -20,7 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    PointRef,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+)
 
 __all__ = ["PermuteUnits", "PermuteUnitsOptions", "permute_units"]
 
@@ -99,16 +108,16 @@ def permute_units(layout: Any, x: torch.Tensor, layer: str, units: list[int]) ->
     return y
 
 
-class PermuteUnits(Probe):
+class PermuteUnits(Probe[PermuteUnitsOptions]):
     name = "permute-units"
     summary = "copy of a point with hidden units swapped (same function; Freeman & Bruna)"
     Options = PermuteUnitsOptions
     points = ("point", "source")
 
-    def check(self, options: PermuteUnitsOptions, ctx: Any) -> None:
+    def check(self, options: PermuteUnitsOptions, ctx: StepContext) -> None:
         _entries(ctx.objective.layout, options.layer, list(options.units))
 
-    def plan(self, options: PermuteUnitsOptions, ctx: Any) -> Plan:
+    def plan(self, options: PermuteUnitsOptions, ctx: StepContext) -> Plan:
         w, bias, nxt = _entries(ctx.objective.layout, options.layer, list(options.units))
 
         def where(e: Any) -> list[Any]:
@@ -136,7 +145,7 @@ class PermuteUnits(Probe):
             },
         )
 
-    def compute(self, options: PermuteUnitsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: PermuteUnitsOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         x = ctx.resolve_point(options.at)
         y = permute_units(obj.layout, x, options.layer, list(options.units))
@@ -173,7 +182,7 @@ class PermuteUnits(Probe):
                 ax.set_ylabel("hidden unit")
                 ax.set_xlabel("input" if col == 0 else "output (× kernel)")
                 ax.set_title(f"{name}, {'before' if row == 0 else 'after'}", fontsize=9)
-                fig.colorbar(im, ax=ax, fraction=0.046)
+                figures.colorbar(fig, im, ax, "weight value", fraction=0.046)
         before, after = float(ds["loss_before"]), float(ds["loss_after"])
         fig.suptitle(
             f"layer '{ds.attrs['layer']}': units {units} cycled; train loss "

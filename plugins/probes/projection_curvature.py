@@ -46,7 +46,9 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
     Variable,
+    figures,
     grid_estimate,
 )
 from lossatlas.engine.curvature import SHAPES, default_flat_tol, shape_codes
@@ -68,9 +70,9 @@ class ProjectionCurvatureOptions:
     at: PointRef = field(
         default=PointRef("init"), metadata={"doc": "the point (landscape = 'model')"}
     )
-    projections: int = field(default=10000, metadata={"doc": "random 2-D projections"})
-    block: int = field(default=1000, metadata={"doc": "projections per cell"})
-    chunk: int = field(default=64, metadata={"doc": "projections per batched HVP call"})
+    projections: int = field(default=10000, metadata={"ge": 1, "doc": "random 2-D projections"})
+    block: int = field(default=1000, metadata={"ge": 1, "doc": "projections per cell"})
+    chunk: int = field(default=64, metadata={"ge": 1, "doc": "projections per batched HVP call"})
     normalize: Literal["none", "unit"] = field(
         default="none",
         metadata={
@@ -92,17 +94,14 @@ class ProjectionCurvatureOptions:
     flat_tol: float = field(
         default=0.0,
         metadata={
+            "ge": 0,
             "doc": "a principal curvature within flat_tol·max|κ̃| of 0 is flat: the "
             "projection is then flat/degenerate, not a saddle (0: 1e-9 in float64, "
-            "1e-5 in float32)"
+            "1e-5 in float32)",
         },
     )
 
     def validate(self) -> None:
-        if self.flat_tol < 0:
-            raise ValueError(f"option 'flat_tol' must be ≥ 0, got {self.flat_tol}")
-        if self.projections < 1 or self.block < 1 or self.chunk < 1:
-            raise ValueError("options 'projections', 'block' and 'chunk' must be ≥ 1")
         if self.projections % self.block:
             raise ValueError(
                 f"option 'block' ({self.block}) must divide 'projections' ({self.projections})"
@@ -148,13 +147,13 @@ def _eig2(h11: np.ndarray, h12: np.ndarray, h22: np.ndarray) -> tuple[np.ndarray
     return m - r, m + r
 
 
-class ProjectionCurvatureProbe(Probe):
+class ProjectionCurvatureProbe(Probe[ProjectionCurvatureOptions]):
     name = "projection-curvature"
     points = ()  # no (param,) results for later steps
     summary = "ensembles of random 2-D projected Hessians: how often a saddle looks like one"
     Options = ProjectionCurvatureOptions
 
-    def check(self, options: ProjectionCurvatureOptions, ctx: Any) -> None:
+    def check(self, options: ProjectionCurvatureOptions, ctx: StepContext) -> None:
         if options.landscape != "model":
             check_landscape(options, ctx)
         elif options.exact == "dense" and ctx.objective.D > 20000:
@@ -163,7 +162,7 @@ class ProjectionCurvatureProbe(Probe):
                 f"form a {ctx.objective.D:,}² Hessian; use exact = 'none'"
             )
 
-    def estimate(self, options: ProjectionCurvatureOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: ProjectionCurvatureOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         n = ctx.objective.D if options.landscape == "model" else options.n_params
         return grid_estimate(
@@ -175,7 +174,7 @@ class ProjectionCurvatureProbe(Probe):
             drivers=("projections", "block", "chunk"),
         )
 
-    def plan(self, options: ProjectionCurvatureOptions, ctx: Any) -> Plan:
+    def plan(self, options: ProjectionCurvatureOptions, ctx: StepContext) -> Plan:
         hvp, _loss, x, D, desc = landscape_for(options, ctx)
         scale = 1.0 if options.normalize == "none" else 1.0 / D
         if options.landscape == "model":
@@ -267,7 +266,9 @@ class ProjectionCurvatureProbe(Probe):
             },
         )
 
-    def compute(self, options: ProjectionCurvatureOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: ProjectionCurvatureOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         hvp, _loss, _x, D, _desc = landscape_for(options, ctx)
         dtype = getattr(hvp, "dtype", torch.float64)
         device = getattr(hvp, "device", "cpu")
@@ -291,7 +292,7 @@ class ProjectionCurvatureProbe(Probe):
         }
 
     def finalize(
-        self, options: ProjectionCurvatureOptions, ctx: Any, ds: xr.Dataset
+        self, options: ProjectionCurvatureOptions, ctx: StepContext, ds: xr.Dataset
     ) -> xr.Dataset | None:
         return ensemble_summary(ds)
 
@@ -369,10 +370,11 @@ def plot_projections(ds: Any) -> Any:
     if np.isfinite(expected):
         ax.axhline(expected, color="k", ls="--", lw=1, label=f"E[h11] = E[h22] = {expected:.4g}")
         ax.axhline(0, color="0.5", ls=":", lw=1)
-    ax.set_xscale("log")
+    figures.log_axis(ax, "x")
     ax.set_xlabel("number of projections S")
+    ax.set_ylabel(figures.quantity(ds, "h11", "running mean"))
     ax.set_title("ensemble means of the projected Hessian (Fig. 1a/c)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend()
     ax = axes[1]
     ax.plot(S, run["kappa_min"], color="C3", lw=1, label="⟨κ̃_min⟩")
     ax.plot(S, run["kappa_max"], color="C4", lw=1, label="⟨κ̃_max⟩")
@@ -380,10 +382,11 @@ def plot_projections(ds: Any) -> Any:
     ax.plot(S, emin, color="C3", ls="--", lw=1, label="eigenvalues of ⟨H̃⟩")
     ax.plot(S, emax, color="C4", ls="--", lw=1)
     ax.axhline(0, color="0.5", ls=":", lw=1)
-    ax.set_xscale("log")
+    figures.log_axis(ax, "x")
     ax.set_xlabel("number of projections S")
+    ax.set_ylabel(figures.quantity(ds, "kappa_min", "principal curvature"))
     ax.set_title("principal curvatures: mean of κ̃ vs κ̃ of the mean (Fig. 1b/d)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend()
     ax = axes[2]
     bins = 60
     ax.hist(flat["kappa_min"], bins=bins, alpha=0.6, color="C3", label="κ̃_min")
@@ -396,8 +399,9 @@ def plot_projections(ds: Any) -> Any:
         f"Hessian directions: κ = {lam[0]:.3g}, {lam[1]:.3g}",
         fontsize=9,
     )
-    ax.set_xlabel("principal curvature of the projection")
-    ax.legend(fontsize=7)
+    ax.set_xlabel(figures.quantity(ds, "kappa_min", "principal curvature of the projection"))
+    ax.set_ylabel("projections")
+    ax.legend()
     fig.suptitle(ds.attrs.get("landscape", ""), fontsize=9)
     fig.tight_layout()
     return fig

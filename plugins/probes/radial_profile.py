@@ -28,7 +28,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, Estimate, Plan, Probe, Variable, grid_estimate
+from lossatlas.engine import (
+    Cell,
+    Estimate,
+    Plan,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+    grid_estimate,
+)
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import (
@@ -39,6 +48,7 @@ from .goldilocks import (
     hessian_stats,
     mark_reference,
     radius_grid,
+    radius_label,
 )
 
 __all__ = [
@@ -62,14 +72,17 @@ class RadialProfileOptions:
     init: Literal["xavier", "he"] = field(
         default="xavier", metadata={"doc": "initialisation whose draws are rescaled to radius r"}
     )
-    samples: int = field(default=16, metadata={"doc": "random points per radius for ⟨L⟩"})
+    samples: int = field(default=16, metadata={"ge": 1, "doc": "random points per radius for ⟨L⟩"})
     dims: list[int] = field(
         default_factory=lambda: [5, 20, 50],
-        metadata={"doc": "hyperplane dimensions d for Tr(H_d) and ‖H_d‖"},
+        metadata={"ge": 1, "min_items": 1, "doc": "hyperplane dimensions d for Tr(H_d) and ‖H_d‖"},
     )
     hessian_samples: int = field(
         default=2,
-        metadata={"doc": "random points (and planes) per radius and d for the Hessian (0: none)"},
+        metadata={
+            "ge": 0,
+            "doc": "random points (and planes) per radius and d for the Hessian (0: none)",
+        },
     )
     basis: Literal["dense", "sparse-fort", "sparse-chang"] = field(
         default="dense", metadata={"doc": "hyperplane basis recipe"}
@@ -98,12 +111,6 @@ class RadialProfileOptions:
 
     def validate(self) -> None:
         _validate_radii(self)
-        if self.samples < 1:
-            raise ValueError(f"option 'samples' must be at least 1, got {self.samples}")
-        if self.hessian_samples < 0:
-            raise ValueError("option 'hessian_samples' must be ≥ 0")
-        if not self.dims or min(self.dims) < 1:
-            raise ValueError(f"option 'dims' must list dimensions ≥ 1, got {self.dims}")
         _validate_basis(self)
 
 
@@ -163,16 +170,16 @@ def stokes_laplacian(r: np.ndarray, mean_loss: np.ndarray, n: int) -> np.ndarray
         return L / r**2 * (s**2 + (n - 2) * s + ds)
 
 
-class RadialProfile(Probe):
+class RadialProfile(Probe[RadialProfileOptions]):
     name = "radial-profile"
     points = ()  # no (param,) results for later steps
     summary = "mean loss (power law) and Tr(H)/r, ‖H‖/r versus radius (seed 000 Fig. 5)"
     Options = RadialProfileOptions
 
-    def check(self, options: RadialProfileOptions, ctx: Any) -> None:
+    def check(self, options: RadialProfileOptions, ctx: StepContext) -> None:
         _check_dims(options.dims, options, ctx, f"probe 'radial-profile' (step '{ctx.step.name}')")
 
-    def estimate(self, options: RadialProfileOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: RadialProfileOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = len(ctx.objective.metric_names())
         d = max(options.dims)
@@ -187,7 +194,7 @@ class RadialProfile(Probe):
             drivers=("radii", "samples", "dims", "hessian_samples"),
         )
 
-    def plan(self, options: RadialProfileOptions, ctx: Any) -> Plan:
+    def plan(self, options: RadialProfileOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         variables = {
@@ -241,7 +248,9 @@ class RadialProfile(Probe):
             },
         )
 
-    def compute(self, options: RadialProfileOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: RadialProfileOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         obj = ctx.objective
         r = float(cell.coords["radius"])
         g = cell.generator()
@@ -278,7 +287,7 @@ class RadialProfile(Probe):
         out["trace"], out["norm"] = tr, nm
         return out
 
-    def finalize(self, options: RadialProfileOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: RadialProfileOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         r = ds["radius"].values
@@ -364,9 +373,9 @@ class RadialProfile(Probe):
         ax = axes[0, 0]
         _loss_panel(ax, ds, ds["radius"].values, "C0", "⟨L⟩ at random points")
         mark_reference(ax, ds)
-        ax.set_xlabel(f"radius r ({ds.attrs.get('radius_over', 'weights')})")
+        ax.set_xlabel(radius_label(ds))
         ax.set_title("(a) loss at random points vs radius")
-        ax.legend(fontsize=7)
+        ax.legend()
         if has_h:
             _curvature_panel(axes[0, 1], ds)
         fig.tight_layout()
@@ -395,9 +404,9 @@ def _loss_panel(ax: Any, ds: Any, x: np.ndarray, color: str, label: str) -> None
             lw=1,
             label=f"fit ∝ r^{p:.2f}" + (f" (n_L = {n_l})" if n_l else ""),
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_ylabel(f"mean {split} loss")
+    figures.log_axis(ax, "x")
+    figures.log_axis(ax, "y")
+    ax.set_ylabel(figures.quantity(ds, f"{split}_loss", f"mean {split} loss"))
 
 
 def _curvature_panel(ax: Any, ds: Any) -> None:
@@ -416,12 +425,13 @@ def _curvature_panel(ax: Any, ds: Any) -> None:
             if np.isfinite(e):
                 ax.axvline(e, color=f"C{k}", lw=0.6, alpha=0.6)
     mark_reference(ax, ds, label=False)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("radius r")
-    ax.set_ylabel("per unit radius")
+    figures.log_axis(ax, "x")
+    figures.log_axis(ax, "y")
+    ax.set_xlabel(radius_label(ds))
+    units = figures.units_of(ds, "trace_mean") or "loss units"
+    ax.set_ylabel(f"Tr(H_d)/r and ‖H_d‖/r [{units} / ‖x‖]")
     ax.set_title("(b) Tr(H)/r (solid) and ‖H‖/r (dashed) ± σ; crossings = zone edges")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(ncol=2)
 
 
 def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
@@ -437,6 +447,6 @@ def plot_compare(datasets: dict[str, Any], **kwargs: Any) -> Any:
     ax.axvline(1.0, color="k", ls="--", lw=1, label="r_Xavier")
     ax.set_xlabel("radius r / r_Xavier (each architecture's own)")
     ax.set_title("(a) loss at random points vs radius, several architectures")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(ncol=2)
     fig.tight_layout()
     return fig

@@ -25,7 +25,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lossatlas.engine import Cell, ConfigError, Plan, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+    optimizer_options,
+)
 from lossatlas.engine.geometry import draw_init, init_radius
 
 from .goldilocks import mark_reference
@@ -35,7 +44,9 @@ __all__ = ["RadiusDynamics", "RadiusDynamicsOptions", "growth_exponent", "snapsh
 
 
 @dataclass
-class RadiusDynamicsOptions:
+class RadiusDynamicsOptions(
+    optimizer_options(optimizer="adam", lr=1e-3, epochs=5, batch_size=64, epochs_min=1)
+):
     starts: list[float] = field(
         default_factory=lambda: [0.1, 1.0, 10.0],
         metadata={"doc": "start radii r0 in units of r_Xavier"},
@@ -48,11 +59,6 @@ class RadiusDynamicsOptions:
     init: Literal["xavier", "he"] = field(
         default="xavier", metadata={"doc": "initialisation whose draws are rescaled to r0"}
     )
-    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
-    lr: float = field(default=1e-3, metadata={"doc": "learning rate"})
-    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
-    epochs: int = field(default=5, metadata={"doc": "epochs (seed 004: 15 on CIFAR-10)"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
     record_every: int = field(default=2, metadata={"doc": "record the radius every k steps"})
     snapshots: int = field(
         default=11,
@@ -68,8 +74,8 @@ class RadiusDynamicsOptions:
         bad = [m for m in self.modes if m not in ("free", "constrained")]
         if bad or not self.modes:
             raise ValueError(f"option 'modes' takes 'free' and/or 'constrained', got {self.modes}")
-        if self.samples < 1 or self.epochs < 1 or self.record_every < 1 or not self.lr > 0:
-            raise ValueError("need samples, epochs, record_every ≥ 1 and lr > 0")
+        if self.samples < 1 or self.record_every < 1:
+            raise ValueError("need samples and record_every ≥ 1")
         if self.snapshots < 0 or self.snapshots == 1:
             raise ValueError(
                 f"option 'snapshots' must be 0 (none) or ≥ 2 (the start and the end), got "
@@ -112,13 +118,13 @@ def _record_steps(options: RadiusDynamicsOptions, n_train: int) -> np.ndarray:
     return np.asarray(steps, dtype=np.int64)
 
 
-class RadiusDynamics(Probe):
+class RadiusDynamics(Probe[RadiusDynamicsOptions]):
     name = "radius-dynamics"
     points = ()  # no (param,) results for later steps
     summary = "radius vs training step from r0 below/at/above r_Xavier, free or constrained"
     Options = RadiusDynamicsOptions
 
-    def check(self, options: RadiusDynamicsOptions, ctx: Any) -> None:
+    def check(self, options: RadiusDynamicsOptions, ctx: StepContext) -> None:
         from .train import MAX_TRAJECTORY_BYTES
 
         obj = ctx.objective
@@ -132,7 +138,7 @@ class RadiusDynamics(Probe):
                 f"{options.snapshots}; 0 keeps none)"
             )
 
-    def plan(self, options: RadiusDynamicsOptions, ctx: Any) -> Plan:
+    def plan(self, options: RadiusDynamicsOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         steps = _record_steps(options, len(obj.splits["train"]))
         snaps = snapshot_steps(steps, options.snapshots)
@@ -188,7 +194,9 @@ class RadiusDynamics(Probe):
             attrs={"optimizer": options.optimizer, "lr": options.lr},
         )
 
-    def compute(self, options: RadiusDynamicsOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: RadiusDynamicsOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         import torch
 
         from lossatlas.engine.training import train_as
@@ -251,7 +259,7 @@ class RadiusDynamics(Probe):
             out["trajectory"] = kept
         return out
 
-    def finalize(self, options: RadiusDynamicsOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: RadiusDynamicsOptions, ctx: StepContext, ds: Any) -> Any:
         import xarray as xr
 
         steps = ds["step"].values
@@ -289,12 +297,12 @@ class RadiusDynamics(Probe):
                 if rs.sizes["sample"] > 1:  # ±σ over samples
                     ax.fill_between(t, r - sd, r + sd, color=f"C{j}", alpha=0.2, lw=0)
         ax.axhline(float(ds["r_xavier"]), color="k", ls=":", lw=1, label="r_Xavier")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        figures.log_axis(ax, "x")
+        figures.log_axis(ax, "y")
         ax.set_xlabel("optimizer step t (step 0 drawn at 1)")
         ax.set_ylabel("radius ‖W‖")
         ax.set_title("radius during training")
-        ax.legend(fontsize=7)
+        ax.legend()
         ax = axes[1]
         target = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
         rx = float(ds["r_xavier"])
@@ -310,10 +318,10 @@ class RadiusDynamics(Probe):
                 label=mode,
             )
         mark_reference(ax, ds)
-        ax.set_xscale("log")
+        figures.log_axis(ax, "x")
         ax.set_xlabel("start radius r0")
         ax.set_ylabel(f"final {target.replace('_', ' ')}")
         ax.set_title("final accuracy vs start radius")
-        ax.legend(fontsize=7)
+        ax.legend()
         fig.tight_layout()
         return fig

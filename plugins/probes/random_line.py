@@ -7,8 +7,9 @@ fraction of the point's norm. The grid is symmetric and always contains α = 0 e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,8 +21,11 @@ from lossatlas.engine import (
     Plan,
     PointRef,
     Probe,
+    StepContext,
+    figures,
     grid_estimate,
     metric_variables,
+    option,
 )
 
 __all__ = ["RandomLine"]
@@ -33,34 +37,25 @@ LEGEND_DIRECTIONS = 8
 
 @dataclass
 class RandomLineOptions:
-    at: PointRef = field(default=PointRef("init"), metadata={"doc": "the point x (a reference)"})
-    points: int = field(default=41, metadata={"doc": "grid points along each line (odd)"})
-    span: float = field(default=1.0, metadata={"doc": "α runs over [−span, span] (× ‖x‖)"})
-    directions: int = field(default=3, metadata={"doc": "number of random directions"})
-    scale: str = field(default="relative", metadata={"doc": "'relative' (× ‖x‖) or 'absolute'"})
-
-    def validate(self) -> None:
-        if self.points < 3 or self.points % 2 == 0:
-            raise ValueError(
-                f"option 'points' must be odd and at least 3 (the centre is "
-                f"evaluated), got {self.points}"
-            )
-        if self.span <= 0:
-            raise ValueError(f"option 'span' must be positive, got {self.span}")
-        if self.directions < 1:
-            raise ValueError(f"option 'directions' must be at least 1, got {self.directions}")
-        if self.scale not in ("relative", "absolute"):
-            raise ValueError(f"option 'scale' must be 'relative' or 'absolute', got {self.scale!r}")
+    at: PointRef = option(PointRef("init"), doc="the point x (a reference)")
+    points: int = option(
+        41, doc="grid points along each line (the centre is evaluated)", ge=3, odd=True
+    )
+    span: float = option(1.0, doc="α runs over [−span, span] (× ‖x‖)", gt=0)
+    directions: int = option(3, doc="number of random directions", ge=1)
+    scale: Literal["relative", "absolute"] = option(
+        "relative", doc="'relative' (× ‖x‖) or 'absolute'"
+    )
 
 
-class RandomLine(Probe):
+class RandomLine(Probe[RandomLineOptions]):
     name = "random-line"
     points = ()  # no (param,) results for later steps
     summary = "loss and accuracy along random unit directions through a point"
     Options = RandomLineOptions
     blockable = True  # a direction's line is cheap: several per unit of work
 
-    def estimate(self, options: RandomLineOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: RandomLineOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
         return grid_estimate(
@@ -71,7 +66,7 @@ class RandomLine(Probe):
             drivers=("directions", "points"),
         )
 
-    def plan(self, options: RandomLineOptions, ctx: Any) -> Plan:
+    def plan(self, options: RandomLineOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         x = ctx.resolve_point(options.at)
         norm = float(x.norm())
@@ -107,11 +102,11 @@ class RandomLine(Probe):
             attrs={"at": str(options.at)},
         )
 
-    def compute(self, options: RandomLineOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: RandomLineOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         return self.compute_block(options, ctx, [cell])[0]
 
     def compute_block(
-        self, options: RandomLineOptions, ctx: Any, cells: Any
+        self, options: RandomLineOptions, ctx: StepContext, cells: Sequence[Cell]
     ) -> list[dict[str, Any]]:
         """Several directions' lines in one batched evaluation (each direction drawn from
         its own cell's seed, its points built as alone)."""
@@ -166,16 +161,16 @@ class RandomLine(Probe):
                 alpha=0.7,
             )
         ax.axvline(0, color="k", lw=0.5)
-        ax.set_xlabel(f"α ({ds['alpha'].attrs.get('units') or 'absolute'})")
-        ax.set_ylabel("loss")
+        ax.set_xlabel(figures.quantity(ds, "alpha", "α"))
+        ax.set_ylabel(figures.quantity(ds, "train_loss", "loss"))
         if kwargs.get("logy"):
-            ax.set_yscale("log")
+            figures.log_axis(ax, "y")
         styles = [
             Line2D([], [], color="0.3", label="train"),
             Line2D([], [], color="0.3", ls="--", alpha=0.7, label="validation"),
         ]
         handles = styles if many else [*ax.get_legend_handles_labels()[0], *styles]
-        ax.legend(handles=handles, fontsize=7, ncol=2 if len(handles) > 5 else 1)
+        ax.legend(handles=handles, ncol=2 if len(handles) > 5 else 1)
         ax.set_title(f"loss along {len(directions)} random directions")
         if has_acc:
             ax = axes[0, 1]

@@ -52,14 +52,21 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
+    PlotOptions,
     Probe,
+    StepContext,
     Subspace,
     Variable,
+    figures,
     grid_estimate,
+    optimizer_options,
+    progress,
 )
 from lossatlas.engine.geometry import draw_init, init_radius
 from lossatlas.engine.training import (
     ConvergenceWarning,
+    OptimizerSpec,
+    TrainingLoop,
     convergence_window,
     loss_still_falling,
 )
@@ -71,6 +78,7 @@ from .goldilocks import (
     _validate_radii,
     mark_reference,
     radius_grid,
+    radius_label,
 )
 
 __all__ = [
@@ -120,11 +128,17 @@ def train_ensemble(
         r0 = torch.tensor([s.radius for s in subspaces], dtype=dt, device=dev)
     else:
         theta = torch.zeros(R, stack.d, dtype=dt, device=dev)
-    theta.requires_grad_(True)
-    if optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam([theta], lr=lr)
-    else:
-        opt = torch.optim.SGD([theta], lr=lr, momentum=momentum)
+    # One member per subspace on the shared loop (Adam is elementwise: a member's numbers
+    # do not depend on which others share its ensemble).
+    spec = OptimizerSpec(optimizer, lr, momentum if optimizer == "sgd" else 0.0)
+
+    def on_sphere(params: list[torch.Tensor]) -> None:
+        T = torch.stack([p.detach() for p in params])
+        x = stack.embed(T)
+        for k, p in enumerate(params):
+            p.mul_(r0[k] / x[k].norm())
+
+    loop = TrainingLoop(theta, spec, project=on_sphere if sphere else None)
     split = obj.splits["train"]
     n = len(split)
     bs = min(batch_size or n, n)
@@ -138,35 +152,34 @@ def train_ensemble(
 
     def log() -> None:
         with torch.no_grad():
-            X = stack.embed(theta.detach())
+            X = stack.embed(loop.stacked())
         for k, v in obj.evaluate_both(X).items():
             hist.setdefault(k, []).append(v)
 
     log()
+    bar = progress.task(f"training {R} subspace(s)", epochs * -(-n // bs), "step")
     for epoch in range(epochs):
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
         for b in range(0, n, bs):
             idx = order[:, b : b + bs]
             with torch.no_grad():
-                X = stack.embed(theta.detach())
+                X = stack.embed(loop.stacked())
             X.requires_grad_(True)
             loss = batched(X, split.inputs[idx], split.targets[idx]).sum()
             (gX,) = torch.autograd.grad(loss, X)
             with torch.no_grad():
                 if sphere:
                     gX = remove_radial(X.detach(), gX)
-                theta.grad = stack.pullback(gX)
-            opt.step()
-            if sphere:
-                with torch.no_grad():
-                    x = stack.embed(theta.detach())
-                    theta.mul_((r0 / x.norm(dim=1)).unsqueeze(1))
-                    del x
+                loop.apply(stack.pullback(gX))
+            bar.update(advance=1, epoch=f"{epoch + 1}/{epochs}")
+        loop.end_epoch(epoch + 1)
         if history or epoch == epochs - 1:
             log()
+    bar.close()
+    theta = loop.finish()
     out = {k: np.stack(v, axis=1) for k, v in hist.items()}
     with torch.no_grad():
-        X = stack.embed(theta.detach())
+        X = stack.embed(theta)
     out["theta"] = theta.detach().cpu().numpy()
     out["x"] = X.cpu().numpy()
     return out
@@ -186,7 +199,7 @@ def intrinsic_dimension(dims: np.ndarray, acc: np.ndarray, threshold: float) -> 
     return np.nan
 
 
-def full_space_baseline(options: Any, ctx: Any) -> dict[str, np.ndarray]:
+def full_space_baseline(options: Any, ctx: StepContext) -> dict[str, np.ndarray]:
     """Li et al. 2018's d_int90 baseline: ``options.samples`` full-space trainings (all D
     parameters) from ``options.init`` draws at their natural radius, with the probe's
     optimiser, lr, momentum, epochs and batch size. Returns ``validation_accuracy``
@@ -298,7 +311,7 @@ def final_points(ds: Any, surface: str, dim: int, objective: Any = None) -> torc
 
 
 @dataclass
-class SubspaceTrainingOptions:
+class SubspaceTrainingOptions(optimizer_options(optimizer="adam", lr=1e-3, batch_size=64)):
     radius_min: float = field(default=0.1, metadata={"doc": "smallest radius (radius_unit)"})
     radius_max: float = field(default=10.0, metadata={"doc": "largest radius"})
     radii: int = field(default=5, metadata={"doc": "number of log-spaced radii"})
@@ -325,11 +338,6 @@ class SubspaceTrainingOptions:
     directions: Literal["all", "weights"] = field(
         default="all", metadata={"doc": "surfaces span all coordinates, or weights only"}
     )
-    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata={"doc": "optimiser"})
-    lr: float = field(default=1e-3, metadata={"doc": "learning rate (seed 000: Adam 1e-3)"})
-    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum"})
-    epochs: int = field(default=10, metadata={"doc": "passes over the train split"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
     ensemble: bool = field(
         default=True,
         metadata={"doc": "train a cell's runs together as a vmapped ensemble (else one by one)"},
@@ -370,10 +378,8 @@ class SubspaceTrainingOptions:
             raise ValueError(
                 f"option 'surfaces' takes 'hyperplane' and/or 'hypersphere', got {self.surfaces}"
             )
-        if self.samples < 1 or self.epochs < 0 or self.batch_size < 0:
-            raise ValueError("samples must be ≥ 1, epochs and batch_size ≥ 0")
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
+        if self.samples < 1:
+            raise ValueError(f"option 'samples' must be at least 1, got {self.samples}")
         if not 0 < self.accuracy_fraction <= 1:
             raise ValueError("option 'accuracy_fraction' must be in (0, 1]")
         if self.reference == "grid":
@@ -404,13 +410,27 @@ def _dint_label(ds: Any) -> str:
     return f"d_int{pct}"
 
 
-class SubspaceTraining(Probe):
+@dataclass
+class SubspaceTrainingPlotOptions(PlotOptions):
+    """``lossatlas plot ... -O metric=loss``."""
+
+    metric: Literal["accuracy", "loss"] = field(
+        default="accuracy",
+        metadata={
+            "doc": "what the maps show: the final validation 'accuracy' (the paper's; "
+            "the loss for a regression task) or 'loss'"
+        },
+    )
+
+
+class SubspaceTraining(Probe[SubspaceTrainingOptions]):
     name = "subspace-training"
     points = ()  # no (param,) results for later steps
     summary = "train on random hyperplanes/hyperspheres over (radius, d): d_int90 per radius"
     Options = SubspaceTrainingOptions
+    PlotOptions = SubspaceTrainingPlotOptions
 
-    def check(self, options: SubspaceTrainingOptions, ctx: Any) -> None:
+    def check(self, options: SubspaceTrainingOptions, ctx: StepContext) -> None:
         extra = 1 if "hypersphere" in options.surfaces else 0
         _check_dims(
             options.dims,
@@ -420,7 +440,7 @@ class SubspaceTraining(Probe):
             extra=extra,
         )
 
-    def estimate(self, options: SubspaceTrainingOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: SubspaceTrainingOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         surfaces = max(1, len(options.surfaces))
         d = max(options.dims)
@@ -434,7 +454,7 @@ class SubspaceTraining(Probe):
             drivers=("radii", "dims", "samples", "epochs"),
         )
 
-    def plan(self, options: SubspaceTrainingOptions, ctx: Any) -> Plan:
+    def plan(self, options: SubspaceTrainingOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         radii, rel, ref = radius_grid(options, ctx)
         dims = ("surface", "dim", "radius", "sample", "epoch")
@@ -504,7 +524,9 @@ class SubspaceTraining(Probe):
             },
         )
 
-    def compute(self, options: SubspaceTrainingOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(
+        self, options: SubspaceTrainingOptions, ctx: StepContext, cell: Cell
+    ) -> dict[str, Any]:
         obj = ctx.objective
         sphere = cell.coords["surface"] == "hypersphere"
         d = int(cell.coords["dim"])
@@ -539,7 +561,7 @@ class SubspaceTraining(Probe):
         out["final_norm"] = np.linalg.norm(np.asarray(res["x"], np.float64), axis=1).reshape(shape)
         return out
 
-    def finalize(self, options: SubspaceTrainingOptions, ctx: Any, ds: Any) -> Any:
+    def finalize(self, options: SubspaceTrainingOptions, ctx: StepContext, ds: Any) -> Any:
         import warnings
 
         import xarray as xr
@@ -660,59 +682,75 @@ class SubspaceTraining(Probe):
             )
         return out
 
-    def plot(self, ds: Any, **kwargs: Any) -> Any:
+    def plot(self, ds: Any, metric: str = "accuracy", **_: Any) -> Any:
+        """Seed 000 Fig. 2: the final validation accuracy (``metric``) over (radius, d)
+        per surface, with d_int; and accuracy vs d per radius."""
         import matplotlib.pyplot as plt
 
         surfaces = list(ds["surface"].values)
-        fig, axes = plt.subplots(1, len(surfaces) + 1, figsize=(5 * (len(surfaces) + 1), 4.2))
+        fig, axes = plt.subplots(1, len(surfaces) + 1, figsize=(5.2 * (len(surfaces) + 1), 4.4))
         r = ds["radius"].values
         dims = ds["dim"].values
-        metric = "validation_accuracy" if "validation_accuracy" in ds else "validation_loss"
-        final = ds[metric].isel(epoch=-1).mean("sample")
+        name = f"validation_{metric}"
+        if name not in ds:
+            name = "validation_loss"  # a regression task has no accuracy
+        final = ds[name].isel(epoch=-1).mean("sample")
         vmin, vmax = float(final.min()), float(final.max())
+        label = figures.quantity(ds, name, f"final {name.replace('_', ' ')}")
         for ax, s in zip(axes, surfaces, strict=False):
             z = final.sel(surface=s).values  # (dim, radius)
-            if len(r) > 1 and len(dims) > 1:
+            if len(r) > 1 and len(dims) > 1 and vmax > vmin:
                 cs = ax.contourf(r, dims, z, levels=np.linspace(vmin, vmax, 12), cmap="viridis")
-                fig.colorbar(cs, ax=ax, label=f"final {metric.replace('_', ' ')}")
             else:
-                ax.scatter(
+                cs = ax.scatter(
                     np.repeat(r[None], len(dims), 0),
                     np.repeat(dims[:, None], len(r), 1),
                     c=z,
                     cmap="viridis",
+                    vmin=vmin,
+                    vmax=vmax,
+                    s=60,
+                    edgecolors="k",
+                    linewidths=0.5,
                 )
+            figures.colorbar(fig, cs, ax, label)
             if "d_int" in ds:
                 ax.plot(
-                    r, ds["d_int"].sel(surface=s).values, "w-o", ms=3, lw=1.5, label=_dint_label(ds)
+                    r,
+                    ds["d_int"].sel(surface=s).values,
+                    "-o",
+                    color="white",
+                    mec="black",
+                    ms=4,
+                    lw=1.5,
+                    path_effects=figures.halo(1.5),
+                    label=_dint_label(ds),
                 )
             if "still_falling" in ds:  # (r, d) where some run had not converged
                 falling = ds["still_falling"].sel(surface=s).any("sample").values  # (dim, r)
                 jj, ii = np.nonzero(falling)
                 if len(ii):
-                    ax.plot(
-                        r[ii], dims[jj], "rx", ms=5, mew=1.2, ls="none", label="loss still falling"
-                    )
+                    figures.mark(ax, r[ii], dims[jj], "minimum", label="loss still falling", ms=7)
             mark_reference(ax, ds, label=False)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("radius r of the start point")
+            figures.log_axis(ax, "x")
+            figures.log_axis(ax, "y")
+            ax.set_xlabel(radius_label(ds) + " at the start")
             ax.set_ylabel("dimension d")
             ax.set_title(f"({'ab'[surfaces.index(s)]}) random {s}s")
             if "d_int" in ds or "still_falling" in ds:
-                ax.legend(fontsize=7, loc="lower right")
+                ax.legend(loc="lower right")
         ax = axes[-1]
         sel = final.sel(surface=surfaces[0])
-        std = ds[metric].isel(epoch=-1).std("sample").sel(surface=surfaces[0])
+        std = ds[name].isel(epoch=-1).std("sample").sel(surface=surfaces[0])
         for j, rv in enumerate(r):
             m, sd = sel.isel(radius=j).values, std.isel(radius=j).values
             rel = float(ds["radius_relative"].values[j]) if "radius_relative" in ds else rv
             ax.plot(dims, m, "o-", ms=3, color=f"C{j % 10}", label=f"r = {rel:.3g} r_ref")
             ax.fill_between(dims, m - sd, m + sd, color=f"C{j % 10}", alpha=0.2, lw=0)
-        ax.set_xscale("log")
+        figures.log_axis(ax, "x")
         ax.set_xlabel("dimension d")
-        ax.set_ylabel(f"final {metric.replace('_', ' ')}")
-        ax.set_title(f"{surfaces[0]}s: accuracy vs d per radius")
-        ax.legend(fontsize=7)
+        ax.set_ylabel(label)
+        ax.set_title(f"{surfaces[0]}s: {name.split('_')[-1]} vs d per radius")
+        ax.legend()
         fig.tight_layout()
         return fig

@@ -39,10 +39,14 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
+    PlotOptions,
     PointRef,
     Probe,
+    StepContext,
     Variable,
+    figures,
     grid_estimate,
+    html_table,
 )
 from lossatlas.plugins.models.quadratic import make_landscape
 
@@ -68,18 +72,31 @@ class TraceOptions:
     n_negative: int = field(
         default=200, metadata={"doc": "k, negative curvatures of eq31 (eq26: N/2)"}
     )
-    directions: int = field(default=100, metadata={"doc": "N random directions"})
-    repeats: int = field(default=1, metadata={"doc": "independent draws of the N directions"})
+    directions: int = field(default=100, metadata={"ge": 1, "doc": "N random directions"})
+    repeats: int = field(
+        default=1,
+        metadata={
+            "ge": 1,
+            "doc": "independent draws of the N directions",
+        },
+    )
     distribution: Literal["gaussian", "rademacher"] = field(
         default="gaussian", metadata={"doc": "entries of the directions (the paper: gaussian)"}
     )
     epsilon: float = field(
         default=0.01,
         metadata={
-            "doc": "curvature fit: t ∈ [−ε, ε] (a distance along unit directions if normalize)"
+            "gt": 0,
+            "doc": "curvature fit: t ∈ [−ε, ε] (a distance along unit directions if normalize)",
         },
     )
-    n_points: int = field(default=50, metadata={"doc": "curvature fit: loss values per direction"})
+    n_points: int = field(
+        default=50,
+        metadata={
+            "ge": 3,
+            "doc": "curvature fit: loss values per direction",
+        },
+    )
     normalize: bool = field(
         default=True,
         metadata={
@@ -96,34 +113,25 @@ class TraceOptions:
         },
     )
     density_steps: int = field(
-        default=40, metadata={"doc": "Lanczos steps of the SLQ spectral density (0: none)"}
+        default=40, metadata={"ge": 0, "doc": "Lanczos steps of the SLQ spectral density (0: none)"}
     )
-    density_probes: int = field(default=4, metadata={"doc": "SLQ start vectors"})
+    density_probes: int = field(default=4, metadata={"ge": 1, "doc": "SLQ start vectors"})
     split: Literal["train", "validation"] = field(
         default="train", metadata={"doc": "the loss whose Hessian is estimated"}
     )
 
     def validate(self) -> None:
-        for name in ("directions", "repeats", "density_probes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"option '{name}' must be at least 1")
-        if self.n_points < 3:
-            raise ValueError(f"option 'n_points' must be at least 3, got {self.n_points}")
-        if not self.epsilon > 0:
-            raise ValueError(f"option 'epsilon' must be positive, got {self.epsilon}")
-        if self.density_steps < 0:
-            raise ValueError("option 'density_steps' must be ≥ 0")
         if self.hutchpp and self.directions < 3:
             raise ValueError("Hutch++ needs directions ≥ 3 (or set hutchpp = false)")
 
 
-def landscape_for(options: Any, ctx: Any) -> tuple[Any, Any, torch.Tensor, int, str]:
+def landscape_for(options: Any, ctx: StepContext) -> tuple[Any, Any, torch.Tensor, int, str]:
     """(hvp, loss_at, x, D, description) of the run's model or of a quadratic saddle.
 
     Cached on the context, so each process builds it once.
     """
     key = ("landscape", ctx.step.name)
-    cache = ctx.__dict__.setdefault("_probe_cache", {})
+    cache = ctx.cache
     if key in cache:
         return cache[key]
     if options.landscape == "model":
@@ -150,7 +158,7 @@ def landscape_for(options: Any, ctx: Any) -> tuple[Any, Any, torch.Tensor, int, 
     return out
 
 
-def check_landscape(options: Any, ctx: Any) -> None:
+def check_landscape(options: Any, ctx: StepContext) -> None:
     """Build the quadratic landscape once to check its options; errors name the step."""
     try:
         make_landscape(options.landscape, options.n_params, options.n_negative)
@@ -158,13 +166,27 @@ def check_landscape(options: Any, ctx: Any) -> None:
         raise ConfigError(f"step '{ctx.step.name}': {exc}") from None
 
 
-class TraceProbe(Probe):
+@dataclass
+class TracePlotOptions(PlotOptions):
+    """``lossatlas plot ... -O density=linear``."""
+
+    density: Literal["log", "linear"] = field(
+        default="log",
+        metadata={
+            "doc": "the spectrum's density axis: 'log' shows the outlying eigenvalues "
+            "beside the bulk, 'linear' the bulk's shape"
+        },
+    )
+
+
+class TraceProbe(Probe[TraceOptions]):
     name = "trace"
     points = ()  # no (param,) results for later steps
     summary = "Hutchinson vs curvature-based (HVP-free) vs exact trace of H, and its density"
     Options = TraceOptions
+    PlotOptions = TracePlotOptions
 
-    def check(self, options: TraceOptions, ctx: Any) -> None:
+    def check(self, options: TraceOptions, ctx: StepContext) -> None:
         if options.landscape != "model":
             check_landscape(options, ctx)
         elif options.exact == "dense" and ctx.objective.D > 20000:
@@ -174,7 +196,7 @@ class TraceProbe(Probe):
                 "use exact = 'none'"
             )
 
-    def estimate(self, options: TraceOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: TraceOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         n = ctx.objective.D if options.landscape == "model" else options.n_params
         per = 4 * options.directions + options.n_points + options.density_steps
@@ -187,7 +209,7 @@ class TraceProbe(Probe):
             drivers=("directions", "repeats", "n_points"),
         )
 
-    def plan(self, options: TraceOptions, ctx: Any) -> Plan:
+    def plan(self, options: TraceOptions, ctx: StepContext) -> Plan:
         from lossatlas.engine.curvature import spectral_density
 
         hvp, _loss_at, x, D, desc = landscape_for(options, ctx)
@@ -298,7 +320,7 @@ class TraceProbe(Probe):
             coord_attrs={"n": {"description": "number of directions averaged"}},
         )
 
-    def compute(self, options: TraceOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: TraceOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         from lossatlas.engine.curvature import (
             curvature_trace,
             hutchinson_trace,
@@ -335,11 +357,36 @@ class TraceProbe(Probe):
             ).estimate
         return out
 
-    def finalize(self, options: TraceOptions, ctx: Any, ds: xr.Dataset) -> xr.Dataset | None:
+    def finalize(
+        self, options: TraceOptions, ctx: StepContext, ds: xr.Dataset
+    ) -> xr.Dataset | None:
         return agreement(ds)
 
-    def plot(self, ds: Any, **kwargs: Any) -> Any:
-        return plot_trace(ds, logy=kwargs.get("logy", False))
+    def report_html(self, ds: Any) -> str | None:
+        """Each estimate of Tr H with all directions used, its standard error, and its
+        error against the exact trace (where known)."""
+        exact = float(ds["exact_trace"].values) if "exact_trace" in ds else float("nan")
+        rows = []
+        for r in ds["repeat"].values:
+            for name, what in (("hutchinson", "Hutchinson"), ("curvature", "curvature-based")):
+                est = float(ds[name].sel(repeat=r).values[-1])
+                se = float(ds[f"{name}_stderr"].sel(repeat=r).values[-1])
+                rel = (est - exact) / abs(exact) if np.isfinite(exact) and exact else np.nan
+                rows.append((int(r), what, est, se, f"{rel:+.2%}" if np.isfinite(rel) else "—"))
+            if "hutchpp" in ds:
+                est = float(ds["hutchpp"].sel(repeat=r))
+                rel = (est - exact) / abs(exact) if np.isfinite(exact) and exact else np.nan
+                off = f"{rel:+.2%}" if np.isfinite(rel) else "—"
+                rows.append((int(r), "Hutch++", est, "—", off))
+        n = int(ds["n"].values[-1])
+        return html_table(
+            rows,
+            ["repeat", "estimator", f"Tr H from {n} directions", "standard error", "vs exact"],
+            caption=f"exact Tr H = {exact:.6g}" if np.isfinite(exact) else "no exact trace",
+        )
+
+    def plot(self, ds: Any, logy: bool = False, density: str = "log", **_: Any) -> Any:
+        return plot_trace(ds, logy=logy, density=density)
 
 
 def agreement(ds: xr.Dataset) -> xr.Dataset:
@@ -383,70 +430,93 @@ def agreement(ds: xr.Dataset) -> xr.Dataset:
     )
 
 
-def plot_trace(ds: Any, logy: bool = False) -> Any:
-    """Fig. 3 of seed 001 (running estimates vs n) and the spectral density of H."""
+def plot_trace(ds: Any, logy: bool = False, density: str = "log") -> Any:
+    """Fig. 3 of seed 001 (running estimates vs n, ± one standard error) and the
+    spectral density of H — on a logarithmic density axis by default, where the few
+    outlying eigenvalues (the interesting part) show next to the bulk."""
     import matplotlib.pyplot as plt
 
     spectral = "density" in ds or "eigenvalues" in ds
     fig, axes = plt.subplots(
-        1, 2 if spectral else 1, figsize=(11 if spectral else 6, 4.2), squeeze=False
+        1, 2 if spectral else 1, figsize=(11.5 if spectral else 6, 4.4), squeeze=False
     )
     ax = axes[0, 0]
     n = ds["n"].values
+    units = figures.units_of(ds, "hutchinson")
     for r in ds["repeat"].values:
         lab = r == ds["repeat"].values[0]
-        ax.plot(
-            n,
-            ds["hutchinson"].sel(repeat=r),
-            color="C0",
-            lw=1,
-            label="Hutchinson (HVPs)" if lab else None,
-        )
-        ax.plot(
-            n,
-            ds["curvature"].sel(repeat=r),
-            color="C1",
-            lw=1,
-            ls="--",
-            label="curvature-based (no HVP)" if lab else None,
-        )
-        if "hutchpp" in ds:
+        # On a quadratic landscape the two estimates coincide to rounding: Hutchinson is
+        # drawn wide and pale underneath, the curvature-based one thin and dashed on top.
+        for name, color, style, width, alpha, marker, what in (
+            ("hutchinson", "C0", "-", 3.2, 0.55, None, "Hutchinson, zᵀHz (HVPs) ± 1 s.e."),
+            ("curvature", "C1", "--", 1.3, 1.0, "s", "curvature-based fits (no HVP)"),
+        ):
+            mean = np.asarray(ds[name].sel(repeat=r).values, dtype=float)
             ax.plot(
+                n,
+                mean,
+                color=color,
+                ls=style,
+                lw=width,
+                alpha=alpha,
+                marker=marker,
+                ms=3.5,
+                markevery=0.1,
+                label=what if lab else None,
+                zorder=3 if name == "hutchinson" else 4,
+            )
+            se = f"{name}_stderr"
+            if se in ds and name == "hutchinson":
+                err = np.asarray(ds[se].sel(repeat=r).values, dtype=float)
+                ok = np.isfinite(err)
+                ax.fill_between(
+                    n[ok], (mean - err)[ok], (mean + err)[ok], color=color, alpha=0.1, lw=0
+                )
+        if "hutchpp" in ds:
+            figures.mark(
+                ax,
                 n[-1],
                 float(ds["hutchpp"].sel(repeat=r)),
-                "o",
-                color="C2",
-                ms=5,
+                "point",
                 label=f"Hutch++ ({n[-1]} HVPs)" if lab else None,
+                ms=7,
+                mfc="C2",
             )
     exact = float(ds["exact_trace"].values)
     if np.isfinite(exact):
         ax.axhline(exact, color="k", lw=1.2, label=f"exact Tr H = {exact:.4g}")
-    ax.set_xscale("log")
+    figures.log_axis(ax, "x")
     ax.set_xlabel("number of random directions n")
-    ax.set_ylabel("estimate of Tr H")
+    ax.set_ylabel("estimate of Tr H" + (f" [{units}]" if units else ""))
     ax.set_title(f"trace estimates — {ds.attrs.get('landscape', '')}", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend()
     if spectral:
         ax = axes[0, 1]
+        log_density = density == "log" or logy
+        tops = []
         if "eigenvalues" in ds:
-            w = ds["eigenvalues"].values
-            ax.hist(
+            w = np.asarray(ds["eigenvalues"].values, dtype=float)
+            heights, _, _ = ax.hist(
                 w,
                 bins=min(80, max(10, len(w) // 10)),
                 density=True,
-                color="0.75",
+                histtype="stepfilled",
+                color="0.82",
+                edgecolor="0.45",
                 label=f"exact spectrum ({len(w)} eigenvalues)",
             )
+            tops.append(float(np.max(heights)))
         if "density" in ds:
-            ax.plot(ds["grid"], ds["density"], color="C3", label="SLQ density")
-        if logy:
-            ax.set_yscale("log")
-            top = ax.get_ylim()[1]
-            ax.set_ylim(top * 1e-6, top)
-        ax.set_xlabel("eigenvalue of H")
-        ax.set_ylabel("density")
+            phi = np.asarray(ds["density"].values, dtype=float)
+            ax.plot(ds["grid"], phi, color="C3", lw=1.4, label="SLQ density")
+            tops.append(float(np.nanmax(phi)))
+        if log_density and tops:
+            figures.log_axis(ax, "y")
+            top = max(tops)
+            ax.set_ylim(top * 1e-6, top * 2)
+        ax.set_xlabel("eigenvalue of H" + (f" [{units}]" if units else ""))
+        ax.set_ylabel("density" + (" (log scale)" if log_density else ""))
         ax.set_title("spectrum of H")
-        ax.legend(fontsize=8)
+        ax.legend()
     fig.tight_layout()
     return fig

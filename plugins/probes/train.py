@@ -30,11 +30,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from lossatlas.engine import Cell, ConfigError, Plan, PointRef, Probe, Variable
+from lossatlas.engine import (
+    Cell,
+    ConfigError,
+    Plan,
+    PointRef,
+    Probe,
+    StepContext,
+    Variable,
+    figures,
+    optimizer_options,
+)
 from lossatlas.engine.training import train
 
 __all__ = ["Train", "TrainOptions", "planned_record_steps"]
@@ -44,7 +54,7 @@ MAX_TRAJECTORY_BYTES = 2 * 2**30
 
 
 @dataclass
-class TrainOptions:
+class TrainOptions(optimizer_options(batch_size=64)):
     start: PointRef = field(
         default=PointRef("init"),
         metadata={
@@ -53,19 +63,12 @@ class TrainOptions:
             "initialisation), a step or 'checkpoint:PATH'",
         },
     )
-    optimizer: Literal["sgd", "adam"] = field(
-        default="sgd", metadata={"doc": "'sgd' (with momentum) or 'adam'"}
-    )
-    lr: float = field(default=0.1, metadata={"doc": "learning rate"})
-    momentum: float = field(default=0.0, metadata={"doc": "SGD momentum (0: plain SGD)"})
     nesterov: bool = field(default=False, metadata={"doc": "Nesterov momentum (SGD)"})
     betas: list[float] = field(
         default_factory=lambda: [0.9, 0.999],
         metadata={"doc": "Adam's (β1, β2): decay rates of the gradient's moment estimates"},
     )
     weight_decay: float = field(default=0.0, metadata={"doc": "L2 weight decay"})
-    epochs: int = field(default=10, metadata={"doc": "passes over the train split"})
-    batch_size: int = field(default=64, metadata={"doc": "mini-batch size (0: full batch)"})
     seed: int = field(default=0, metadata={"doc": "seed of the mini-batch order"})
     record_every: int = field(
         default=10,
@@ -79,19 +82,13 @@ class TrainOptions:
     )
 
     def validate(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"option 'lr' must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"option 'momentum' must be in [0, 1), got {self.momentum}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"option 'betas' must be two numbers in [0, 1), got {self.betas}")
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             raise ValueError("option 'nesterov' needs a positive 'momentum'")
         if self.weight_decay < 0:
             raise ValueError(f"option 'weight_decay' must be ≥ 0, got {self.weight_decay}")
-        if self.epochs < 0:
-            raise ValueError(f"option 'epochs' must be ≥ 0, got {self.epochs}")
-        for name in ("batch_size", "record_every", "max_steps"):
+        for name in ("record_every", "max_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"option '{name}' must be ≥ 0, got {getattr(self, name)}")
         if self.target_loss < 0:
@@ -118,13 +115,13 @@ def planned_record_steps(record_every: int, total: int) -> np.ndarray:
     return np.unique(np.asarray(steps, dtype=np.int64))
 
 
-class Train(Probe):
+class Train(Probe[TrainOptions]):
     name = "train"
     summary = "train the model (SGD/Adam) and record its trajectory, losses and radius"
     Options = TrainOptions
     points = ("point", "initial")
 
-    def check(self, options: TrainOptions, ctx: Any) -> None:
+    def check(self, options: TrainOptions, ctx: StepContext) -> None:
         obj = ctx.objective
         _per, total = _steps(options, len(obj.splits["train"]))
         R = len(planned_record_steps(options.record_every, total))
@@ -135,7 +132,7 @@ class Train(Probe):
                 f"needs {size / 2**30:.1f} GiB; raise record_every (now {options.record_every})"
             )
 
-    def plan(self, options: TrainOptions, ctx: Any) -> Plan:
+    def plan(self, options: TrainOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         per_epoch, total = _steps(options, len(obj.splits["train"]))
         record = planned_record_steps(options.record_every, total)
@@ -201,7 +198,7 @@ class Train(Probe):
             },
         )
 
-    def compute(self, options: TrainOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: TrainOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         x0 = ctx.resolve_point(options.start)
         _per_epoch, total = _steps(options, len(obj.splits["train"]))
@@ -263,11 +260,11 @@ class Train(Probe):
         ax.plot(ep, ds["train_loss"], "o-", ms=3, label="train")
         ax.plot(ep, ds["validation_loss"], "s--", ms=3, label="validation")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel(figures.quantity(ds, "train_loss", "loss"))
         if kwargs.get("logy"):
-            ax.set_yscale("log")
+            figures.log_axis(ax, "y")
         ax.set_title("loss")
-        ax.legend(fontsize=8)
+        ax.legend()
         k = 1
         if has_acc:
             ax = axes[0, 1]
@@ -276,12 +273,12 @@ class Train(Probe):
             ax.set_xlabel("epoch")
             ax.set_ylabel("accuracy")
             ax.set_title("accuracy")
-            ax.legend(fontsize=8)
+            ax.legend()
             k = 2
         ax = axes[0, k]
         ax.plot(ep, ds["radius"], "o-", ms=3, color="C2")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("‖x‖ (weights)")
+        ax.set_ylabel("radius ‖x‖ of the weights")
         ax.set_title("radius")
         if int(ds["diverged"]):
             fig.text(

@@ -44,10 +44,13 @@ from lossatlas.engine import (
     ConfigError,
     Estimate,
     Plan,
-    PointRef,
     Probe,
+    StepContext,
+    StepRef,
     Variable,
+    figures,
     grid_estimate,
+    option,
 )
 
 __all__ = ["Trajectory", "project_trajectory"]
@@ -55,11 +58,10 @@ __all__ = ["Trajectory", "project_trajectory"]
 
 @dataclass
 class TrajectoryOptions:
-    of: PointRef = field(
-        default=PointRef("train"),
-        metadata={
-            "doc": "the train step whose recorded trajectory to project ('STEP' or 'RUN/STEP')"
-        },
+    of: StepRef = option(
+        StepRef("train"),
+        doc="the train step whose recorded trajectory to project ('STEP' or 'RUN/STEP')",
+        probes=("train",),
     )
     grid: int = field(default=25, metadata={"doc": "points per axis of the (α, β) surface"})
     margin: float = field(
@@ -122,7 +124,7 @@ def _span(lo: float, hi: float, margin: float, n: int) -> np.ndarray:
     return np.linspace(lo - margin * width, hi + margin * width, n)
 
 
-class Trajectory(Probe):
+class Trajectory(Probe[TrajectoryOptions]):
     name = "trajectory"
     points = ()  # no (param,) results for later steps
     summary = "SGD trajectory vs the init→solution line: α(t), β(t), (α, β) surface, control"
@@ -130,9 +132,8 @@ class Trajectory(Probe):
 
     # -------------------------------------------------------------- loading
 
-    def _load(self, options: TrajectoryOptions, ctx: Any) -> dict[str, np.ndarray]:
-        run, step, _var = ctx.parse_ref(str(options.of))
-        ds = ctx.load_step(step, run=run)
+    def _load(self, options: TrajectoryOptions, ctx: StepContext) -> dict[str, np.ndarray]:
+        ds = ctx.load_step(options.of)
         missing = [v for v in ("trajectory", "initial", "point") if v not in ds]
         if missing:
             raise ConfigError(
@@ -162,23 +163,6 @@ class Trajectory(Probe):
             "start": np.asarray(ds["initial"].values, dtype=np.float64),
             "end": np.asarray(ds["point"].values, dtype=np.float64),
         }
-
-    def check(self, options: TrajectoryOptions, ctx: Any) -> None:
-        names = [s.name for s in ctx.config.steps]
-        earlier = names[: names.index(ctx.step.name)] if ctx.step.name in names else names
-        _run, step, var = ctx.parse_ref(str(options.of))
-        if var is not None:
-            raise ConfigError(
-                f"step '{ctx.step.name}': option 'of' = '{options.of}' names a variable; "
-                f"'of' takes a train step ('{step}' or 'RUN/{step}'), whose trajectory is used"
-            )
-        ctx.check_ref(str(options.of), earlier, point=False)
-        source = next((s for s in ctx.config.steps if s.name == step and _run is None), None)
-        if source is not None and source.probe != "train":
-            raise ConfigError(
-                f"step '{ctx.step.name}': '{options.of}' is not a train step (its probe is "
-                f"'{source.probe}'); point 'of' at a step with probe = \"train\""
-            )
 
     @staticmethod
     def _surface_geometry(
@@ -225,7 +209,7 @@ class Trajectory(Probe):
 
     # ------------------------------------------------------------- planning
 
-    def estimate(self, options: TrajectoryOptions, ctx: Any) -> Estimate:
+    def estimate(self, options: TrajectoryOptions, ctx: StepContext) -> Estimate:
         """Cells, evaluations and bytes from the options (see :class:`Estimate`)."""
         nm = 2 * len(ctx.objective.metric_names())
         points = options.grid**2 + (options.control_grid**2 if options.control else 0)
@@ -233,7 +217,7 @@ class Trajectory(Probe):
             ctx, 1, points * nm, points_per_cell=points, drivers=("grid", "control_grid")
         )
 
-    def plan(self, options: TrajectoryOptions, ctx: Any) -> Plan:
+    def plan(self, options: TrajectoryOptions, ctx: StepContext) -> Plan:
         obj = ctx.objective
         data = self._load(options, ctx)
         if data["traj"].shape[1] != obj.D:
@@ -326,7 +310,7 @@ class Trajectory(Probe):
 
     # ------------------------------------------------------------ computing
 
-    def compute(self, options: TrajectoryOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: TrajectoryOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         obj = ctx.objective
         data = self._load(options, ctx)
         traj, start, end = data["traj"], data["start"], data["end"]
@@ -417,7 +401,6 @@ class Trajectory(Probe):
         """Fig. 13 (β vs α), Fig. 15-style (α, β) surface with the trajectory, Fig. 21
         control plane, and Fig. 14 (the two-parameter surface) when D = 2."""
         import matplotlib.pyplot as plt
-        from matplotlib.colors import LogNorm
 
         panels = ["path"]
         if "surface_train_loss" in ds:
@@ -434,14 +417,13 @@ class Trajectory(Probe):
         a, b = ds["traj_alpha"].values, ds["traj_beta"].values
         logc = bool(kwargs.get("logy"))
 
-        def heat(ax: Any, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
+        def heat(ax: Any, x: np.ndarray, y: np.ndarray, z: np.ndarray, name: str) -> None:
             z = np.asarray(z, dtype=np.float64)
             finite = z[np.isfinite(z)]
-            norm = None
-            if logc and finite.size and finite.min() > 0:
-                norm = LogNorm(vmin=max(finite.min(), finite.max() * 1e-6), vmax=finite.max())
-            m = ax.pcolormesh(x, y, z.T, shading="auto", cmap="viridis", norm=norm)
-            fig.colorbar(m, ax=ax, label="train loss")
+            norm, _ = figures.map_norm(z, logc)
+            m = ax.pcolormesh(x, y, z.T, shading="auto", cmap="viridis", norm=norm, rasterized=True)
+            label = figures.quantity(ds, name, "train loss")
+            figures.colorbar(fig, m, ax, label + (" (log scale)" if norm is not None else ""))
             if finite.size and finite.max() > finite.min():
                 ax.contour(x, y, z.T, levels=12, colors="w", linewidths=0.4, alpha=0.6)
 
@@ -456,34 +438,52 @@ class Trajectory(Probe):
                 ax.set_title(
                     f"max residual {float(ds['max_residual']):.3g} = {ratio:.2f} × max ‖θ‖"
                 )
-                ax.legend(fontsize=7)
+                ax.legend()
             elif name == "surface":
-                heat(ax, ds["alpha"].values, ds["beta"].values, ds["surface_train_loss"].values)
+                heat(
+                    ax,
+                    ds["alpha"].values,
+                    ds["beta"].values,
+                    ds["surface_train_loss"].values,
+                    "surface_train_loss",
+                )
                 bs = ds["traj_surface_beta"].values if "traj_surface_beta" in ds else b
-                ax.plot(a, bs, "r.-", ms=3, lw=1, label="SGD trajectory")
-                ax.plot(a[:1], bs[:1], "ws", ms=5)
-                ax.plot(a[-1:], bs[-1:], "r*", ms=9)
+                ax.plot(a, bs, "-", color="white", lw=1.2, path_effects=figures.halo())
+                figures.mark(ax, a, bs, "point", label="SGD trajectory")
+                figures.mark(ax, a[:1], bs[:1], "start", label="start")
+                figures.mark(ax, a[-1:], bs[-1:], "end", label="solution")
+                ax.legend(loc="best")
                 ax.set_xlabel("α")
                 ax.set_ylabel("β")
                 ax.set_title(f"loss over (α, β) ({ds.attrs.get('surface', 'paper')})")
             elif name == "control":
                 e = float(ds["control_extent"])
-                heat(ax, ds["c1"].values * e, ds["c2"].values * e, ds["control_train_loss"].values)
-                ax.plot(ds["control_a"].values, ds["control_b"].values, "r.-", ms=3, lw=1)
-                ax.plot([0], [0], "r*", ms=9)
+                heat(
+                    ax,
+                    ds["c1"].values * e,
+                    ds["c2"].values * e,
+                    ds["control_train_loss"].values,
+                    "control_train_loss",
+                )
+                ca, cb = ds["control_a"].values, ds["control_b"].values
+                ax.plot(ca, cb, "-", color="white", lw=1.2, path_effects=figures.halo())
+                figures.mark(ax, ca, cb, "point")
+                figures.mark(ax, [0], [0], "end", label="solution")
                 ax.set_xlabel("random direction 1")
                 ax.set_ylabel("random direction 2")
                 ax.set_title("control: random plane through the solution")
             else:
                 w1, w2 = ds["w1"].values, ds["w2"].values
-                heat(ax, w1, w2, ds["weights_train_loss"].values)
+                heat(ax, w1, w2, ds["weights_train_loss"].values, "weights_train_loss")
                 ax.set_xlim(w1.min(), w1.max())
                 ax.set_ylim(w2.min(), w2.max())
                 for sgn in (1, -1):
                     xs = np.linspace(0.05, w1.max(), 200) * sgn
                     ax.plot(xs, 1 / xs, "w:", lw=1)
-                ax.plot(ds["traj_w1"].values, ds["traj_w2"].values, "r.-", ms=3, lw=1)
-                ax.plot(ds["traj_w1"].values[-1:], ds["traj_w2"].values[-1:], "r*", ms=9)
+                t1, t2 = ds["traj_w1"].values, ds["traj_w2"].values
+                ax.plot(t1, t2, "-", color="white", lw=1.2, path_effects=figures.halo())
+                figures.mark(ax, t1, t2, "point")
+                figures.mark(ax, t1[-1:], t2[-1:], "end", label="solution")
                 ax.set_xlabel("w1")
                 ax.set_ylabel("w2")
                 ax.set_title("loss over the two parameters")

@@ -34,7 +34,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lossatlas.engine import ConfigError, ParamLayout, PointRef, Subspace, SubspacePlugin
+from lossatlas.engine import (
+    ConfigError,
+    ParamLayout,
+    PointRef,
+    StepContext,
+    Subspace,
+    SubspacePlugin,
+    option,
+)
 
 __all__ = [
     "FilterNormalized",
@@ -213,7 +221,7 @@ def _basis(V: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class FilterNormalizedOptions:
-    dim: int = field(default=2, metadata={"doc": "number of directions"})
+    dim: int = field(default=2, metadata={"ge": 1, "doc": "number of directions"})
     norm: Norm = field(
         default="filter",
         metadata={"doc": "'filter' (Li et al. 2018), 'layer', or 'none' (one block: norm ‖x‖)"},
@@ -227,12 +235,8 @@ class FilterNormalizedOptions:
         metadata={"doc": "orthogonalise within each block: exactly orthogonal and normalised"},
     )
 
-    def validate(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
 
-
-class FilterNormalized(SubspacePlugin):
+class FilterNormalized(SubspacePlugin[FilterNormalizedOptions]):
     name = "filter-normalized"
     summary = "Gaussian directions normalised per filter like x (Li et al. 2018), orthogonal"
     Options = FilterNormalizedOptions
@@ -240,7 +244,7 @@ class FilterNormalized(SubspacePlugin):
     def build(
         self,
         options: FilterNormalizedOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:
@@ -268,33 +272,43 @@ class HessianOptions:
     tol: float = field(
         default=0.0,
         metadata={
-            "doc": "Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)"
+            "ge": 0,
+            "doc": "Lanczos tolerance: ‖Hv − θv‖ ≤ tol·‖H‖ (0: 1e-9 in float64, 1e-5 in float32)",
         },
     )
     maxiter: int = field(
-        default=0, metadata={"doc": "Lanczos restarts at most (0: bounded by max_hvp)"}
+        default=0, metadata={"ge": 0, "doc": "Lanczos restarts at most (0: bounded by max_hvp)"}
     )
     max_hvp: int = field(
         default=0,
-        metadata={"doc": "HVPs per eigenpair at most (0: D where the dense Hessian fits; 5000)"},
+        metadata={
+            "ge": 0,
+            "doc": "HVPs per eigenpair at most (0: D where the dense Hessian fits; 5000)",
+        },
     )
     scale: Scale = field(
         default="relative",
         metadata={"doc": "'relative': unit eigenvectors × ‖x‖; 'absolute': unit eigenvectors"},
     )
+    flat_tol: float = option(
+        0.0,
+        doc="an eigenvalue within its bound + flat_tol·max|λ| of 0 is flat (the point's "
+        "shape is then 'degenerate'; 0: 1e-9 float64, 1e-5 float32)",
+        ge=0,
+    )
 
-    def validate(self) -> None:
-        if self.tol < 0 or self.maxiter < 0 or self.max_hvp < 0:
-            raise ValueError("options 'tol', 'maxiter' and 'max_hvp' must be ≥ 0")
 
-
-class HessianPlane(SubspacePlugin):
+class HessianPlane(SubspacePlugin[HessianOptions]):
     name = "hessian"
     summary = "the two dominant Hessian directions (λ_max, λ_min), Böttcher & Wheeler App. B"
     Options = HessianOptions
 
     def build(
-        self, options: HessianOptions, ctx: Any, origin: torch.Tensor, generator: torch.Generator
+        self,
+        options: HessianOptions,
+        ctx: StepContext,
+        origin: torch.Tensor,
+        generator: torch.Generator,
     ) -> Subspace:
         from lossatlas.engine.curvature import hessian_directions, hvp_operator
 
@@ -306,6 +320,7 @@ class HessianPlane(SubspacePlugin):
                 tol=options.tol or None,
                 maxiter=options.maxiter or None,
                 max_hvp=options.max_hvp or None,
+                flat_tol=options.flat_tol or None,
                 generator=generator,
             )
         except ConfigError as exc:
@@ -339,7 +354,10 @@ class HessianPlane(SubspacePlugin):
 class UserDirectionsOptions:
     vectors: list[PointRef] = field(
         default_factory=list,
-        metadata={"doc": "the directions: 'STEP.VAR', 'RUN/STEP.VAR' or 'checkpoint:PATH' (≥ 1)"},
+        metadata={
+            "min_items": 1,
+            "doc": "the directions: 'STEP.VAR', 'RUN/STEP.VAR' or 'checkpoint:PATH' (≥ 1)",
+        },
     )
     normalize: Literal["none", "unit", "filter", "layer"] = field(
         default="none",
@@ -356,10 +374,6 @@ class UserDirectionsOptions:
         default="relative",
         metadata={"doc": "with normalize = 'unit': × ‖x‖ ('relative') or not ('absolute')"},
     )
-
-    def validate(self) -> None:
-        if not self.vectors:
-            raise ValueError("option 'vectors' needs at least one direction")
 
 
 def _rescale_blocks(
@@ -379,7 +393,7 @@ def _rescale_blocks(
     return torch.stack(rows)
 
 
-class UserDirections(SubspacePlugin):
+class UserDirections(SubspacePlugin[UserDirectionsOptions]):
     name = "user-directions"
     summary = "directions stored by earlier steps or checkpoints, optionally normalised"
     Options = UserDirectionsOptions
@@ -387,7 +401,7 @@ class UserDirections(SubspacePlugin):
     def build(
         self,
         options: UserDirectionsOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:
@@ -422,8 +436,10 @@ class ThreePointsOptions:
     points: list[PointRef] = field(
         default_factory=list,
         metadata={
+            "min_items": 2,
+            "max_items": 3,
             "doc": "2 models (plane through the origin point and them) or 3 (the first is "
-            "the origin)"
+            "the origin)",
         },
     )
     basis: Literal["raw", "orthonormal"] = field(
@@ -434,12 +450,8 @@ class ThreePointsOptions:
         },
     )
 
-    def validate(self) -> None:
-        if len(self.points) not in (2, 3):
-            raise ValueError(f"option 'points' needs 2 or 3 models, got {len(self.points)}")
 
-
-class ThreePoints(SubspacePlugin):
+class ThreePoints(SubspacePlugin[ThreePointsOptions]):
     name = "three-points"
     summary = "the plane through three models (Garipov et al. 2018 style)"
     Options = ThreePointsOptions
@@ -447,7 +459,7 @@ class ThreePoints(SubspacePlugin):
     def build(
         self,
         options: ThreePointsOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:

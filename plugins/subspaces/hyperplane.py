@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import torch
 
-from lossatlas.engine import ConfigError, ShapeError, Subspace, SubspacePlugin
+from lossatlas.engine import ConfigError, ShapeError, StepContext, Subspace, SubspacePlugin
 from lossatlas.engine.geometry import layer_metric
 
 from .random import orthonormal_gaussian
@@ -294,16 +294,16 @@ class StackedProjection:
 
 @dataclass
 class HyperplaneOptions:
-    dim: int = field(default=10, metadata={"doc": "dimension d of the hyperplane"})
+    dim: int = field(default=10, metadata={"ge": 1, "doc": "dimension d of the hyperplane"})
     basis: BasisKind = field(
         default="dense",
         metadata={"doc": "dense (orthonormal), sparse-fort (seed 000) or sparse-chang (seed 004)"},
     )
     nnz_min: int = field(
-        default=0, metadata={"doc": "sparse-fort: fewest non-zeros per column (0: ⌈√D/2⌉)"}
+        default=0, metadata={"ge": 0, "doc": "sparse-fort: fewest non-zeros per column (0: ⌈√D/2⌉)"}
     )
     nnz_max: int = field(
-        default=0, metadata={"doc": "sparse-fort: most non-zeros per column (0: ⌈3√D/2⌉)"}
+        default=0, metadata={"ge": 0, "doc": "sparse-fort: most non-zeros per column (0: ⌈3√D/2⌉)"}
     )
     metric: bool = field(
         default=False, metadata={"doc": "rescale M → ηM with η_ii ∝ 1/r_layer (seed 000 §2.1)"}
@@ -319,10 +319,6 @@ class HyperplaneOptions:
     )
 
     def validate(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
-        if self.nnz_min < 0 or self.nnz_max < 0:
-            raise ValueError("options 'nnz_min'/'nnz_max' must be non-negative")
         if self.nnz_min and self.nnz_max and self.nnz_min > self.nnz_max:
             raise ValueError(f"nnz_min={self.nnz_min} > nnz_max={self.nnz_max}")
 
@@ -337,28 +333,32 @@ def _nnz(options: Any, D: int) -> tuple[int, int] | None:
     return lo, max(lo, options.nnz_max or hi)
 
 
-def _eta(options: Any, ctx: Any, dtype: torch.dtype) -> torch.Tensor | None:
+def _eta(options: Any, ctx: StepContext, dtype: torch.dtype) -> torch.Tensor | None:
     if not options.metric:
         return None
     return layer_metric(ctx.objective.layout, options.metric_scheme, dtype=torch.float64)
 
 
-def _support(options: Any, ctx: Any) -> torch.Tensor | None:
+def _support(options: Any, ctx: StepContext) -> torch.Tensor | None:
     return ctx.objective.layout.mask("weight") if options.directions == "weights" else None
 
 
-def _spanned(options: Any, ctx: Any, D: int) -> int:
+def _spanned(options: Any, ctx: StepContext, D: int) -> int:
     sup = _support(options, ctx)
     return D if sup is None else int(sup.sum())
 
 
-class Hyperplane(SubspacePlugin):
+class Hyperplane(SubspacePlugin[HyperplaneOptions]):
     name = "hyperplane"
     summary = "random d-dim hyperplane x = P + Mθ: dense orthonormal or sparse (seeds 000/004)"
     Options = HyperplaneOptions
 
     def build(
-        self, options: HyperplaneOptions, ctx: Any, origin: torch.Tensor, generator: torch.Generator
+        self,
+        options: HyperplaneOptions,
+        ctx: StepContext,
+        origin: torch.Tensor,
+        generator: torch.Generator,
     ) -> Subspace:
         D = int(origin.shape[0])
         M = make_basis(
@@ -382,13 +382,11 @@ class Hyperplane(SubspacePlugin):
 class HypersphereOptions(HyperplaneOptions):
     radius: float = field(
         default=0.0,
-        metadata={"doc": "sphere radius r0 (0: the radius of the point it goes through)"},
+        metadata={"ge": 0, "doc": "sphere radius r0 (0: the radius of the point it goes through)"},
     )
 
     def validate(self) -> None:
         super().validate()
-        if self.radius < 0:
-            raise ValueError(f"option 'radius' must be non-negative, got {self.radius}")
 
 
 def make_sphere(
@@ -441,7 +439,7 @@ def make_sphere(
     )
 
 
-class Hypersphere(SubspacePlugin):
+class Hypersphere(SubspacePlugin[HypersphereOptions]):
     name = "hypersphere"
     summary = "random d-dim hypersphere ‖x‖ = r0 through a point (seed 000 Fig. 2b, seed 004)"
     Options = HypersphereOptions
@@ -449,7 +447,7 @@ class Hypersphere(SubspacePlugin):
     def build(
         self,
         options: HypersphereOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:

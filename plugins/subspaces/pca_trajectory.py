@@ -34,23 +34,31 @@ instead of an SVD of the R × D matrix; the tests check both give the same direc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
-from lossatlas.engine import ConfigError, PointRef, Subspace, SubspacePlugin
+from lossatlas.engine import (
+    ConfigError,
+    StepContext,
+    StepRef,
+    Subspace,
+    SubspacePlugin,
+    option,
+)
 
 __all__ = ["PCATrajectory", "PCATrajectoryOptions", "trajectory_pca"]
 
 
 @dataclass
 class PCATrajectoryOptions:
-    of: PointRef = field(
-        default=PointRef("train"),
-        metadata={"doc": "the train step whose recorded trajectory is analysed"},
+    of: StepRef = option(
+        StepRef("train"),
+        doc="the train step whose recorded trajectory is analysed ('STEP' or 'RUN/STEP')",
+        probes=("train",),
     )
-    dim: int = field(default=2, metadata={"doc": "number of principal directions"})
+    dim: int = field(default=2, metadata={"ge": 1, "doc": "number of principal directions"})
     scale: Literal["fit", "unit"] = field(
         default="fit",
         metadata={
@@ -59,18 +67,12 @@ class PCATrajectoryOptions:
         },
     )
     margin: float = field(
-        default=0.2, metadata={"doc": "scale = 'fit': room around the path, as a fraction"}
+        default=0.2, metadata={"ge": 0, "doc": "scale = 'fit': room around the path, as a fraction"}
     )
     include_bias_and_norm: bool = field(
         default=True,
         metadata={"doc": "false: zero biases and norm scales in the offsets (--ignore biasbn)"},
     )
-
-    def validate(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
-        if self.margin < 0:
-            raise ValueError(f"option 'margin' must be ≥ 0, got {self.margin}")
 
 
 def trajectory_pca(offsets: np.ndarray, dim: int) -> dict[str, np.ndarray]:
@@ -113,7 +115,7 @@ def trajectory_pca(offsets: np.ndarray, dim: int) -> dict[str, np.ndarray]:
     }
 
 
-class PCATrajectory(SubspacePlugin):
+class PCATrajectory(SubspacePlugin[PCATrajectoryOptions]):
     name = "pca-trajectory"
     summary = "top PCA directions of a recorded training trajectory (Li et al. 2018, Fig. 9)"
     Options = PCATrajectoryOptions
@@ -121,12 +123,11 @@ class PCATrajectory(SubspacePlugin):
     def build(
         self,
         options: PCATrajectoryOptions,
-        ctx: Any,
+        ctx: StepContext,
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:
-        run, step, _var = ctx.parse_ref(str(options.of))
-        ds = ctx.load_step(step, run=run)
+        ds = ctx.load_step(options.of)
         where = f"subspace 'pca-trajectory': '{options.of}'"
         if "trajectory" not in ds:
             raise ConfigError(

@@ -23,14 +23,10 @@ def orthonormal_gaussian(
 
 @dataclass
 class RandomOptions:
-    dim: int = field(default=2, metadata={"doc": "number of directions d"})
-
-    def validate(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"option 'dim' must be at least 1, got {self.dim}")
+    dim: int = field(default=2, metadata={"ge": 1, "doc": "number of directions d"})
 
 
-class RandomDirections(SubspacePlugin):
+class RandomDirections(SubspacePlugin[RandomOptions]):
     name = "random"
     summary = "d Gaussian directions, exactly orthonormal (QR)"
     Options = RandomOptions

@@ -239,6 +239,10 @@ ROWS: dict[str, Row] = {
     "no [model] table": Row(cfg(drop=("model",)), "a [model] table is required"),
     # -- unknown keys, with a "did you mean"
     "unknown top-level key": Row(cfg(sed=1), "unknown key 'sed' (did you mean 'seed'?)"),
+    "unknown style": Row(cfg(style="ggplt"), "key 'style': no style is named 'ggplt'"),
+    "a style file that is not there": Row(
+        cfg(style="paper.mplstyle"), "key 'style': style file 'paper.mplstyle' does not exist"
+    ),
     "unknown probe option": Row(
         cfg(step={"direction": 2}), "unknown option 'direction' (did you mean 'directions'?)"
     ),

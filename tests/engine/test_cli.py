@@ -31,7 +31,7 @@ def store(tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any) -> 
     ("output", "words"),
     [
         ("missing-folder/line.png", "does not exist; create it first"),
-        ("line.txt", "use a .png, .svg, .pdf, .jpg or .jpeg file name"),
+        ("line.txt", "use a .png, .svg, .pdf, .eps, .jpg or .jpeg file name"),
     ],
 )
 def test_plot_refuses_a_bad_output_in_one_line(
@@ -45,7 +45,7 @@ def test_plot_refuses_a_bad_output_in_one_line(
 
 
 def test_plot_writes_each_format(store: Path, tmp_path: Path, run_cli: Any) -> None:
-    formats = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF"}
+    formats = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF", ".eps": b"%!PS-Adobe"}
     formats.update({".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"})
     assert tuple(formats) == IMAGE_SUFFIXES
     for suffix, magic in formats.items():
@@ -68,7 +68,7 @@ def test_inspect_shows_why_a_run_stopped(store: Path, run_cli: Any) -> None:
 
 def test_plot_help_lists_exactly_the_accepted_suffixes(run_cli: Any) -> None:
     text = " ".join(run_cli("plot", "--help").output.split())
-    assert "the format follows the suffix (.png, .svg, .pdf, .jpg, .jpeg)" in text
+    assert "the format follows the suffix (.png, .svg, .pdf, .eps, .jpg, .jpeg)" in text
 
 
 # ------------------------------------------------------------------------ --debug
@@ -191,9 +191,9 @@ def test_step_with_the_earlier_result_in_the_store_runs(
 def test_a_missing_step_the_check_cannot_see_is_explained(
     tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any, monkeypatch: Any
 ) -> None:
-    from lossatlas.engine import cli
+    from lossatlas.engine import runner
 
-    monkeypatch.setattr(cli, "_check_earlier_steps", lambda *args: None)
+    monkeypatch.setattr(runner, "check_earlier_steps", lambda *args: None)
     path = tmp_path / "s.zarr"
     result = run_cli(
         "run", write_config(_two_steps(tiny_config)), "--store", path, "--step", "line"
@@ -499,16 +499,16 @@ def test_an_unknown_model_names_failed_plugins_briefly(
 
 
 def _titles(monkeypatch: Any) -> list[str]:
-    from lossatlas.engine import accessor
+    from lossatlas.engine import plotting
 
     titles: list[str] = []
-    original = accessor.title_figure
+    original = plotting.title_figure
 
     def record(fig: Any, title: str) -> None:
         titles.append(title)
         original(fig, title)
 
-    monkeypatch.setattr(accessor, "title_figure", record)
+    monkeypatch.setattr(plotting, "title_figure", record)
     return titles
 
 
@@ -538,3 +538,14 @@ def test_plot_of_a_complete_step_does_not_warn(
     result = run_cli("plot", store, "tiny/line", "-o", tmp_path / "x.png")
     assert result.exit_code == 0 and result.stderr == ""
     assert titles == ["tiny/line"]
+
+
+def test_executor_options_on_the_command_line(
+    tmp_path: Path, tiny_config: Any, write_config: Any, run_cli: Any
+) -> None:
+    """-E KEY=VALUE reaches any executor's options (here: one the local executor lacks)."""
+    config = write_config(tiny_config())
+    result = run_cli("run", config, "--store", tmp_path / "s.zarr", "-E", "block=2")
+    assert result.exit_code == 2
+    assert "executor 'local': unknown option 'block'" in result.stderr
+    assert not (tmp_path / "s.zarr").exists()

@@ -76,7 +76,10 @@ def test_a_result_without_a_map_and_ambiguous_axes_are_clear_errors() -> None:
     import matplotlib.pyplot as plt
 
     fig = plot_surfaces(cube, max_panels=20)
-    assert len(fig.axes) == 4 + 3 + 2  # (x, y) per z, (x, z) per y, (y, z) per x
+    surfaces = [ax for ax in fig.axes if ax.name == "3d"]
+    assert len(surfaces) == 4 + 3 + 2  # (x, y) per z, (x, z) per y, (y, z) per x
+    bars = [ax for ax in fig.axes if getattr(ax, "_colorbar", None)]
+    assert len(bars) == len(surfaces) and all(ax.get_ylabel() == "a" for ax in bars)
     plt.close(fig)
     with pytest.raises(ConfigError, match="not a numeric dim"):
         find_map(cube, ["y", "w"])
@@ -91,7 +94,7 @@ def test_surfaces_from_the_cli_and_the_accessor(store: Path, run_cli, tmp_path: 
     assert out.stat().st_size > 10_000
     ds = Store(str(store)).open_step("m", "maps")
     fig = ds.atlas.plot(surface=True)
-    assert [ax.get_title() for ax in fig.axes] == [
+    assert [ax.get_title() for ax in fig.axes if ax.name == "3d"] == [
         "train_loss[map=hessian]",
         "train_loss[map=random]",
         "validation_loss[map=hessian]",
@@ -99,7 +102,7 @@ def test_surfaces_from_the_cli_and_the_accessor(store: Path, run_cli, tmp_path: 
     ]
     plt.close(fig)
     fig = plot_surfaces(ds.load(), variables=["train_accuracy"])
-    assert len(fig.axes) == 2
+    assert len([ax for ax in fig.axes if ax.name == "3d"]) == 2
     plt.close(fig)
 
 

@@ -212,3 +212,71 @@ def test_unknown_names_list_failed_plugins_without_their_errors(fake_eps) -> Non
     # the plugin known to provide the name still gets its full (one-line) error
     with pytest.raises(PluginError, match="plugin 'badsig'.*failed to load: PluginValidation"):
         reg.get("probe", "badsig")
+
+
+# ------------------------------------------------- in-process plugins and pluggy
+
+
+def test_an_in_process_plugin_that_is_also_installed_replaces_the_installed_entry(
+    fake_eps,
+) -> None:
+    """The documented test recipe with the package installed: the same module comes
+    from an entry point and from plugins=[...]; the in-process one is used, not failed."""
+    mod = plugin_module("twice-probe")
+    fake_eps(FakeEP("spirals", lambda: mod, dist="lossatlas-spirals"))
+    reg = make_registry(plugins=[("mine", mod)])
+    recs = {r.name: r for r in reg.records}
+    assert recs["mine"].status == "ok" and recs["mine"].error == ""
+    assert recs["spirals"].status == "replaced"
+    assert "in-process plugin 'mine'" in recs["spirals"].note
+    assert reg.provider("probe", "twice-probe").name == "mine"
+
+
+def test_an_in_process_component_wins_over_an_installed_one(fake_eps) -> None:
+    fake_eps(FakeEP("old", lambda: plugin_module("shared", "only-old"), dist="old-dist"))
+    reg = make_registry(plugins=[("new", plugin_module("shared"))])
+    assert reg.provider("probe", "shared").name == "new"
+    old = next(r for r in reg.records if r.name == "old")
+    assert old.status == "ok" and "only-old" in reg.names("probe")
+    assert old.note == "left to in-process plugins: probe 'shared'"
+
+
+def test_hooks_go_through_pluggy_so_unmarked_functions_are_not_called() -> None:
+    mod = types.ModuleType("unmarked")
+    calls = []
+
+    def lossatlas_register_probes():  # no @hookimpl
+        calls.append(1)
+        return [NamedProbe("never")]
+
+    mod.lossatlas_register_probes = lossatlas_register_probes  # type: ignore[attr-defined]
+    reg = make_registry(plugins=[("unmarked", mod)])
+    rec = next(r for r in reg.records if r.name == "unmarked")
+    assert calls == [] and "never" not in reg.names("probe")
+    assert "lossatlas_register_probes not called: mark it with @lossatlas.engine.hookimpl" in (
+        rec.note
+    )
+
+
+def test_plugin_objects_with_marked_methods_and_hook_options() -> None:
+    """Objects (not modules) whose methods are marked hooks, one with pluggy's
+    ``tryfirst`` option, register like modules do."""
+
+    class Two:
+        @hookimpl(tryfirst=True)
+        def lossatlas_register_probes(self):
+            return [NamedProbe("first")]
+
+    class Other:
+        @hookimpl
+        def lossatlas_register_probes(self):
+            return [NamedProbe("second")]
+
+    reg = make_registry(entry_points=False, plugins=[("two", Two()), ("other", Other())])
+    assert reg.names("probe") == ["first", "second"]
+
+
+def test_only_distributions_keeps_the_builtins() -> None:
+    reg = make_registry(only_distributions={"lossatlas"})
+    assert {r.distribution for r in reg.records} == {"lossatlas"}
+    assert "random-line" in reg.names("probe")

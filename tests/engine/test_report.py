@@ -91,12 +91,19 @@ def test_report_has_every_run_step_and_figure(store: Path, tmp_path: Path) -> No
     out = tmp_path / "r.html"
     summary = write_report(store, out)
     text = out.read_text(encoding="utf-8")
-    assert summary.runs == ["alpha", "beta"]
-    assert summary.figures == 4 and summary.failed == []
+    assert summary.runs == ["beta", "alpha"]  # newest first
+    assert summary.figures == 4 and summary.svg == 4 and summary.failed == []
     checker = parse(text)
-    images = [a["src"] for t, a in checker.tags if t == "img"]
-    assert len(images) == 4
-    assert all(src.startswith("data:image/png;base64,iVBOR") for src in images)
+    figures = [a for t, a in checker.tags if t == "svg" and "aria-label" in a]
+    assert [a["aria-label"] for a in figures] == [
+        "figure of beta/line",
+        "figure of beta/cut",
+        "figure of alpha/line",
+        "figure of alpha/cut",
+    ]
+    assert not [t for t, _ in checker.tags if t == "img"]  # small figures: vector only
+    ids = [a["id"] for _, a in checker.tags if "id" in a]
+    assert len(ids) == len(set(ids)), "two figures share an SVG id"
     for label in ("alpha/line", "alpha/cut", "beta/line", "beta/cut"):
         assert f"figure of {label}" in text
     # steps appear in the config's order, not alphabetically
@@ -108,8 +115,13 @@ def test_report_has_every_run_step_and_figure(store: Path, tmp_path: Path) -> No
 
 def test_report_is_self_contained_and_escaped(store: Path) -> None:
     text, _ = build_report(store)
-    assert "http://" not in text and "https://" not in text
-    assert "<script" not in text.lower() and "<link" not in text.lower()
+    # the SVG namespace names are identifiers, never fetched
+    names = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    urls = set(re.findall(r"https?://[^\s\"'<>)]+", text))
+    assert urls <= names | {u.rstrip(".") for u in names}, urls - names
+    scripts = re.findall(r"<script([^>]*)>", text, flags=re.IGNORECASE)
+    assert scripts == [""], "one inline script, nothing loaded"
+    assert "<link" not in text.lower() and "@import" not in text
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", text)
     # the config description is shown, escaped
     assert "a &lt;b&gt;tiny&lt;/b&gt; run &amp; friends" in text
@@ -227,7 +239,7 @@ def test_steps_not_run_are_listed_as_not_started(tmp_path: Path) -> None:
     text, summary = build_report(path)
     parse(text)
     assert summary.figures == 1
-    section = text[text.index('id="delta-cut"') :]
+    section = text[text.index('id="delta/cut"') :]
     assert "delta/cut" in section[:200] and "not started" in section[:400]
     assert "1 step(s) not started" in text
     # a complete run says nothing of the kind
@@ -245,8 +257,8 @@ def test_diverged_training_is_flagged(tmp_path: Path) -> None:
     ]
     run_pipeline(parse_config(table), str(path), make_registry(), progress=None)
     text, _ = build_report(path)
-    boom = text[text.index('id="eps-boom"') :]
-    ok = text[text.index('id="eps-ok"') : text.index('id="eps-boom"')]
+    boom = text[text.index('id="eps/boom"') :]
+    ok = text[text.index('id="eps/ok"') : text.index('id="eps/boom"')]
     assert "1 of 1 trainings diverged" in boom
     assert "diverged</th>" not in ok and "trainings diverged" not in ok
 
@@ -271,3 +283,148 @@ def test_trainings_still_falling_are_flagged(tmp_path: Path) -> None:
     run_pipeline(parse_config(table), str(path), make_registry(), progress=None)
     text, _ = build_report(path)
     assert "not converged" in text and "1 of 1 trainings" in text
+
+
+# ---------------------------------------------------------------- 0.2: the page
+
+
+def test_times_are_machine_readable_and_shown_in_utc_without_script(store: Path) -> None:
+    text, _ = build_report(store)
+    times = re.findall(r'<time datetime="([^"]+)" title="[^"]+">([^<]+)</time>', text)
+    assert times, "no <time> elements"
+    for iso, shown in times:
+        assert iso.endswith("+00:00") and shown.endswith(" UTC")
+
+
+def test_a_figure_too_large_for_svg_is_a_png(store: Path) -> None:
+    text, summary = build_report(store, ["alpha"], svg_limit=1_000, dpi=40)
+    assert summary.figures == 2 and summary.svg == 0
+    checker = parse(text)
+    images = [a["src"] for t, a in checker.tags if t == "img"]
+    assert len(images) == 2 and all(s.startswith("data:image/png;base64,iVBOR") for s in images)
+    assert "drawn as PNG at 40 dpi" in text
+
+
+def test_a_probe_adds_its_own_section(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lossatlas.engine import html_table
+
+    def own(self: RandomLine, ds):  # type: ignore[no-untyped-def]
+        rows = [(d, float(ds["train_loss"].sel(direction=d).min())) for d in ds["direction"].values]
+        return html_table(rows, ["direction", "min train loss <nats>"], caption="minima")
+
+    monkeypatch.setattr(RandomLine, "report_html", own, raising=False)
+    text, summary = build_report(store, ["alpha"])
+    assert summary.failed == []
+    parse(text)
+    assert text.count('<table class="probe-table"><caption>minima</caption>') == 2
+    assert "min train loss &lt;nats&gt;" in text
+
+
+@pytest.mark.parametrize(
+    ("fragment", "problem"),
+    [
+        ("<script>alert(1)</script>", "<script> is not allowed"),
+        ('<img src="https://example.org/x.png">', "points outside the page"),
+        ("<div><b>unclosed</div>", "closes nothing open"),
+        ('<p onclick="x()">hi</p>', "event handler"),
+    ],
+)
+def test_a_probe_section_that_would_break_the_page_is_refused(
+    store: Path, monkeypatch: pytest.MonkeyPatch, fragment: str, problem: str
+) -> None:
+    monkeypatch.setattr(RandomLine, "report_html", lambda self, ds: fragment, raising=False)
+    text, summary = build_report(store, ["alpha"])
+    assert summary.failed == ["alpha/line (probe section)", "alpha/cut (probe section)"]
+    assert "the probe&#x27;s own section could not be made" in text
+    assert problem.replace("<", "&lt;").replace(">", "&gt;") in text
+    assert fragment not in text
+    parse(text)
+
+
+def test_a_failing_plot_names_the_probe_and_its_plugin(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def plot(self: RandomLine, ds, **kw):  # type: ignore[no-untyped-def]
+        raise KeyError("no such variable")
+
+    monkeypatch.setattr(RandomLine, "plot", plot)
+    text, summary = build_report(store, ["alpha"])
+    assert summary.failed == ["alpha/line", "alpha/cut"]
+    assert "probe &#x27;random-line&#x27; (plugin probes, lossatlas" in text
+    assert "plot raised it" in text
+
+
+def test_cli_report_strict_exits_1_when_a_figure_fails(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "r.html"
+    ok = CliRunner().invoke(cli, ["report", str(store), "-o", str(out), "-q", "--strict"])
+    assert ok.exit_code == 0, ok.output
+
+    def plot(self: RandomLine, ds, **kw):  # type: ignore[no-untyped-def]
+        raise ValueError("boom")
+
+    monkeypatch.setattr(RandomLine, "plot", plot)
+    loose = CliRunner().invoke(cli, ["report", str(store), "-o", str(out), "-q"])
+    assert loose.exit_code == 0 and "4 could not be drawn" in loose.output
+    strict = CliRunner().invoke(cli, ["report", str(store), "-o", str(out), "-q", "--strict"])
+    assert strict.exit_code == 1
+    assert "--strict: 4 part(s) of the report could not be drawn" in strict.output
+    assert out.exists(), "the report is still written"
+
+
+# ------------------------------------------------------------ in a real browser
+
+
+def test_report_in_headless_chromium(store: Path, tmp_path: Path) -> None:
+    """The page as a reader sees it: no console error, every figure drawn and visible
+    once its section is open, every link of the contents resolving (and opening the
+    collapsed run it points into), times in the reader's zone, and shorter than the
+    sum of its parts while older runs are folded."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from browser import Chromium, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip(
+            "headless Chromium is not installed (Debian: apt-get install chromium; "
+            ".ci/run installs it), so the report is not checked in a browser here"
+        )
+    out = tmp_path / "r.html"
+    write_report(store, out)
+    with Chromium(binary) as page:
+        page.open(out, timezone="Asia/Tokyo")
+        folded = page.evaluate("document.documentElement.scrollHeight")
+        # a link into the older, folded run opens it
+        visible = "document.getElementById('alpha/cut').checkVisibility()"
+        assert page.evaluate(visible) is False
+        page.evaluate("document.querySelector('nav a[href=\"#alpha/cut\"]').click()")
+        assert page.evaluate(visible) is True
+        broken = page.evaluate(
+            """Array.from(document.querySelectorAll('a[href^="#"]'))
+                .map(a => decodeURIComponent(a.getAttribute('href').slice(1)))
+                .filter(id => !document.getElementById(id))"""
+        )
+        assert broken == []
+        page.evaluate("document.getElementById('la:expand').click()")
+        figures = page.evaluate(
+            """Array.from(document.querySelectorAll('figure.fig')).map(f => {
+                const r = f.getBoundingClientRect();
+                const svg = f.querySelector('svg'), img = f.querySelector('img');
+                const drawn = svg
+                    ? svg.getBBox().width > 0 && svg.querySelectorAll('path').length > 20
+                    : img.complete && img.naturalWidth > 0;
+                return {w: r.width, h: r.height, visible: f.checkVisibility(), drawn: drawn,
+                        label: (svg || img).getAttribute(svg ? 'aria-label' : 'alt')};
+            })"""
+        )
+        assert len(figures) == 4
+        for f in figures:
+            assert f["visible"] and f["drawn"] and f["w"] > 300 and f["h"] > 150, f
+        expanded = page.evaluate("document.documentElement.scrollHeight")
+        assert folded < expanded
+        local = page.evaluate("document.querySelector('header time').textContent")
+        assert "GMT+9" in local or "JST" in local, local
+        assert page.errors() == []

@@ -4,6 +4,7 @@ the entry-point group, and a config that uses all three runs."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lossatlas.testing
 from lossatlas.engine import make_registry
 from lossatlas.engine.config import parse_config
 from lossatlas.engine.runner import run_pipeline
@@ -92,3 +94,25 @@ def test_the_cli_sees_the_plugin(installed: Path, tmp_path: Path) -> None:
         check=True,
     )
     assert png.stat().st_size > 1000
+
+
+def test_the_documented_recipe_tests_the_working_tree(installed: Path) -> None:
+    """With the package installed, make_registry(plugins=[...]) of the same module uses
+    it in-process (the installed entry point is 'replaced', not failed), and the
+    package's own tests (lossatlas.testing) pass."""
+    import lossatlas_spirals.plugin as plugin
+
+    reg = make_registry(plugins=[("mine", plugin)])
+    recs = {r.name: r for r in reg.records}
+    assert recs["mine"].status == "ok" and recs["spirals"].status == "replaced"
+    assert reg.provider("probe", "weight-scaling").name == "mine"
+    # The package's own tests, as its author runs them (called here, not in a child
+    # pytest: the same code, without a second interpreter's start-up).
+    spec = importlib.util.spec_from_file_location(
+        "spirals_tests", PACKAGE / "tests" / "test_plugin.py"
+    )
+    assert spec is not None and spec.loader is not None
+    tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tests)
+    tests.test_the_probe_runs_on_the_plugins_data_and_model(installed.parent)
+    tests.test_the_context_a_probe_sees(lossatlas.testing.context)

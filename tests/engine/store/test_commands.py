@@ -141,7 +141,7 @@ def test_export_netcdf_and_csv(stored: tuple[Path, Path], run_cli: Any) -> None:
 
 
 def test_export_formats_match_the_cli_choices() -> None:
-    from lossatlas.engine.cli import export
+    from lossatlas.engine.cli.export import export
     from lossatlas.engine.store.export import EXPORTERS
 
     choice = next(p for p in export.params if p.name == "fmt")

@@ -291,3 +291,34 @@ def test_an_unconverged_eigensolver_still_answers_with_its_bounds(tmp_path) -> N
     bounds = np.asarray(a["error_bounds"])
     assert np.all(np.abs(ds["eigenvalues"].values - [w[-1], w[0]]) <= bounds + 1e-12)
     assert ds.attrs["shape"] in ("saddle", "minimum", "maximum", "degenerate")
+
+
+def test_the_eigen_solve_runs_in_a_cell_once_and_is_stored(result, monkeypatch) -> None:
+    """plan() solves nothing; the first cell that needs the Hessian plane solves and
+    stores it in the step's scratch space; another process (a fresh context on the same
+    store: a resumed run, a Dask worker) reads it back instead of solving again."""
+    import lossatlas.engine.curvature as curvature
+    from lossatlas.engine.context import StepContext
+    from lossatlas.plugins.probes.hessian_directions import HessianDirectionsProbe
+
+    cfg, path, ds = result
+    calls = []
+    real = curvature.hessian_directions
+    monkeypatch.setattr(
+        curvature, "hessian_directions", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    probe = HessianDirectionsProbe()
+
+    def fresh() -> StepContext:
+        return StepContext(make_registry(), cfg, cfg.step("hd"), Store(path))
+
+    ctx = fresh()
+    probe.plan(ctx.options, ctx)
+    assert calls == []
+    first = probe.plane(ctx.options, ctx, "hessian")
+    second = probe.plane(ctx.options, fresh(), "hessian")
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first["directions"], second["directions"])
+    # the stored run's directions are these (the solve is deterministic)
+    np.testing.assert_array_equal(second["directions"], ds["directions"].sel(map="hessian").values)
+    Store(path).clear_scratch("hd", "hd")

@@ -7,7 +7,7 @@ in its pyproject.toml is all lossatlas needs to find it (``lossatlas plugins``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,10 @@ from lossatlas.engine import (
     PointRef,
     Probe,
     Split,
+    StepContext,
     hookimpl,
     metric_variables,
+    option,
 )
 
 # ------------------------------------------------------------------- data set
@@ -32,16 +34,12 @@ from lossatlas.engine import (
 
 @dataclass
 class SpiralsOptions:
-    n: int = field(default=300, metadata={"doc": "samples in all"})
-    arms: int = field(default=3, metadata={"doc": "number of spiral arms (classes)"})
-    noise: float = field(default=0.1, metadata={"doc": "Gaussian noise on the points"})
-
-    def validate(self) -> None:
-        if self.n < 10 or self.arms < 2:
-            raise ValueError("need n >= 10 and arms >= 2")
+    n: int = option(300, doc="samples in all", ge=10)
+    arms: int = option(3, doc="number of spiral arms (classes)", ge=2)
+    noise: float = option(0.1, doc="Gaussian noise on the points", ge=0)
 
 
-class Spirals(DatasetPlugin):
+class Spirals(DatasetPlugin[SpiralsOptions]):
     name = "spirals"
     summary = "interleaved 2-D spirals, one class per arm (generated)"
     Options = SpiralsOptions
@@ -75,7 +73,7 @@ class Spirals(DatasetPlugin):
 
 @dataclass
 class SoftmaxOptions:
-    temperature: float = field(default=1.0, metadata={"doc": "logits are divided by this"})
+    temperature: float = option(1.0, doc="logits are divided by this", gt=0)
 
 
 class Softmax(nn.Module):
@@ -88,14 +86,15 @@ class Softmax(nn.Module):
         return self.linear(x.flatten(1)) / self.temperature
 
 
-class SoftmaxRegression(ModelPlugin):
+class SoftmaxRegression(ModelPlugin[SoftmaxOptions]):
     name = "softmax-regression"
     summary = "a single linear layer (multinomial logistic regression)"
     Options = SoftmaxOptions
 
     def build(self, options: SoftmaxOptions, data: DataBundle, seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return Softmax(math.prod(data.input_shape), data.n_outputs, options.temperature)
+        with torch.random.fork_rng(devices=[]):  # seed torch only inside: nothing else sees it
+            torch.manual_seed(seed)
+            return Softmax(math.prod(data.input_shape), data.n_outputs, options.temperature)
 
 
 # ----------------------------------------------------------------------- probe
@@ -103,28 +102,27 @@ class SoftmaxRegression(ModelPlugin):
 
 @dataclass
 class ScalingOptions:
-    at: PointRef = field(default=PointRef("init"), metadata={"doc": "the point x"})
-    factors: list[float] = field(
-        default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0],
-        metadata={"doc": "scale factors c: loss at c·x"},
+    at: PointRef = option(PointRef("init"), doc="the point x")
+    factors: list[float] = option(
+        [0.0, 0.5, 1.0, 2.0, 4.0], doc="scale factors c: loss at c·x", min_items=1
     )
 
 
-class WeightScaling(Probe):
+class WeightScaling(Probe[ScalingOptions]):
     """Loss at c·x for a list of factors c: how the landscape changes along the ray."""
 
     name = "weight-scaling"
     summary = "loss and accuracy at c·x along the ray through a point"
     Options = ScalingOptions
 
-    def plan(self, options: ScalingOptions, ctx: Any) -> Plan:
+    def plan(self, options: ScalingOptions, ctx: StepContext) -> Plan:
         return Plan(
             coords={"factor": np.asarray(options.factors, dtype=float)},
             cell_dims=("factor",),
             variables=metric_variables(ctx.objective.metric_names(), ("factor",)),
         )
 
-    def compute(self, options: ScalingOptions, ctx: Any, cell: Cell) -> dict[str, Any]:
+    def compute(self, options: ScalingOptions, ctx: StepContext, cell: Cell) -> dict[str, Any]:
         x = ctx.resolve_point(options.at) * cell.coords["factor"]
         return {k: v[0] for k, v in ctx.objective.evaluate_both(x.unsqueeze(0)).items()}
 

@@ -30,21 +30,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from .errors import ConfigError, ShapeError
+from ..errors import ConfigError, ShapeError
+from ..progress import task as progress_task
+from .loop import OptimizerSpec, Recorder, TrainingLoop
 
 if TYPE_CHECKING:
-    from .components import Subspace
-    from .objective import Objective
+    from ..components import Subspace
+    from ..objective import Objective
 
-__all__ = [
-    "ConvergenceWarning",
-    "TrainResult",
-    "loss_still_falling",
-    "minibatch_loss",
-    "minibatch_value_and_grad",
-    "train",
-    "train_as",
-]
+__all__ = ["TrainResult", "minibatch_loss", "minibatch_value_and_grad", "train", "train_as"]
 
 Optimizer = Literal["sgd", "adam"]
 
@@ -230,7 +224,7 @@ def train(
             )
         origin = sub.origin.to(device, dtype)
         basis = sub.basis.to(device, dtype)
-        from .components import Subspace as _Sub
+        from ..components import Subspace as _Sub
 
         sub = _Sub(origin=origin, basis=basis, attrs=sub.attrs)
         start = (
@@ -238,26 +232,30 @@ def train(
             if theta0 is None
             else torch.as_tensor(theta0).to(device, dtype).reshape(sub.dim)
         )
-        leaf = start.clone().requires_grad_(True)
 
         def point(v: torch.Tensor) -> torch.Tensor:
             return sub.embed(v)
     else:
-        leaf = objective.as_tensor(x0).detach().clone().reshape(objective.D).requires_grad_(True)
+        start = objective.as_tensor(x0).detach().reshape(objective.D)
 
         def point(v: torch.Tensor) -> torch.Tensor:
             return v
 
-    if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            [leaf],
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            nesterov=nesterov and momentum > 0,
-        )
-    else:
-        opt = torch.optim.Adam([leaf], lr=lr, betas=betas, weight_decay=weight_decay)
+    # One member of the shared loop: its optimizer, projection and recorder.
+    spec = OptimizerSpec(optimizer, lr, momentum, weight_decay, tuple(betas), nesterov)
+
+    def constrain(params: list[torch.Tensor]) -> None:
+        if project is not None:
+            params[0].copy_(project(params[0].detach()))
+
+    loop = TrainingLoop(
+        [start],
+        spec,
+        recorder=_Progress(progress),
+        project=constrain if project is not None else None,
+        total=total,
+    )
+    leaf = loop.params[0]
 
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int(seed))
@@ -300,6 +298,7 @@ def train(
     elif target_loss is not None and hist["train_loss"][0] <= target_loss:
         stopped = "target_loss"
     else:
+        bar = progress_task("training", total, "step", bound=target_loss is not None)
         for _epoch in range(epochs):
             order = torch.randperm(n, generator=gen) if not full_batch else None
             stop_now = False
@@ -309,7 +308,7 @@ def train(
                 else:
                     idx = order[b * size : (b + 1) * size].to(split.inputs.device)
                     inputs, targets = split.inputs[idx], split.targets[idx]
-                opt.zero_grad(set_to_none=True)
+                loop.zero_grad()
                 m = int(inputs.shape[0])
                 chunk = objective.batch_size or m
                 value = 0.0
@@ -332,10 +331,7 @@ def train(
                 if grad_transform is not None:
                     with torch.no_grad():
                         leaf.grad = grad_transform(leaf.detach(), leaf.grad).to(leaf.dtype)
-                opt.step()
-                if project is not None:
-                    with torch.no_grad():
-                        leaf.copy_(project(leaf.detach()))
+                loop.apply()  # the step, the projection, the recorder
                 steps += 1
                 with torch.no_grad():
                     x = point(leaf).detach()
@@ -344,8 +340,7 @@ def train(
                     break
                 if record_every and steps % record_every == 0:
                     snap(x, steps)
-                if progress is not None:
-                    progress(steps, total)
+                bar.update(steps, epoch=f"{steps / per_epoch:.3g}/{epochs}")
                 if done():
                     stopped, stop_now = "max_steps", True
                     break
@@ -368,6 +363,7 @@ def train(
                 if last <= target_loss:
                     stopped = "target_loss"
                     break
+        bar.close()
         if diverged:
             stopped = "diverged"
         if diverged or steps != logged_at:
@@ -402,6 +398,17 @@ def train(
     )
 
 
+class _Progress(Recorder):
+    """``progress(steps_done, total_or_None)`` after every step (train's callback)."""
+
+    def __init__(self, progress: Callable[[int, int | None], None] | None) -> None:
+        self.progress = progress
+
+    def stepped(self, loop: TrainingLoop) -> None:
+        if self.progress is not None:
+            self.progress(loop.step, loop.total)
+
+
 def train_as(
     options: Any, objective: Objective, x0: torch.Tensor, *, seed: int, **kwargs: Any
 ) -> TrainResult:
@@ -419,44 +426,3 @@ def train_as(
         seed=seed,
         **kwargs,
     )
-
-
-class ConvergenceWarning(UserWarning):
-    """Trainings ended while their loss was still falling (see :func:`loss_still_falling`)."""
-
-
-def convergence_window(epochs: int) -> int:
-    """The epochs :func:`loss_still_falling` looks back over: the last quarter, at least 1."""
-    return max(1, math.ceil(epochs / 4))
-
-
-def loss_still_falling(
-    losses: Any, *, tol: float = 0.1, window: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Whether trainings ended with their loss still falling.
-
-    ``losses`` (..., E + 1): the loss per epoch (index 0 = before training, the last =
-    the end), e.g. ``TrainResult.history["train_loss"]``. The *share* is the part of the
-    run's whole decrease that came in its last ``window`` epochs (default: the last
-    quarter, at least one): (L[E − w] − L[E]) / (L[0] − L[E]). A run is still falling
-    when its share is above ``tol`` (10 % by default): a loss that falls linearly has
-    share w/E (¼), one that converged early has ≈ 0, and one that decays as e^(−t/τ) over
-    E = 20 epochs has 0.03 for τ = 5 and 0.10 for τ = 10 epochs. Scale-free, so a slow
-    run (small lr) is judged like a fast one, and a cross-entropy creeping towards 0 after
-    the fit is not "falling". Returns (still_falling, share), both of shape (...); a run
-    whose loss did not go down at all (or is not finite at those epochs) is not falling
-    and has share NaN. "Not falling" is not "at a minimum": it says more epochs of the
-    same schedule would change little.
-    """
-    L = np.asarray(losses, dtype=np.float64)
-    epochs = L.shape[-1] - 1
-    if epochs < 1:
-        shape = L.shape[:-1]
-        return np.zeros(shape, dtype=bool), np.full(shape, np.nan)
-    w = min(window or convergence_window(epochs), epochs)
-    first, mid, last = L[..., 0], L[..., -1 - w], L[..., -1]
-    total = first - last
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(total > 0, (mid - last) / total, np.nan)
-    share = np.where(np.isfinite(share), share, np.nan)
-    return np.nan_to_num(share, nan=-np.inf) > tol, share

@@ -1,0 +1,5 @@
+"""``python -m lossatlas.engine.cli``: the ``lossatlas`` command."""
+
+from . import main
+
+main()

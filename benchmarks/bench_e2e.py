@@ -19,6 +19,7 @@ Workloads (digits MLP 64-100-100-10, float32, CPU, the 1797 digits split 80/20):
   tol 1e-3, and ``eigen-tight`` against PyHessian at tol 1e-6 (closer to our accuracy);
 - ``small``: a 3 × 3 plane vs ``python -c "import torch, xarray, zarr"`` (the start-up
   floor of any run);
+- ``help``: ``lossatlas --help`` vs ``python -c "import torch"`` (the CLI's start-up);
 - ``units``: the ``plane`` run with units of work sized by the engine's rule vs the same
   run with ``rows_per_cell = 1`` (one row per chunk, as before 0.2): what grouping cheap
   cells saves, as whole processes;
@@ -27,7 +28,7 @@ Workloads (digits MLP 64-100-100-10, float32, CPU, the 1797 digits split 80/20):
   vs loss-landscapes' ``random_plane`` on the GPU.
 
 Targets (issue 15): ``plane``, ``interpolation``, ``eigen`` ≤ 1.0× the peer; ``small``
-≤ 2.0×. The peers run from ``benchmarks/.peers`` (``bash benchmarks/peers.sh``)::
+≤ 2.0×; ``help`` ≤ 0.5×. The peers run from ``benchmarks/.peers`` (``bash benchmarks/peers.sh``)::
 
     python benchmarks/bench_e2e.py [--runs 5] [--only plane,eigen]
     python benchmarks/bench_e2e.py --device cuda --only resnet-plane --runs 2
@@ -210,6 +211,7 @@ TARGETS = {
     "eigen": 1.0,
     "eigen-tight": 1.0,
     "small": 2.0,
+    "help": 0.5,
 }
 
 
@@ -244,6 +246,9 @@ def commands(
         g = np.random.default_rng(0)
         np.save(x, g.standard_normal((10_000, 3, 32, 32), dtype=np.float32))
         np.save(y, g.integers(0, 10, 10_000))
+    if work == "help":
+        lossatlas = str(Path(sys.executable).with_name("lossatlas"))
+        return [lossatlas, "--help"], [sys.executable, "-c", "import torch"]
     if not cfg.exists():
         body = (
             RESNET_CONFIG.format(x=x, y=y)
@@ -307,6 +312,7 @@ PEER_NAME = {
     "eigen": "PyHessian `eigenvalues(top_n=1)`, tol 1e-3",
     "eigen-tight": "PyHessian `eigenvalues(top_n=1)`, tol 1e-6",
     "small": '`python -c "import torch, xarray, zarr"`',
+    "help": '`python -c "import torch"`',
     "resnet-plane": "loss-landscapes `random_plane` on the GPU",
     "units": "lossatlas, `rows_per_cell = 1`",
 }
@@ -328,7 +334,9 @@ def main() -> None:
     p.add_argument("--peer-python", default=str(default_peer))
     args = p.parse_args()
     default = (
-        "resnet-plane" if args.device == "cuda" else "small,plane,interpolation,eigen,eigen-tight"
+        "resnet-plane"
+        if args.device == "cuda"
+        else "help,small,plane,interpolation,eigen,eigen-tight"
     )
     works = [w for w in (args.only or default).split(",") if w]
     if args.threads:

@@ -1,10 +1,11 @@
 """The ``.atlas`` xarray accessors: a stored result explains and draws itself in a notebook.
 
-Importing :mod:`lossatlas.engine` registers them, so a Dataset or DataTree opened with
-plain xarray gets the same figures and facts the CLI shows::
+Importing :mod:`lossatlas` registers them (the moment xarray is imported, before or
+after), so a Dataset or DataTree opened with plain xarray gets the same figures and facts
+the CLI shows::
 
     import xarray as xr
-    import lossatlas.engine  # registers .atlas
+    import lossatlas  # registers .atlas
 
     tree = xr.open_datatree("atlas.zarr", engine="zarr")
     tree.atlas.runs                       # ['quickstart']

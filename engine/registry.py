@@ -171,6 +171,13 @@ class Registry:
                     "schema": schema,
                 }
             )
+            if kind == "probe":
+                from .components import PlotOptions
+
+                rows[-1]["plot_options"] = [
+                    {"name": n, "type": t, "default": d, "doc": doc}
+                    for n, t, d, doc in describe_options(getattr(comp, "PlotOptions", PlotOptions))
+                ]
         return rows
 
 

@@ -6,7 +6,6 @@ import click
 
 from ..errors import ConfigError, StoreError
 from ..options import suggest
-from ..store.reading import check_run, results, store_to_read
 from .base import CONTEXT, cli, debug_option, friendly
 
 __all__ = ["export"]
@@ -66,6 +65,7 @@ def export(
       lossatlas export atlas.zarr maps/maps --format vtk -o maps.vts
     """
     from ..store.export import export as do_export
+    from ..store.reading import check_run, results, store_to_read
 
     st = store_to_read(store)
     if "/" not in group:

@@ -6,7 +6,6 @@ import json
 
 import click
 
-from ..store.reading import check_run, store_to_read
 from .base import CONTEXT, cli, debug_option, friendly
 
 __all__ = ["inspect"]
@@ -39,6 +38,7 @@ def inspect(store: str, run_name: str | None, as_json: bool) -> None:
       lossatlas inspect atlas.zarr --run quickstart
       lossatlas inspect atlas.zarr --json
     """
+    from ..store.reading import check_run, store_to_read
     from ..store.summary import store_summary
 
     st = store_to_read(store)

@@ -110,15 +110,21 @@ def _show_component(reg: Any, name: str, as_json: bool, schema: bool) -> None:
         if row["summary"]:
             click.echo(f"  {row['summary']}")
         click.echo(f"  used as: {USED_AS[row['kind']].format(name=name)}")
-        if not row["options"]:
-            click.echo("  options: none")
-            continue
-        click.echo("  options:")
-        for opt in row["options"]:
-            default = "required" if opt["default"] == "required" else f"default {opt['default']}"
-            click.echo(f"    {opt['name']}  ({opt['type']}; {default})")
-            if opt["doc"]:
-                wrapped = textwrap.fill(
-                    opt["doc"], width=96, initial_indent=" " * 8, subsequent_indent=" " * 8
+        sections = [("options", row["options"])]
+        if "plot_options" in row:
+            sections.append(("plot options (lossatlas plot -O KEY=VALUE)", row["plot_options"]))
+        for title, opts in sections:
+            if not opts:
+                click.echo(f"  {title}: none")
+                continue
+            click.echo(f"  {title}:")
+            for opt in opts:
+                default = (
+                    "required" if opt["default"] == "required" else f"default {opt['default']}"
                 )
-                click.echo(wrapped)
+                click.echo(f"    {opt['name']}  ({opt['type']}; {default})")
+                if opt["doc"]:
+                    wrapped = textwrap.fill(
+                        opt["doc"], width=96, initial_indent=" " * 8, subsequent_indent=" " * 8
+                    )
+                    click.echo(wrapped)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..store.reading import store_to_read
 from .base import CONTEXT, cli, debug_option, fail, friendly, registry, under_ci
 
 __all__ = ["report"]
@@ -74,6 +73,8 @@ def report(
       lossatlas report atlas.zarr --run quickstart -o quickstart.html
     """
     import matplotlib
+
+    from ..store.reading import store_to_read
 
     matplotlib.use("Agg")
     from ..display import RichReportProgress

@@ -8,7 +8,6 @@ import click
 
 from ..errors import ConfigError, StoreError
 from ..options import suggest
-from ..store.reading import check_run, store_to_read
 from .base import CONTEXT, cli, debug_option, friendly
 
 __all__ = ["rm"]
@@ -34,6 +33,7 @@ def rm(store: str, target: str, yes: bool) -> None:
       lossatlas rm atlas.zarr old-run --yes
     """
     from ..store import lease_state
+    from ..store.reading import check_run, store_to_read
 
     st = store_to_read(store)
     run_name, _, step = target.partition("/")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..store.reading import check_run, store_to_read
 from .base import CONTEXT, cli, debug_option, fail, friendly
 
 __all__ = ["verify"]
@@ -36,6 +35,7 @@ def verify(store: str, runs: tuple[str, ...], repair: bool) -> None:
       lossatlas verify atlas.zarr
       lossatlas verify atlas.zarr --repair
     """
+    from ..store.reading import check_run, store_to_read
     from ..store.verify import repair as do_repair
     from ..store.verify import verify as do_verify
 

@@ -5,11 +5,13 @@ and nested lists as JSON text)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 import zarr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["_encoded_fill_attrs", "_fill", "_jsonable_attrs", "_same", "compressors"]
 
@@ -35,6 +37,7 @@ def compressors() -> tuple[Any, ...]:
 def _encoded_fill_attrs(dtype: str, fill: Any) -> dict[str, Any]:
     """The attrs xarray writes for a variable of ``dtype`` with ``_FillValue`` ``fill``
     (so an array made with zarr directly reads back exactly as xarray's own would)."""
+    import xarray as xr
     from zarr.storage import MemoryStore
 
     mem = MemoryStore()

@@ -31,16 +31,19 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 import zarr
 
-from ..components import Plan
 from ..errors import PluginError, StoreError
 from .attrs import _encoded_fill_attrs, _fill, _jsonable_attrs, _same, compressors
 from .cf import CONVENTIONS, cf_attrs
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from ..components import Plan
 
 __all__ = [
     "MARKER",
@@ -57,46 +60,6 @@ STATUS_VAR = "cell_status"
 #: the tail of zarr's temporary file names (LocalStore writes NAME.<uuid hex>.partial)
 _PARTIAL = re.compile(r".+\.[0-9a-f]{32}\.partial")
 
-
-def _dask_found_lazily() -> None:
-    """Let xarray find dask when a dask array can exist, not on its first Variable.
-
-    xarray asks for ``dask.array``'s Array type the first time it builds a Variable from
-    numpy data (to test for masked dask arrays), which imports dask.array and scipy.fft:
-    0.3–0.75 s of every run, although no dask array is in sight. Until ``dask.array`` is
-    imported no object can be a dask array, so its type tuple is exactly empty until
-    then; after, the real entry is made and used. Nothing changes for code that uses dask
-    (``xr.open_zarr(chunks={})`` imports dask.array first). Only where xarray keeps this
-    cache as it does today (``xarray.namedarray.pycompat``); otherwise nothing is done."""
-    import sys
-
-    try:
-        from xarray.namedarray import pycompat
-    except ImportError:  # pragma: no cover - another xarray
-        return
-    cache = getattr(pycompat, "_cached_duck_array_modules", None)
-    if not isinstance(cache, dict) or "dask" in cache or "dask.array" in sys.modules:
-        return
-
-    class _LazyDask:
-        def _real(self) -> Any:
-            real = pycompat.DuckArrayModule("dask")
-            cache["dask"] = real
-            return real
-
-        @property
-        def type(self) -> tuple[type, ...]:
-            if "dask.array" not in sys.modules:
-                return ()
-            return self._real().type
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._real(), name)
-
-    cache["dask"] = _LazyDask()
-
-
-_dask_found_lazily()
 
 STATUS_ATTRS = {
     "long_name": "cell status",
@@ -417,6 +380,8 @@ class Store:
         chunk per probe cell. The layout is fixed here: a resumed step keeps it
         (:func:`rows_per_chunk` reads it back).
         """
+        import xarray as xr
+
         cell_dims = plan.cell_dims
         rows = max(1, int(rows_per_cell)) if cell_dims else 1
         if cell_dims:
@@ -563,6 +528,8 @@ class Store:
         written. New dims need their coordinates; a coordinate that exists must come
         back with the same values. Summary variables of an earlier attempt are replaced.
         """
+        import xarray as xr
+
         g = self.step_group(run, step)
         if g is None:
             raise StoreError(f"store '{self.path}' has no step '{step}' of run '{run}'")
@@ -646,6 +613,8 @@ class Store:
         are read when used. Dask arrays (``chunks={}``, one per stored chunk) are for
         results larger than memory; importing ``dask.array`` costs 1.3 s, which the
         engine's own reads (finalize, point references, summaries) do not pay."""
+        import xarray as xr
+
         if not self.step_ready(run, step):
             raise StoreError(
                 f"store '{self.path}' has no result for step '{step}' of run '{run}'",

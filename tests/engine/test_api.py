@@ -91,7 +91,9 @@ def test_local_and_dask_give_identical_results(
 
     clusters = []
     real = dask_executor.local_cluster
-    monkeypatch.setattr(dask_executor, "local_cluster", lambda n: clusters.append(n) or real(n))
+    monkeypatch.setattr(
+        dask_executor, "local_cluster", lambda n, *rest: clusters.append(n) or real(n, *rest)
+    )
     local = lossatlas.testing.run(config(), tmp_path / "local.zarr", plugins=plugins)
     dask = lossatlas.testing.run(
         config(), tmp_path / "dask.zarr", plugins=plugins, executor="dask", workers=1

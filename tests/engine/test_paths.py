@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pairs import two_minima
 
 from lossatlas.engine import ConfigError, PathSummary, make_registry, plot_paths
 from lossatlas.engine.config import parse_config
@@ -44,35 +45,9 @@ def test_the_figure_labels_every_path_with_its_numbers() -> None:
         plot_paths([])
 
 
-TEXT = """
-name = "p"
-seed = 0
-dtype = "float64"
-[model]
-plugin = "mlp"
-hidden = [16]
-[dataset]
-plugin = "digits"
-limit = 300
-[[steps]]
-name = "a"
-probe = "train"
-from = "init:1"
-lr = 0.1
-momentum = 0.9
-epochs = 4
-batch_size = 32
-record_every = 0
-[[steps]]
-name = "b"
-probe = "train"
-from = "init:2"
-lr = 0.1
-momentum = 0.9
-epochs = 4
-batch_size = 32
-seed = 1
-record_every = 0
+TEXT = (
+    two_minima("p")
+    + """
 [[steps]]
 name = "align"
 probe = "align"
@@ -116,6 +91,7 @@ at = "a"
 points = 5
 directions = 1
 """
+)
 
 
 @pytest.fixture(scope="module")

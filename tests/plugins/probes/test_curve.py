@@ -9,6 +9,7 @@ import tomllib
 import numpy as np
 import pytest
 import torch
+from pairs import two_minima
 
 from lossatlas.engine import make_registry
 from lossatlas.engine.components import Cell
@@ -119,35 +120,9 @@ def test_on_the_deep_linear_hyperbola_the_bezier_barrier_is_far_below_the_chords
     assert ds["train_loss"].values[0, 0] == 0.0 and ds["train_loss"].values[0, -1] == 0.0
 
 
-DIGITS = """
-name = "r"
-seed = 0
-dtype = "float64"
-[model]
-plugin = "mlp"
-hidden = [16]
-[dataset]
-plugin = "digits"
-limit = 300
-[[steps]]
-name = "a"
-probe = "train"
-from = "init:1"
-lr = 0.1
-momentum = 0.9
-epochs = 4
-batch_size = 32
-record_every = 0
-[[steps]]
-name = "b"
-probe = "train"
-from = "init:2"
-lr = 0.1
-momentum = 0.9
-epochs = 4
-batch_size = 32
-seed = 1
-record_every = 0
+DIGITS = (
+    two_minima("r")
+    + """
 [[steps]]
 name = "curve"
 probe = "curve"
@@ -158,6 +133,7 @@ epochs = 3
 batch_size = 50
 points = 9
 """
+)
 
 
 @pytest.fixture(scope="module", params=[("bezier", 1), ("polychain", 2)])

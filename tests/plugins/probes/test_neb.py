@@ -9,6 +9,7 @@ import tomllib
 import numpy as np
 import pytest
 import torch
+from pairs import two_minima
 
 from lossatlas.engine import make_registry
 from lossatlas.engine.config import parse_config
@@ -99,35 +100,9 @@ def test_on_the_deep_linear_hyperbola_the_band_finds_the_valley(tmp_path) -> Non
     assert np.all(np.diff(ds["cycle_saddle"].values[0]) <= 1e-12)  # never worse
 
 
-DIGITS = """
-name = "r"
-seed = 0
-dtype = "float64"
-[model]
-plugin = "mlp"
-hidden = [16]
-[dataset]
-plugin = "digits"
-limit = 300
-[[steps]]
-name = "a"
-probe = "train"
-from = "init:1"
-lr = 0.1
-momentum = 0.9
-epochs = 4
-batch_size = 32
-record_every = 0
-[[steps]]
-name = "b"
-probe = "train"
-from = "init:2"
-lr = 0.1
-momentum = 0.9
-epochs = 4
-batch_size = 32
-seed = 1
-record_every = 0
+DIGITS = (
+    two_minima("r")
+    + """
 [[steps]]
 name = "neb"
 probe = "neb"
@@ -139,6 +114,7 @@ steps = 20
 sub_pivots = 3
 spring = {spring}
 """
+)
 
 
 @pytest.mark.parametrize("spring", ["inf", "5.0"])

@@ -25,8 +25,9 @@ always a task's last one). Displays here:
 - :class:`ConsoleProgress`: what ``lossatlas run`` shows. On a terminal, and in
   Jupyter (rich's widget, with ``ipywidgets`` installed), a rich bar per step and a
   row per task running inside its cell, each with its ETA; in a log (stderr not a
-  terminal) a line every few seconds (``LOSSATLAS_PROGRESS_SECONDS``, default 5)
-  saying which step and cell is running and how far its tasks are;
+  terminal, or a notebook without ``ipywidgets``) a line every few seconds
+  (``LOSSATLAS_PROGRESS_SECONDS``, default 5) saying which step and cell is running and
+  how far its tasks are;
 - :class:`RecordingProgress`: keeps every event (tests, notebooks that draw their own).
 
 Cells run by the Dask executor run in other processes: their inner progress is not
@@ -370,7 +371,9 @@ def _seconds_from_env(default: float = 5.0) -> float:
 
 
 def _interactive() -> bool:
-    """stderr is a terminal, or this is a Jupyter kernel (rich renders a widget)."""
+    """stderr is a terminal, or this is a Jupyter kernel where rich can draw its widget
+    (``ipywidgets`` installed: without it rich's live display warns "install ipywidgets"
+    at every step and shows nothing until the step ends, so a notebook gets lines)."""
     try:
         if sys.stderr is not None and sys.stderr.isatty():
             return True
@@ -379,7 +382,11 @@ def _interactive() -> bool:
     try:
         from rich.console import Console
 
-        return bool(Console().is_jupyter)
+        if not Console().is_jupyter:
+            return False
+        import importlib.util
+
+        return importlib.util.find_spec("ipywidgets") is not None
     except Exception:
         return False
 

@@ -196,3 +196,28 @@ def test_a_terminal_shows_a_bar_per_step_and_a_row_per_task(tmp_path: Path) -> N
     assert ["[bold]step train", "training (steps)"] in seen
     assert "step train" in screen.getvalue()
     assert display._rich is None  # stopped when the step ended
+
+
+@pytest.mark.parametrize("widgets", [True, False])
+def test_a_notebook_gets_bars_only_where_rich_can_draw_them(
+    monkeypatch: pytest.MonkeyPatch, widgets: bool
+) -> None:
+    """In Jupyter rich's live display needs ipywidgets; without it a run would warn
+    "install ipywidgets" at every step and show nothing until the step ends (seen in a
+    real kernel), so the notebook gets the log's lines instead."""
+    import importlib.util
+
+    import rich.console
+
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            (real("json") if widgets else None) if name == "ipywidgets" else real(name, *a)
+        ),
+    )
+    shown = ConsoleProgress(err=io.StringIO())
+    assert shown.show_bar is widgets
+    assert shown.log is not widgets

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 from .components import Estimate, human_bytes
@@ -270,7 +269,7 @@ def _run_leased(
         # Nothing to do: say so, and write nothing (not even a timestamp).
         for ctx in chosen:
             rep = StepReport(name=ctx.step.name, probe=ctx.probe.name, skipped=True)
-            rep.cells = int(store.cell_status(run, ctx.step.name).size)
+            rep.cells = store.cell_total(run, ctx.step.name)
             progress.step_finished(ctx.step.name, rep)
             report.steps.append(rep)
         return report
@@ -438,7 +437,7 @@ def _run_step(
         attrs = store.step_attrs(run, name)
         if status_word == "complete":
             rep.skipped = True
-            rep.cells = int(store.cell_status(run, name).size)
+            rep.cells = store.cell_total(run, name)
             progress.step_finished(name, rep)
             return rep
         if attrs.get("step_config") != options_json:
@@ -497,9 +496,8 @@ def _run_step(
         job = CellJob.make(store, ctx.config, name, ctx.registry)
         job.install(runtime)
         status = store.cell_status(run, name)
-        shape = status.shape
-        pending = store.pending_cells(run, name)
-        rep.cells = int(np.prod(shape)) if shape else 1
+        pending = store.pending_cells(run, name, status)
+        rep.cells = int(status.size)
         progress.step_started(name, rep.cells, len(pending))
         # A job computes a unit of work: the cells that share a chunk (one, or several
         # rows of the last cell dim, as the template was written).
@@ -540,7 +538,7 @@ def _run_step(
                 store.write_summary(run, name, extra, consolidate=False)
             changed = _summary_attrs(ctx, ds.attrs, extra.attrs) if extra.attrs else {}
             if changed:
-                store.set_step_attrs(run, name, changed)
+                store.set_step_attrs(run, name, changed, consolidate=False)
     except BaseException as exc:
         with contextlib.suppress(Exception):  # never mask the error itself
             store.set_step_attrs(

@@ -301,40 +301,51 @@ class Store:
             return None
         return str(g.attrs.get("status", "running"))
 
-    def cell_status(self, run: str, step: str) -> np.ndarray:
-        """The step's ``cell_status`` array (0 not run, 1 done, 2 done with NaN/inf)."""
+    def cell_status(self, run: str, step: str, fix: str = "") -> np.ndarray:
+        """The step's ``cell_status`` array (0 not run, 1 done, 2 done with NaN/inf).
+        ``fix``: what the error for an unreadable array advises (default: repair)."""
         g = self.step_group(run, step)
         if g is None or not g.attrs.get("template_complete"):
             raise StoreError(f"store '{self.path}' has no result for step '{step}' of run '{run}'")
         try:
             return np.asarray(g[STATUS_VAR][...])
         except Exception as exc:
+            fix = fix or (
+                f"run 'lossatlas verify {self.path} --repair' to mark the damaged cells "
+                "for recomputing"
+            )
             raise StoreError(
                 f"store '{self.path}': the cell status of step '{step}' of run '{run}' is "
-                f"corrupted ({type(exc).__name__}); run 'lossatlas verify {self.path} "
-                "--repair' to mark the damaged cells for recomputing"
+                f"corrupted ({type(exc).__name__}); {fix}"
             ) from None
 
-    def pending_cells(self, run: str, step: str) -> list[tuple[int, ...]]:
-        """Indices of the cells not run yet (status 0)."""
-        status = self.cell_status(run, step)
+    def pending_cells(
+        self, run: str, step: str, status: np.ndarray | None = None
+    ) -> list[tuple[int, ...]]:
+        """Indices of the cells not run yet (status 0); ``status``: the step's
+        :meth:`cell_status` where the caller has just read it (each read reads every chunk)."""
+        if status is None:
+            status = self.cell_status(run, step)
         if not status.shape:
             return [()] if int(status) == STATUS_PENDING else []
         return [tuple(int(i) for i in idx) for idx in np.argwhere(status == STATUS_PENDING)]
 
-    def check_step(self, run: str, step: str) -> None:
-        """Refuse a step whose metadata or ``cell_status`` cannot be read (before writing)."""
+    def cell_total(self, run: str, step: str) -> int:
+        """How many cells the step has, from its metadata alone (no chunk is read)."""
         g = self.step_group(run, step)
         if g is None or not g.attrs.get("template_complete"):
-            return
-        try:
-            np.asarray(g[STATUS_VAR][...])
-        except Exception as exc:
-            raise StoreError(
-                f"store '{self.path}': the cell status of step '{step}' of run '{run}' is "
-                f"corrupted ({type(exc).__name__}); run 'lossatlas verify {self.path} "
-                f"--repair' or remove the step with 'lossatlas rm {self.path} {run}/{step}'"
-            ) from None
+            raise StoreError(f"store '{self.path}' has no result for step '{step}' of run '{run}'")
+        return int(np.prod(g[STATUS_VAR].shape))
+
+    def check_step(self, run: str, step: str) -> None:
+        """Refuse a step whose metadata or ``cell_status`` cannot be read (before writing)."""
+        if self.step_ready(run, step):
+            self.cell_status(
+                run,
+                step,
+                fix=f"run 'lossatlas verify {self.path} --repair' or remove the step with "
+                f"'lossatlas rm {self.path} {run}/{step}'",
+            )
 
     def step_ready(self, run: str, step: str) -> bool:
         g = self.step_group(run, step)

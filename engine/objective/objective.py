@@ -243,26 +243,27 @@ class Objective:
         """Whether ``split`` is read batch by batch (:mod:`lossatlas.engine.streaming`)."""
         return bool(self.splits[split].streamed)
 
+    def _cast(
+        self, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (and float targets) in this objective's dtype; class labels stay ints."""
+        if targets.is_floating_point():
+            targets = targets.to(self.dtype)
+        return inputs.to(self.dtype), targets
+
     def _head(self, split: SplitName, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` samples of a split (inputs, targets) in this objective's dtype,
         without reading the rest of a streamed split."""
         s = self.splits[split]
         if s.streamed:
-            inputs, targets = s.head(n)  # type: ignore[attr-defined]
-            if targets.is_floating_point():
-                targets = targets.to(self.dtype)
-            return inputs.to(self.dtype), targets
-        inputs, targets = self._split_tensors(split)
-        return inputs[:n], targets[:n]
+            return self._cast(*s.head(n))  # type: ignore[attr-defined]
+        return self._cast(s.inputs[:n], s.targets[:n])
 
     def _split_tensors(self, split: SplitName) -> tuple[torch.Tensor, torch.Tensor]:
         """A split's inputs and targets in this objective's dtype (the whole split: a
         streamed split is loaded, see :attr:`StreamedSplit.inputs`)."""
         s = self.splits[split]
-        targets = s.targets
-        if targets.is_floating_point():
-            targets = targets.to(self.dtype)
-        return s.inputs.to(self.dtype), targets
+        return self._cast(s.inputs, s.targets)
 
     def _forward(self, x: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """The model's outputs on ``inputs`` with parameters ``x`` (generic path).
@@ -304,15 +305,15 @@ class Objective:
         if s.streamed:
             n = len(s)
             for inputs, targets in s.batches(batch_size or self.batch_size):  # type: ignore[attr-defined]
-                if targets.is_floating_point():
-                    targets = targets.to(self.dtype)
-                yield inputs.to(self.dtype), targets, int(inputs.shape[0]) / n
+                yield *self._cast(inputs, targets), int(inputs.shape[0]) / n
             return
-        inputs, targets = self._split_tensors(split)
-        n = int(inputs.shape[0])
+        # Sliced, then cast: an objective in another dtype (astype's float64 re-checks)
+        # never holds a cast copy of the whole split.
+        n = int(s.inputs.shape[0])
         size = batch_size or self.batch_size or n
         for i in range(0, n, size):
-            yield inputs[i : i + size], targets[i : i + size], min(size, n - i) / n
+            inputs, targets = self._cast(s.inputs[i : i + size], s.targets[i : i + size])
+            yield inputs, targets, min(size, n - i) / n
 
     def as_tensor(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """``x`` (shape (D,) or (B, D)) on this objective's device and dtype, or a

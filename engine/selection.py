@@ -10,6 +10,7 @@ from .context import StepContext
 from .errors import MissingStepError, StoreError
 from .registry import Registry
 from .store import Store
+from .store.reading import results
 
 __all__ = ["check_earlier_steps", "left_out"]
 
@@ -18,7 +19,7 @@ def _ready_steps(store: Store, run: str) -> set[str]:
     """The steps of ``run`` with a result in ``store`` (none if the store is new)."""
     if not store.exists() or run not in store.runs():
         return set()
-    return {s for s in store.steps(run) if store.step_ready(run, s)}
+    return set(results(store, run))
 
 
 def _missing_earlier(config: RunConfig, store: Store, steps: list[str]) -> list[str]:

@@ -4,6 +4,7 @@ and nested lists as JSON text)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +35,19 @@ def compressors() -> tuple[Any, ...]:
     return (ZstdCodec(level=0), Crc32cCodec())
 
 
-def _encoded_fill_attrs(dtype: str, fill: Any) -> dict[str, Any]:
-    """The attrs xarray writes for a variable of ``dtype`` with ``_FillValue`` ``fill``
-    (so an array made with zarr directly reads back exactly as xarray's own would)."""
+def _encoded_fill_attrs(dtype: str) -> dict[str, Any]:
+    """The attrs xarray writes for a variable of ``dtype`` with its ``_FillValue``
+    (:func:`_fill`), so an array made with zarr directly reads back exactly as xarray's
+    own would. Found by writing one such variable to memory, once per dtype."""
+    return dict(_fill_attrs_of(str(np.dtype(dtype))))
+
+
+@functools.cache
+def _fill_attrs_of(dtype: str) -> dict[str, Any]:
     import xarray as xr
     from zarr.storage import MemoryStore
 
+    fill = _fill(dtype)
     mem = MemoryStore()
     v = xr.Variable(("x",), np.full((1,), fill, dtype=dtype))
     xr.Dataset({"v": v}).to_zarr(

@@ -454,7 +454,7 @@ class Store:
                     vattrs["long_name"] = var.long_name
                 vattrs = cf_attrs(name, vattrs)
                 if fill is not None:
-                    vattrs.update(_encoded_fill_attrs(var.dtype, fill))
+                    vattrs.update(_encoded_fill_attrs(var.dtype))
                 g.create_array(
                     name,
                     shape=shape,

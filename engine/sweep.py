@@ -22,6 +22,7 @@ from .context import StepContext, blame, derive_seed
 from .errors import PluginError
 from .registry import Registry
 from .store import STATUS_DONE, STATUS_NONFINITE, STATUS_VAR, Store
+from .store.cells import array_dims, cell_region, unit_rows, unit_start
 
 __all__ = ["CellJob", "StepRuntime", "cell_seed", "rows_per_cell"]
 
@@ -91,13 +92,6 @@ def rows_per_cell(
     return max(1, min(rows, cap))
 
 
-def _dims(arr: zarr.Array) -> tuple[str, ...]:
-    names = getattr(arr.metadata, "dimension_names", None)
-    if names is None:
-        names = arr.attrs.get("_ARRAY_DIMENSIONS", ())
-    return tuple(names or ())
-
-
 class StepRuntime:
     """A step's context, its store group and its cell layout, ready to run cells.
 
@@ -114,14 +108,14 @@ class StepRuntime:
         self.cell_dims: tuple[str, ...] = tuple(self.group.attrs["cell_dims"])
         self.coords = {d: np.asarray(self.group[d][:]) for d in self.cell_dims}
         self.status_array = self.group[STATUS_VAR]
-        self.rows = int(self.status_array.chunks[-1]) if self.cell_dims else 1
+        self.rows = unit_rows(self.status_array, self.cell_dims)
         self.variables: dict[str, tuple[tuple[str, ...], bool]] = {}
         self.arrays: dict[str, zarr.Array] = {}
         skip = {*self.group.attrs.get("static_vars", []), *self.group.attrs.get("summary_vars", [])}
         for name, arr in self.group.arrays():
             if name == STATUS_VAR or name in skip:
                 continue
-            dims = _dims(arr)
+            dims = array_dims(arr)
             if all(d in dims for d in self.cell_dims) and "finite" in arr.attrs:
                 self.variables[name] = (dims, bool(arr.attrs.get("finite", 1)))
                 self.arrays[name] = arr
@@ -137,10 +131,7 @@ class StepRuntime:
 
     def unit_of(self, index: tuple[int, ...]) -> tuple[int, ...]:
         """The unit of work holding the cell at ``index``: its first cell's index."""
-        if not self.cell_dims:
-            return ()
-        last = int(index[-1])
-        return (*(int(i) for i in index[:-1]), last - last % self.rows)
+        return unit_start(tuple(int(i) for i in index), self.rows)
 
     def unit_cells(self, unit: tuple[int, ...]) -> list[tuple[int, ...]]:
         """The cell indices of the unit of work starting at ``unit``."""
@@ -215,9 +206,12 @@ class StepRuntime:
         return int(statuses.max())
 
     def _status_region(self, first: Cell, n: int) -> tuple[Any, ...]:
-        lead = tuple(first.index[d] for d in self.cell_dims[:-1])
-        start = first.index[self.cell_dims[-1]]
-        return (*lead, slice(start, start + n))
+        return self._region(self.cell_dims, first, n)
+
+    def _region(self, dims: tuple[str, ...], first: Cell, n: int) -> Any:
+        """The region of the ``n`` cells from ``first`` on in an array of ``dims``."""
+        start = tuple(first.index[d] for d in self.cell_dims)
+        return cell_region(dims, self.cell_dims, start, start[-1] + n)
 
     def _unit_write(
         self,
@@ -232,13 +226,7 @@ class StepRuntime:
         if not self.cell_dims:
             return arr, Ellipsis, parts[0]
         last = self.cell_dims[-1]
-        start = first.index[last]
-        region = tuple(
-            (slice(start, start + n) if d == last else first.index[d])
-            if d in first.index
-            else slice(None)
-            for d in dims
-        )
+        region = self._region(dims, first, n)
         # Each part has the variable's non-cell dims in order; the unit's axis goes where
         # the last cell dim sits among the dims that stay in the region.
         kept = [d for d in dims if d not in self.cell_dims or d == last]

@@ -1,5 +1,6 @@
-"""How many cells of a step are done: one count for every reader (runner, inspect,
-plot, the accessor, the report) from the step's ``cell_status`` array."""
+"""Cells of a step: how many are done (one count for every reader: runner, inspect,
+plot, the accessor, the report) and where they lie in the arrays — the layout of units
+of work that the sweep writes and ``verify --repair`` rewrites, defined once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import numpy as np
 
 from .layout import STATUS_DONE, STATUS_NONFINITE
 
-__all__ = ["CellCounts", "cell_counts"]
+__all__ = [
+    "CellCounts",
+    "array_dims",
+    "cell_counts",
+    "cell_region",
+    "unit_rows",
+    "unit_start",
+]
 
 
 @dataclass(frozen=True)
@@ -43,3 +51,37 @@ def cell_counts(status: Any) -> CellCounts:
         nonfinite=int(np.sum(s == STATUS_NONFINITE)),
         total=int(s.size),
     )
+
+
+def array_dims(arr: Any) -> tuple[str, ...]:
+    """The dimension names of a stored zarr array (zarr 3 metadata, else xarray's attr)."""
+    names = getattr(arr.metadata, "dimension_names", None)
+    return tuple(names or arr.attrs.get("_ARRAY_DIMENSIONS", ()) or ())
+
+
+def unit_rows(status_array: Any, cell_dims: tuple[str, ...]) -> int:
+    """How many indices of the last cell dim one unit of work (one chunk) covers: the
+    template's ``cell_status`` chunking (1 in stores made before 0.2)."""
+    return int(status_array.chunks[-1]) if cell_dims else 1
+
+
+def unit_start(cell: tuple[int, ...], rows: int) -> tuple[int, ...]:
+    """The first cell of the unit of work (chunk) holding ``cell``."""
+    if not cell:
+        return cell
+    return (*cell[:-1], cell[-1] - cell[-1] % rows)
+
+
+def cell_region(
+    dims: tuple[str, ...],
+    cell_dims: tuple[str, ...],
+    idx: tuple[int, ...],
+    stop: int | None = None,
+) -> Any:
+    """The region of cell ``idx`` in an array of ``dims``; with ``stop``, the cells
+    ``idx[-1] … stop − 1`` of the last cell dim (a unit of work)."""
+    at: dict[str, Any] = dict(zip(cell_dims, idx, strict=False))
+    if stop is not None and cell_dims:
+        at[cell_dims[-1]] = slice(idx[-1], stop)
+    region = tuple(at[d] if d in at else slice(None) for d in dims)
+    return region if region else Ellipsis

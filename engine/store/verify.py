@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .cells import array_dims, cell_region, unit_rows, unit_start
 from .layout import STATUS_DONE, STATUS_PENDING, STATUS_VAR, Store, _fill
 
 __all__ = ["Problem", "repair", "verify"]
@@ -47,11 +48,6 @@ class Problem:
         if self.array:
             return f"{where}: array '{self.array}': {self.detail}"
         return f"{where}: {self.detail}"
-
-
-def _dims(arr: Any) -> tuple[str, ...]:
-    names = getattr(arr.metadata, "dimension_names", None)
-    return tuple(names or arr.attrs.get("_ARRAY_DIMENSIONS", ()) or ())
 
 
 def verify(store: Store, runs: list[str] | None = None) -> tuple[list[Problem], int]:
@@ -95,7 +91,7 @@ def _verify_step(store: Store, run: str, step: str) -> list[Problem]:
     for name, arr in g.arrays():
         if name == STATUS_VAR or name in cell_dims:
             continue
-        dims = _dims(arr)
+        dims = array_dims(arr)
         per_cell = all(d in dims for d in cell_dims) and "finite" in arr.attrs
         try:
             values = np.asarray(arr[...])
@@ -113,7 +109,7 @@ def _verify_step(store: Store, run: str, step: str) -> list[Problem]:
                 )
                 continue
             for idx in _cells(status.shape):
-                region = _region(dims, cell_dims, idx)
+                region = cell_region(dims, cell_dims, idx)
                 try:
                     arr[region]
                 except Exception as exc2:
@@ -169,8 +165,8 @@ def repair(store: Store, problems: list[Problem]) -> tuple[int, list[Problem]]:
         # A chunk may hold several cells of the last cell dim (one unit of work): the
         # whole unit is rewritten with the fill value (a whole chunk: a damaged chunk is
         # never read back) and marked not run; it is recomputed as one.
-        rows = int(g[STATUS_VAR].chunks[-1]) if cell_dims else 1
-        unit = _unit(p.cell, rows)
+        rows = unit_rows(g[STATUS_VAR], cell_dims)
+        unit = unit_start(p.cell, rows)
         key = (p.run, p.step, unit)
         marked += 1
         if key in done_units:
@@ -179,12 +175,12 @@ def repair(store: Store, problems: list[Problem]) -> tuple[int, list[Problem]]:
         n_last = int(g[STATUS_VAR].shape[-1]) if cell_dims else 1
         stop = min(n_last, unit[-1] + rows) if cell_dims else 0
         for name, arr in g.arrays():
-            dims = _dims(arr)
+            dims = array_dims(arr)
             if name == STATUS_VAR or not all(d in dims for d in cell_dims):
                 continue
             if "finite" not in arr.attrs:
                 continue
-            region = _region(dims, cell_dims, unit, stop)
+            region = cell_region(dims, cell_dims, unit, stop)
             shape = tuple(
                 (stop - unit[-1]) if cell_dims and d == cell_dims[-1] else arr.shape[k]
                 for k, d in enumerate(dims)
@@ -214,28 +210,6 @@ def repair(store: Store, problems: list[Problem]) -> tuple[int, list[Problem]]:
 
 def _cells(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     return [tuple(i) for i in itertools.product(*(range(n) for n in shape))] if shape else [()]
-
-
-def _region(
-    dims: tuple[str, ...],
-    cell_dims: tuple[str, ...],
-    idx: tuple[int, ...],
-    stop: int | None = None,
-) -> Any:
-    """The region of cell ``idx`` in an array of ``dims``; with ``stop``, the cells
-    ``idx[-1] … stop − 1`` of the last cell dim (a unit of work)."""
-    at: dict[str, Any] = dict(zip(cell_dims, idx, strict=False))
-    if stop is not None and cell_dims:
-        at[cell_dims[-1]] = slice(idx[-1], stop)
-    region = tuple(at[d] if d in at else slice(None) for d in dims)
-    return region if region else Ellipsis
-
-
-def _unit(cell: tuple[int, ...], rows: int) -> tuple[int, ...]:
-    """The first cell of the unit of work (chunk) holding ``cell``."""
-    if not cell:
-        return cell
-    return (*cell[:-1], cell[-1] - cell[-1] % rows)
 
 
 def _why(exc: Exception) -> str:

@@ -180,7 +180,8 @@ def run_pipeline(
             f"steps: {', '.join(names)}"
         )
     limits = limits if limits is not None else Limits.machine(store.path)
-    for name, est in estimate_steps(contexts).items():
+    estimates = estimate_steps(contexts)
+    for name, est in estimates.items():
         if est is not None and (not steps or name in steps):
             check_estimate(name, est, limits)
     executor = registry.get("executor", config.executor)
@@ -202,6 +203,7 @@ def run_pipeline(
                     rerun=rerun,
                     allow_plugin_change=allow_plugin_change,
                     limits=limits,
+                    estimates=estimates,
                 )
         except StoreError as exc:
             if steps and exc.context.get("missing") == "result":
@@ -243,6 +245,7 @@ def _run_leased(
     rerun: str | None,
     allow_plugin_change: bool,
     limits: Limits,
+    estimates: dict[str, Estimate | None],
 ) -> RunReport:
     run = config.name
     names = [c.step.name for c in contexts]
@@ -300,6 +303,7 @@ def _run_leased(
                     lease=lease,
                     allow_plugin_change=allow_plugin_change,
                     limits=limits,
+                    estimate=estimates.get(ctx.step.name),
                 )
             )
         except BaseException as exc:
@@ -425,6 +429,7 @@ def _run_step(
     lease: RunLease | None = None,
     allow_plugin_change: bool = False,
     limits: Limits | None = None,
+    estimate: Estimate | None = None,
 ) -> StepReport:
     run, name = ctx.config.name, ctx.step.name
     rep = StepReport(name=name, probe=ctx.probe.name)
@@ -472,9 +477,8 @@ def _run_step(
             "started": _now(),
             "status": "running",
         }
-        with blame(f"step '{name}': probe '{ctx.probe.name}' (estimate)"):
-            est = ctx.probe.estimate(ctx.options, ctx)
-        rows = rows_per_cell(ctx, est, plan.cell_shape(), ctx.config.rows_per_cell)
+        # the step's estimate, made once before the run (it fixes the chunk layout)
+        rows = rows_per_cell(ctx, estimate, plan.cell_shape(), ctx.config.rows_per_cell)
         try:
             store.write_template(run, name, plan, attrs, rows_per_cell=rows)
         except BaseException as exc:  # a signal right after the template moved in

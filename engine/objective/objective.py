@@ -26,7 +26,7 @@ from torch.func import functional_call, grad, jvp, vmap
 from ..components import DataBundle, Split
 from ..errors import ConfigError, ShapeError
 from ..losses import Loss, default_loss
-from .checks import check_loss, check_shapes, check_targets
+from .checks import check_shapes, check_targets
 from .fastpath import CHECK_SAMPLES, EvaluationPath, MLPFastPath, confirm, plan_stack
 from .layout import ParamLayout, tensor_aliases
 
@@ -137,8 +137,8 @@ class Objective:
         }
         self.batch_size = batch_size
         self.memory_budget = memory_budget
-        self._check_targets()
-        self._check_shapes()
+        check_targets(self)  # class labels are integers in [0, n_outputs)
+        check_shapes(self)  # the model takes the inputs; the loss takes its outputs
         self._activations_per_sample = self._measure_activations()
         if autocast not in (None, "", "bf16", "fp16"):
             raise ConfigError(f"autocast must be 'bf16', 'fp16' or off, got {autocast!r}")
@@ -166,18 +166,7 @@ class Objective:
             free, _total = torch.cuda.mem_get_info(self.device)
             self.device_budget = max(self.memory_budget, int(free) // 2)
 
-    # ----------------------------------------------------------------- checks
-
-    def _check_targets(self) -> None:
-        """Class labels must be integers in [0, n_outputs)."""
-        check_targets(self)
-
-    def _check_shapes(self) -> None:
-        check_shapes(self)
-
-    def _check_loss(self, out: torch.Tensor, targets: torch.Tensor) -> None:
-        """The loss returns what its reduction says, and depends on the outputs."""
-        check_loss(self, out, targets)
+    # ---------------------------------------------------------------- sizing
 
     def _measure_activations(self) -> int:
         """Numbers of activation values one sample produces (for chunking)."""

@@ -142,6 +142,17 @@ def test_plot_missing_step_lists_the_steps(store: Path, tmp_path: Path, run_cli:
     assert line.endswith("steps of run 'tiny' with results: line")
 
 
+def test_export_names_what_is_there_as_plot_does(store: Path, tmp_path: Path, run_cli: Any):
+    out = tmp_path / "x.csv"
+    result = run_cli("export", store, "tiny", "--format", "csv", "-o", out)
+    assert result.exit_code == 2
+    assert "must be RUN/STEP" in result.stderr and "tiny/line" in result.stderr
+    result = run_cli("export", store, "tiny/lin", "--format", "csv", "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("steps of run 'tiny' with results: line")
+    assert not out.exists()
+
+
 def test_inspect_unknown_run_lists_the_runs(store: Path, run_cli: Any) -> None:
     result = run_cli("inspect", store, "--run", "tin")
     assert result.exit_code == 2

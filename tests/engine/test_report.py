@@ -230,14 +230,15 @@ def test_config_as_toml_round_trips() -> None:
     assert tomllib.loads(config_as_toml(config)) == config
 
 
-def test_cli_report(store: Path, tmp_path: Path) -> None:
+def test_cli_report(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "cli.html"
     runner = CliRunner()
     result = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "alpha", "-q"])
     assert result.exit_code == 0, result.output
     assert "2 figure(s)" in result.output
     assert "figure of alpha/cut" in out.read_text(encoding="utf-8")
-    # with the progress bar (not quiet, not CI)
+    # with the progress bar (not quiet, someone watching)
+    monkeypatch.setattr("lossatlas.engine.progress._interactive", lambda: True)
     shown = runner.invoke(
         cli, ["report", str(store), "-o", str(out), "--run", "beta"], env={"CI": ""}
     )

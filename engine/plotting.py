@@ -324,7 +324,9 @@ def draw_results(
     ``options``: plot options (:func:`plot_options`; ``logy`` sets ``logy = true``);
     ``style``: a style name or file (default: the run config's ``style``, else
     lossatlas's); ``title``: put RUN/STEP above the figure (False: no figure title at
-    all, the probe's included); ``warn`` receives a line per partial step."""
+    all, the probe's included); ``warn`` receives a line per partial step. ``output``
+    is a name :func:`check_output` accepts: :func:`lossatlas.engine.drawing.draw`
+    checks it before it opens the store."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -332,7 +334,7 @@ def draw_results(
 
     from .style import check_style, use_style
 
-    out = check_output(output)
+    out = Path(output)
     dpi = check_dpi(dpi)
     if style is not None:
         style = check_style(style)

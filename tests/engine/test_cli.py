@@ -44,6 +44,12 @@ def test_plot_refuses_a_bad_output_in_one_line(
     assert not (tmp_path / output).exists()
 
 
+def test_plot_checks_the_output_before_it_reads_the_store(tmp_path: Path, run_cli: Any) -> None:
+    result = run_cli("plot", tmp_path / "missing.zarr", "r/s", "-o", tmp_path / "line.txt")
+    assert result.exit_code == 2
+    assert "use a .png, .svg, .pdf, .eps, .jpg or .jpeg file name" in result.stderr
+
+
 def test_plot_writes_each_format(store: Path, tmp_path: Path, run_cli: Any) -> None:
     formats = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF", ".eps": b"%!PS-Adobe"}
     formats.update({".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"})

@@ -271,7 +271,7 @@ class AtlasAccessor:
         does, False removes every figure title (``--no-title``)."""
         import matplotlib.pyplot as plt
 
-        from .plotting import check_dpi, remove_titles, run_style
+        from .plotting import check_dpi, remove_titles, run_style, title_figure
         from .style import use_style
 
         dpi = check_dpi(dpi, "dpi")
@@ -285,15 +285,6 @@ class AtlasAccessor:
                 fig.savefig(path, dpi=dpi, bbox_inches="tight")
             finally:
                 plt.close(fig)
-
-
-def title_figure(fig: Figure, title: str) -> None:
-    """Put ``title`` (the run/step a figure shows) on top of ``fig``, keeping a title
-    the probe gave it (``"run/step — probe's title"``); see
-    :func:`lossatlas.engine.plotting.title_figure`."""
-    from .plotting import title_figure as _title
-
-    _title(fig, title)
 
 
 @xr.register_datatree_accessor("atlas")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -115,8 +114,8 @@ def run(
             ``seed``, ``batch_size``.
 
     Returns:
-        The run's node of the store's DataTree (``tree[STEP].ds`` is a step's
-        result), opened lazily.
+        The run's DataTree (``tree[STEP].ds`` is a step's result), opened lazily:
+        ``open(store, run)``, the run's group alone.
 
     Raises:
         LossAtlasError: the config, a plugin, the data or the store is wrong (one line
@@ -159,7 +158,7 @@ def run(
         rerun=rerun,
         wait=wait,
     )
-    return open(report.store)[report.run]
+    return open(report.store, report.run)
 
 
 def _watched() -> bool:
@@ -173,28 +172,21 @@ def _watched() -> bool:
 
 def open(store: str | os.PathLike[str], run: str | None = None) -> xr.DataTree:
     """The results in ``store`` as an xarray DataTree (lazily; ``tree.atlas`` lists and
-    plots them); ``run``: only that run's node. A path that is not a lossatlas store is
-    a :class:`~lossatlas.engine.StoreError`."""
+    plots them); ``run``: only that run's node (only its group is opened, not the
+    store's other runs). A path that is not a lossatlas store, or a run it does not
+    hold, is a :class:`~lossatlas.engine.StoreError`."""
     import xarray as xr
 
-    from .store import Store
+    from .store.reading import check_run, store_to_read
 
-    path = Path(store)
-    st = Store(path)
+    st = store_to_read(str(store))
     if not st.exists():
         from .errors import StoreError
 
         raise StoreError(f"'{store}' is not a lossatlas store (nothing there); run one first")
-    tree = xr.open_datatree(str(path), engine="zarr")
     if run is None:
-        return tree
-    if run not in tree.children:
-        from .errors import StoreError
-        from .options import suggest
-
-        runs = sorted(tree.children)
-        raise StoreError(
-            f"store '{store}' has no run '{run}'{suggest(run, runs)}; runs: "
-            f"{', '.join(runs) or 'none yet'}"
-        )
-    return tree[run]
+        return xr.open_datatree(str(st.path), engine="zarr")
+    check_run(st, str(store), run)
+    tree = xr.open_datatree(str(st.path), engine="zarr", group=run)
+    tree.name = run
+    return tree

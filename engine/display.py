@@ -11,12 +11,10 @@ from typing import Any
 __all__ = ["RichReportProgress"]
 
 
-def _line(message: str) -> str:
-    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
-
-
 class RichReportProgress:
-    """A rich progress bar over the figures of a report (nothing when quiet)."""
+    """A rich progress bar over the figures of a report where someone watches (a
+    terminal, or Jupyter where rich can draw: :func:`lossatlas.engine.progress.
+    _interactive`, what a run's bars go by); nothing when quiet, in a log or under CI."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -24,7 +22,9 @@ class RichReportProgress:
         self.task: Any = None
 
     def start(self, total: int) -> None:
-        if self.quiet or total == 0:
+        from .progress import _interactive
+
+        if self.quiet or total == 0 or not _interactive():
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RP

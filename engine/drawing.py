@@ -37,11 +37,11 @@ def draw(
     from .store.reading import open_result, store_to_read
 
     groups = (groups,) if isinstance(groups, str) else tuple(groups)
-    check_output(output)
+    out = check_output(output)  # the one check of the file name: before the store is read
     st = store_to_read(store)
     results = {group: open_result(st, store, group) for group in groups}
     if registry is None:
         from .registry import make_registry
 
         registry = make_registry()
-    return draw_results(results, output, registry=registry, warn=warn, **kwargs)
+    return draw_results(results, out, registry=registry, warn=warn, **kwargs)

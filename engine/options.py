@@ -31,6 +31,7 @@ __all__ = [
     "options_schema",
     "parse_options",
     "suggest",
+    "to_table",
 ]
 
 T = TypeVar("T")
@@ -373,8 +374,32 @@ def describe_options(cls: type) -> list[tuple[str, str, str, str]]:
 
 
 def to_table(options: Any) -> dict[str, Any]:
-    """The options dataclass back as a plain dict (for provenance)."""
-    return dataclasses.asdict(options)
+    """Parsed options back as the table a config would hold: plain data (dicts, lists,
+    ``str`` for :class:`PointRef` and the like), each field under the key a user writes
+    (``metadata["key"]``, e.g. train's ``from``), nested options dataclasses the same
+    way; options with a ``resolved()`` method give its table instead (every value as it
+    will be used, presets applied: the formula data set). ``lossatlas check`` and the
+    ``resolved_options`` a step records both read it."""
+    table = _plain(options)
+    return table if isinstance(table, dict) else {}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        resolve = getattr(value, "resolved", None)
+        if callable(resolve):
+            return _plain(resolve())
+        return {
+            f.metadata.get("key", f.name): _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+        }
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
 
 
 # --------------------------------------------------------------------- JSON Schema

@@ -55,8 +55,6 @@ IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".eps", ".jpg", ".jpeg")
 #: 1200 a figure of the probes' sizes passes a gigabyte of pixels.
 DPI_RANGE = (10, 1200)
 
-STATUS_VAR = "cell_status"
-
 
 # ------------------------------------------------------------------- checks
 
@@ -292,12 +290,13 @@ def run_style(ds: xr.Dataset) -> str | None:
 
 
 def _partial_label(group: str, ds: xr.Dataset, warn: Callable[[str], None] | None) -> str:
-    import numpy as np
+    from .store import STATUS_VAR
+    from .store.cells import cell_counts
 
     if ds.attrs.get("status") == "complete" or STATUS_VAR not in ds:
         return group
-    cells = np.asarray(ds[STATUS_VAR].values)
-    done, total = int((cells > 0).sum()), int(cells.size)
+    counts = cell_counts(ds[STATUS_VAR])
+    done, total = counts.done, counts.total
     run_name, _, step = group.partition("/")
     if warn is not None:
         warn(
@@ -325,7 +324,9 @@ def draw_results(
     ``options``: plot options (:func:`plot_options`; ``logy`` sets ``logy = true``);
     ``style``: a style name or file (default: the run config's ``style``, else
     lossatlas's); ``title``: put RUN/STEP above the figure (False: no figure title at
-    all, the probe's included); ``warn`` receives a line per partial step."""
+    all, the probe's included); ``warn`` receives a line per partial step. ``output``
+    is a name :func:`check_output` accepts: :func:`lossatlas.engine.drawing.draw`
+    checks it before it opens the store."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -333,7 +334,7 @@ def draw_results(
 
     from .style import check_style, use_style
 
-    out = check_output(output)
+    out = Path(output)
     dpi = check_dpi(dpi)
     if style is not None:
         style = check_style(style)

@@ -322,16 +322,21 @@ def describe(event: ProgressEvent, with_name: bool = True) -> str:
             text += f" ({100 * frac:.0f}%)"
     else:
         text = f"{_count(event.done)} {unit}"
-    parts = [f"{event.name} {text}" if with_name else text]
-    parts += [f"{k} {v}" for k, v in event.info.items()]
+    parts = [f"{event.name} {text}" if with_name else text, *_details(event)]
+    if not event.finished and event.eta is not None:
+        parts.append(f"ETA {cap}{format_seconds(event.eta)}")
+    return ", ".join(parts)
+
+
+def _details(event: ProgressEvent) -> list[str]:
+    """What a line says between the count and the ETA: the task's own fields
+    (``epoch 4/10``), then ``done in 0:02`` or the rate (``38 steps/s``)."""
+    parts = [f"{k} {v}" for k, v in event.info.items()]
     if event.finished:
         parts.append(f"done in {format_seconds(event.elapsed)}")
-    else:
-        if event.rate:
-            parts.append(f"{event.rate:,.3g} {_plural(event.unit, event.rate)}/s")
-        if event.eta is not None:
-            parts.append(f"ETA {cap}{format_seconds(event.eta)}")
-    return ", ".join(parts)
+    elif event.rate:
+        parts.append(f"{event.rate:,.3g} {_plural(event.unit, event.rate)}/s")
+    return parts
 
 
 # ------------------------------------------------------------------- displays
@@ -515,10 +520,9 @@ class ConsoleProgress(Progress):
             row = self._rows.get(event.task)
             depth = len(self._rows) if row is None else None
             eta = f"ETA {'≤' if event.bound else ''}{format_seconds(event.eta)}"
-            info = describe(event, with_name=False).split(", ", 1)
             fields = {
                 "eta": eta if event.eta is not None else "",
-                "info": info[1] if len(info) > 1 else "",
+                "info": ", ".join(_details(event)),  # the ETA has its own column
             }
             if row is None:
                 indent = "  " * (1 + (depth or 0))

@@ -16,7 +16,6 @@ been validated.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -24,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .options import parse_options
+from .options import parse_options, to_table
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -81,47 +80,47 @@ def checkout_commit() -> str:
     return f"{head}-dirty" if dirty else head
 
 
-def _plain(options: Any) -> Any:
-    """An options dataclass as JSON-able data, with presets resolved where the options
-    know how (a ``resolved()`` method, e.g. the formula data set)."""
-    resolve = getattr(options, "resolved", None)
-    if callable(resolve):
-        return resolve()
-    if dataclasses.is_dataclass(options) and not isinstance(options, type):
-        return dataclasses.asdict(options)
-    return {}
+def _parsed(ctx: StepContext) -> list[tuple[str, Any, Any, Any]]:
+    """``(kind, config table, plugin, parsed options)`` of the step's model, data set
+    and (when the config names one) loss: each parsed once, for the resolved options
+    and the source hashes both."""
+    tables: list[tuple[str, Any]] = [("model", ctx.model_config), ("dataset", ctx.dataset_config)]
+    if ctx.config.loss is not None:
+        tables.append(("loss", ctx.config.loss))
+    out = []
+    for kind, cfg in tables:
+        plugin = ctx.registry.get(kind, cfg.plugin)
+        opts = parse_options(plugin.Options, cfg.options, f"[{kind}] '{cfg.plugin}'")
+        out.append((kind, cfg, plugin, opts))
+    return out
 
 
 def resolved_options(ctx: StepContext) -> dict[str, Any]:
     """The options of the step's model, data set, loss and probe with every default
-    filled in, as plain data."""
+    filled in, as plain data under the keys a config writes
+    (:func:`lossatlas.engine.options.to_table`: train's ``from``, not its field name)."""
+    return _resolved(ctx, _parsed(ctx))
+
+
+def _resolved(ctx: StepContext, parsed: list[tuple[str, Any, Any, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kind, cfg in (("model", ctx.model_config), ("dataset", ctx.dataset_config)):
-        plugin = ctx.registry.get(kind, cfg.plugin)
-        opts = parse_options(plugin.Options, cfg.options, f"[{kind}] '{cfg.plugin}'")
-        out[kind] = {"plugin": cfg.plugin, "seed": cfg.seed, **_plain(opts)}
+    for kind, cfg, _plugin, opts in parsed:
+        if kind == "loss":
+            out[kind] = {"plugin": cfg.plugin, **to_table(opts)}
+            continue
+        out[kind] = {"plugin": cfg.plugin, "seed": cfg.seed, **to_table(opts)}
         if kind == "model":
             out[kind]["include_frozen"] = cfg.include_frozen
-    loss = ctx.config.loss
-    if loss is None:
+    if ctx.config.loss is None:
         out["loss"] = {"plugin": ctx.loss_plugin_name(), "default_for_task": ctx.data.task}
-    else:
-        plugin = ctx.registry.get("loss", loss.plugin)
-        opts = parse_options(plugin.Options, loss.options, f"[loss] '{loss.plugin}'")
-        out["loss"] = {"plugin": loss.plugin, **_plain(opts)}
-    out["probe"] = {"probe": ctx.probe.name, **_plain(ctx.options)}
+    out["probe"] = {"probe": ctx.probe.name, **to_table(ctx.options)}
     return out
 
 
-def _sources(ctx: StepContext) -> dict[str, str]:
+def _sources(parsed: list[tuple[str, Any, Any, Any]]) -> dict[str, str]:
     """path -> SHA-256 of the user's source files the step's components import."""
     found: dict[str, str] = {}
-    tables = [("model", ctx.model_config), ("dataset", ctx.dataset_config)]
-    if ctx.config.loss is not None:
-        tables.append(("loss", ctx.config.loss))
-    for kind, cfg in tables:
-        plugin = ctx.registry.get(kind, cfg.plugin)
-        opts = parse_options(plugin.Options, cfg.options, f"[{kind}] '{cfg.plugin}'")
+    for _kind, _cfg, plugin, opts in parsed:
         for path in plugin.sources(opts):
             p = Path(path)
             if p.is_file():
@@ -133,6 +132,7 @@ def step_facts(ctx: StepContext) -> dict[str, Any]:
     """Attrs of a step's result that record what ran (see the module docstring)."""
     obj = ctx.objective
     layout = obj.layout
+    parsed = _parsed(ctx)
     loss = obj.loss_fn
     cfg = ctx.config.loss
     if cfg is not None:
@@ -152,8 +152,8 @@ def step_facts(ctx: StepContext) -> dict[str, Any]:
         "frozen_parameters": json.dumps(layout.frozen),
         "n_frozen": int(layout.frozen_size),
         "tied_parameters": json.dumps(layout.tied, sort_keys=True),
-        "resolved_options": json.dumps(resolved_options(ctx), sort_keys=True, default=str),
-        "source_sha256": json.dumps(_sources(ctx), sort_keys=True),
+        "resolved_options": json.dumps(_resolved(ctx, parsed), sort_keys=True, default=str),
+        "source_sha256": json.dumps(_sources(parsed), sort_keys=True),
     }
 
 

@@ -105,16 +105,10 @@ class Registry:
         table = self.components[kind]
         if name in table:
             return table[name][0]
+        unavailable = self._unavailable(kind, name)
+        if unavailable is not None:
+            raise unavailable
         broken = [r for r in self.records if r.status == "failed"]
-        named = [r for r in broken if r.name == name or name in _all_names(r)]
-        if named:
-            r = named[0]
-            raise PluginError(
-                f"{kind} '{name}' is provided by {r.describe()}, which failed to load: {r.error}"
-            )
-        disabled = [r for r in self.records if r.status == "disabled" and r.name == name]
-        if disabled:
-            raise PluginError(f"{kind} '{name}': plugin '{name}' is disabled by {DISABLE_ENV}")
         known = ", ".join(sorted(table)) or "none"
         msg = f"unknown {kind} '{name}'{suggest(name, table)}; known {KINDS[kind][2]}: {known}"
         if broken:
@@ -127,6 +121,29 @@ class Registry:
         if off:
             msg += f"; plugins disabled by {DISABLE_ENV} (they may provide it): " + ", ".join(off)
         raise PluginError(msg, kind=kind, name=name)
+
+    def _unavailable(self, kind: str, name: str) -> PluginError | None:
+        """Why ``name`` of ``kind`` is not there when a plugin that failed to load or is
+        disabled may provide it (None when no plugin is to blame: the name is unknown)."""
+        named = [
+            r
+            for r in self.records
+            if r.status == "failed" and (r.name == name or name in _all_names(r))
+        ]
+        if named:
+            r = named[0]
+            return PluginError(
+                f"{kind} '{name}' is provided by {r.describe()}, which failed to load: {r.error}",
+                kind=kind,
+                name=name,
+            )
+        if any(r.status == "disabled" and r.name == name for r in self.records):
+            return PluginError(
+                f"{kind} '{name}': plugin '{name}' is disabled by {DISABLE_ENV}",
+                kind=kind,
+                name=name,
+            )
+        return None
 
     def provider(self, kind: str, name: str) -> PluginRecord:
         return self.components[kind][name][1]
@@ -142,11 +159,9 @@ class Registry:
         ]
         if not found:
             for kind in KINDS:  # a component of a plugin that failed to load or is disabled
-                try:
-                    self.get(kind, name)
-                except PluginError as exc:
-                    if not str(exc).startswith("unknown "):
-                        raise
+                unavailable = self._unavailable(kind, name)
+                if unavailable is not None:
+                    raise unavailable
             every = sorted({n for table in self.components.values() for n in table})
             raise PluginError(
                 f"no model, dataset, loss, subspace, probe or executor is named '{name}'"

@@ -41,7 +41,8 @@ import lossatlas
 from .errors import ConfigError, LossAtlasError, StoreError
 from .html import check_fragment, esc
 from .registry import Registry, make_registry
-from .store import STATUS_NONFINITE, STATUS_VAR, Store
+from .store import STATUS_VAR, Store
+from .store.cells import CellCounts, cell_counts
 
 __all__ = [
     "SVG_LIMIT",
@@ -330,7 +331,9 @@ def _probe_section(ds: Any, label: str, o: _Options) -> str:
 # ----------------------------------------------------------------- sections
 
 
-def _step_section(store: Store, run: str, step: str, o: _Options) -> str:
+def _step_section(store: Store, run: str, step: str, o: _Options) -> tuple[str, CellCounts | None]:
+    """The step's section and its cell counts (None where it has no readable
+    ``cell_status``: no template yet, or a step that cannot be read)."""
     label = f"{run}/{step}"
     head = f'<details class="step" id="{esc(_step_id(run, step))}" open><summary><h3>{esc(label)}'
     group = store.step_group(run, step)
@@ -338,18 +341,18 @@ def _step_section(store: Store, run: str, step: str, o: _Options) -> str:
         return (
             head + '</h3></summary><p class="muted">No result yet: the step\'s template is '
             "incomplete (it is rewritten when the run is resumed).</p></details>"
-        )
+        ), None
     try:
         ds = store.open_step(run, step)
         attrs = ds.attrs
-        status = np.asarray(ds[STATUS_VAR].values) if STATUS_VAR in ds else np.ones(())
-        done, total = int(np.sum(status > 0)), int(status.size)
-        bad = int(np.sum(status == STATUS_NONFINITE))
+        counts = cell_counts(ds[STATUS_VAR]) if STATUS_VAR in ds else None
     except Exception as exc:
         o.summary.failed.append(label)
         return (
             head + "</h3></summary>" + _error_block("this step cannot be read", exc) + "</details>"
-        )
+        ), None
+    shown = counts if counts is not None else CellCounts(done=1, nonfinite=0, total=1)
+    done, total, bad = shown.done, shown.total, shown.nonfinite
 
     parts = [
         head
@@ -412,7 +415,7 @@ def _step_section(store: Store, run: str, step: str, o: _Options) -> str:
         + "".join(rows)
         + "</table></details>"
     )
-    return "".join(parts) + "</details>"
+    return "".join(parts) + "</details>", counts
 
 
 def _not_started(run: str, step: dict[str, Any]) -> str:
@@ -506,12 +509,11 @@ def _run_section(store: Store, run: str, o: _Options, is_open: bool) -> tuple[st
     out.append(f'<pre class="config">{esc(text)}</pre></details></div>')
     done_cells = total_cells = 0
     for step in steps:
-        out.append(_step_section(store, run, step, o))
-        g = store.step_group(run, step)
-        if g is not None and g.attrs.get("template_complete") and STATUS_VAR in g:
-            st = np.asarray(g[STATUS_VAR][...])
-            done_cells += int(np.sum(st > 0))
-            total_cells += int(st.size)
+        text, counts = _step_section(store, run, step, o)
+        out.append(text)
+        if counts is not None:
+            done_cells += counts.done
+            total_cells += counts.total
         if o.progress is not None:
             o.progress.advance(f"{run}/{step}")
     for x in missing:

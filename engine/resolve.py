@@ -8,7 +8,7 @@ from typing import Any
 
 from .components import human_bytes
 from .config import RunConfig
-from .options import parse_options
+from .options import parse_options, to_table
 from .registry import Registry
 from .runner import estimate_steps, validate
 from .sizes import Limits, check_estimate
@@ -17,25 +17,10 @@ from .store import Store
 __all__ = ["resolve_config"]
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.metadata.get("key", f.name): _plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-        }
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
 def _component(registry: Registry, kind: str, cfg: Any, where: str) -> dict[str, Any]:
     plugin = registry.get(kind, cfg.plugin)
     opts = parse_options(plugin.Options, cfg.options, where)
-    table: dict[str, Any] = {"plugin": cfg.plugin, "seed": cfg.seed, **_plain(opts)}
+    table: dict[str, Any] = {"plugin": cfg.plugin, "seed": cfg.seed, **to_table(opts)}
     if cfg.checkpoint:
         table["checkpoint"] = cfg.checkpoint
     return table
@@ -65,7 +50,7 @@ def resolve_config(
         "dtype": config.dtype,
         "executor": config.executor,
         "batch_size": config.batch_size,
-        "executor_options": _plain(exec_opts),
+        "executor_options": to_table(exec_opts),
         "model": _component(registry, "model", config.model, f"[model] '{config.model.plugin}'"),
         "dataset": _component(
             registry, "dataset", config.dataset, f"[dataset] '{config.dataset.plugin}'"
@@ -78,7 +63,7 @@ def resolve_config(
         step: dict[str, Any] = {
             "name": ctx.step.name,
             "probe": ctx.step.probe,
-            **_plain(ctx.options),
+            **to_table(ctx.options),
         }
         if ctx.step.model:
             step["model"] = _component(registry, "model", ctx.step.model, "[steps.model]")

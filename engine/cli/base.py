@@ -32,7 +32,6 @@ __all__ = [
     "friendly",
     "naming_config",
     "registry",
-    "under_ci",
     "warn",
 ]
 
@@ -44,11 +43,6 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 EXIT_BROKEN_PIPE = 141
 
 DEBUG_KEY = "lossatlas.debug"
-
-
-def under_ci() -> bool:
-    """CI is set and stderr is not a terminal: no progress bars (they would flood the log)."""
-    return not sys.stderr.isatty() and bool(os.environ.get("CI"))
 
 
 def _line(message: str) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ConfigError, StoreError
-from ..options import suggest
 from .base import CONTEXT, cli, debug_option, friendly
 
 __all__ = ["export"]
@@ -65,19 +63,9 @@ def export(
       lossatlas export atlas.zarr maps/maps --format vtk -o maps.vts
     """
     from ..store.export import export as do_export
-    from ..store.reading import check_run, results, store_to_read
+    from ..store.reading import open_result, store_to_read
 
-    st = store_to_read(store)
-    if "/" not in group:
-        raise ConfigError(f"group '{group}' must be RUN/STEP")
-    run_name, step = group.split("/", 1)
-    check_run(st, store, run_name)
-    if not st.step_ready(run_name, step):
-        ready = results(st, run_name)
-        raise StoreError(
-            f"store '{store}' has no result for step '{step}' of run '{run_name}'"
-            f"{suggest(step, ready)}; steps with results: {', '.join(ready) or 'none yet'}"
-        )
+    ds = open_result(store_to_read(store), store, group)
     options = {k: v for k, v in (("axes", axes), ("height", height)) if v is not None}
-    path = do_export(st.open_step(run_name, step), fmt, output, list(variables) or None, **options)
+    path = do_export(ds, fmt, output, list(variables) or None, **options)
     click.echo(f"wrote {path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .base import CONTEXT, cli, debug_option, fail, friendly, registry, under_ci
+from .base import CONTEXT, cli, debug_option, fail, friendly, registry
 
 __all__ = ["report"]
 
@@ -80,7 +80,6 @@ def report(
     from ..display import RichReportProgress
     from ..report import write_report
 
-    quiet = quiet or under_ci()
     store_to_read(store)
     summary = write_report(
         store,

@@ -74,11 +74,17 @@ def test_run_returns_the_runs_tree_and_open_reads_it(tmp_path: Path, plugins: An
     loss = tree["ray"].ds["train_loss"].values
     assert np.all(np.isfinite(loss)) and loss[0] == pytest.approx(np.log(2), rel=1e-12)
     again = lossatlas.open(tmp_path / "s.zarr", "moons")
+    assert again.name == "moons" and again.is_root  # the run's group alone
+    assert tree.name == "moons" and tree.is_root
     np.testing.assert_array_equal(
         again["spin"].ds["train_loss"].values, tree["spin"].ds["train_loss"].values
     )
     with pytest.raises(StoreError, match="no run 'moon' \\(did you mean 'moons'\\?\\)"):
         lossatlas.open(tmp_path / "s.zarr", "moon")
+    with pytest.raises(StoreError, match="nothing there"):
+        lossatlas.open(tmp_path / "none.zarr", "moons")
+    with pytest.raises(StoreError, match="is a file, not a lossatlas store"):
+        lossatlas.open(tmp_path / "s.zarr" / "zarr.json")
 
 
 def test_local_and_dask_give_identical_results(

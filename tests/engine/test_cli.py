@@ -44,6 +44,12 @@ def test_plot_refuses_a_bad_output_in_one_line(
     assert not (tmp_path / output).exists()
 
 
+def test_plot_checks_the_output_before_it_reads_the_store(tmp_path: Path, run_cli: Any) -> None:
+    result = run_cli("plot", tmp_path / "missing.zarr", "r/s", "-o", tmp_path / "line.txt")
+    assert result.exit_code == 2
+    assert "use a .png, .svg, .pdf, .eps, .jpg or .jpeg file name" in result.stderr
+
+
 def test_plot_writes_each_format(store: Path, tmp_path: Path, run_cli: Any) -> None:
     formats = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF", ".eps": b"%!PS-Adobe"}
     formats.update({".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"})
@@ -140,6 +146,17 @@ def test_plot_missing_step_lists_the_steps(store: Path, tmp_path: Path, run_cli:
     line = result.stderr.strip()
     assert "no result for step 'lin' of run 'tiny' (did you mean 'line'?)" in line
     assert line.endswith("steps of run 'tiny' with results: line")
+
+
+def test_export_names_what_is_there_as_plot_does(store: Path, tmp_path: Path, run_cli: Any):
+    out = tmp_path / "x.csv"
+    result = run_cli("export", store, "tiny", "--format", "csv", "-o", out)
+    assert result.exit_code == 2
+    assert "must be RUN/STEP" in result.stderr and "tiny/line" in result.stderr
+    result = run_cli("export", store, "tiny/lin", "--format", "csv", "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("steps of run 'tiny' with results: line")
+    assert not out.exists()
 
 
 def test_inspect_unknown_run_lists_the_runs(store: Path, run_cli: Any) -> None:

@@ -198,6 +198,26 @@ def test_a_terminal_shows_a_bar_per_step_and_a_row_per_task(tmp_path: Path) -> N
     assert display._rich is None  # stopped when the step ended
 
 
+def test_a_task_row_shows_its_eta_once() -> None:
+    """The row's eta column holds the ETA; its info column the task's fields and rate,
+    not the ETA again (a log line says all of it)."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=140, color_system=None)
+    display = ConsoleProgress(bar=True, console=console, out=io.StringIO())
+    display.step_started("train", 4, 4)
+    try:
+        event = ProgressEvent(1, "training", "step", 30, 120, 10.0, 3.0, 30.0, {"epoch": "1/4"})
+        display.update(event)
+        assert display._rich is not None
+        row = display._rich.tasks[-1]
+        assert row.fields == {"eta": "ETA 0:30", "info": "epoch 1/4, 3 steps/s"}
+    finally:
+        if display._rich is not None:
+            display._rich.stop()
+    assert describe(event).endswith("epoch 1/4, 3 steps/s, ETA 0:30")
+
+
 @pytest.mark.parametrize("widgets", [True, False])
 def test_a_notebook_gets_bars_only_where_rich_can_draw_them(
     monkeypatch: pytest.MonkeyPatch, widgets: bool

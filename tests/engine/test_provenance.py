@@ -8,7 +8,10 @@ import re
 from pathlib import Path
 
 import lossatlas
-from lossatlas.engine.provenance import checkout_commit, file_sha256
+from lossatlas.engine import make_registry
+from lossatlas.engine.config import parse_config
+from lossatlas.engine.context import StepContext
+from lossatlas.engine.provenance import checkout_commit, file_sha256, resolved_options
 
 
 def test_checkout_commit_names_the_checkout_or_nothing() -> None:
@@ -74,3 +77,24 @@ def test_step_attrs_record_what_ran(tmp_path, write_config, run_cli) -> None:
     assert a["include_frozen"] == 0
     prov = json.loads(xr.open_zarr(store, group="prov").attrs["provenance"])
     assert prov["lossatlas_commit"] == checkout_commit()
+
+
+def test_resolved_options_use_the_keys_a_config_writes() -> None:
+    """Train's start point is recorded as 'from' (what the user wrote, what ``lossatlas
+    check`` prints), and a formula preset as the values it stands for."""
+    config = parse_config(
+        {
+            "name": "keys",
+            "model": {"plugin": "mlp", "hidden": [4]},
+            "dataset": {"plugin": "formula", "preset": "x-squared", "n_train": 20},
+            "steps": [{"name": "fit", "probe": "train", "from": "init:3", "epochs": 1}],
+        }
+    )
+    ctx = StepContext(make_registry(), config, config.steps[0])
+    resolved = resolved_options(ctx)
+    assert resolved["probe"]["from"] == "init:3" and "start" not in resolved["probe"]
+    assert resolved["probe"]["epochs"] == 1 and "lr" in resolved["probe"]  # defaults too
+    dataset = resolved["dataset"]
+    assert dataset["expression"] == "x**2" and dataset["n_train"] == 20
+    assert dataset["n_validation"] == 100 and dataset["plugin"] == "formula"
+    assert json.loads(json.dumps(resolved)) == resolved

@@ -150,6 +150,24 @@ def test_plugins_can_be_disabled(monkeypatch) -> None:
     assert "executors" in str(err.value) and "probes" in str(err.value)
 
 
+def test_describe_says_why_a_name_is_missing_as_get_does(fake_eps, monkeypatch) -> None:
+    """A name a failed or disabled plugin may provide gets get's message (not the
+    'no component is named' one), whatever kind asked."""
+    monkeypatch.setenv("LOSSATLAS_DISABLE_PLUGINS", "executors")
+    fake_eps(FakeEP("visionstuff", boom))
+    reg = make_registry()
+    with pytest.raises(PluginError) as got:
+        reg.get("model", "visionstuff")
+    with pytest.raises(PluginError) as described:
+        reg.describe("visionstuff")
+    assert str(described.value) == str(got.value)
+    assert "failed to load: ImportError: No module named 'torchvision'" in str(got.value)
+    with pytest.raises(PluginError, match="plugin 'executors' is disabled by LOSSATLAS_DISABLE"):
+        reg.describe("executors")
+    with pytest.raises(PluginError, match="no model, dataset, .* is named 'mlpp' .*'mlp'"):
+        reg.describe("mlpp")
+
+
 def test_unknown_names_suggest_the_closest() -> None:
     reg = make_registry()
     with pytest.raises(PluginError, match="did you mean 'random-line'"):

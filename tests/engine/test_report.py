@@ -175,6 +175,22 @@ def test_partial_step_shows_completion(tmp_path: Path) -> None:
     assert summary.figures == 1
 
 
+def test_damaged_cell_status_shows_error_in_place(tmp_path: Path) -> None:
+    """A step whose cell_status chunks cannot be decoded is reported in place and left
+    out of the run's cell count; the rest of the report is drawn."""
+    path = tmp_path / "s.zarr"
+    cfg = parse_config(tomllib.loads(CONFIG.format(name="gamma", seed=2)))
+    run_pipeline(cfg, str(path), make_registry(), progress=None)
+    for chunk in (path / "gamma" / "line" / "cell_status").rglob("*"):
+        if chunk.is_file() and chunk.name != "zarr.json":
+            chunk.write_bytes(b"not a chunk")
+    text, summary = build_report(path)
+    assert summary.failed == ["gamma/line"] and summary.figures == 1
+    assert "this step cannot be read" in text and "figure of gamma/cut" in text
+    assert "<td>1 / 1</td>" in text
+    parse(text)
+
+
 def test_unreadable_run_shows_error_in_place(tmp_path: Path) -> None:
     path = tmp_path / "s.zarr"
     registry = make_registry()
@@ -214,14 +230,15 @@ def test_config_as_toml_round_trips() -> None:
     assert tomllib.loads(config_as_toml(config)) == config
 
 
-def test_cli_report(store: Path, tmp_path: Path) -> None:
+def test_cli_report(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "cli.html"
     runner = CliRunner()
     result = runner.invoke(cli, ["report", str(store), "-o", str(out), "--run", "alpha", "-q"])
     assert result.exit_code == 0, result.output
     assert "2 figure(s)" in result.output
     assert "figure of alpha/cut" in out.read_text(encoding="utf-8")
-    # with the progress bar (not quiet, not CI)
+    # with the progress bar (not quiet, someone watching)
+    monkeypatch.setattr("lossatlas.engine.progress._interactive", lambda: True)
     shown = runner.invoke(
         cli, ["report", str(store), "-o", str(out), "--run", "beta"], env={"CI": ""}
     )

@@ -39,7 +39,6 @@ one forward pass per model over the samples plus one assignment per group.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import re
@@ -50,6 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
+
+from .module_state import module_at
 
 __all__ = [
     "PermutationSpec",
@@ -923,12 +924,7 @@ def activation_matching(
 def model_with(
     model: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
 ) -> torch.nn.Module:
-    """A deep copy of ``model`` holding ``params`` and ``buffers`` (same dtype/device)."""
-    m = copy.deepcopy(model)
-    with torch.no_grad():
-        for n, p in m.named_parameters():
-            p.copy_(params[n])
-        for n, b in m.named_buffers():
-            if n in buffers:
-                b.copy_(buffers[n])
-    return m
+    """A deep copy of ``model`` holding ``params`` and ``buffers`` (same dtype/device);
+    frozen parameters missing from ``params`` keep their values
+    (:func:`~lossatlas.plugins.probes.module_state.module_at`)."""
+    return module_at(model, params, buffers)

@@ -34,7 +34,6 @@ splits per pair (one vmapped pass per chunk of points).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +58,8 @@ from lossatlas.engine import (
     option,
     parse_random,
 )
+
+from .module_state import module_at
 
 __all__ = [
     "Interpolation",
@@ -203,11 +204,7 @@ def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     is one batch. Only the BN layers run in train mode (dropout and the rest stay in
     eval mode, so the result is deterministic). Cost: one forward pass over the train
     split."""
-    model = copy.deepcopy(obj.model)
-    state = obj.layout.unflatten(x)
-    for name, p in model.named_parameters():
-        if name in state:  # frozen parameters are not coordinates: they keep their values
-            p.copy_(state[name])
+    model = module_at(obj.model, obj.layout.unflatten(x))  # frozen parameters kept
     bns = _bn_modules(model)
     for m in bns:
         m.reset_running_stats()

@@ -123,12 +123,15 @@ class AlignOptions:
 
 
 def _spec(ctx: StepContext) -> PermutationSpec:
-    """The model's permutation spec, traced once per context."""
+    """The model's permutation spec, traced once per context. Frozen parameters are no
+    coordinates of π(θ_B), so the groups they follow stay fixed."""
     cache = ctx.cache
     key = ("align-spec", ctx.step.name)
     if key not in cache:
         obj = ctx.objective
-        cache[key] = trace_permutations(obj.model, obj.splits["train"].inputs[:2])
+        cache[key] = trace_permutations(
+            obj.model, obj.splits["train"].inputs[:2], frozen=obj.layout.frozen
+        )
     return cache[key]
 
 

@@ -3,6 +3,7 @@ barrier; a ResNet with BatchNorm; clear errors; the plot and the paths."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 
 import numpy as np
@@ -211,7 +212,7 @@ points = 0
 """
 
 
-@pytest.mark.parametrize("frozen", [5], ids=["output-bias"])
+@pytest.mark.parametrize("frozen", [5, 3], ids=["output-bias", "hidden-bias"])
 def test_a_frozen_bias_keeps_its_value_and_the_function(tmp_path, frozen) -> None:
     """A frozen bias is no coordinate of x: the permuted model keeps the model's own
     bias there and computes B's function (checked by a hand-written forward pass)."""
@@ -231,6 +232,10 @@ def test_a_frozen_bias_keeps_its_value_and_the_function(tmp_path, frozen) -> Non
 
     for step in ("weight", "activation"):
         ds = store.open_step("r", step).load()
+        # a frozen hidden bias cannot move, so its layer's units stay where they are
+        fixed = [label for label, _n, _why in json.loads(ds.attrs["fixed_groups"])]
+        assert fixed == ([] if frozen == 5 else ["3.weight"])
+        assert ds.attrs["group_sizes"] == ([12, 10] if frozen == 5 else [12])
         assert float(ds["max_abs_output_diff"]) < 1e-14 * float(ds["max_abs_output"])
         assert int(ds["units_moved"].sum()) > 0
         point, source = ds["point"].values, ds["source"].values

@@ -62,7 +62,7 @@ from lossatlas.engine import (
 )
 
 from .interpolation import (
-    _bn_modules,
+    bn_recompute,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -361,7 +361,7 @@ class Curve(Probe[CurveOptions]):
                 "labels": self.labels(options),
                 "w0": [str(p[0]) for p in options.pairs],
                 "w1": [str(p[1]) for p in options.pairs],
-                "recompute_bn": int(bool(options.recompute_bn and _bn_modules(obj.model))),
+                "recompute_bn": int(bn_recompute(obj, options.recompute_bn)),
                 "paper": "Garipov et al., NeurIPS 2018",
             },
         )
@@ -372,13 +372,12 @@ class Curve(Probe[CurveOptions]):
         w0, w1 = ctx.resolve_point(a), ctx.resolve_point(b)
         control, history, diverged = train_curve(obj, w0, w1, options, cell.generator())
         t = np.linspace(0.0, 1.0, options.points)
-        bn = bool(options.recompute_bn and _bn_modules(obj.model))
         out: dict[str, Any] = {"epoch_loss": history, "diverged": np.int8(diverged)}
         for prefix, X in (
             ("", curve_points(options.kind, control, t)),
             ("linear_", interpolate(w0, w1, t)),
         ):
-            for k, v in evaluate_points(obj, X, bn).items():
+            for k, v in evaluate_points(obj, X, options.recompute_bn).items():
                 out[prefix + k] = v
             for split in ("train", "validation"):
                 out[f"{prefix}{split}_loss_barrier"] = curve_summary(

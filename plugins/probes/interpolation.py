@@ -65,6 +65,7 @@ __all__ = [
     "Interpolation",
     "alpha_grid",
     "bn_buffers",
+    "bn_recompute",
     "curve_summary",
     "evaluate_points",
     "interpolate",
@@ -221,11 +222,19 @@ def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {n: b.detach().clone() for n, b in model.named_buffers()}
 
 
+def bn_recompute(obj: Any, recompute_bn: bool) -> bool:
+    """Whether :func:`evaluate_points` recomputes BatchNorm statistics given the option
+    ``recompute_bn``: only where the model has BatchNorm layers with running
+    statistics (for a plan's ``recompute_bn`` attribute)."""
+    return bool(recompute_bn and _bn_modules(obj.model))
+
+
 def evaluate_points(obj: Any, X: torch.Tensor, recompute_bn: bool = False) -> dict[str, np.ndarray]:
-    """:meth:`Objective.evaluate_both` at the rows of ``X``; with ``recompute_bn`` the
-    BatchNorm statistics are recomputed at each row first (:func:`bn_buffers`, point by
-    point) and the objective's own buffers are restored afterwards."""
-    if not recompute_bn:
+    """:meth:`Objective.evaluate_both` at the rows of ``X``; with ``recompute_bn``, where
+    the model has BatchNorm with running statistics (:func:`bn_recompute`), the
+    statistics are recomputed at each row first (:func:`bn_buffers`, point by point)
+    and the objective's own buffers are restored afterwards."""
+    if not bn_recompute(obj, recompute_bn):
         return obj.evaluate_both(X)
     rows: list[dict[str, np.ndarray]] = []
     saved = obj.buffers
@@ -350,14 +359,9 @@ class Interpolation(Probe[InterpolationOptions]):
         for dim, alpha in self._grids(options).items():
             prefix = "" if dim == "alpha" else dim.removeprefix("alpha_") + "_"
             X = interpolate(theta0, theta1, alpha)
-            values = self._evaluate_bn(obj, X) if options.recompute_bn else obj.evaluate_both(X)
-            for k, v in values.items():
+            for k, v in evaluate_points(obj, X, options.recompute_bn).items():
                 out[prefix + k] = v
         return out
-
-    @staticmethod
-    def _evaluate_bn(obj: Any, X: torch.Tensor) -> dict[str, np.ndarray]:
-        return evaluate_points(obj, X, recompute_bn=True)
 
     # ------------------------------------------------------------- summaries
 

@@ -63,7 +63,7 @@ from lossatlas.engine import (
 from lossatlas.engine.training import OptimizerSpec, TrainingLoop
 
 from .interpolation import (
-    _bn_modules,
+    bn_recompute,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -252,7 +252,6 @@ def run_neb(
 
     from lossatlas.engine.training import minibatch_loss
 
-    bn = bool(o.recompute_bn and _bn_modules(obj.model))
     split = obj.splits["train"]
     n = len(split)
     size = n if o.batch_size in (0, None) else min(o.batch_size, n)
@@ -337,7 +336,7 @@ def run_neb(
             diverged = True
             break
         dense_x, dense_pos = _dense(path, o.sub_pivots)
-        values = evaluate_points(obj, dense_x, bn)
+        values = evaluate_points(obj, dense_x, o.recompute_bn)
         dense_loss = values["train_loss"]
         pivot_loss = dense_loss[:: o.sub_pivots + 1]
         cycle_saddle.append(float(np.max(dense_loss)))
@@ -438,7 +437,7 @@ class NEB(Probe[NEBOptions]):
                 "theta0": [str(p[0]) for p in options.pairs],
                 "theta1": [str(p[1]) for p in options.pairs],
                 "sub_pivots": options.sub_pivots,
-                "recompute_bn": int(bool(options.recompute_bn and _bn_modules(obj.model))),
+                "recompute_bn": int(bn_recompute(obj, options.recompute_bn)),
                 "paper": "Draxler et al., ICML 2018",
             },
         )
@@ -476,9 +475,8 @@ class NEB(Probe[NEBOptions]):
         for key, v in res.dense.items():
             out[key] = pad(v, ndense)
         out["saddle"] = float(np.max(res.dense["train_loss"])) if m else np.nan
-        bn = bool(options.recompute_bn and _bn_modules(obj.model))
         t = np.linspace(0.0, 1.0, 41)
-        chord = evaluate_points(obj, interpolate(w0, w1, t), bn)
+        chord = evaluate_points(obj, interpolate(w0, w1, t), options.recompute_bn)
         for split in ("train", "validation"):
             out[f"{split}_loss_barrier"] = curve_summary(res.dense_pos, res.dense[f"{split}_loss"])[
                 "barrier"

@@ -263,24 +263,28 @@ def run_neb(
     pivot_loss: np.ndarray | None = None
     diverged = False
     batched = vmap(lambda x, xb, yb: minibatch_loss(obj, x, xb, yb), in_dims=(0, None, None))
+    use_vmap = True  # until vmap fails once: then pivot by pivot for the rest of the run
 
     def losses_and_grads(P: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor):
-        X = P.detach().requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                L = batched(X, xb, yb)
-                (G,) = torch.autograd.grad(L.sum(), X)
-        except (RuntimeError, NotImplementedError):  # a model vmap cannot batch
-            Ls, Gs = [], []
-            for x in P:
-                xi = x.detach().requires_grad_(True)
+        nonlocal use_vmap
+        if use_vmap:
+            X = P.detach().requires_grad_(True)
+            try:
                 with torch.enable_grad():
-                    li = minibatch_loss(obj, xi, xb, yb)
-                    (gi,) = torch.autograd.grad(li, xi)
-                Ls.append(li.detach())
-                Gs.append(gi)
-            L, G = torch.stack(Ls), torch.stack(Gs)
-        return L.detach(), G
+                    L = batched(X, xb, yb)
+                    (G,) = torch.autograd.grad(L.sum(), X)
+                return L.detach(), G
+            except (RuntimeError, NotImplementedError):  # a model vmap cannot batch
+                use_vmap = False
+        Ls, Gs = [], []
+        for x in P:
+            xi = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                li = minibatch_loss(obj, xi, xb, yb)
+                (gi,) = torch.autograd.grad(li, xi)
+            Ls.append(li.detach())
+            Gs.append(gi)
+        return torch.stack(Ls), torch.stack(Gs)
 
     order = torch.arange(n)
     pos = n

@@ -34,6 +34,7 @@ splits per pair (one vmapped pass per chunk of points).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,19 +230,32 @@ def bn_recompute(obj: Any, recompute_bn: bool) -> bool:
     return bool(recompute_bn and _bn_modules(obj.model))
 
 
-def evaluate_points(obj: Any, X: torch.Tensor, recompute_bn: bool = False) -> dict[str, np.ndarray]:
-    """:meth:`Objective.evaluate_both` at the rows of ``X``; with ``recompute_bn``, where
-    the model has BatchNorm with running statistics (:func:`bn_recompute`), the
-    statistics are recomputed at each row first (:func:`bn_buffers`, point by point)
-    and the objective's own buffers are restored afterwards."""
-    if not bn_recompute(obj, recompute_bn):
+def _evaluate(obj: Any, X: torch.Tensor, splits: Sequence[str]) -> dict[str, np.ndarray]:
+    if tuple(splits) == ("train", "validation"):
         return obj.evaluate_both(X)
+    return {f"{s}_{k}": v for s in splits for k, v in obj.evaluate(X, s).items()}
+
+
+def evaluate_points(
+    obj: Any,
+    X: torch.Tensor,
+    recompute_bn: bool = False,
+    splits: Sequence[str] = ("train", "validation"),
+) -> dict[str, np.ndarray]:
+    """:meth:`Objective.evaluate_both` at the rows of ``X`` (keys ``train_loss`` …; with
+    ``splits``, :meth:`Objective.evaluate` on those splits only, same keys); with
+    ``recompute_bn``, where the model has BatchNorm with running statistics
+    (:func:`bn_recompute`), the statistics are recomputed at each row first
+    (:func:`bn_buffers`, point by point) and the objective's own buffers are restored
+    afterwards."""
+    if not bn_recompute(obj, recompute_bn):
+        return _evaluate(obj, X, splits)
     rows: list[dict[str, np.ndarray]] = []
     saved = obj.buffers
     try:
         for x in X:
             obj.buffers = bn_buffers(obj, x)
-            rows.append(obj.evaluate_both(x.unsqueeze(0)))
+            rows.append(_evaluate(obj, x.unsqueeze(0), splits))
     finally:
         obj.buffers = saved
     return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}

@@ -18,8 +18,8 @@ highest point is the *saddle* between the two minima. AutoNEB runs it in **cycle
    extrema), the gradient projected off it, and either (``spring = inf``, the peer's
    default) the pivots redistributed along the chain to their target spacing before
    every step, or Hookean springs of constant ``spring`` along the tangent;
-3. analyse — the train and validation loss at ``sub_pivots`` points between every two
-   pivots; the saddle is the highest train loss.
+3. analyse — the train loss at ``sub_pivots`` points between every two pivots (and
+   the validation loss, after the last cycle); the saddle is the highest train loss.
 
 DSS (``dss``) answers the same question by growing a string below a loss level; NEB
 relaxes a band of fixed size and reports the barrier it finds. Both run on the same
@@ -36,7 +36,7 @@ BatchNorm (``recompute_bn``).
 
 Cost per pair: cycles × steps × (pivots) forward+backward passes on a mini-batch (one
 vmapped pass per step), plus per cycle (pivots − 1)·(sub_pivots + 1) + 1 forward
-passes over both splits.
+passes over the train split (over the validation split too after the last cycle).
 """
 
 from __future__ import annotations
@@ -340,7 +340,11 @@ def run_neb(
             diverged = True
             break
         dense_x, dense_pos = _dense(path, o.sub_pivots)
-        values = evaluate_points(obj, dense_x, o.recompute_bn)
+        # the validation split only for the final chain (the one stored)
+        last = cycle == o.cycles - 1
+        values = evaluate_points(
+            obj, dense_x, o.recompute_bn, ("train", "validation") if last else ("train",)
+        )
         dense_loss = values["train_loss"]
         pivot_loss = dense_loss[:: o.sub_pivots + 1]
         cycle_saddle.append(float(np.max(dense_loss)))

@@ -179,3 +179,24 @@ def test_a_model_vmap_cannot_batch_is_tried_once_then_looped(monkeypatch) -> Non
     torch.testing.assert_close(slow.path, fast.path, rtol=0, atol=1e-12)
     for k, v in fast.dense.items():
         np.testing.assert_allclose(slow.dense[k], v, rtol=1e-12, atol=0)
+
+
+def test_the_validation_split_is_evaluated_for_the_final_chain_only() -> None:
+    obj, w0, w1 = _small_band()
+    o = NEBOptions(pivots=2, cycles=3, insert=1, steps=4, batch_size=16, sub_pivots=2)
+    splits = []
+    evaluate = obj.evaluate
+
+    def counting(points, split="train", chunk=None):
+        splits.append(split)
+        return evaluate(points, split, chunk)
+
+    obj.evaluate = counting
+    res = run_neb(obj, w0, w1, o, torch.Generator().manual_seed(0))
+    assert splits == ["train", "train", "train", "validation"]
+    obj.evaluate = evaluate
+    ref = obj.evaluate_both(res.dense_x)
+    assert set(res.dense) == set(ref)
+    for k, v in ref.items():
+        assert np.array_equal(res.dense[k], v), k
+    assert res.cycle_saddle[-1] == np.max(ref["train_loss"])

@@ -67,7 +67,7 @@ from .git_rebasin import (
     weight_matching,
 )
 from .interpolation import (
-    _bn_modules,
+    bn_recompute,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -123,12 +123,15 @@ class AlignOptions:
 
 
 def _spec(ctx: StepContext) -> PermutationSpec:
-    """The model's permutation spec, traced once per context."""
+    """The model's permutation spec, traced once per context. Frozen parameters are no
+    coordinates of π(θ_B), so the groups they follow stay fixed."""
     cache = ctx.cache
     key = ("align-spec", ctx.step.name)
     if key not in cache:
         obj = ctx.objective
-        cache[key] = trace_permutations(obj.model, obj.splits["train"].inputs[:2])
+        cache[key] = trace_permutations(
+            obj.model, obj.splits["train"].inputs[:2], frozen=obj.layout.frozen
+        )
     return cache[key]
 
 
@@ -277,7 +280,7 @@ class Align(Probe[AlignOptions]):
                 "fixed_units": spec.fixed_units,
                 "buffer_names": names,
                 "labels": ["A → B (naive)", "A → π(B) (aligned)"],
-                "recompute_bn": int(bool(options.recompute_bn and _bn_modules(obj.model))),
+                "recompute_bn": int(bn_recompute(obj, options.recompute_bn)),
                 "paper": "Ainsworth, Hayase & Srinivasa, ICLR 2023",
             },
         )
@@ -339,11 +342,10 @@ class Align(Probe[AlignOptions]):
             out["point_buffers"] = torch.cat([qbufs[n].reshape(-1) for n in names]).double()
         if options.points:
             alpha = np.linspace(0.0, 1.0, options.points)
-            bn = bool(options.recompute_bn and _bn_modules(obj.model))
             rows: dict[str, list[np.ndarray]] = {}
             for x1 in (xb, xq):
                 X = interpolate(xa, x1, alpha)
-                values = evaluate_points(obj, X, bn)
+                values = evaluate_points(obj, X, options.recompute_bn)
                 for k, v in values.items():
                     rows.setdefault(k, []).append(v)
             for k, v in rows.items():

@@ -58,11 +58,12 @@ from lossatlas.engine import (
     StepContext,
     Variable,
     figures,
+    optimizer_options,
     progress,
 )
 
 from .interpolation import (
-    _bn_modules,
+    bn_recompute,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -84,7 +85,19 @@ PANELS, NODES = 32, 16
 
 
 @dataclass
-class CurveOptions:
+class CurveOptions(
+    optimizer_options(
+        lr=0.05,
+        momentum=0.9,
+        epochs=20,
+        batch_size=64,
+        docs={
+            "optimizer": "'sgd' (with momentum, the peer's) or 'adam'",
+            "lr": "initial learning rate",
+            "momentum": "SGD momentum",
+        },
+    )
+):
     pairs: list[list[PointRef]] = field(
         default_factory=lambda: [[PointRef("init:1"), PointRef("init:2")]],
         metadata={"doc": "pairs [w0, w1] of points to join (trained models: earlier steps)"},
@@ -99,11 +112,6 @@ class CurveOptions:
         default=1,
         metadata={"ge": 1, "doc": "trainable control points (1: the quadratic Bezier curve)"},
     )
-    optimizer: Literal["sgd", "adam"] = field(
-        default="sgd", metadata={"doc": "'sgd' (with momentum, the peer's) or 'adam'"}
-    )
-    lr: float = field(default=0.05, metadata={"gt": 0, "doc": "initial learning rate"})
-    momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1, "doc": "SGD momentum"})
     weight_decay: float = field(
         default=0.0, metadata={"ge": 0, "doc": "the peer's ½·wd·‖φ(t)‖² added to each step's loss"}
     )
@@ -113,10 +121,6 @@ class CurveOptions:
             "doc": "'garipov': constant for 50% of the epochs, then linear down to 1% by "
             "90%; 'constant'"
         },
-    )
-    epochs: int = field(default=20, metadata={"ge": 0, "doc": "passes over the train split"})
-    batch_size: int = field(
-        default=64, metadata={"ge": 0, "doc": "mini-batch size (0: full batch)"}
     )
     points: int = field(
         default=61, metadata={"ge": 2, "doc": "values of t evaluated on the curve and the chord"}
@@ -234,6 +238,7 @@ def train_curve(
     start = w0.unsqueeze(0) + frac.unsqueeze(1) * (w1 - w0).unsqueeze(0)
     # The bends are one member of the shared loop (their loss is a function of all).
     momentum = options.momentum if options.optimizer == "sgd" else 0.0
+    # No weight decay in the optimiser: the loss below carries ½·wd·‖φ(t)‖² itself.
     loop = TrainingLoop([start], OptimizerSpec(options.optimizer, options.lr, momentum))
     bends, opt = loop.params[0], loop.optimizer
     split = obj.splits["train"]
@@ -361,7 +366,7 @@ class Curve(Probe[CurveOptions]):
                 "labels": self.labels(options),
                 "w0": [str(p[0]) for p in options.pairs],
                 "w1": [str(p[1]) for p in options.pairs],
-                "recompute_bn": int(bool(options.recompute_bn and _bn_modules(obj.model))),
+                "recompute_bn": int(bn_recompute(obj, options.recompute_bn)),
                 "paper": "Garipov et al., NeurIPS 2018",
             },
         )
@@ -372,13 +377,12 @@ class Curve(Probe[CurveOptions]):
         w0, w1 = ctx.resolve_point(a), ctx.resolve_point(b)
         control, history, diverged = train_curve(obj, w0, w1, options, cell.generator())
         t = np.linspace(0.0, 1.0, options.points)
-        bn = bool(options.recompute_bn and _bn_modules(obj.model))
         out: dict[str, Any] = {"epoch_loss": history, "diverged": np.int8(diverged)}
         for prefix, X in (
             ("", curve_points(options.kind, control, t)),
             ("linear_", interpolate(w0, w1, t)),
         ):
-            for k, v in evaluate_points(obj, X, bn).items():
+            for k, v in evaluate_points(obj, X, options.recompute_bn).items():
                 out[prefix + k] = v
             for split in ("train", "validation"):
                 out[f"{prefix}{split}_loss_barrier"] = curve_summary(

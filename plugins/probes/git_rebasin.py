@@ -21,8 +21,9 @@ model (:func:`trace_permutations`), so any ``nn.Module`` works:
   He et al.'s option A; concatenation) a group is *split* into runs and only the runs
   that meet are tied;
 - a group that reaches anything else — the model's output, an op the tracer does not
-  know, a parameter used outside a known layer — is *fixed* (left unpermuted), so the
-  function never changes: unknown code costs alignment, never correctness.
+  know, a parameter used outside a known layer, a parameter named ``frozen`` (one that
+  is no coordinate of the point, so it cannot move) — is *fixed* (left unpermuted), so
+  the function never changes: unknown code costs alignment, never correctness.
 
 A :class:`PermutationSpec` lists, per free group, every axis run of every parameter and
 buffer it permutes. :func:`apply_permutation` permutes a flat parameter vector (and the
@@ -39,7 +40,6 @@ one forward pass per model over the samples plus one assignment per group.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import re
@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
+
+from .module_state import module_at
 
 __all__ = [
     "PermutationSpec",
@@ -361,8 +363,10 @@ class _Tracer:
     """Turns the events of one forward pass into permutation groups (see
     :func:`trace_permutations`)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, frozen: Iterable[str] = ()) -> None:
         self.param_name = {id(p): n for n, p in model.named_parameters()}
+        self.frozen = set(frozen)
+        self.frozen_bound: list[tuple[str, list[Seg]]] = []  # fixed once the pass is over
         self.buffer_name = {id(b): n for n, b in model.named_buffers()}
         self.G = _Groups()
         self.state: dict[int, tuple[int, list[Seg]]] = {}  # id -> (axis < 0, layout)
@@ -392,6 +396,9 @@ class _Tracer:
         if k is None:
             return False
         self._bound.add(id(t))
+        if k[1] in self.frozen:  # its values cannot move: neither can its units
+            self.frozen_bound.append((k[1], list(layout)))
+            return True
         if k[1] in self.opaque:
             self.G.fix(layout, why)
             return True
@@ -693,7 +700,9 @@ def _scaled(layout: list[Seg], inner: int) -> list[Seg]:
     return [Seg(s.group, s.size, s.inner * inner) for s in layout]
 
 
-def trace_permutations(model: torch.nn.Module, inputs: torch.Tensor) -> PermutationSpec:
+def trace_permutations(
+    model: torch.nn.Module, inputs: torch.Tensor, frozen: Iterable[str] = ()
+) -> PermutationSpec:
     """The permutation groups of ``model`` from one forward pass on ``inputs`` (two
     samples suffice; the model runs in its current train/eval mode, unchanged).
 
@@ -701,15 +710,21 @@ def trace_permutations(model: torch.nn.Module, inputs: torch.Tensor) -> Permutat
     :func:`apply_permutation` with any permutation of the free groups leaves the
     function unchanged (the tests check this in float64 for MLPs, CNNs, ResNets with
     BatchNorm, and models with weight tying, LayerNorm and unknown ops).
+
+    ``frozen`` names parameters whose values must not move (a frozen parameter is no
+    coordinate of the point being permuted, so it cannot carry a permutation): every
+    group they would follow is fixed, and they are not in the spec's ``params``.
     """
     rec, out = _trace(model, inputs)
-    tr = _Tracer(model)
+    tr = _Tracer(model, frozen)
     tr.run(rec.events)
     G = tr.G
     for t in _tensors(out):  # the model's outputs are what must not change
         r = tr.rec(t)
         if r is not None:
             G.fix(r[1], OUTPUT)
+    for name, layout in tr.frozen_bound:  # after the output: that reason comes first
+        G.fix(layout, f"frozen parameter '{name}'")
 
     roots: dict[int, int] = {}
 
@@ -923,12 +938,7 @@ def activation_matching(
 def model_with(
     model: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
 ) -> torch.nn.Module:
-    """A deep copy of ``model`` holding ``params`` and ``buffers`` (same dtype/device)."""
-    m = copy.deepcopy(model)
-    with torch.no_grad():
-        for n, p in m.named_parameters():
-            p.copy_(params[n])
-        for n, b in m.named_buffers():
-            if n in buffers:
-                b.copy_(buffers[n])
-    return m
+    """A deep copy of ``model`` holding ``params`` and ``buffers`` (same dtype/device);
+    frozen parameters missing from ``params`` keep their values
+    (:func:`~lossatlas.plugins.probes.module_state.module_at`)."""
+    return module_at(model, params, buffers)

@@ -34,7 +34,7 @@ splits per pair (one vmapped pass per chunk of points).
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,10 +60,13 @@ from lossatlas.engine import (
     parse_random,
 )
 
+from .module_state import module_at
+
 __all__ = [
     "Interpolation",
     "alpha_grid",
     "bn_buffers",
+    "bn_recompute",
     "curve_summary",
     "evaluate_points",
     "interpolate",
@@ -203,11 +206,7 @@ def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     is one batch. Only the BN layers run in train mode (dropout and the rest stay in
     eval mode, so the result is deterministic). Cost: one forward pass over the train
     split."""
-    model = copy.deepcopy(obj.model)
-    state = obj.layout.unflatten(x)
-    for name, p in model.named_parameters():
-        if name in state:  # frozen parameters are not coordinates: they keep their values
-            p.copy_(state[name])
+    model = module_at(obj.model, obj.layout.unflatten(x))  # frozen parameters kept
     bns = _bn_modules(model)
     for m in bns:
         m.reset_running_stats()
@@ -224,18 +223,39 @@ def bn_buffers(obj: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {n: b.detach().clone() for n, b in model.named_buffers()}
 
 
-def evaluate_points(obj: Any, X: torch.Tensor, recompute_bn: bool = False) -> dict[str, np.ndarray]:
-    """:meth:`Objective.evaluate_both` at the rows of ``X``; with ``recompute_bn`` the
-    BatchNorm statistics are recomputed at each row first (:func:`bn_buffers`, point by
-    point) and the objective's own buffers are restored afterwards."""
-    if not recompute_bn:
+def bn_recompute(obj: Any, recompute_bn: bool) -> bool:
+    """Whether :func:`evaluate_points` recomputes BatchNorm statistics given the option
+    ``recompute_bn``: only where the model has BatchNorm layers with running
+    statistics (for a plan's ``recompute_bn`` attribute)."""
+    return bool(recompute_bn and _bn_modules(obj.model))
+
+
+def _evaluate(obj: Any, X: torch.Tensor, splits: Sequence[str]) -> dict[str, np.ndarray]:
+    if tuple(splits) == ("train", "validation"):
         return obj.evaluate_both(X)
+    return {f"{s}_{k}": v for s in splits for k, v in obj.evaluate(X, s).items()}
+
+
+def evaluate_points(
+    obj: Any,
+    X: torch.Tensor,
+    recompute_bn: bool = False,
+    splits: Sequence[str] = ("train", "validation"),
+) -> dict[str, np.ndarray]:
+    """:meth:`Objective.evaluate_both` at the rows of ``X`` (keys ``train_loss`` …; with
+    ``splits``, :meth:`Objective.evaluate` on those splits only, same keys); with
+    ``recompute_bn``, where the model has BatchNorm with running statistics
+    (:func:`bn_recompute`), the statistics are recomputed at each row first
+    (:func:`bn_buffers`, point by point) and the objective's own buffers are restored
+    afterwards."""
+    if not bn_recompute(obj, recompute_bn):
+        return _evaluate(obj, X, splits)
     rows: list[dict[str, np.ndarray]] = []
     saved = obj.buffers
     try:
         for x in X:
             obj.buffers = bn_buffers(obj, x)
-            rows.append(obj.evaluate_both(x.unsqueeze(0)))
+            rows.append(_evaluate(obj, x.unsqueeze(0), splits))
     finally:
         obj.buffers = saved
     return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
@@ -353,14 +373,9 @@ class Interpolation(Probe[InterpolationOptions]):
         for dim, alpha in self._grids(options).items():
             prefix = "" if dim == "alpha" else dim.removeprefix("alpha_") + "_"
             X = interpolate(theta0, theta1, alpha)
-            values = self._evaluate_bn(obj, X) if options.recompute_bn else obj.evaluate_both(X)
-            for k, v in values.items():
+            for k, v in evaluate_points(obj, X, options.recompute_bn).items():
                 out[prefix + k] = v
         return out
-
-    @staticmethod
-    def _evaluate_bn(obj: Any, X: torch.Tensor) -> dict[str, np.ndarray]:
-        return evaluate_points(obj, X, recompute_bn=True)
 
     # ------------------------------------------------------------- summaries
 

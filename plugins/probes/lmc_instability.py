@@ -56,7 +56,7 @@ from lossatlas.engine import (
     parse_options,
 )
 
-from .interpolation import _bn_modules, evaluate_points, interpolate
+from .interpolation import evaluate_points, interpolate
 from .train import TrainOptions, _steps, planned_record_steps
 
 __all__ = ["LMCInstability", "LMCInstabilityOptions", "frankle_barrier"]
@@ -242,8 +242,9 @@ class LMCInstability(Probe[LMCInstabilityOptions]):
             )
             children.append(res.x_final)
         alpha = np.linspace(0.0, 1.0, options.points)
-        bn = bool(options.recompute_bn and _bn_modules(obj.model))
-        values = evaluate_points(obj, interpolate(children[0], children[1], alpha), bn)
+        values = evaluate_points(
+            obj, interpolate(children[0], children[1], alpha), options.recompute_bn
+        )
         out: dict[str, Any] = dict(values)
         ends = np.asarray([0, len(alpha) - 1])
         for key, v in values.items():

@@ -18,8 +18,8 @@ highest point is the *saddle* between the two minima. AutoNEB runs it in **cycle
    extrema), the gradient projected off it, and either (``spring = inf``, the peer's
    default) the pivots redistributed along the chain to their target spacing before
    every step, or Hookean springs of constant ``spring`` along the tangent;
-3. analyse — the train and validation loss at ``sub_pivots`` points between every two
-   pivots; the saddle is the highest train loss.
+3. analyse — the train loss at ``sub_pivots`` points between every two pivots (and
+   the validation loss, after the last cycle); the saddle is the highest train loss.
 
 DSS (``dss``) answers the same question by growing a string below a loss level; NEB
 relaxes a band of fixed size and reports the barrier it finds. Both run on the same
@@ -36,7 +36,7 @@ BatchNorm (``recompute_bn``).
 
 Cost per pair: cycles × steps × (pivots) forward+backward passes on a mini-batch (one
 vmapped pass per step), plus per cycle (pivots − 1)·(sub_pivots + 1) + 1 forward
-passes over both splits.
+passes over the train split (over the validation split too after the last cycle).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from lossatlas.engine import (
 from lossatlas.engine.training import OptimizerSpec, TrainingLoop
 
 from .interpolation import (
-    _bn_modules,
+    bn_recompute,
     curve_summary,
     evaluate_points,
     interpolate,
@@ -252,7 +252,6 @@ def run_neb(
 
     from lossatlas.engine.training import minibatch_loss
 
-    bn = bool(o.recompute_bn and _bn_modules(obj.model))
     split = obj.splits["train"]
     n = len(split)
     size = n if o.batch_size in (0, None) else min(o.batch_size, n)
@@ -264,24 +263,28 @@ def run_neb(
     pivot_loss: np.ndarray | None = None
     diverged = False
     batched = vmap(lambda x, xb, yb: minibatch_loss(obj, x, xb, yb), in_dims=(0, None, None))
+    use_vmap = True  # until vmap fails once: then pivot by pivot for the rest of the run
 
     def losses_and_grads(P: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor):
-        X = P.detach().requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                L = batched(X, xb, yb)
-                (G,) = torch.autograd.grad(L.sum(), X)
-        except (RuntimeError, NotImplementedError):  # a model vmap cannot batch
-            Ls, Gs = [], []
-            for x in P:
-                xi = x.detach().requires_grad_(True)
+        nonlocal use_vmap
+        if use_vmap:
+            X = P.detach().requires_grad_(True)
+            try:
                 with torch.enable_grad():
-                    li = minibatch_loss(obj, xi, xb, yb)
-                    (gi,) = torch.autograd.grad(li, xi)
-                Ls.append(li.detach())
-                Gs.append(gi)
-            L, G = torch.stack(Ls), torch.stack(Gs)
-        return L.detach(), G
+                    L = batched(X, xb, yb)
+                    (G,) = torch.autograd.grad(L.sum(), X)
+                return L.detach(), G
+            except (RuntimeError, NotImplementedError):  # a model vmap cannot batch
+                use_vmap = False
+        Ls, Gs = [], []
+        for x in P:
+            xi = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                li = minibatch_loss(obj, xi, xb, yb)
+                (gi,) = torch.autograd.grad(li, xi)
+            Ls.append(li.detach())
+            Gs.append(gi)
+        return torch.stack(Ls), torch.stack(Gs)
 
     order = torch.arange(n)
     pos = n
@@ -337,7 +340,11 @@ def run_neb(
             diverged = True
             break
         dense_x, dense_pos = _dense(path, o.sub_pivots)
-        values = evaluate_points(obj, dense_x, bn)
+        # the validation split only for the final chain (the one stored)
+        last = cycle == o.cycles - 1
+        values = evaluate_points(
+            obj, dense_x, o.recompute_bn, ("train", "validation") if last else ("train",)
+        )
         dense_loss = values["train_loss"]
         pivot_loss = dense_loss[:: o.sub_pivots + 1]
         cycle_saddle.append(float(np.max(dense_loss)))
@@ -438,7 +445,7 @@ class NEB(Probe[NEBOptions]):
                 "theta0": [str(p[0]) for p in options.pairs],
                 "theta1": [str(p[1]) for p in options.pairs],
                 "sub_pivots": options.sub_pivots,
-                "recompute_bn": int(bool(options.recompute_bn and _bn_modules(obj.model))),
+                "recompute_bn": int(bn_recompute(obj, options.recompute_bn)),
                 "paper": "Draxler et al., ICML 2018",
             },
         )
@@ -476,9 +483,8 @@ class NEB(Probe[NEBOptions]):
         for key, v in res.dense.items():
             out[key] = pad(v, ndense)
         out["saddle"] = float(np.max(res.dense["train_loss"])) if m else np.nan
-        bn = bool(options.recompute_bn and _bn_modules(obj.model))
         t = np.linspace(0.0, 1.0, 41)
-        chord = evaluate_points(obj, interpolate(w0, w1, t), bn)
+        chord = evaluate_points(obj, interpolate(w0, w1, t), options.recompute_bn)
         for split in ("train", "validation"):
             out[f"{split}_loss_barrier"] = curve_summary(res.dense_pos, res.dense[f"{split}_loss"])[
                 "barrier"

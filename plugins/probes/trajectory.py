@@ -133,6 +133,8 @@ class Trajectory(Probe[TrajectoryOptions]):
     # -------------------------------------------------------------- loading
 
     def _load(self, options: TrajectoryOptions, ctx: StepContext) -> dict[str, np.ndarray]:
+        from lossatlas.engine.context import recorded_steps
+
         ds = ctx.load_step(options.of)
         missing = [v for v in ("trajectory", "initial", "point") if v not in ds]
         if missing:
@@ -142,10 +144,7 @@ class Trajectory(Probe[TrajectoryOptions]):
             )
         traj = np.asarray(ds["trajectory"].values, dtype=np.float64)
         # the step each row holds (a run that stopped early ends between planned steps)
-        steps = np.asarray(ds["record"].values)
-        if "recorded_step" in ds:
-            actual = np.asarray(ds["recorded_step"].values, dtype=np.float64)
-            steps = np.where(np.isfinite(actual), actual, steps).astype(np.int64)
+        steps = recorded_steps(ds)
         keep = np.all(np.isfinite(traj), axis=1)
         if "steps" in ds and int(ds["steps"]) == 0:
             raise ConfigError(

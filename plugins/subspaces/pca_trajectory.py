@@ -127,6 +127,8 @@ class PCATrajectory(SubspacePlugin[PCATrajectoryOptions]):
         origin: torch.Tensor,
         generator: torch.Generator,
     ) -> Subspace:
+        from lossatlas.engine.context import recorded_steps
+
         ds = ctx.load_step(options.of)
         where = f"subspace 'pca-trajectory': '{options.of}'"
         if "trajectory" not in ds:
@@ -134,10 +136,7 @@ class PCATrajectory(SubspacePlugin[PCATrajectoryOptions]):
                 f"{where} recorded no trajectory; point 'of' at a step with probe = \"train\""
             )
         traj = np.asarray(ds["trajectory"].values, dtype=np.float64)
-        steps = np.asarray(ds["record"].values)
-        if "recorded_step" in ds:
-            actual = np.asarray(ds["recorded_step"].values, dtype=np.float64)
-            steps = np.where(np.isfinite(actual), actual, steps).astype(np.int64)
+        steps = recorded_steps(ds)
         keep = np.all(np.isfinite(traj), axis=1)
         traj, steps = traj[keep], steps[keep]
         D = int(origin.numel())

@@ -3,6 +3,7 @@ barrier; a ResNet with BatchNorm; clear errors; the plot and the paths."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 
 import numpy as np
@@ -162,3 +163,83 @@ def test_clear_errors_before_anything_runs(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no hidden units"):
         run(tmp_path, linear)
     assert not (tmp_path / "s.zarr").exists()
+
+
+FROZEN_FACTORY = """
+import math
+import torch
+
+
+def make(data, frozen):
+    n = math.prod(data.input_shape)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(n, 12),
+        torch.nn.ReLU(),
+        torch.nn.Linear(12, 10),
+        torch.nn.ReLU(),
+        torch.nn.Linear(10, data.n_outputs),
+    )
+    net[frozen].bias.requires_grad_(False)
+    return net
+"""
+FROZEN_RUN = """
+name = "r"
+seed = 0
+dtype = "float64"
+[model]
+plugin = "python"
+factory = "frozen_bias_align:make"
+search_path = ["{path}"]
+kwargs = {{frozen = {frozen}}}
+[dataset]
+plugin = "digits"
+limit = 120
+[[steps]]
+name = "weight"
+probe = "align"
+a = "init:1"
+b = "init:2"
+points = 3
+[[steps]]
+name = "activation"
+probe = "align"
+a = "init:1"
+b = "init:2"
+method = "activation"
+samples = 100
+points = 0
+"""
+
+
+@pytest.mark.parametrize("frozen", [5, 3], ids=["output-bias", "hidden-bias"])
+def test_a_frozen_bias_keeps_its_value_and_the_function(tmp_path, frozen) -> None:
+    """A frozen bias is no coordinate of x: the permuted model keeps the model's own
+    bias there and computes B's function (checked by a hand-written forward pass)."""
+    (tmp_path / "frozen_bias_align.py").write_text(FROZEN_FACTORY)
+    cfg, store = run(tmp_path, FROZEN_RUN.format(path=tmp_path, frozen=frozen))
+    ctx = StepContext(make_registry(), cfg, cfg.steps[0], store)
+    obj = ctx.objective
+    assert obj.layout.frozen == [f"{frozen}.bias"]
+    const = {n: p.detach() for n, p in obj.model.named_parameters() if not p.requires_grad}
+    X = obj.splits["validation"].inputs.reshape(len(obj.splits["validation"].inputs), -1)
+
+    def forward(x: np.ndarray) -> torch.Tensor:
+        W = {**const, **obj.layout.unflatten(torch.as_tensor(x))}
+        h = torch.relu(X @ W["1.weight"].T + W["1.bias"])
+        h = torch.relu(h @ W["3.weight"].T + W["3.bias"])
+        return h @ W["5.weight"].T + W["5.bias"]
+
+    for step in ("weight", "activation"):
+        ds = store.open_step("r", step).load()
+        # a frozen hidden bias cannot move, so its layer's units stay where they are
+        fixed = [label for label, _n, _why in json.loads(ds.attrs["fixed_groups"])]
+        assert fixed == ([] if frozen == 5 else ["3.weight"])
+        assert ds.attrs["group_sizes"] == ([12, 10] if frozen == 5 else [12])
+        assert float(ds["max_abs_output_diff"]) < 1e-14 * float(ds["max_abs_output"])
+        assert int(ds["units_moved"].sum()) > 0
+        point, source = ds["point"].values, ds["source"].values
+        torch.testing.assert_close(forward(point), forward(source), rtol=0, atol=1e-12)
+    assert float(ds["max_abs_output"]) == pytest.approx(
+        float(forward(source).abs().max()), rel=1e-12
+    )

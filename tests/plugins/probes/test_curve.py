@@ -11,19 +11,22 @@ import pytest
 import torch
 from pairs import two_minima
 
-from lossatlas.engine import make_registry
+from lossatlas.engine import DataBundle, Objective, OptimizerOptions, Split, make_registry
 from lossatlas.engine.components import Cell
 from lossatlas.engine.config import parse_config
 from lossatlas.engine.context import StepContext
+from lossatlas.engine.options import parse_options
 from lossatlas.engine.runner import run_pipeline
 from lossatlas.engine.store import Store
 from lossatlas.engine.sweep import cell_seed
 from lossatlas.plugins.probes.curve import (
+    CurveOptions,
     arc_fraction,
     curve_coefficients,
     curve_length,
     curve_points,
     garipov_lr,
+    train_curve,
 )
 
 
@@ -206,3 +209,36 @@ def test_batchnorm_statistics_are_recomputed_at_every_t(tmp_path) -> None:
     frozen = ctx.objective.evaluate_both(torch.stack([a, b]))
     assert ds["train_loss"].values[0, [0, -1]] == pytest.approx(ends["train_loss"], rel=1e-12)
     assert not np.allclose(ends["train_loss"], frozen["train_loss"])  # the recomputation mattered
+
+
+def test_one_training_step_applies_weight_decay_once() -> None:
+    """The shared optimiser options with curve's defaults; the step descends
+    L(φ(t)) + ½·wd·‖φ(t)‖² (weight decay in the loss only, not again in the optimiser):
+    one full-batch SGD step moves the bend by −lr·c₁(t)·(∇L(φ(t)) + wd·φ(t))."""
+    defaults = parse_options(CurveOptions, {}, "step 'curve'")
+    assert isinstance(defaults, OptimizerOptions)
+    assert (defaults.optimizer, defaults.lr, defaults.momentum) == ("sgd", 0.05, 0.9)
+    assert (defaults.epochs, defaults.batch_size) == (20, 64)
+    torch.manual_seed(0)
+    X = torch.randn(24, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (24,))
+    data = DataBundle(Split(X, y), Split(X[:8], y[:8]), "classification", 3)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    obj = Objective(model, data, dtype=torch.float64)
+    w0 = obj.x0.clone()
+    w1 = w0 + torch.randn(obj.D, dtype=torch.float64)
+    o = parse_options(
+        CurveOptions,
+        {"epochs": 1, "batch_size": 0, "momentum": 0.0, "lr": 0.1, "weight_decay": 0.3,
+         "lr_schedule": "constant"},
+        "step 'curve'",
+    )  # fmt: skip
+    control, _history, diverged = train_curve(obj, w0, w1, o, torch.Generator().manual_seed(5))
+    assert not diverged
+    t = torch.rand(1, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    c = curve_coefficients("bezier", 1, t)[0]
+    bend = (w0 + w1) / 2
+    x = c[0] * w0 + c[1] * bend + c[2] * w1
+    grad = torch.func.grad(obj.function("train"))(x)
+    expect = bend - 0.1 * c[1] * (grad + 0.3 * x)
+    torch.testing.assert_close(control[1], expect, rtol=0, atol=1e-12)

@@ -204,6 +204,39 @@ def test_tied_weights_and_reused_layers_share_one_group() -> None:
     assert sorted(spec.params["mid.weight"]) == [0, 1]  # P W Pᵀ
 
 
+def test_frozen_parameters_fix_the_groups_they_follow() -> None:
+    """A frozen parameter is no coordinate of the point being permuted: its values stay,
+    so every group it follows must stay fixed, or the function would change."""
+    model, x = _model("depthwise")
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == ["pw.bias"]
+    params, bufs = _params(model)
+    trainable = {k: v for k, v in params.items() if k not in frozen}
+    free = trace_permutations(model, x[:2])  # every parameter may move
+    spec = trace_permutations(model, x[:2], frozen=frozen)
+    assert "pw.bias" in free.params and "pw.bias" not in spec.params
+    assert list(spec.params["pw.weight"]) == [1]  # its input side only: pw's units stay
+    assert spec.n_groups == free.n_groups - 1
+    assert [(label, reason) for label, _n, reason in spec.fixed] == [
+        ("pw.weight", "frozen parameter 'pw.bias'")
+    ]
+    with torch.no_grad():
+        ref = model(x)
+        for seed in range(3):
+            g = torch.Generator().manual_seed(seed)
+            p2, b2 = apply_permutation(spec, random_permutation(spec, g), trainable, bufs)
+            assert (ref - model_with(model, p2, b2)(x)).abs().max().item() < 1e-12
+        # the control: the spec that may move pw's units changes the function when the
+        # frozen bias keeps its values
+        p2, b2 = apply_permutation(free, random_permutation(free, g), trainable, bufs)
+        assert (ref - model_with(model, p2, b2)(x)).abs().max().item() > 1e-3
+    # tied weights: the frozen bias sits on the one stream, so nothing is free
+    tied, x = _model("tied")
+    spec = trace_permutations(tied, x[:2], frozen=["twin.bias"])
+    assert spec.n_groups == 0
+    assert "frozen parameter 'twin.bias'" in [reason for *_x, reason in spec.fixed]
+
+
 def test_a_weight_used_outside_a_layer_is_left_alone() -> None:
     model, x = _model("opaque")
     spec = trace_permutations(model, x[:2])

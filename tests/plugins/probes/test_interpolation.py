@@ -4,6 +4,7 @@ random points, BatchNorm statistics, summaries, plot."""
 from __future__ import annotations
 
 import tomllib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,13 @@ from lossatlas.engine.config import parse_config
 from lossatlas.engine.context import StepContext
 from lossatlas.engine.runner import run_pipeline
 from lossatlas.engine.store import Store
-from lossatlas.plugins.probes.interpolation import alpha_grid, bn_buffers, curve_summary
+from lossatlas.plugins.probes.interpolation import (
+    alpha_grid,
+    bn_buffers,
+    bn_recompute,
+    curve_summary,
+    evaluate_points,
+)
 
 DIGITS = """
 name = "r"
@@ -236,6 +243,29 @@ def test_recompute_bn_statistics_with_a_frozen_layer():
     x = obj.x0 + 0.3 * torch.randn(obj.D, dtype=torch.float64)
     bufs = bn_buffers(obj, x)
     torch.testing.assert_close(bufs["1.running_mean"], (X @ W0.T + b0).mean(0))
+
+
+def test_evaluate_points_recomputes_only_where_there_are_running_statistics():
+    """recompute_bn is a request: without BatchNorm running statistics (no BN layer, or
+    track_running_stats=False) the points are evaluated as they are."""
+    torch.manual_seed(0)
+    X = torch.randn(30, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,))
+    data = DataBundle(Split(X, y), Split(X[:10], y[:10]), "classification", 3)
+    plain = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    running = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 3)
+    )
+    batch_stats = SimpleNamespace(model=torch.nn.BatchNorm1d(6, track_running_stats=False))
+    assert bn_recompute(batch_stats, True) is False
+    for model, recomputes in ((plain, False), (running, True)):
+        obj = Objective(model, data, dtype=torch.float64, batch_size=16)
+        assert bn_recompute(obj, True) is recomputes
+        assert bn_recompute(obj, False) is False
+        P = obj.x0 + 0.3 * torch.randn(3, obj.D, dtype=torch.float64)
+        got, ref = evaluate_points(obj, P, recompute_bn=True), obj.evaluate_both(P)
+        same = all(np.array_equal(got[k], ref[k]) for k in ref)
+        assert same is not recomputes
 
 
 def test_bad_pairs_are_config_errors(tmp_path):

@@ -11,11 +11,18 @@ import pytest
 import torch
 from pairs import two_minima
 
-from lossatlas.engine import make_registry
+from lossatlas.engine import DataBundle, Objective, Split, make_registry
 from lossatlas.engine.config import parse_config
 from lossatlas.engine.runner import run_pipeline
 from lossatlas.engine.store import Store
-from lossatlas.plugins.probes.neb import _fill, _highest, distribute, neb_tangent
+from lossatlas.plugins.probes.neb import (
+    NEBOptions,
+    _fill,
+    _highest,
+    distribute,
+    neb_tangent,
+    run_neb,
+)
 
 
 def run(tmp_path, text):
@@ -138,3 +145,58 @@ def test_a_digits_band_lowers_the_barrier_and_draws(tmp_path, spring: str) -> No
     (path,) = probe.paths(ds)
     assert len(path.position) == n and path.kind == "neb"
     assert path.barrier == pytest.approx(float(ds["train_loss_barrier"][0]))
+
+
+def _small_band() -> tuple[Objective, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    X = torch.randn(40, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,))
+    data = DataBundle(Split(X, y), Split(X[:12], y[:12]), "classification", 3)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    obj = Objective(model, data, dtype=torch.float64)
+    w0 = obj.x0.clone()
+    return obj, w0, w0 + 0.5 * torch.randn(obj.D, dtype=torch.float64)
+
+
+def test_a_model_vmap_cannot_batch_is_tried_once_then_looped(monkeypatch) -> None:
+    """Where vmap fails, the band falls back to one pivot at a time for the rest of the
+    run (not a failing vmap on every step), and finds the same chain."""
+    obj, w0, w1 = _small_band()
+    o = NEBOptions(pivots=2, cycles=2, insert=1, steps=6, batch_size=16, sub_pivots=2)
+    fast = run_neb(obj, w0, w1, o, torch.Generator().manual_seed(0))
+    tries = []
+
+    def failing(f, *args, **kwargs):
+        def batched(*a, **k):
+            tries.append(1)
+            raise RuntimeError("vmap: no batching rule")
+
+        return batched
+
+    monkeypatch.setattr(torch.func, "vmap", failing)
+    slow = run_neb(obj, w0, w1, o, torch.Generator().manual_seed(0))
+    assert len(tries) == 1  # 12 steps, one attempt
+    torch.testing.assert_close(slow.path, fast.path, rtol=0, atol=1e-12)
+    for k, v in fast.dense.items():
+        np.testing.assert_allclose(slow.dense[k], v, rtol=1e-12, atol=0)
+
+
+def test_the_validation_split_is_evaluated_for_the_final_chain_only() -> None:
+    obj, w0, w1 = _small_band()
+    o = NEBOptions(pivots=2, cycles=3, insert=1, steps=4, batch_size=16, sub_pivots=2)
+    splits = []
+    evaluate = obj.evaluate
+
+    def counting(points, split="train", chunk=None):
+        splits.append(split)
+        return evaluate(points, split, chunk)
+
+    obj.evaluate = counting
+    res = run_neb(obj, w0, w1, o, torch.Generator().manual_seed(0))
+    assert splits == ["train", "train", "train", "validation"]
+    obj.evaluate = evaluate
+    ref = obj.evaluate_both(res.dense_x)
+    assert set(res.dense) == set(ref)
+    for k, v in ref.items():
+        assert np.array_equal(res.dense[k], v), k
+    assert res.cycle_saddle[-1] == np.max(ref["train_loss"])
